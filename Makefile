@@ -1,0 +1,40 @@
+# pycell's entry points. `make run` and `make test` are the README's quick start; both install
+# missing Debian packages first (scripts/install-deps.sh, as root), then build with CMake + Ninja.
+BUILD ?= build
+BUILD_TYPE ?= RelWithDebInfo
+STATE_DIR ?= $(CURDIR)/var
+CMAKE_FLAGS ?=
+ifeq ($(CI),true)
+CMAKE_FLAGS += -DPYCELL_WERROR=ON
+endif
+
+.PHONY: all deps build run test bench sanitize clean format
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD)
+
+# The main job: an interactive sandboxed Python session (the server issue turns it into serve).
+run: build
+	$(BUILD)/pycell repl --state-dir $(STATE_DIR)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure --timeout 900
+
+bench: build
+	$(BUILD)/bench/session_bench --state-dir $(STATE_DIR)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build of everything, with its tests.
+sanitize:
+	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DPYCELL_SANITIZE=ON"
+
+format:
+	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+clean:
+	rm -rf $(BUILD) build-asan

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages pycell needs to build, test and run. Idempotent: installs only
+# what is missing, so `make` on a machine that has everything touches no network. Needs root
+# (or sudo) when something is missing.
+#
+# Boost: Debian 12's default, 1.74 (libboost-dev). Boost 1.81's -dev packages conflict with it, and
+# python3-scipy needs it (through python3-pythran), so the runtime stack and Boost 1.81 cannot be
+# installed together. 1.74 has Asio and Beast; JSON comes from nlohmann-json instead of Boost.JSON.
+set -euo pipefail
+
+BUILD_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libboost-dev nlohmann-json3-dev
+  libseccomp-dev libssl-dev libspdlog-dev libcli11-dev libtomlplusplus-dev libsqlite3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+RUNTIME_PACKAGES=(
+  python3 python3-ipython python3-matplotlib-inline
+  python3-numpy python3-pandas python3-scipy python3-matplotlib python3-seaborn
+  python3-sklearn python3-statsmodels python3-openpyxl python3-xlrd python3-pil python3-sympy
+  python3-tabulate python3-lxml python3-bs4 python3-networkx python3-docx python3-pypdf
+  uidmap
+)
+BENCH_PACKAGES=(python3-jupyter-client python3-ipykernel)
+
+missing=()
+for p in "${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}" "${BENCH_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Subordinate ids for the sessions (pycell runs them as unprivileged host uids from this range).
+if [ "$(id -u)" -eq 0 ]; then
+  grep -q '^root:' /etc/subuid 2>/dev/null || usermod --add-subuids 1000000-1065535 root
+  grep -q '^root:' /etc/subgid 2>/dev/null || usermod --add-subgids 1000000-1065535 root
+fi

@@ -1,0 +1,120 @@
+#include "cli/cell_printer.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "sandbox/mount_ns.h"
+
+namespace pycell::cli {
+namespace {
+
+// Python's base64 (no line breaks) to bytes, with OpenSSL's decoder.
+std::string Base64Decode(const std::string& in) {
+  std::string out(3 * (in.size() / 4) + 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  if (n < 0) return "";
+  size_t padding = 0;
+  for (size_t i = in.size(); i > 0 && in[i - 1] == '=' && padding < 2; --i) ++padding;
+  out.resize(static_cast<size_t>(n) - padding);
+  return out;
+}
+
+Status MakeDirs(const std::string& path) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    std::string prefix = path.substr(0, slash);
+    if (!prefix.empty() && ::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      return Status::FromErrno("mkdir " + prefix);
+    }
+    if (slash == std::string::npos) return Status::Ok();
+  }
+}
+
+const std::string* Find(const kernel::MimeBundle& bundle, const std::string& mime) {
+  for (const auto& [m, v] : bundle.data) {
+    if (m == mime) return &v;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<session::SessionManager>> StartEngine(const EngineConfig& config) {
+  if (::geteuid() == 0) {
+    RETURN_IF_ERROR(sandbox::mount_ns::PrivatizeHostMounts());
+  }
+  return session::SessionManager::Create(config);
+}
+
+int PrintRecord(const session::ExecutionRecord& record, bool images_saved) {
+  for (const kernel::Output& output : record.outputs) {
+    const std::string* text = Find(output.bundle, "text/plain");
+    bool image = Find(output.bundle, "image/png") || Find(output.bundle, "image/svg+xml");
+    if (image && !images_saved) {
+      std::cout << "[" << (text ? *text : std::string("image"))
+                << " — pass --out DIR to save images]\n";
+    } else if (!image && text) {
+      std::cout << (output.kind == kernel::Output::Kind::kResult
+                        ? "Out[" + std::to_string(record.execution_count) + "]: "
+                        : "")
+                << *text << "\n";
+    }
+  }
+  std::cout.flush();
+  if (record.error) {
+    for (const std::string& line : record.error->traceback) std::cerr << line << "\n";
+    if (record.error->traceback.empty()) {
+      std::cerr << record.error->ename << ": " << record.error->evalue << "\n";
+    }
+  }
+  if (record.status == "timeout") {
+    std::cerr << "pycell: the cell timed out and was " << record.timeout_action << "\n";
+  }
+  if (!record.session_end_reason.empty()) {
+    std::cerr << "pycell: the session ended (" << record.session_end_reason << ")\n";
+  }
+  if (record.status == "ok") return 0;
+  if (record.status == "error") return kExitCellError;
+  if (record.status == "timeout" && record.session_end_reason.empty()) return kExitTimeout;
+  return record.status == "timeout" ? kExitTimeout : kExitSessionEnded;
+}
+
+Status SaveArtifacts(const session::Session& session, const session::ExecutionRecord& record,
+                     const std::string& out_dir) {
+  RETURN_IF_ERROR(MakeDirs(out_dir));
+  int n = 0;
+  for (const kernel::Output& output : record.outputs) {
+    const std::string* png = Find(output.bundle, "image/png");
+    const std::string* svg = Find(output.bundle, "image/svg+xml");
+    if (!png && !svg) continue;
+    std::string name = out_dir + "/output-" + std::to_string(record.execution_count) + "-" +
+                       std::to_string(++n) + (png ? ".png" : ".svg");
+    std::ofstream file(name, std::ios::binary | std::ios::trunc);
+    file << (png ? Base64Decode(*png) : *svg);
+    if (!file) return Status::Internal("could not write " + name);
+    std::cerr << "saved " << name << "\n";
+  }
+  for (const files::FileChange& change : record.files) {
+    std::string dest = out_dir + "/" + change.path;
+    auto slash = dest.rfind('/');
+    RETURN_IF_ERROR(MakeDirs(dest.substr(0, slash)));
+    Status copied = session.CopyFileOut(change.path, dest);
+    if (!copied.ok()) {
+      std::cerr << "pycell: not copied: /mnt/data/" << change.path << ": " << copied.message()
+                << "\n";
+      continue;
+    }
+    std::cerr << "saved " << dest << "\n";
+  }
+  return Status::Ok();
+}
+
+}  // namespace pycell::cli

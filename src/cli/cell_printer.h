@@ -1,0 +1,30 @@
+// What run and repl share: starting the engine, and showing a cell's record to a person (text
+// to the terminal, images and /mnt/data files into an output folder).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/config.h"
+#include "common/status.h"
+#include "session/execution.h"
+#include "session/session.h"
+#include "session/session_manager.h"
+
+namespace pycell::cli {
+
+// Privatizes this process's mounts (sessions' mounts never reach the host's table) and starts
+// the session manager. Call before any other thread starts.
+Result<std::unique_ptr<session::SessionManager>> StartEngine(const EngineConfig& config);
+
+// Prints results and displays as text (stdout and stderr were streamed already), and the error
+// with its traceback to stderr. Returns the exit code the record deserves.
+int PrintRecord(const session::ExecutionRecord& record, bool images_saved);
+
+// Writes every image display into `out_dir` (<exec-count>-<n>.png, .svg) and copies the files the
+// cell created or changed under /mnt/data there, keeping their relative paths. Links are never
+// followed on the session's side. Prints one line per file written.
+Status SaveArtifacts(const session::Session& session, const session::ExecutionRecord& record,
+                     const std::string& out_dir);
+
+}  // namespace pycell::cli

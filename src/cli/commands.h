@@ -1,0 +1,38 @@
+// The `pycell` command's subcommands. Each registers its flags on the CLI11 app and returns the
+// function that runs it; the function's result is the process exit code.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/config.h"
+
+namespace CLI {
+class App;
+}
+
+namespace pycell::cli {
+
+// Flags every engine-starting subcommand shares (state dir, python, pool limits).
+struct EngineFlags {
+  EngineConfig config;
+  std::string memory;  // "2g"; empty: the pool's default.
+  int timeout_s = 0;   // 0: the pool's default.
+  // Registers the flags on `command`.
+  void Register(CLI::App* command);
+  // Applies the string flags onto `config`. Prints and returns false on bad input.
+  bool Resolve();
+};
+
+std::function<int()> RegisterRun(CLI::App& app);
+std::function<int()> RegisterRepl(CLI::App& app);
+std::function<int()> RegisterDoctor(CLI::App& app);
+
+// Exit codes shared by run and repl.
+inline constexpr int kExitCellError = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitTimeout = 124;
+inline constexpr int kExitSessionEnded = 125;
+
+}  // namespace pycell::cli

@@ -1,0 +1,34 @@
+// pycell: the server (later), its client, and the sandbox's zygote (hidden subcommand).
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstring>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "common/logging.h"
+#include "kernel/zygote_main.h"
+
+int main(int argc, char** argv) {
+  // The zygote is this same binary, re-executed by the engine with its socket on descriptor 3.
+  if (argc == 3 && std::strcmp(argv[1], "__zygote") == 0) {
+    return pycell::kernel::ZygoteMain(3, argv[2]);
+  }
+  CLI::App app{"pycell: a self-hosted, sandboxed Python code interpreter"};
+  app.require_subcommand(1);
+  std::string log_level = "warn";
+  app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
+  std::function<int()> run = pycell::cli::RegisterRun(app);
+  std::function<int()> repl = pycell::cli::RegisterRepl(app);
+  std::function<int()> doctor = pycell::cli::RegisterDoctor(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : pycell::cli::kExitUsage;
+  }
+  pycell::SetLogLevel(log_level.c_str());
+  if (app.got_subcommand("run")) return run();
+  if (app.got_subcommand("repl")) return repl();
+  if (app.got_subcommand("doctor")) return doctor();
+  return pycell::cli::kExitUsage;
+}

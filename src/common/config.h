@@ -1,0 +1,57 @@
+// The one policy schema: limits and pool settings, with every default in exactly one place (here).
+// Filled from flags today, and from the configuration file and request bodies later; whatever
+// fills it calls Validate() before use.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace pycell {
+
+// Limits of one session (a pool's defaults; a request may ask for less, never more than the
+// pool's maximums).
+struct SessionLimits {
+  uint64_t memory_bytes = 2ull << 30;          // 2 GiB
+  uint32_t max_pids = 256;
+  double cpus = 1.0;
+  uint64_t data_bytes = 1ull << 30;            // /mnt/data quota (tmpfs: counts as memory)
+  uint64_t tmp_bytes = 256ull << 20;           // /tmp quota
+  uint64_t max_file_bytes = 512ull << 20;      // one file, as Foundry agents
+  uint32_t max_open_files = 1024;
+  uint64_t max_output_bytes = 1ull << 20;      // per stream per execution, as ACA
+  std::chrono::seconds execution_timeout{60};  // default for a cell
+  std::chrono::seconds max_execution_timeout{600};
+  std::chrono::seconds active_lifetime{3600};  // as Foundry's code interpreter
+  std::chrono::seconds idle_timeout{1800};
+
+  Status Validate() const;
+};
+
+struct PoolConfig {
+  std::string name = "default";
+  std::vector<std::string> preload = {"numpy", "pandas", "matplotlib", "IPython"};
+  uint32_t ready_sessions = 2;  // Warm, contained sessions waiting to be handed out.
+  SessionLimits limits;
+};
+
+struct EngineConfig {
+  std::string python = "/usr/bin/python3";
+  std::string state_dir = "/var/lib/pycell";  // Sessions' folders and caches.
+  std::string cgroup_parent = "pycell";       // Under each hierarchy's root.
+  uint32_t max_sessions = 64;
+  std::chrono::milliseconds interrupt_grace{3000};
+  // Run even when a protection the policy expects is missing (e.g. not root). Off: refuse.
+  bool allow_weaker_sandbox = false;
+  PoolConfig pool;
+
+  Status Validate() const;
+};
+
+// "2g", "512m", "64k", "1024" -> bytes.
+Result<uint64_t> ParseByteSize(const std::string& text);
+
+}  // namespace pycell

@@ -1,0 +1,191 @@
+#include "files/safe_dir.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <functional>
+
+namespace pycell::files {
+namespace {
+
+// openat2 beneath `dirfd`; falls back to a walk with O_NOFOLLOW on every component.
+int OpenBeneath(int dirfd, const std::string& relative, int flags, mode_t mode = 0) {
+  struct open_how how {};
+  how.flags = static_cast<uint64_t>(flags | O_NOFOLLOW | O_CLOEXEC);
+  how.mode = (flags & O_CREAT) ? mode : 0;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  int fd = static_cast<int>(::syscall(SYS_openat2, dirfd, relative.c_str(), &how, sizeof how));
+  if (fd >= 0 || errno != ENOSYS) return fd;
+
+  // Fallback: descend one component at a time, refusing links and "..".
+  UniqueFd current(::fcntl(dirfd, F_DUPFD_CLOEXEC, 0));
+  size_t start = 0;
+  while (true) {
+    size_t slash = relative.find('/', start);
+    std::string part = relative.substr(start, slash == std::string::npos ? std::string::npos
+                                                                         : slash - start);
+    if (part.empty() || part == "." || part == "..") {
+      errno = EXDEV;
+      return -1;
+    }
+    if (slash == std::string::npos) {
+      return ::openat(current.get(), part.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode);
+    }
+    int next = ::openat(current.get(), part.c_str(),
+                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0) return -1;
+    current.Reset(next);
+    start = slash + 1;
+  }
+}
+
+Status ErrnoStatus(const std::string& what, int err) {
+  if (err == ELOOP || err == EXDEV || err == ENOTDIR) {
+    return Status::PermissionDenied(what + ": not a plain path beneath the folder (links, "
+                                           "'..' and other mounts are refused)");
+  }
+  return Status::FromErrno(what, err);
+}
+
+}  // namespace
+
+bool IsSafeFileName(const std::string& name) {
+  return !name.empty() && name.size() <= 255 && name != "." && name != ".." &&
+         name.find('/') == std::string::npos && name.find('\0') == std::string::npos;
+}
+
+Result<SafeDir> SafeDir::Open(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open folder " + path);
+  return SafeDir(std::move(fd));
+}
+
+Result<DirSnapshot> SafeDir::Snapshot(const WalkLimits& limits) const {
+  DirSnapshot snapshot;
+  struct stat root_st {};
+  if (::fstat(root_.get(), &root_st) != 0) return Status::FromErrno("fstat session folder");
+  size_t entries = 0;
+  std::function<Status(int, const std::string&, int)> walk = [&](int dirfd,
+                                                                 const std::string& prefix,
+                                                                 int depth) -> Status {
+    int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dup < 0) return Status::FromErrno("reopen folder");
+    DIR* dir = ::fdopendir(dup);
+    if (dir == nullptr) {
+      ::close(dup);
+      return Status::FromErrno("fdopendir");
+    }
+    Status result;
+    while (struct dirent* entry = ::readdir(dir)) {
+      std::string name = entry->d_name;
+      if (name == "." || name == "..") continue;
+      if (++entries > limits.max_entries) {
+        result = Status::ResourceExhausted("more than " + std::to_string(limits.max_entries) +
+                                           " entries under /mnt/data; listing stopped");
+        break;
+      }
+      struct stat st {};
+      if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // Raced.
+      if (st.st_dev != root_st.st_dev) continue;  // Another mount: never crossed.
+      std::string path = prefix.empty() ? name : prefix + "/" + name;
+      if (S_ISREG(st.st_mode)) {
+        snapshot[path] = {static_cast<uint64_t>(st.st_size),
+                          st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
+                          static_cast<uint64_t>(st.st_ino)};
+      } else if (S_ISDIR(st.st_mode) && depth < limits.max_depth) {
+        UniqueFd child(::openat(dirfd, name.c_str(),
+                                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!child.valid()) continue;  // Replaced by a link or removed meanwhile.
+        result = walk(child.get(), path, depth + 1);
+        if (!result.ok()) break;
+      }
+    }
+    ::closedir(dir);
+    return result;
+  };
+  Status s = walk(root_.get(), "", 0);
+  if (!s.ok() && !s.IsResourceExhausted()) return s;
+  return snapshot;
+}
+
+Result<UniqueFd> SafeDir::OpenFileForRead(const std::string& relative_path) const {
+  if (relative_path.empty() || relative_path[0] == '/') {
+    return Status::InvalidArgument("path must be relative to /mnt/data");
+  }
+  UniqueFd fd(OpenBeneath(root_.get(), relative_path, O_RDONLY | O_NONBLOCK));
+  if (!fd.valid()) return ErrnoStatus("open " + relative_path, errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + relative_path);
+  if (!S_ISREG(st.st_mode)) {
+    return Status::PermissionDenied(relative_path + " is not a regular file");
+  }
+  // Back to blocking reads (O_NONBLOCK only kept a FIFO from hanging the open).
+  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+namespace {
+Status CopyFd(int from, int to, const std::string& what) {
+  char buf[1 << 16];
+  while (true) {
+    ssize_t n = ::read(from, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno("read " + what);
+    if (n == 0) return Status::Ok();
+    for (ssize_t off = 0; off < n;) {
+      ssize_t w = ::write(to, buf + off, static_cast<size_t>(n - off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return Status::FromErrno("write " + what);
+      off += w;
+    }
+  }
+}
+}  // namespace
+
+Status SafeDir::CreateFileFrom(const std::string& name, int source_fd, uid_t uid,
+                               gid_t gid) const {
+  if (!IsSafeFileName(name)) {
+    return Status::InvalidArgument("'" + name + "' is not a plain file name (no '/', '.' or '..')");
+  }
+  UniqueFd out(::openat(root_.get(), name.c_str(),
+                        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!out.valid()) {
+    if (errno == EEXIST) return Status::FailedPrecondition(name + " already exists in /mnt/data");
+    return Status::FromErrno("create " + name);
+  }
+  if (::fchown(out.get(), uid, gid) != 0) return Status::FromErrno("chown " + name);
+  return CopyFd(source_fd, out.get(), name);
+}
+
+Status SafeDir::CopyOut(const std::string& relative_path, const std::string& dest_path) const {
+  ASSIGN_OR_RETURN(UniqueFd in, OpenFileForRead(relative_path));
+  std::string temp = dest_path + ".pycell-partial";
+  UniqueFd out(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!out.valid()) return Status::FromErrno("create " + temp);
+  Status s = CopyFd(in.get(), out.get(), relative_path);
+  if (s.ok() && ::rename(temp.c_str(), dest_path.c_str()) != 0) {
+    s = Status::FromErrno("rename to " + dest_path);
+  }
+  if (!s.ok()) ::unlink(temp.c_str());
+  return s;
+}
+
+std::vector<FileChange> DiffSnapshots(const DirSnapshot& before, const DirSnapshot& after) {
+  std::vector<FileChange> changes;
+  for (const auto& [path, state] : after) {
+    auto it = before.find(path);
+    if (it == before.end()) {
+      changes.push_back({path, state.bytes, true});
+    } else if (!(it->second == state)) {
+      changes.push_back({path, state.bytes, false});
+    }
+  }
+  return changes;
+}
+
+}  // namespace pycell::files

@@ -1,0 +1,52 @@
+// Frames: how the server, the zygote and a session's runner talk. A frame is a 4-byte big-endian
+// length followed by that many bytes of UTF-8 JSON, on a SOCK_STREAM unix socket; a frame may
+// carry descriptors (SCM_RIGHTS) with its first byte.
+//
+// Everything read here may come from sandboxed code: lengths are checked against a maximum before
+// anything is allocated, and a malformed frame is an error, never a crash.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "common/unique_fd.h"
+
+namespace pycell::kernel {
+
+inline constexpr uint32_t kMaxFrameBytes = 64u << 20;
+
+// Writes one frame; blocks until all of it is written. `fds` travel with it.
+Status WriteFrame(int socket, std::string_view payload, const std::vector<int>& fds = {});
+
+struct Frame {
+  std::string payload;
+  std::vector<UniqueFd> fds;
+};
+
+// Incremental reader for one socket: Feed() it whenever the socket is readable (non-blocking);
+// Next() hands out complete frames. Used where a socket is polled alongside others.
+class FrameReader {
+ public:
+  explicit FrameReader(uint32_t max_bytes = kMaxFrameBytes) : max_bytes_(max_bytes) {}
+  // Reads what is available. Returns Unavailable("closed") at end of stream, InvalidArgument for a
+  // frame over the maximum.
+  Status Feed(int socket);
+  std::optional<Frame> Next();
+
+ private:
+  uint32_t max_bytes_;
+  std::string buffer_;
+  std::vector<UniqueFd> fds_;  // Descriptors received, handed out with the next frame.
+  Status error_;
+};
+
+// Blocking read of the next frame through `reader` (which keeps what arrived beyond it), waiting
+// at most `timeout` (DeadlineExceeded past it).
+Result<Frame> ReadFrame(int socket, FrameReader& reader, std::chrono::milliseconds timeout);
+
+}  // namespace pycell::kernel

@@ -1,0 +1,111 @@
+// Kernel: the server's handle on one session's processes — the init the zygote forked (whose host
+// pid we signal) and the runner inside it (reached through the control socket and the stdout and
+// stderr pipes). Execute() runs one cell and gathers what it produced.
+//
+// Thread-safety: one Execute at a time (the session enforces it); Interrupt() and Kill() may be
+// called from any thread while Execute runs.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "common/unique_fd.h"
+#include "kernel/frame.h"
+
+namespace pycell::kernel {
+
+// A Jupyter MIME bundle. Values are strings: base64 for binary types (image/png), JSON text for
+// JSON types (application/json, *+json), the text itself otherwise.
+struct MimeBundle {
+  std::vector<std::pair<std::string, std::string>> data;
+  std::string metadata_json = "{}";
+  bool IsJsonType(const std::string& mime) const;
+};
+
+struct Output {
+  enum class Kind { kDisplay, kResult };
+  Kind kind;
+  MimeBundle bundle;
+};
+
+struct CellError {
+  std::string ename;
+  std::string evalue;
+  std::vector<std::string> traceback;
+};
+
+enum class RunStatus {
+  kOk,         // The cell ran to its end.
+  kError,      // The cell raised.
+  kTimeout,    // Past its deadline; see timeout_action.
+  kCrashed,    // The runner died (killed, out of memory, exited); the session is gone.
+};
+
+struct KernelRun {
+  RunStatus status = RunStatus::kOk;
+  std::string timeout_action;  // "interrupted" or "killed", for kTimeout.
+  std::string stdout_text;
+  std::string stderr_text;
+  bool stdout_truncated = false;
+  bool stderr_truncated = false;
+  std::vector<Output> outputs;
+  std::optional<CellError> error;
+  int execution_count = 0;
+  double runner_duration_ms = 0;  // As the runner measured the cell.
+};
+
+struct ExecuteOptions {
+  std::chrono::milliseconds timeout{60000};
+  std::chrono::milliseconds interrupt_grace{3000};  // After the interrupt, before the kill.
+  size_t max_output_bytes = 1 << 20;                // Per stream.
+};
+
+// Called while the cell runs (for streaming); may be empty.
+struct ExecuteObserver {
+  std::function<void(std::string_view)> on_stdout;
+  std::function<void(std::string_view)> on_stderr;
+  std::function<void(const Output&)> on_output;
+};
+
+class Kernel {
+ public:
+  // `init_pidfd` refers to the session's init (pidfd_open), so that a signal can never reach a
+  // process that reused its pid.
+  Kernel(pid_t init_pid, UniqueFd init_pidfd, UniqueFd control, UniqueFd stdout_read,
+         UniqueFd stderr_read);
+  ~Kernel();  // Kill()s.
+
+  // Waits for the runner's "ready" frame (or the sandbox's error report).
+  Status WaitReady(std::chrono::milliseconds timeout);
+  Result<KernelRun> Execute(const std::string& code, const ExecuteOptions& options,
+                            const ExecuteObserver& observer = {});
+  // Sends the running cell a KeyboardInterrupt (SIGINT through the session's init).
+  void Interrupt();
+  // SIGKILLs the session's init; the kernel then ends every process of its pid namespace.
+  void Kill();
+  bool Dead() const { return dead_; }
+  // True when the runner is alive and has nothing unread to say (a warm session's normal state).
+  bool QuietAndAlive() const;
+  pid_t init_pid() const { return init_pid_; }
+
+ private:
+  void Signal(int sig);
+
+  pid_t init_pid_;
+  UniqueFd init_pidfd_;
+  UniqueFd control_;
+  UniqueFd stdout_;
+  UniqueFd stderr_;
+  FrameReader reader_;
+  std::atomic<bool> dead_{false};
+};
+
+}  // namespace pycell::kernel

@@ -1,0 +1,229 @@
+"""pycell's runner: the Python half of a session.
+
+The zygote (C++, src/kernel/zygote_main.cc) runs this module once with `zygote_init(config)`:
+thread pools pinned, the pool's modules imported, one IPython shell built, the heap frozen. Each
+session is a fork of that process; once the sandbox is in place the C++ side calls
+`serve(control_fd, cpus)`, which answers "execute" frames until the socket closes.
+
+Protocol (src/kernel/frame.h): 4-byte big-endian length + UTF-8 JSON, on descriptor 3. Output of
+`print`, of C extensions and of subprocesses goes to descriptors 1 and 2, pipes the server reads.
+
+  server -> runner   {"type": "execute", "code": str}
+  runner -> server   {"type": "ready", "python": str}                           once, at start
+                     {"type": "display", "data": {mime: value}, "metadata": {}}  zero or more
+                     {"type": "result", "data": {...}, "metadata": {}, "execution_count": n}
+                     {"type": "error", "ename": str, "evalue": str, "traceback": [str]}
+                     {"type": "done", "status": "ok" | "error", "execution_count": n,
+                      "duration_ms": float}
+"""
+
+import base64
+import gc
+import json
+import os
+import signal
+import struct
+import sys
+import time
+
+_MAX_BUNDLE_BYTES = 32 << 20  # A display larger than this is replaced by a note.
+
+_control = None  # The control socket's file object, set by serve().
+_shell = None    # The InteractiveShell, built in the zygote.
+_in_cell = False  # SIGINT interrupts only a running cell; between cells it is ignored.
+
+
+def _on_sigint(signum, frame):
+    if _in_cell:
+        raise KeyboardInterrupt
+
+
+def _send(message):
+    data = json.dumps(message, default=str, allow_nan=True).encode("utf-8", "replace")
+    _control.write(struct.pack(">I", len(data)) + data)
+    _control.flush()
+
+
+def _recv():
+    header = _control.read(4)
+    if len(header) < 4:
+        return None
+    (n,) = struct.unpack(">I", header)
+    data = _control.read(n)
+    if len(data) < n:
+        return None
+    return json.loads(data.decode("utf-8"))
+
+
+def _jsonable_bundle(data):
+    """MIME bundle values as JSON: bytes (e.g. PNG) as base64, the rest as given."""
+    out = {}
+    for mime, value in (data or {}).items():
+        if isinstance(value, (bytes, bytearray)):
+            value = base64.b64encode(bytes(value)).decode("ascii")
+        elif mime.endswith("json") or isinstance(value, (dict, list)):
+            pass
+        elif not isinstance(value, str):
+            value = str(value)
+        out[mime] = value
+    size = len(json.dumps(out, default=str))
+    if size > _MAX_BUNDLE_BYTES:
+        return {"text/plain": "[display of %d bytes omitted: over the %d-byte limit]"
+                              % (size, _MAX_BUNDLE_BYTES)}
+    return out
+
+
+def _build_shell():
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    class Publisher(DisplayPublisher):
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
+            _send({"type": "display", "data": _jsonable_bundle(data), "metadata": metadata or {}})
+
+        def clear_output(self, wait=False):
+            pass
+
+    class ResultHook(DisplayHook):
+        def start_displayhook(self):
+            self._pending = None
+
+        def write_output_prompt(self):
+            pass
+
+        def write_format_data(self, format_dict, md_dict=None):
+            _send({"type": "result", "data": _jsonable_bundle(format_dict),
+                   "metadata": md_dict or {}, "execution_count": self.shell.execution_count})
+
+        def finish_displayhook(self):
+            pass
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    config.InteractiveShell.colors = "NoColor"
+    config.InteractiveShell.xmode = "Plain"
+    config.InteractiveShell.autocall = 0
+    config.InteractiveShell.display_page = True
+    shell = InteractiveShell.instance(config=config, displayhook_class=ResultHook,
+                                      display_pub_class=Publisher)
+
+    def show_traceback(etype, evalue, stb):
+        _send({"type": "error", "ename": getattr(etype, "__name__", str(etype)),
+               "evalue": str(evalue), "traceback": list(stb)})
+
+    shell._showtraceback = show_traceback
+    shell.enable_gui = lambda gui=None: None  # No event loops here: inline figures only.
+    return shell
+
+
+def zygote_init(config_json):
+    """Runs once in the zygote: imports the pool's modules and builds the shell."""
+    global _shell
+    config = json.loads(config_json)
+    for name in config.get("preload", []):
+        if name == "matplotlib":
+            import matplotlib
+            matplotlib.use("module://matplotlib_inline.backend_inline")
+            import matplotlib.pyplot  # noqa: F401  (builds the font cache once, here)
+        else:
+            __import__(name)
+    _shell = _build_shell()
+    if "matplotlib" in sys.modules:
+        _shell.enable_matplotlib("inline")
+    # Keep the collector away from everything imported so far: forked sessions then share those
+    # pages with the zygote instead of copying them on the first collection.
+    gc.collect()
+    gc.freeze()
+
+
+def _prepare_session(cpus):
+    """Runs in the session, after the sandbox is in place and before the first cell."""
+    threads = str(max(1, int(cpus)))
+    os.environ.clear()
+    os.environ.update({
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "USER": "pycell",
+        "LOGNAME": "pycell",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "MPLCONFIGDIR": "/tmp/.matplotlib",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "OPENBLAS_NUM_THREADS": threads,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "NUMEXPR_NUM_THREADS": threads,
+    })
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(int(threads))
+    except Exception:
+        pass
+    # Every session gets its own random state, not the zygote's.
+    import random
+    random.seed()
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+    os.chdir("/mnt/data")
+    # Unbuffered text streams: output reaches the server as it is written, in order.
+    import io
+    sys.stdout = io.TextIOWrapper(open(1, "wb", buffering=0, closefd=False), encoding="utf-8",
+                                  errors="replace", line_buffering=True, write_through=True)
+    sys.stderr = io.TextIOWrapper(open(2, "wb", buffering=0, closefd=False), encoding="utf-8",
+                                  errors="replace", line_buffering=True, write_through=True)
+    sys.stdin = open(os.devnull, "r")
+
+
+def _run_cell(code):
+    global _in_cell
+    started = time.perf_counter()
+    status = "ok"
+    try:
+        _in_cell = True
+        try:
+            result = _shell.run_cell(code, store_history=True)
+        finally:
+            _in_cell = False
+        if not result.success:
+            status = "error"
+    except KeyboardInterrupt:
+        _send({"type": "error", "ename": "KeyboardInterrupt", "evalue": "",
+               "traceback": ["KeyboardInterrupt"]})
+        status = "error"
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+    return status, (time.perf_counter() - started) * 1000.0
+
+
+def serve(control_fd, cpus):
+    """The session's loop: one cell at a time, until the server closes the socket."""
+    global _control
+    _control = os.fdopen(control_fd, "r+b", buffering=0)
+    import io
+    _control = io.BufferedRWPair(_control, _control, 1 << 16)
+    _prepare_session(cpus)
+    signal.signal(signal.SIGINT, _on_sigint)
+    _send({"type": "ready", "python": sys.version.split()[0]})
+    while True:
+        try:
+            message = _recv()
+            if message is None or message.get("type") == "shutdown":
+                break
+            if message.get("type") != "execute":
+                continue
+            status, duration_ms = _run_cell(str(message.get("code", "")))
+            _send({"type": "done", "status": status, "duration_ms": duration_ms,
+                   "execution_count": _shell.execution_count - 1})
+        except KeyboardInterrupt:
+            # An interrupt that arrived between cells: the cell it was meant for has ended.
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    os._exit(0)

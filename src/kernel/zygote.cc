@@ -1,0 +1,97 @@
+#include "kernel/zygote.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/logging.h"
+#include "kernel/policy_json.h"
+
+namespace pycell::kernel {
+
+using nlohmann::json;
+
+Result<std::unique_ptr<Zygote>> Zygote::Start(const ZygoteOptions& options) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return Status::FromErrno("socketpair for the zygote");
+  }
+  UniqueFd ours(sv[0]), theirs(sv[1]);
+  json config = {{"python", options.python}, {"preload", options.preload}};
+  std::string config_text = config.dump();
+  // Everything the child needs is built before fork: after it, only async-signal-safe calls.
+  std::vector<std::string> env = {
+      "PATH=/usr/local/bin:/usr/bin:/bin",
+      "LANG=C.UTF-8",
+      "HOME=" + options.cache_dir,
+      "MPLCONFIGDIR=" + options.cache_dir + "/matplotlib",
+      "IPYTHONDIR=" + options.cache_dir + "/ipython",
+      // One thread per pool before any import: forking is only safe from a single thread.
+      "OPENBLAS_NUM_THREADS=1",
+      "OMP_NUM_THREADS=1",
+      "MKL_NUM_THREADS=1",
+      "NUMEXPR_NUM_THREADS=1",
+      "GOTO_NUM_THREADS=1",
+  };
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  char arg0[] = "pycell-zygote";
+  char arg1[] = "__zygote";
+  char* argv[] = {arg0, arg1, config_text.data(), nullptr};
+
+  pid_t pid = ::fork();
+  if (pid < 0) return Status::FromErrno("fork the zygote");
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::dup2(theirs.get(), 3) < 0) ::_exit(126);
+    ::syscall(SYS_close_range, 4, ~0u, 0);
+    ::execve("/proc/self/exe", argv, envp.data());
+    ::_exit(127);
+  }
+  theirs.Reset();
+  std::unique_ptr<Zygote> zygote(new Zygote(pid, std::move(ours)));
+  auto ready = ReadFrame(zygote->control_.get(), zygote->reader_, options.start_timeout);
+  if (!ready.ok()) {
+    return ready.status().WithContext("the zygote did not start (preloading " +
+                                      json(options.preload).dump() + ")");
+  }
+  json message = json::parse(ready->payload, nullptr, false);
+  if (message.is_discarded() || message.value("type", "") != "ready") {
+    return Status::Internal("zygote failed to start: " +
+                            (message.is_object() ? message.value("message", ready->payload)
+                                                 : ready->payload));
+  }
+  LOG_DEBUG("zygote {} ready", pid);
+  return zygote;
+}
+
+Zygote::~Zygote() {
+  control_.Reset();
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+}
+
+bool Zygote::Alive() const { return ::kill(pid_, 0) == 0; }
+
+Result<pid_t> Zygote::Spawn(const sandbox::Policy& policy, double cpus, const SessionFds& fds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  json request = {{"type", "spawn"}, {"policy", json::parse(EncodePolicy(policy))}, {"cpus", cpus}};
+  RETURN_IF_ERROR(WriteFrame(control_.get(), request.dump(),
+                             {fds.stdout_write, fds.stderr_write, fds.control, fds.go_read}));
+  auto reply = ReadFrame(control_.get(), reader_, std::chrono::seconds(10));
+  if (!reply.ok()) return reply.status().WithContext("zygote did not answer");
+  json message = json::parse(reply->payload, nullptr, false);
+  if (message.is_object() && message.value("type", "") == "spawned") {
+    return message.value("pid", static_cast<pid_t>(-1));
+  }
+  return Status::Internal("zygote: " + (message.is_object() ? message.value("message", std::string("?"))
+                                                            : reply->payload));
+}
+
+}  // namespace pycell::kernel

@@ -1,0 +1,146 @@
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "kernel/zygote_main.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/status.h"
+#include "kernel/frame.h"
+#include "kernel/policy_json.h"
+#include "kernel/runner_source.h"
+#include "sandbox/contain.h"
+
+namespace pycell::kernel {
+namespace {
+
+using nlohmann::json;
+
+// Descriptors as the session's worker sees them.
+constexpr int kSessionControlFd = 3;
+constexpr int kGoFd = 4;  // Closed before the checklist runs.
+
+PyObject* runner_module = nullptr;
+
+Status PythonError(const char* what) {
+  PyErr_Print();
+  return Status::Internal(std::string("python: ") + what);
+}
+
+Status StartPython(const json& config) {
+  PyConfig py;
+  PyConfig_InitPythonConfig(&py);
+  py.parse_argv = 0;
+  py.use_environment = 0;      // No PYTHON* variables from anywhere.
+  py.user_site_directory = 0;  // Nothing from a home folder.
+  py.safe_path = 1;            // No current folder on sys.path.
+  py.install_signal_handlers = 1;  // SIGINT -> KeyboardInterrupt.
+  py.write_bytecode = 0;
+  std::string executable = config.value("python", "/usr/bin/python3");
+  PyStatus st = PyConfig_SetBytesString(&py, &py.program_name, executable.c_str());
+  if (!PyStatus_Exception(st)) st = PyConfig_SetBytesString(&py, &py.executable, executable.c_str());
+  if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&py);
+  PyConfig_Clear(&py);
+  if (PyStatus_Exception(st)) {
+    return Status::Internal(std::string("python start: ") + (st.err_msg ? st.err_msg : "?"));
+  }
+  PyObject* code = Py_CompileString(kRunnerSource, "runner.py", Py_file_input);
+  if (code == nullptr) return PythonError("compile runner.py");
+  runner_module = PyImport_ExecCodeModule("pycell_runner", code);
+  Py_DECREF(code);
+  if (runner_module == nullptr) return PythonError("load runner.py");
+  PyObject* result = PyObject_CallMethod(runner_module, "zygote_init", "s", config.dump().c_str());
+  if (result == nullptr) return PythonError("zygote_init");
+  Py_DECREF(result);
+  return Status::Ok();
+}
+
+void ReportAndExit(const Status& status) {
+  json error = {{"type", "error"}, {"message", status.message()}};
+  (void)WriteFrame(kSessionControlFd, error.dump());
+  ::_exit(1);
+}
+
+// In the cloned child: descriptors into place, wait for the host's go, then the checklist.
+[[noreturn]] void RunSession(int zygote_fd, Frame& request, const sandbox::Policy& policy,
+                             double cpus) {
+  PyOS_AfterFork_Child();
+  ::close(zygote_fd);
+  int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int targets[] = {1, 2, kSessionControlFd, kGoFd};
+  // Move the received descriptors above the targets first so no dup2 clobbers another.
+  int moved[4];
+  for (int i = 0; i < 4; ++i) moved[i] = ::fcntl(request.fds[i].get(), F_DUPFD_CLOEXEC, 10);
+  ::dup2(devnull, 0);
+  for (int i = 0; i < 4; ++i) ::dup2(moved[i], targets[i]);
+  char go = 0;
+  if (::read(kGoFd, &go, 1) != 1 || go != 'g') ::_exit(1);  // The host gave up on us.
+  ::close(kGoFd);
+  Status s = sandbox::ContainChild(policy, /*keep_fds=*/kSessionControlFd + 1);
+  if (!s.ok()) ReportAndExit(s.WithContext("sandbox"));
+  // Only the worker gets here, contained.
+  PyOS_AfterFork_Child();
+  PyObject* result = PyObject_CallMethod(runner_module, "serve", "id", kSessionControlFd, cpus);
+  if (result == nullptr) PyErr_Print();
+  ::_exit(result == nullptr ? 1 : 0);
+}
+
+json HandleSpawn(int zygote_fd, Frame& request, const json& message) {
+  if (request.fds.size() != 4) return {{"type", "error"}, {"message", "spawn needs 4 descriptors"}};
+  auto policy = DecodePolicy(message.value("policy", json::object()).dump());
+  if (!policy.ok()) return {{"type", "error"}, {"message", policy.status().message()}};
+  double cpus = message.value("cpus", 1.0);
+  PyOS_BeforeFork();
+  pid_t pid = sandbox::CloneContained();
+  if (pid == 0) RunSession(zygote_fd, request, *policy, cpus);
+  int err = errno;
+  PyOS_AfterFork_Parent();
+  if (pid < 0) {
+    return {{"type", "error"},
+            {"message", Status::FromErrno("clone with new namespaces (does this host allow user "
+                                          "namespaces? see `pycell doctor`)",
+                                          err)
+                            .message()}};
+  }
+  return {{"type", "spawned"}, {"pid", pid}};
+}
+
+}  // namespace
+
+int ZygoteMain(int control_fd, const char* config_json) {
+  // Sessions are reaped by the kernel: the zygote never waits for them.
+  ::signal(SIGCHLD, SIG_IGN);
+  ::signal(SIGPIPE, SIG_IGN);
+  // The server's supplementary groups (root's) must not reach any session.
+  if (::getuid() == 0 && ::setgroups(0, nullptr) != 0) std::perror("setgroups");
+  json config = json::parse(config_json, nullptr, false);
+  if (config.is_discarded()) config = json::object();
+  Status started = StartPython(config);
+  if (!started.ok()) {
+    (void)WriteFrame(control_fd, json({{"type", "error"}, {"message", started.message()}}).dump());
+    return 2;
+  }
+  if (!WriteFrame(control_fd, json({{"type", "ready"}}).dump()).ok()) return 3;
+  FrameReader reader;
+  while (true) {
+    auto frame = ReadFrame(control_fd, reader, std::chrono::hours(24 * 365));
+    if (!frame.ok()) return frame.status().IsDeadlineExceeded() ? 4 : 0;  // Server gone.
+    json message = json::parse(frame->payload, nullptr, false);
+    json reply;
+    if (message.is_object() && message.value("type", "") == "spawn") {
+      reply = HandleSpawn(control_fd, *frame, message);
+    } else {
+      reply = {{"type", "error"}, {"message", "unknown request"}};
+    }
+    if (!WriteFrame(control_fd, reply.dump()).ok()) return 0;
+  }
+}
+
+}  // namespace pycell::kernel

@@ -1,0 +1,17 @@
+// The zygote process's main: started by Zygote::Start as `pycell __zygote`, with its control
+// socket on descriptor 3. It starts the embedded Python, runs runner.py's zygote_init (imports,
+// shell, gc.freeze), then forks sessions on request — each one through the sandbox checklist
+// (src/sandbox/contain.h) and into runner.py's serve().
+//
+// Requests (frames, src/kernel/frame.h):
+//   {"type": "spawn", "policy": {...}, "cpus": n} + descriptors [stdout, stderr, control, go]
+//     -> {"type": "spawned", "pid": host pid of the session's init} | {"type": "error", ...}
+// Single-threaded by design: forking is only safe from a process with one thread.
+#pragma once
+
+namespace pycell::kernel {
+
+// Never returns normally; the exit code says why the zygote stopped.
+int ZygoteMain(int control_fd, const char* config_json);
+
+}  // namespace pycell::kernel

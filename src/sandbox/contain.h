@@ -1,0 +1,42 @@
+// contain: the checklist that turns a freshly cloned process into a session sandbox, read top to
+// bottom in contain.cc. One function per side:
+//
+//   host (the server)                      child (cloned by the zygote with kCloneFlags)
+//   ------------------------------------   -----------------------------------------------------
+//   AdmitChild: uid/gid maps, cgroup   ──▶ waits for the go byte, then ContainChild:
+//                                            inside-root; mounts; loopback; host name; then forks
+//                                            the worker (pid 2), and as pid 1 reaps until the
+//                                            worker exits. The worker drops to uid 1000, loses
+//                                            every capability, sets rlimits and no_new_privs, and
+//                                            installs seccomp last.
+//
+// Nothing here knows about Python: the caller runs whatever it wants in the worker once
+// ContainChild returns there.
+#pragma once
+
+#include <sys/types.h>
+
+#include "common/status.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/policy.h"
+
+namespace pycell::sandbox {
+
+// The namespaces every session gets: user, mount, pid, network, IPC, UTS.
+extern const unsigned long kCloneFlags;
+
+// clone(2) with kCloneFlags | SIGCHLD: returns twice like fork (0 in the child, which is pid 1
+// of a new pid namespace), or -1 with errno.
+pid_t CloneContained();
+
+// Host side: maps ids and moves `child` into `cgroup`. The child must be waiting (see
+// ContainChild) and must not run code before this returns.
+Status AdmitChild(pid_t child, const Policy& policy, Cgroup* cgroup);
+
+// Child side. `keep_fds` descriptors (0..keep_fds-1) pass to the worker; everything else is
+// closed. Returns only in the worker, contained, with OK; an error is returned in whichever
+// process found it (init or worker), which should report it and _exit. The init never returns:
+// it exits with the worker's status (128+signal for a signal).
+Status ContainChild(const Policy& policy, int keep_fds);
+
+}  // namespace pycell::sandbox

@@ -1,0 +1,171 @@
+#include "sandbox/mount_ns.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+#include "common/unique_fd.h"
+
+namespace pycell::sandbox::mount_ns {
+namespace {
+
+Status Mount(const std::string& source, const std::string& target, const char* fstype,
+             unsigned long flags, const std::string& data = "") {
+  if (::mount(source.empty() ? nullptr : source.c_str(), target.c_str(), fstype, flags,
+              data.empty() ? nullptr : data.c_str()) != 0) {
+    return Status::FromErrno("mount(" + source + " -> " + target + ", flags=" +
+                             std::to_string(flags) + ")");
+  }
+  return Status::Ok();
+}
+
+Status MakeDir(const std::string& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + path);
+  return Status::Ok();
+}
+
+Status MakeFile(const std::string& path, const std::string& content, mode_t mode) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (!fd.valid()) return Status::FromErrno("create " + path);
+  if (!content.empty() &&
+      ::write(fd.get(), content.data(), content.size()) != static_cast<ssize_t>(content.size())) {
+    return Status::FromErrno("write " + path);
+  }
+  return Status::Ok();
+}
+
+Status MakeSymlink(const std::string& target, const std::string& link) {
+  if (::symlink(target.c_str(), link.c_str()) != 0 && errno != EEXIST) {
+    return Status::FromErrno("symlink " + link);
+  }
+  return Status::Ok();
+}
+
+// A bind mount made read-only. In a user namespace the remount must keep the flags the kernel
+// locked on the source (nosuid, nodev, noexec, atime), so they are read from the source first.
+Status BindReadOnly(const std::string& source, const std::string& target, bool allow_exec) {
+  RETURN_IF_ERROR(Mount(source, target, nullptr, MS_BIND | MS_REC));
+  struct statvfs st {};
+  if (::statvfs(source.c_str(), &st) != 0) return Status::FromErrno("statvfs " + source);
+  unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV;
+  if (!allow_exec || (st.f_flag & ST_NOEXEC)) flags |= MS_NOEXEC;
+  if (st.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+  if (st.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+  if (st.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+  return Mount("", target, nullptr, flags);
+}
+
+// Binds a host path at the same place under `root`, creating the mount point as a file or a
+// folder to match. Missing sources are skipped: not every host has every /etc entry.
+Status BindHostPath(const std::string& root, const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return Status::Ok();
+  // Create parents ("/etc" for "/etc/ssl").
+  for (size_t slash = path.find('/', 1); slash != std::string::npos;
+       slash = path.find('/', slash + 1)) {
+    RETURN_IF_ERROR(MakeDir(root + path.substr(0, slash), 0755));
+  }
+  std::string target = root + path;
+  if (S_ISDIR(st.st_mode)) {
+    RETURN_IF_ERROR(MakeDir(target, 0755));
+  } else {
+    RETURN_IF_ERROR(MakeFile(target, "", 0644));
+  }
+  return BindReadOnly(path, target, /*allow_exec=*/path == "/usr");
+}
+
+Status BuildDev(const std::string& dev, uint64_t shm_bytes) {
+  RETURN_IF_ERROR(Mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755"));
+  for (const char* node : {"null", "zero", "full", "random", "urandom"}) {
+    std::string target = dev + "/" + node;
+    RETURN_IF_ERROR(MakeFile(target, "", 0666));
+    RETURN_IF_ERROR(Mount(std::string("/dev/") + node, target, nullptr, MS_BIND));
+  }
+  RETURN_IF_ERROR(MakeSymlink("/proc/self/fd", dev + "/fd"));
+  RETURN_IF_ERROR(MakeSymlink("/proc/self/fd/0", dev + "/stdin"));
+  RETURN_IF_ERROR(MakeSymlink("/proc/self/fd/1", dev + "/stdout"));
+  RETURN_IF_ERROR(MakeSymlink("/proc/self/fd/2", dev + "/stderr"));
+  RETURN_IF_ERROR(MakeDir(dev + "/shm", 01777));
+  // POSIX semaphores and shared memory (multiprocessing) live here; private to this session.
+  RETURN_IF_ERROR(Mount("tmpfs", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                        "size=" + std::to_string(shm_bytes) + ",mode=1777"));
+  return Mount("", dev, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC);
+}
+
+constexpr char kPasswd[] =
+    "root:x:0:0:sandbox init:/nonexistent:/usr/sbin/nologin\n"
+    "pycell:x:1000:1000:pycell session:/tmp:/bin/sh\n"
+    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+constexpr char kGroup[] = "root:x:0:\npycell:x:1000:\nnogroup:x:65534:\n";
+constexpr char kHosts[] = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n";
+
+}  // namespace
+
+Status PrivatizeHostMounts() {
+  if (::unshare(CLONE_NEWNS) != 0) return Status::FromErrno("unshare(CLONE_NEWNS)");
+  return Mount("", "/", nullptr, MS_REC | MS_PRIVATE);
+}
+
+Status MountQuotaTmpfs(const std::string& path, uint64_t bytes, uid_t uid, gid_t gid) {
+  // nr_inodes bounds "a billion small files" as size bounds bytes.
+  uint64_t inodes = bytes / 4096 + 1024;
+  return Mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV,
+               "size=" + std::to_string(bytes) + ",nr_inodes=" + std::to_string(inodes) +
+                   ",mode=0700,uid=" + std::to_string(uid) + ",gid=" + std::to_string(gid));
+}
+
+Status Unmount(const std::string& path) {
+  if (::umount2(path.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
+    return Status::FromErrno("umount " + path);
+  }
+  return Status::Ok();
+}
+
+Status InitInChild(const Policy& policy) {
+  const std::string root = policy.session_dir + "/root";
+  // Nothing done here may reach the host (or the server's) mount table.
+  RETURN_IF_ERROR(Mount("", "/", nullptr, MS_REC | MS_PRIVATE));
+  RETURN_IF_ERROR(Mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755"));
+
+  for (const char* dir : {"/etc", "/proc", "/dev", "/tmp", "/mnt", "/mnt/data", "/run"}) {
+    RETURN_IF_ERROR(MakeDir(root + dir, 0755));
+  }
+  // Debian's merged /usr: the top-level program folders are links into /usr.
+  for (const char* dir : {"bin", "sbin", "lib", "lib64"}) {
+    RETURN_IF_ERROR(MakeSymlink(std::string("usr/") + dir, root + "/" + dir));
+  }
+  for (const std::string& path : policy.readonly_binds) {
+    RETURN_IF_ERROR(BindHostPath(root, path));
+  }
+  RETURN_IF_ERROR(MakeFile(root + "/etc/passwd", kPasswd, 0644));
+  RETURN_IF_ERROR(MakeFile(root + "/etc/group", kGroup, 0644));
+  RETURN_IF_ERROR(MakeFile(root + "/etc/hosts", kHosts, 0644));
+  RETURN_IF_ERROR(MakeFile(root + "/etc/hostname", policy.hostname + "\n", 0644));
+  RETURN_IF_ERROR(MakeFile(root + "/etc/resolv.conf", "", 0644));
+
+  // /proc of the new pid namespace (we are its pid 1), with /proc/sys read-only.
+  RETURN_IF_ERROR(Mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC));
+  RETURN_IF_ERROR(Mount(root + "/proc/sys", root + "/proc/sys", nullptr, MS_BIND | MS_REC));
+  RETURN_IF_ERROR(Mount("", root + "/proc/sys", nullptr,
+                        MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC));
+  RETURN_IF_ERROR(BuildDev(root + "/dev", policy.tmp_bytes / 4 + 1));
+
+  RETURN_IF_ERROR(Mount(policy.session_dir + "/tmp", root + "/tmp", nullptr, MS_BIND));
+  RETURN_IF_ERROR(Mount(policy.session_dir + "/data", root + "/mnt/data", nullptr, MS_BIND));
+
+  // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only ours.
+  if (::chdir(root.c_str()) != 0) return Status::FromErrno("chdir " + root);
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) return Status::FromErrno("pivot_root");
+  if (::umount2(".", MNT_DETACH) != 0) return Status::FromErrno("detach old root");
+  if (::chdir("/") != 0) return Status::FromErrno("chdir /");
+  return Mount("", "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV);
+}
+
+}  // namespace pycell::sandbox::mount_ns

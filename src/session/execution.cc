@@ -1,0 +1,68 @@
+#include "session/execution.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/clock.h"
+
+namespace pycell::session {
+
+using nlohmann::json;
+
+namespace {
+json BundleToJson(const kernel::MimeBundle& bundle) {
+  json data = json::object();
+  for (const auto& [mime, value] : bundle.data) {
+    if (bundle.IsJsonType(mime)) {
+      json parsed = json::parse(value, nullptr, false);
+      data[mime] = parsed.is_discarded() ? json(value) : parsed;
+    } else {
+      data[mime] = value;
+    }
+  }
+  return data;
+}
+}  // namespace
+
+std::string ExecutionRecord::ToJson(int indent) const {
+  json outputs_json = json::array();
+  for (const kernel::Output& output : outputs) {
+    json metadata = json::parse(output.bundle.metadata_json, nullptr, false);
+    json o = {{"output_type",
+               output.kind == kernel::Output::Kind::kResult ? "execute_result" : "display_data"},
+              {"data", BundleToJson(output.bundle)},
+              {"metadata", metadata.is_discarded() ? json::object() : metadata}};
+    if (output.kind == kernel::Output::Kind::kResult) o["execution_count"] = execution_count;
+    outputs_json.push_back(std::move(o));
+  }
+  json files_json = json::array();
+  for (const files::FileChange& f : files) {
+    files_json.push_back(
+        {{"path", "/mnt/data/" + f.path}, {"bytes", f.bytes}, {"change", f.created ? "created" : "modified"}});
+  }
+  json j = {
+      {"id", id},
+      {"session_id", session_id},
+      {"status", status},
+      {"code", code},
+      {"execution_count", execution_count},
+      {"stdout", stdout_text},
+      {"stderr", stderr_text},
+      {"stdout_truncated", stdout_truncated},
+      {"stderr_truncated", stderr_truncated},
+      {"outputs", outputs_json},
+      {"error", nullptr},
+      {"started_at", FormatRfc3339(started_at)},
+      {"duration_ms", duration_ms},
+      {"cpu_ms", cpu_ms},
+      {"peak_memory_bytes", peak_memory_bytes},
+      {"files", files_json},
+  };
+  if (error) {
+    j["error"] = {{"ename", error->ename}, {"evalue", error->evalue}, {"traceback", error->traceback}};
+  }
+  if (!timeout_action.empty()) j["timeout_action"] = timeout_action;
+  if (!session_end_reason.empty()) j["session_end_reason"] = session_end_reason;
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace pycell::session

@@ -1,0 +1,258 @@
+#include "session/session.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include "common/ids.h"
+#include "common/logging.h"
+#include "sandbox/mount_ns.h"
+
+namespace pycell::session {
+
+const char* EndReasonName(EndReason reason) {
+  switch (reason) {
+    case EndReason::kNone: return "";
+    case EndReason::kClosed: return "closed";
+    case EndReason::kIdle: return "idle";
+    case EndReason::kLifetime: return "lifetime";
+    case EndReason::kMemory: return "memory";
+    case EndReason::kKilledAfterTimeout: return "killed_after_timeout";
+    case EndReason::kCrashed: return "crashed";
+    case EndReason::kShutdown: return "shutdown";
+  }
+  return "";
+}
+
+Session::Session(SessionResources resources, SessionLimits limits,
+                 std::chrono::milliseconds grace, Clock* clock)
+    : limits_(std::move(limits)),
+      interrupt_grace_(grace),
+      clock_(clock),
+      resources_(std::move(resources)),
+      created_(clock->Now()),
+      last_active_(created_) {}
+
+Session::~Session() { End(EndReason::kShutdown); }
+
+namespace {
+void MarkTruncation(std::string* text, bool truncated, uint64_t cap) {
+  if (truncated) {
+    *text += "\n[pycell: output truncated at " + std::to_string(cap) + " bytes]\n";
+  }
+}
+}  // namespace
+
+Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
+                                         const kernel::ExecuteObserver& observer) {
+  std::unique_lock<std::mutex> exec_lock(exec_mu_, std::try_to_lock);
+  if (!exec_lock.owns_lock()) {
+    return Status::FailedPrecondition("session " + id() +
+                                      " is running another cell; wait for it or interrupt it");
+  }
+  auto timeout = request.timeout.value_or(limits_.execution_timeout);
+  if (timeout.count() <= 0 || timeout > limits_.max_execution_timeout) {
+    return Status::InvalidArgument("timeout must be between 1 and " +
+                                   std::to_string(limits_.max_execution_timeout.count()) + " s");
+  }
+  kernel::Kernel* kernel;
+  sandbox::Cgroup* cgroup;
+  std::string data_dir;
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    if (end_reason_ != EndReason::kNone) {
+      return Status::FailedPrecondition("session " + id() + " has ended (" +
+                                        EndReasonName(end_reason_) + "); create a new one");
+    }
+    running_cell_ = true;
+    kernel = resources_.kernel.get();
+    cgroup = resources_.cgroup.get();
+    data_dir = resources_.dir + "/data";
+  }
+
+  ExecutionRecord record;
+  record.id = NewId("exec_");
+  record.session_id = id();
+  record.code = request.code;
+  record.started_at = clock_->WallNow();
+
+  auto data = files::SafeDir::Open(data_dir);
+  files::DirSnapshot before;
+  if (data.ok()) {
+    auto snap = data->Snapshot();
+    if (snap.ok()) before = std::move(*snap);
+  }
+  sandbox::CgroupUsage usage_before;
+  if (cgroup) {
+    cgroup->ResetPeak();
+    usage_before = cgroup->ReadUsage();
+  }
+  auto started = clock_->Now();
+  kernel::ExecuteOptions options;
+  options.timeout = timeout;
+  options.interrupt_grace = interrupt_grace_;
+  options.max_output_bytes = limits_.max_output_bytes;
+  auto run = kernel->Execute(request.code, options, observer);
+  record.duration_ms =
+      std::chrono::duration<double, std::milli>(clock_->Now() - started).count();
+
+  EndReason ends = EndReason::kNone;
+  if (run.ok()) {
+    switch (run->status) {
+      case kernel::RunStatus::kOk: record.status = "ok"; break;
+      case kernel::RunStatus::kError: record.status = "error"; break;
+      case kernel::RunStatus::kTimeout: record.status = "timeout"; break;
+      case kernel::RunStatus::kCrashed: record.status = "crashed"; break;
+    }
+    record.timeout_action = run->timeout_action;
+    record.stdout_text = std::move(run->stdout_text);
+    record.stderr_text = std::move(run->stderr_text);
+    record.stdout_truncated = run->stdout_truncated;
+    record.stderr_truncated = run->stderr_truncated;
+    MarkTruncation(&record.stdout_text, record.stdout_truncated, limits_.max_output_bytes);
+    MarkTruncation(&record.stderr_text, record.stderr_truncated, limits_.max_output_bytes);
+    record.outputs = std::move(run->outputs);
+    record.error = std::move(run->error);
+    record.execution_count = run->execution_count;
+  } else {
+    record.status = "crashed";
+    record.stderr_text = run.status().ToString();
+  }
+  if (cgroup) {
+    sandbox::CgroupUsage usage_after = cgroup->ReadUsage();
+    record.cpu_ms = static_cast<double>(usage_after.cpu_ns - usage_before.cpu_ns) / 1e6;
+    record.peak_memory_bytes = usage_after.memory_peak_bytes;
+    if (record.status == "crashed" || record.status == "timeout") {
+      if (usage_after.oom_kills > usage_before.oom_kills) ends = EndReason::kMemory;
+    }
+  }
+  if (ends == EndReason::kNone && record.status == "crashed") ends = EndReason::kCrashed;
+  if (ends == EndReason::kNone && record.timeout_action == "killed") {
+    ends = EndReason::kKilledAfterTimeout;
+  }
+  if (ends == EndReason::kMemory && !record.error) {
+    record.error = kernel::CellError{
+        "MemoryError",
+        "the session exceeded its memory limit of " + std::to_string(limits_.memory_bytes) +
+            " bytes and was ended",
+        {}};
+  }
+  if (ends == EndReason::kNone && data.ok()) {
+    auto after = data->Snapshot();
+    if (after.ok()) record.files = files::DiffSnapshots(before, *after);
+  }
+
+  std::lock_guard<std::mutex> lock(state_mu_);
+  running_cell_ = false;
+  last_active_ = clock_->Now();
+  if (ends != EndReason::kNone && end_reason_ == EndReason::kNone) end_reason_ = ends;
+  if (end_reason_ != EndReason::kNone) {
+    record.session_end_reason = EndReasonName(end_reason_);
+    ReleaseLocked();
+  }
+  return record;
+}
+
+void Session::SetExecutionTimeout(std::chrono::seconds timeout) {
+  std::lock_guard<std::mutex> exec_lock(exec_mu_);
+  limits_.execution_timeout = timeout;
+}
+
+void Session::Interrupt() {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  if (resources_.kernel) resources_.kernel->Interrupt();
+}
+
+Status Session::PutFile(const std::string& name, int source_fd) {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  if (end_reason_ != EndReason::kNone) return Status::FailedPrecondition("session has ended");
+  ASSIGN_OR_RETURN(auto dir, files::SafeDir::Open(resources_.dir + "/data"));
+  return dir.CreateFileFrom(name, source_fd, resources_.ids->user_uid(),
+                            resources_.ids->user_gid());
+}
+
+Result<files::DirSnapshot> Session::ListFiles() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  if (end_reason_ != EndReason::kNone) return Status::FailedPrecondition("session has ended");
+  ASSIGN_OR_RETURN(auto dir, files::SafeDir::Open(resources_.dir + "/data"));
+  return dir.Snapshot();
+}
+
+Status Session::CopyFileOut(const std::string& relative_path, const std::string& dest) const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  if (end_reason_ != EndReason::kNone) return Status::FailedPrecondition("session has ended");
+  ASSIGN_OR_RETURN(auto dir, files::SafeDir::Open(resources_.dir + "/data"));
+  return dir.CopyOut(relative_path, dest);
+}
+
+void Session::End(EndReason reason) {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  if (end_reason_ == EndReason::kNone) end_reason_ = reason;
+  if (resources_.kernel) resources_.kernel->Kill();
+  if (!running_cell_) ReleaseLocked();  // Else the running Execute releases on its way out.
+}
+
+void Session::ReleaseLocked() { ReleaseSessionResources(&resources_); }
+
+void ReleaseSessionResources(SessionResources* r) {
+  if (r->kernel) {
+    r->kernel->Kill();
+    r->kernel.reset();
+  }
+  if (r->cgroup) {
+    Status s = r->cgroup->Destroy();
+    if (!s.ok()) LOG_WARN("session {}: {}", r->id, s.ToString());
+    r->cgroup.reset();
+  }
+  if (r->dir.empty()) return;
+  if (r->data_mounted) {
+    (void)sandbox::mount_ns::Unmount(r->dir + "/data");
+    r->data_mounted = false;
+  }
+  if (r->tmp_mounted) {
+    (void)sandbox::mount_ns::Unmount(r->dir + "/tmp");
+    r->tmp_mounted = false;
+  }
+  for (const char* sub : {"/root", "/data", "/tmp", ""}) {
+    ::rmdir((r->dir + sub).c_str());
+  }
+  r->dir.clear();
+  r->ids.reset();  // Last: the uids are free only once no process runs as them.
+}
+
+EndReason Session::end_reason() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return end_reason_;
+}
+
+bool Session::busy() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return running_cell_;
+}
+
+void Session::MarkHandedOver() {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  created_ = last_active_ = clock_->Now();
+}
+
+std::chrono::steady_clock::time_point Session::created_at() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return created_;
+}
+
+std::chrono::steady_clock::time_point Session::last_active_at() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return last_active_;
+}
+
+std::chrono::steady_clock::time_point Session::expires_at() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return std::min(created_ + limits_.active_lifetime, last_active_ + limits_.idle_timeout);
+}
+
+bool Session::ProcessGone() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  if (!resources_.kernel || resources_.kernel->Dead()) return true;
+  return !resources_.kernel->QuietAndAlive();
+}
+
+}  // namespace pycell::session

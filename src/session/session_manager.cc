@@ -1,0 +1,327 @@
+#include "session/session_manager.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "common/ids.h"
+#include "common/logging.h"
+#include "sandbox/contain.h"
+#include "sandbox/mount_ns.h"
+
+namespace pycell::session {
+namespace {
+
+Status MakeDir(const std::string& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + path);
+  if (::chmod(path.c_str(), mode) != 0) return Status::FromErrno("chmod " + path);
+  return Status::Ok();
+}
+
+Status MakeDirs(const std::string& path, mode_t mode) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    std::string prefix = path.substr(0, slash);
+    if (::mkdir(prefix.c_str(), mode) != 0 && errno != EEXIST) {
+      return Status::FromErrno("mkdir " + prefix);
+    }
+    if (slash == std::string::npos) return Status::Ok();
+  }
+}
+
+struct Pipe {
+  UniqueFd read, write;
+};
+Result<Pipe> MakePipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return Status::FromErrno("pipe");
+  return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SessionManager>> SessionManager::Create(const EngineConfig& config,
+                                                               Clock* clock) {
+  RETURN_IF_ERROR(config.Validate());
+  std::unique_ptr<SessionManager> manager(new SessionManager(config, clock));
+  bool root = ::geteuid() == 0;
+  if (!root) {
+    return Status::FailedPrecondition(
+        "pycell's sandbox needs root (cgroup limits, disk quotas, a uid per session); run as "
+        "root, and see `pycell doctor` for what this host offers");
+  }
+  ASSIGN_OR_RETURN(manager->cgroups_, sandbox::CgroupLayout::Detect());
+  manager->use_cgroups_ = manager->cgroups_.Complete();
+  if (!manager->use_cgroups_ && !config.allow_weaker_sandbox) {
+    return Status::FailedPrecondition(
+        "this host lacks the memory, pids or cpu cgroup controller, so sessions would run "
+        "without limits; see `pycell doctor`, or opt in with --allow-weaker-sandbox");
+  }
+  auto ids = sandbox::ReadSubIds("root");
+  if (!ids.ok()) return ids.status();
+  manager->ids_ = *ids;
+
+  RETURN_IF_ERROR(MakeDirs(config.state_dir, 0711));
+  RETURN_IF_ERROR(MakeDir(config.state_dir, 0711));
+  RETURN_IF_ERROR(MakeDir(config.state_dir + "/sessions", 0711));
+  RETURN_IF_ERROR(MakeDir(config.state_dir + "/cache", 0700));
+
+  kernel::ZygoteOptions zygote_options;
+  zygote_options.python = config.python;
+  zygote_options.preload = config.pool.preload;
+  zygote_options.cache_dir = config.state_dir + "/cache";
+  ASSIGN_OR_RETURN(manager->zygote_, kernel::Zygote::Start(zygote_options));
+  manager->pool_target_ = config.pool.ready_sessions;
+  manager->refill_thread_ = std::thread([m = manager.get()] { m->RefillLoop(); });
+  return manager;
+}
+
+SessionManager::~SessionManager() {
+  std::deque<std::shared_ptr<Session>> ready;
+  std::map<std::string, std::shared_ptr<Session>> sessions;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    ready.swap(ready_);
+    sessions.swap(sessions_);
+  }
+  cv_.notify_all();
+  if (refill_thread_.joinable()) refill_thread_.join();
+  for (auto& s : ready) s->End(EndReason::kShutdown);
+  for (auto& [id, s] : sessions) s->End(EndReason::kShutdown);
+}
+
+Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& limits) {
+  SessionResources r;
+  r.id = NewId("sess_");
+  r.dir = config_.state_dir + "/sessions/" + r.id;
+  struct Guard {  // Releases whatever was made if we return early.
+    SessionResources* r;
+    ~Guard() {
+      if (r) ReleaseSessionResources(r);
+    }
+  } guard{&r};
+
+  // The session's init runs as an unprivileged host uid and must traverse these to bind them.
+  RETURN_IF_ERROR(MakeDir(r.dir, 0711));
+  RETURN_IF_ERROR(MakeDir(r.dir + "/root", 0755));
+  RETURN_IF_ERROR(MakeDir(r.dir + "/data", 0700));
+  RETURN_IF_ERROR(MakeDir(r.dir + "/tmp", 0700));
+  ASSIGN_OR_RETURN(auto lease, sandbox::IdLease::Acquire(*ids_));
+  r.ids.emplace(std::move(lease));
+  const sandbox::IdLease& ids = *r.ids;
+  RETURN_IF_ERROR(sandbox::mount_ns::MountQuotaTmpfs(r.dir + "/data", limits.data_bytes,
+                                                     ids.user_uid(), ids.user_gid()));
+  r.data_mounted = true;
+  RETURN_IF_ERROR(sandbox::mount_ns::MountQuotaTmpfs(r.dir + "/tmp", limits.tmp_bytes,
+                                                     ids.user_uid(), ids.user_gid()));
+  r.tmp_mounted = true;
+  if (use_cgroups_) {
+    sandbox::CgroupLimits cg{limits.memory_bytes, limits.max_pids, limits.cpus};
+    ASSIGN_OR_RETURN(r.cgroup,
+                     sandbox::Cgroup::Create(cgroups_, config_.cgroup_parent, r.id, cg));
+  }
+
+  sandbox::Policy policy;
+  policy.session_dir = r.dir;
+  policy.host_uid_init = ids.init_uid();
+  policy.host_uid_user = ids.user_uid();
+  policy.host_gid_init = ids.init_gid();
+  policy.host_gid_user = ids.user_gid();
+  policy.readonly_binds = sandbox::DefaultReadonlyBinds();
+  policy.memory_bytes = limits.memory_bytes;
+  policy.max_pids = limits.max_pids;
+  policy.cpus = limits.cpus;
+  policy.data_bytes = limits.data_bytes;
+  policy.tmp_bytes = limits.tmp_bytes;
+  policy.max_file_bytes = limits.max_file_bytes;
+  policy.max_open_files = limits.max_open_files;
+
+  ASSIGN_OR_RETURN(Pipe out, MakePipe());
+  ASSIGN_OR_RETURN(Pipe err, MakePipe());
+  ASSIGN_OR_RETURN(Pipe go, MakePipe());
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return Status::FromErrno("socketpair");
+  }
+  UniqueFd control(sv[0]), child_control(sv[1]);
+  kernel::SessionFds fds{out.write.get(), err.write.get(), child_control.get(), go.read.get()};
+  ASSIGN_OR_RETURN(pid_t pid, zygote_->Spawn(policy, limits.cpus, fds));
+  out.write.Reset();
+  err.write.Reset();
+  child_control.Reset();
+  go.read.Reset();
+  // The child waits for our go byte, so its pid cannot be reused before the pidfd pins it.
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd.valid()) return Status::FromErrno("pidfd_open of the new session");
+  r.kernel = std::make_unique<kernel::Kernel>(pid, std::move(pidfd), std::move(control),
+                                              std::move(out.read), std::move(err.read));
+  RETURN_IF_ERROR(sandbox::AdmitChild(pid, policy, r.cgroup.get()));
+  if (::write(go.write.get(), "g", 1) != 1) return Status::FromErrno("start the session");
+  RETURN_IF_ERROR(r.kernel->WaitReady(std::chrono::seconds(30)));
+
+  guard.r = nullptr;
+  return std::make_shared<Session>(std::move(r), limits, config_.interrupt_grace, clock_);
+}
+
+void SessionManager::RefillLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    bool room = ready_.size() + launching_ < pool_target_ &&
+                sessions_.size() + ready_.size() + launching_ < config_.max_sessions;
+    if (!room) {
+      cv_.wait_for(lock, std::chrono::seconds(1));
+      if (stopping_) break;
+      lock.unlock();
+      ExpireSessions();
+      lock.lock();
+      continue;
+    }
+    ++launching_;
+    lock.unlock();
+    auto session = Launch(config_.pool.limits);
+    lock.lock();
+    --launching_;
+    if (!session.ok()) {
+      LOG_WARN("pool {}: could not start a session: {}", config_.pool.name,
+               session.status().ToString());
+      cv_.wait_for(lock, std::chrono::seconds(1));  // Do not spin on a broken host.
+      continue;
+    }
+    if (stopping_) {
+      (*session)->End(EndReason::kShutdown);
+      break;
+    }
+    ready_.push_back(std::move(*session));
+    cv_.notify_all();
+  }
+}
+
+Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOptions& options) {
+  SessionLimits limits = config_.pool.limits;
+  bool custom = false;
+  if (options.memory_bytes && *options.memory_bytes != limits.memory_bytes) {
+    if (*options.memory_bytes > limits.memory_bytes) {
+      return Status::InvalidArgument("memory above the pool's limit of " +
+                                     std::to_string(limits.memory_bytes) + " bytes");
+    }
+    limits.memory_bytes = *options.memory_bytes;
+    custom = true;
+  }
+  if (options.execution_timeout) {
+    if (*options.execution_timeout > limits.max_execution_timeout) {
+      return Status::InvalidArgument("timeout above the pool's maximum of " +
+                                     std::to_string(limits.max_execution_timeout.count()) + " s");
+    }
+    limits.execution_timeout = *options.execution_timeout;
+  }
+  RETURN_IF_ERROR(limits.Validate());
+
+  std::shared_ptr<Session> session;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (sessions_.size() >= config_.max_sessions) {
+      return Status::ResourceExhausted("the limit of " + std::to_string(config_.max_sessions) +
+                                       " concurrent sessions is reached; end one and retry");
+    }
+    while (!custom && !ready_.empty()) {
+      session = std::move(ready_.front());
+      ready_.pop_front();
+      if (!session->ProcessGone()) break;
+      session->End(EndReason::kCrashed);  // Died while waiting (e.g. zygote killed).
+      session.reset();
+    }
+    cv_.notify_all();  // The refill thread has room now.
+  }
+  if (session) {
+    session->MarkHandedOver();
+    if (options.execution_timeout) session->SetExecutionTimeout(*options.execution_timeout);
+  } else {
+    ASSIGN_OR_RETURN(session, Launch(limits));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  sessions_[session->id()] = session;
+  return session;
+}
+
+Result<std::shared_ptr<Session>> SessionManager::Get(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return Status::NotFound("no session " + id);
+  return it->second;
+}
+
+Status SessionManager::EndSession(const std::string& id, EndReason reason) {
+  std::shared_ptr<Session> session;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return Status::NotFound("no session " + id);
+    session = std::move(it->second);
+    sessions_.erase(it);
+  }
+  session->End(reason);
+  cv_.notify_all();
+  return Status::Ok();
+}
+
+void SessionManager::ExpireSessions() {
+  std::vector<std::pair<std::shared_ptr<Session>, EndReason>> expired;
+  auto now = clock_->Now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      const auto& s = it->second;
+      EndReason reason = EndReason::kNone;
+      if (s->end_reason() != EndReason::kNone) {
+        reason = s->end_reason();  // Ended by its own cell (memory, crash): forget it.
+      } else if (now - s->created_at() >= s->limits().active_lifetime) {
+        reason = EndReason::kLifetime;
+      } else if (!s->busy() && now - s->last_active_at() >= s->limits().idle_timeout) {
+        reason = EndReason::kIdle;
+      }
+      if (reason != EndReason::kNone) {
+        expired.emplace_back(it->second, reason);
+        it = sessions_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& [session, reason] : expired) session->End(reason);
+  if (!expired.empty()) cv_.notify_all();
+}
+
+bool SessionManager::WaitForWarmPool(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] { return ready_.size() >= pool_target_; });
+}
+
+void SessionManager::SetPoolTarget(uint32_t ready_sessions) {
+  std::deque<std::shared_ptr<Session>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pool_target_ = ready_sessions;
+    while (ready_.size() > pool_target_) {
+      dropped.push_back(std::move(ready_.back()));
+      ready_.pop_back();
+    }
+  }
+  cv_.notify_all();
+  for (auto& s : dropped) s->End(EndReason::kShutdown);
+}
+
+size_t SessionManager::ReadyCount() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ready_.size();
+}
+
+size_t SessionManager::ActiveCount() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sessions_.size();
+}
+
+}  // namespace pycell::session

@@ -1,0 +1,83 @@
+// SessionManager: makes, finds and ends sessions of one pool. It owns the pool's zygote, keeps a
+// few contained sessions ready (refilled by a background thread) so that creating a session is a
+// hand-over, caps how many sessions live at once, and ends sessions that have been idle too long
+// or lived too long.
+//
+// Thread-safety: every public method may be called from any thread. Sessions are shared_ptrs: a
+// caller still holding one after it ended gets FailedPrecondition from it, never a crash.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/config.h"
+#include "kernel/zygote.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/subids.h"
+#include "session/session.h"
+
+namespace pycell::session {
+
+struct SessionOptions {
+  // Limits below the pool's; a session with limits of its own is started fresh (not taken from
+  // the warm pool, whose sessions were contained with the pool's limits).
+  std::optional<uint64_t> memory_bytes;
+  std::optional<std::chrono::seconds> execution_timeout;
+};
+
+class SessionManager {
+ public:
+  // Starts the zygote (imports the pool's modules: about a second) and the refill thread.
+  // `clock` must outlive the manager. REQUIRES: the process's mounts are private
+  // (sandbox::mount_ns::PrivatizeHostMounts) and we are root, unless allow_weaker_sandbox.
+  static Result<std::unique_ptr<SessionManager>> Create(const EngineConfig& config,
+                                                        Clock* clock = Clock::Real());
+  ~SessionManager();  // Ends every session; stops the zygote.
+
+  Result<std::shared_ptr<Session>> CreateSession(const SessionOptions& options = {});
+  Result<std::shared_ptr<Session>> Get(const std::string& id) const;
+  Status EndSession(const std::string& id, EndReason reason = EndReason::kClosed);
+
+  // Ends sessions past their idle timeout or lifetime. The background thread calls it every
+  // second; tests call it after moving a FakeClock.
+  void ExpireSessions();
+  // Blocks until the pool holds its target of ready sessions (or `timeout` passes).
+  bool WaitForWarmPool(std::chrono::milliseconds timeout);
+  // Stops refilling the pool and drops its ready sessions (for benchmarks of the cold path).
+  void SetPoolTarget(uint32_t ready_sessions);
+
+  size_t ReadyCount() const;
+  size_t ActiveCount() const;
+  const EngineConfig& config() const { return config_; }
+
+ private:
+  SessionManager(EngineConfig config, Clock* clock) : config_(std::move(config)), clock_(clock) {}
+  // Builds and contains one session (the cold path). Does not register it.
+  Result<std::shared_ptr<Session>> Launch(const SessionLimits& limits);
+  void RefillLoop();
+
+  const EngineConfig config_;
+  Clock* const clock_;
+  std::unique_ptr<kernel::Zygote> zygote_;
+  sandbox::CgroupLayout cgroups_;
+  std::optional<sandbox::SubIdRange> ids_;
+  bool use_cgroups_ = false;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Session>> ready_;                  // GUARDED_BY(mu_)
+  std::map<std::string, std::shared_ptr<Session>> sessions_;    // GUARDED_BY(mu_), handed out
+  uint32_t pool_target_ = 0;                                    // GUARDED_BY(mu_)
+  size_t launching_ = 0;                                        // GUARDED_BY(mu_)
+  bool stopping_ = false;                                       // GUARDED_BY(mu_)
+  std::thread refill_thread_;
+};
+
+}  // namespace pycell::session
