@@ -2,7 +2,6 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <cstring>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -11,9 +10,7 @@
 
 int main(int argc, char** argv) {
   // The zygote is this same binary, re-executed by the engine with its socket on descriptor 3.
-  if (argc == 3 && std::strcmp(argv[1], "__zygote") == 0) {
-    return pycell::kernel::ZygoteMain(3, argv[2]);
-  }
+  if (int code; pycell::kernel::MaybeRunZygote(argc, argv, &code)) return code;
   CLI::App app{"pycell: a self-hosted, sandboxed Python code interpreter"};
   app.require_subcommand(1);
   std::string log_level = "warn";

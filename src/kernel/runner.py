@@ -30,12 +30,6 @@ _MAX_BUNDLE_BYTES = 32 << 20  # A display larger than this is replaced by a note
 
 _control = None  # The control socket's file object, set by serve().
 _shell = None    # The InteractiveShell, built in the zygote.
-_in_cell = False  # SIGINT interrupts only a running cell; between cells it is ignored.
-
-
-def _on_sigint(signum, frame):
-    if _in_cell:
-        raise KeyboardInterrupt
 
 
 def _send(message):
@@ -178,15 +172,15 @@ def _prepare_session(cpus):
 
 
 def _run_cell(code):
-    global _in_cell
     started = time.perf_counter()
     status = "ok"
     try:
-        _in_cell = True
+        # SIGINT (the server's interrupt) raises KeyboardInterrupt only while a cell runs.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             result = _shell.run_cell(code, store_history=True)
         finally:
-            _in_cell = False
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if not result.success:
             status = "error"
     except KeyboardInterrupt:
@@ -209,7 +203,7 @@ def serve(control_fd, cpus):
     import io
     _control = io.BufferedRWPair(_control, _control, 1 << 16)
     _prepare_session(cpus)
-    signal.signal(signal.SIGINT, _on_sigint)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _send({"type": "ready", "python": sys.version.split()[0]})
     while True:
         try:

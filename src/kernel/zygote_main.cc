@@ -114,6 +114,12 @@ json HandleSpawn(int zygote_fd, Frame& request, const json& message) {
 
 }  // namespace
 
+bool MaybeRunZygote(int argc, char** argv, int* exit_code) {
+  if (argc != 3 || std::string(argv[1]) != "__zygote") return false;
+  *exit_code = ZygoteMain(3, argv[2]);
+  return true;
+}
+
 int ZygoteMain(int control_fd, const char* config_json) {
   // Sessions are reaped by the kernel: the zygote never waits for them.
   ::signal(SIGCHLD, SIG_IGN);

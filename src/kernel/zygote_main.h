@@ -14,4 +14,9 @@ namespace pycell::kernel {
 // Never returns normally; the exit code says why the zygote stopped.
 int ZygoteMain(int control_fd, const char* config_json);
 
+// Every binary that starts sessions (pycell, its tests, its benchmarks) is also the zygote: the
+// engine re-executes /proc/self/exe with "__zygote". Call first thing in main():
+//   if (int code; pycell::kernel::MaybeRunZygote(argc, argv, &code)) return code;
+bool MaybeRunZygote(int argc, char** argv, int* exit_code);
+
 }  // namespace pycell::kernel

@@ -13,5 +13,9 @@ Status DropBoundingAndAmbient();
 // the uid switch made the process non-dumpable; the code's process turns it back on so that its
 // own /proc/self works as usual (seccomp keeps ptrace away), the sandbox's init stays off.
 Status DropAll(bool dumpable);
+// As DropAll, but keeps `cap` (permitted and effective) — for the sandbox's init, which keeps
+// CAP_KILL of its own namespace so it can pass the server's interrupt to the code's process,
+// which runs as another uid.
+Status DropAllExcept(int cap, bool dumpable);
 
 }  // namespace pycell::sandbox::caps

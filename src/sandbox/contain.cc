@@ -1,5 +1,6 @@
 #include "sandbox/contain.h"
 
+#include <linux/capability.h>
 #include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
@@ -72,7 +73,7 @@ Status ContainWorker(const Policy& policy) {
   ::sigaction(SIGINT, &forward, nullptr);   // The server's interrupt.
   ::sigaction(SIGTERM, &forward, nullptr);
   (void)caps::DropBoundingAndAmbient();
-  (void)caps::DropAll(/*dumpable=*/false);
+  if (!caps::DropAllExcept(CAP_KILL, /*dumpable=*/false).ok()) ::_exit(125);
   if (policy.seccomp && !seccomp::InstallFilter().ok()) ::_exit(125);
   while (true) {
     int status = 0;
