@@ -262,6 +262,16 @@ Status Cgroup::Destroy() {
   return result;
 }
 
+std::vector<pid_t> Cgroup::Processes() const {
+  std::vector<pid_t> pids;
+  const Part* part = PartFor("pids");
+  if (part == nullptr || destroyed_) return pids;
+  std::istringstream procs(cgroup_files::Read(part->dir + "/cgroup.procs"));
+  pid_t pid;
+  while (procs >> pid) pids.push_back(pid);
+  return pids;
+}
+
 std::vector<std::string> Cgroup::Paths() const {
   std::vector<std::string> out;
   for (const Part& p : parts_) out.push_back(p.dir);

@@ -78,6 +78,8 @@ class Cgroup {
   // KillAll, then removes the folders. Idempotent.
   Status Destroy();
 
+  // Host pids of the processes in the group.
+  std::vector<pid_t> Processes() const;
   // Folders this group made, one per hierarchy (for tests and leak checks).
   std::vector<std::string> Paths() const;
 

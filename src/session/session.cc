@@ -249,6 +249,16 @@ std::chrono::steady_clock::time_point Session::expires_at() const {
   return std::min(created_ + limits_.active_lifetime, last_active_ + limits_.idle_timeout);
 }
 
+std::vector<pid_t> Session::ProcessIds() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return resources_.cgroup ? resources_.cgroup->Processes() : std::vector<pid_t>{};
+}
+
+std::string Session::dir() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return resources_.dir;
+}
+
 bool Session::ProcessGone() const {
   std::lock_guard<std::mutex> lock(state_mu_);
   if (!resources_.kernel || resources_.kernel->Dead()) return true;

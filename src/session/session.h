@@ -87,6 +87,10 @@ class Session {
   std::chrono::steady_clock::time_point last_active_at() const;
   // When it will end on its own: the earlier of idle and lifetime expiry.
   std::chrono::steady_clock::time_point expires_at() const;
+  // Host pids of the session's processes (its init, the runner, whatever the code started).
+  std::vector<pid_t> ProcessIds() const;
+  // Host folder of the session (<state>/sessions/<id>); empty once ended.
+  std::string dir() const;
   // For the pool: the processes are gone (zygote killed, …) though nobody called End.
   bool ProcessGone() const;
 

@@ -1,1 +1,359 @@
+// Session semantics against the real sandbox, the real zygote and Debian's Python. Needs root
+// (the engine refuses to run without it); skipped otherwise.
+#include "session/session.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "session/session_manager.h"
 #include "test_util.h"
+
+namespace pycell::session {
+namespace {
+
+using std::chrono::seconds;
+
+EngineConfig TestConfig(const std::string& name) {
+  EngineConfig config;
+  config.state_dir = std::filesystem::current_path().string() + "/session-test-" + name;
+  config.pool.ready_sessions = 1;
+  config.pool.limits.execution_timeout = seconds(20);
+  config.interrupt_grace = std::chrono::milliseconds(2000);
+  return config;
+}
+
+std::string Find(const kernel::MimeBundle& bundle, const std::string& mime) {
+  for (const auto& [m, v] : bundle.data) {
+    if (m == mime) return v;
+  }
+  return "";
+}
+
+bool PathExists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+class SessionTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0) return;
+    auto manager = SessionManager::Create(TestConfig("shared"));
+    ASSERT_OK(manager);
+    manager_ = std::move(*manager).release();
+  }
+  static void TearDownTestSuite() {
+    delete manager_;
+    manager_ = nullptr;
+  }
+  void SetUp() override {
+    if (manager_ == nullptr) GTEST_SKIP() << "needs root";
+  }
+
+  std::shared_ptr<Session> NewSession(const SessionOptions& options = {}) {
+    auto session = manager_->CreateSession(options);
+    EXPECT_OK(session);
+    return session.ok() ? *session : nullptr;
+  }
+  ExecutionRecord Run(Session& session, const std::string& code,
+                      std::optional<seconds> timeout = std::nullopt) {
+    auto record = session.Execute({code, timeout});
+    EXPECT_OK(record);
+    return record.ok() ? *record : ExecutionRecord{};
+  }
+
+  static SessionManager* manager_;
+};
+SessionManager* SessionTest::manager_ = nullptr;
+
+TEST_F(SessionTest, StatePersistsAcrossCells) {
+  auto s = NewSession();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(Run(*s, "x = 41\nimport json").status, "ok");
+  ExecutionRecord r = Run(*s, "x += 1\nprint(json.dumps({'x': x}))");
+  EXPECT_EQ(r.status, "ok");
+  EXPECT_EQ(r.stdout_text, "{\"x\": 42}\n");
+}
+
+TEST_F(SessionTest, LastExpressionIsTheResult) {
+  auto s = NewSession();
+  ExecutionRecord r = Run(*s, "a = 6\na * 7");
+  ASSERT_EQ(r.outputs.size(), 1u);
+  EXPECT_EQ(r.outputs[0].kind, kernel::Output::Kind::kResult);
+  EXPECT_EQ(Find(r.outputs[0].bundle, "text/plain"), "42");
+  EXPECT_EQ(r.execution_count, 1);
+  // A DataFrame result carries HTML beside plain text.
+  r = Run(*s, "import pandas as pd\npd.DataFrame({'a': [1, 2]})");
+  ASSERT_EQ(r.outputs.size(), 1u);
+  EXPECT_NE(Find(r.outputs[0].bundle, "text/html").find("<table"), std::string::npos);
+}
+
+TEST_F(SessionTest, DisplayAndChartsAreValidPng) {
+  auto s = NewSession();
+  ExecutionRecord r = Run(*s,
+                          "from IPython.display import display, JSON\n"
+                          "display({'k': 1}, raw=False)\n"
+                          "import matplotlib.pyplot as plt\n"
+                          "plt.plot([1, 3, 2]); plt.title('t')\n"
+                          "None");
+  ASSERT_EQ(r.status, "ok") << r.stderr_text;
+  std::string png;
+  for (const auto& output : r.outputs) {
+    if (std::string b64 = Find(output.bundle, "image/png"); !b64.empty()) png = b64;
+  }
+  ASSERT_FALSE(png.empty()) << "no image/png output";
+  std::string bytes(png.size(), '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(bytes.data()),
+                          reinterpret_cast<const unsigned char*>(png.data()),
+                          static_cast<int>(png.size()));
+  ASSERT_GT(n, 100);
+  EXPECT_EQ(bytes.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  // The figure was flushed: the next cell shows no stale chart.
+  r = Run(*s, "1");
+  EXPECT_EQ(r.outputs.size(), 1u);
+}
+
+TEST_F(SessionTest, ErrorsCarryTheTraceback) {
+  auto s = NewSession();
+  ExecutionRecord r = Run(*s, "def f():\n    return 1 / 0\nf()");
+  EXPECT_EQ(r.status, "error");
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->ename, "ZeroDivisionError");
+  EXPECT_EQ(r.error->evalue, "division by zero");
+  std::string traceback;
+  for (const auto& line : r.error->traceback) traceback += line;
+  EXPECT_NE(traceback.find("return 1 / 0"), std::string::npos);
+  EXPECT_EQ(traceback.find("\x1b["), std::string::npos) << "no terminal colour codes";
+  // The session goes on.
+  EXPECT_EQ(Run(*s, "print('alive')").stdout_text, "alive\n");
+  // A syntax error is an error too.
+  r = Run(*s, "def (:");
+  EXPECT_EQ(r.status, "error");
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->ename, "SyntaxError");
+}
+
+TEST_F(SessionTest, OutputOfCExtensionsAndSubprocessesIsCaught) {
+  auto s = NewSession();
+  ExecutionRecord r = Run(*s,
+                          "import os, subprocess, sys\n"
+                          "os.write(1, b'raw-fd\\n')\n"
+                          "subprocess.run(['/bin/sh', '-c', 'echo from-child; echo err >&2'])\n"
+                          "print('to-stderr', file=sys.stderr)");
+  EXPECT_EQ(r.status, "ok") << r.stderr_text;
+  EXPECT_NE(r.stdout_text.find("raw-fd"), std::string::npos);
+  EXPECT_NE(r.stdout_text.find("from-child"), std::string::npos);
+  EXPECT_NE(r.stderr_text.find("err"), std::string::npos);
+  EXPECT_NE(r.stderr_text.find("to-stderr"), std::string::npos);
+}
+
+TEST_F(SessionTest, TimeoutInterruptsAndTheSessionSurvives) {
+  auto s = NewSession();
+  ExecutionRecord r = Run(*s, "import time\nprint('before')\ntime.sleep(60)", seconds(1));
+  EXPECT_EQ(r.status, "timeout");
+  EXPECT_EQ(r.timeout_action, "interrupted");
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->ename, "KeyboardInterrupt");
+  EXPECT_EQ(r.stdout_text, "before\n");
+  EXPECT_TRUE(r.session_end_reason.empty());
+  EXPECT_EQ(Run(*s, "print('still here')").stdout_text, "still here\n");
+}
+
+TEST_F(SessionTest, ACellThatIgnoresTheInterruptIsKilled) {
+  auto s = NewSession();
+  ExecutionRecord r = Run(*s,
+                          "import signal, time\n"
+                          "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                          "time.sleep(60)",
+                          seconds(1));
+  EXPECT_EQ(r.status, "timeout");
+  EXPECT_EQ(r.timeout_action, "killed");
+  EXPECT_EQ(r.session_end_reason, "killed_after_timeout");
+  EXPECT_EQ(s->end_reason(), EndReason::kKilledAfterTimeout);
+  EXPECT_FALSE(s->Execute({"1", std::nullopt}).ok());
+}
+
+TEST_F(SessionTest, RunawayMemoryEndsOnlyThatSession) {
+  auto other = NewSession();
+  SessionOptions small;
+  small.memory_bytes = 256ull << 20;
+  auto s = NewSession(small);
+  ASSERT_TRUE(s);
+  ExecutionRecord r = Run(*s, "blocks = []\nwhile True:\n    blocks.append(bytearray(16 << 20))");
+  EXPECT_EQ(r.session_end_reason, "memory");
+  EXPECT_EQ(s->end_reason(), EndReason::kMemory);
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->ename, "MemoryError");
+  EXPECT_EQ(Run(*other, "print(2 + 2)").stdout_text, "4\n");
+}
+
+TEST_F(SessionTest, ForkBombIsContained) {
+  auto s = NewSession();
+  ExecutionRecord r = Run(*s,
+                          "import os\n"
+                          "pids = []\n"
+                          "try:\n"
+                          "    for _ in range(10000):\n"
+                          "        pid = os.fork()\n"
+                          "        if pid == 0:\n"
+                          "            import time; time.sleep(30); os._exit(0)\n"
+                          "        pids.append(pid)\n"
+                          "except OSError as e:\n"
+                          "    print('refused after', len(pids), e.errno)\n",
+                          seconds(10));
+  EXPECT_EQ(r.status, "ok") << r.stderr_text;
+  EXPECT_NE(r.stdout_text.find("refused after"), std::string::npos) << r.stdout_text;
+  EXPECT_LE(s->ProcessIds().size(), 256u);
+  // Another session is unaffected.
+  auto other = NewSession();
+  EXPECT_EQ(Run(*other, "print('fine')").stdout_text, "fine\n");
+}
+
+TEST_F(SessionTest, LargeOutputIsCappedAndMarked) {
+  auto s = NewSession();
+  ExecutionRecord r = Run(*s, "import sys\nfor i in range(3000):\n    print('x' * 1000)");
+  EXPECT_EQ(r.status, "ok");
+  EXPECT_TRUE(r.stdout_truncated);
+  EXPECT_LT(r.stdout_text.size(), (1u << 20) + 200);
+  EXPECT_NE(r.stdout_text.find("[pycell: output truncated"), std::string::npos);
+  // Output without newlines, and in one write, is capped too.
+  r = Run(*s, "import os\nos.write(1, b'y' * (5 << 20))");
+  EXPECT_TRUE(r.stdout_truncated);
+}
+
+TEST_F(SessionTest, SessionsAreIndependent) {
+  auto a = NewSession();
+  auto b = NewSession();
+  Run(*a, "secret = 'only-a'\nopen('/mnt/data/a.txt', 'w').write('a')\n"
+          "open('/tmp/a.tmp', 'w').write('a')\n"
+          "import subprocess\np = subprocess.Popen(['sleep', '30'])");
+  ExecutionRecord r = Run(*b,
+                          "import os\n"
+                          "print('secret' in globals())\n"
+                          "print(os.path.exists('/mnt/data/a.txt'), os.path.exists('/tmp/a.tmp'))\n"
+                          "print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))");
+  EXPECT_EQ(r.status, "ok") << r.stderr_text;
+  EXPECT_NE(r.stdout_text.find("False\nFalse False\n"), std::string::npos) << r.stdout_text;
+  // b sees only its own init (1) and runner (2): not a's sleep.
+  EXPECT_NE(r.stdout_text.find("[1, 2]"), std::string::npos) << r.stdout_text;
+}
+
+TEST_F(SessionTest, FilesWrittenUnderMntDataAreReported) {
+  auto s = NewSession();
+  ExecutionRecord r = Run(*s,
+                          "import os\n"
+                          "os.makedirs('/mnt/data/out', exist_ok=True)\n"
+                          "open('/mnt/data/out/r.csv', 'w').write('a,b\\n')\n"
+                          "os.symlink('/etc/passwd', '/mnt/data/link')\n"
+                          "open('/tmp/not-reported', 'w').write('x')");
+  ASSERT_EQ(r.files.size(), 1u);
+  EXPECT_EQ(r.files[0].path, "out/r.csv");
+  EXPECT_TRUE(r.files[0].created);
+  r = Run(*s, "open('/mnt/data/out/r.csv', 'a').write('1,2\\n')");
+  ASSERT_EQ(r.files.size(), 1u);
+  EXPECT_FALSE(r.files[0].created);
+  r = Run(*s, "x = 1");
+  EXPECT_TRUE(r.files.empty());
+}
+
+TEST_F(SessionTest, PutFileIsReadableAndWritableByTheCode) {
+  auto s = NewSession();
+  char path[] = "/tmp/pycell-put-XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "week,units\n1,5\n", 15), 15);
+  ::lseek(fd, 0, SEEK_SET);
+  ASSERT_OK(s->PutFile("sales.csv", fd));
+  ::close(fd);
+  ::unlink(path);
+  EXPECT_FALSE(s->PutFile("../escape.csv", 0).ok());
+  ExecutionRecord r = Run(*s,
+                          "import pandas as pd\n"
+                          "df = pd.read_csv('sales.csv')\n"  // The working folder is /mnt/data.
+                          "open('/mnt/data/sales.csv', 'a').write('2,6\\n')\n"
+                          "print(int(df.units.sum()))");
+  EXPECT_EQ(r.stdout_text, "5\n") << r.stderr_text;
+}
+
+TEST_F(SessionTest, ASecondCallerGetsBusy) {
+  auto s = NewSession();
+  std::thread slow([&] { Run(*s, "import time\ntime.sleep(2)"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto second = s->Execute({"1", std::nullopt});
+  EXPECT_FALSE(second.ok());
+  EXPECT_TRUE(second.status().IsFailedPrecondition()) << second.status().ToString();
+  slow.join();
+}
+
+TEST_F(SessionTest, AnEndedSessionLeavesNothingBehind) {
+  auto s = NewSession();
+  Run(*s, "import subprocess\n"
+          "subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+          "open('/mnt/data/f', 'w').write('x')");
+  std::vector<pid_t> pids = s->ProcessIds();
+  ASSERT_GE(pids.size(), 3u);  // init, runner, sleep
+  std::string dir = s->dir();
+  std::string mounts_before = ReadFile("/proc/self/mountinfo");
+  EXPECT_NE(mounts_before.find(dir + "/data"), std::string::npos);
+  ASSERT_OK(manager_->EndSession(s->id()));
+  EXPECT_EQ(s->end_reason(), EndReason::kClosed);
+  for (pid_t pid : pids) {
+    EXPECT_FALSE(PathExists("/proc/" + std::to_string(pid) + "/status") &&
+                 ReadFile("/proc/" + std::to_string(pid) + "/status").find("State:\tZ") ==
+                     std::string::npos)
+        << "process " << pid << " survived";
+  }
+  EXPECT_FALSE(PathExists(dir));
+  EXPECT_EQ(ReadFile("/proc/self/mountinfo").find(dir), std::string::npos);
+  EXPECT_FALSE(PathExists("/sys/fs/cgroup/memory/pycell/" + s->id()));
+  EXPECT_FALSE(PathExists("/sys/fs/cgroup/pids/pycell/" + s->id()));
+}
+
+TEST_F(SessionTest, WarmPoolHandsOverAndRefills) {
+  ASSERT_TRUE(manager_->WaitForWarmPool(seconds(30)));
+  EXPECT_GE(manager_->ReadyCount(), 1u);
+  auto s = NewSession();
+  EXPECT_EQ(Run(*s, "print('warm')").stdout_text, "warm\n");
+  EXPECT_TRUE(manager_->WaitForWarmPool(seconds(30)));
+}
+
+// Expiry runs on a fake clock: no sleeping past a 30-minute idle timeout.
+TEST(SessionExpiryTest, IdleAndLifetimeEndSessions) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  FakeClock clock;
+  EngineConfig config = TestConfig("expiry");
+  config.pool.ready_sessions = 0;
+  auto manager = SessionManager::Create(config, &clock);
+  ASSERT_OK(manager);
+  auto idle = (*manager)->CreateSession();
+  auto busy = (*manager)->CreateSession();
+  ASSERT_OK(idle);
+  ASSERT_OK(busy);
+  clock.Advance(std::chrono::minutes(20));
+  ASSERT_OK((*busy)->Execute({"1", std::nullopt}));
+  clock.Advance(std::chrono::minutes(11));  // idle: 31 min without a cell; busy: 11.
+  (*manager)->ExpireSessions();
+  EXPECT_EQ((*idle)->end_reason(), EndReason::kIdle);
+  EXPECT_EQ((*busy)->end_reason(), EndReason::kNone);
+  EXPECT_FALSE((*manager)->Get((*idle)->id()).ok());
+  for (int i = 0; i < 3; ++i) {  // Active every 10 minutes, until the hour is up.
+    clock.Advance(std::chrono::minutes(10));
+    ASSERT_OK((*busy)->Execute({"1", std::nullopt}));
+  }
+  (*manager)->ExpireSessions();
+  EXPECT_EQ((*busy)->end_reason(), EndReason::kLifetime);
+}
+
+}  // namespace
+}  // namespace pycell::session
