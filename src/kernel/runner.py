@@ -116,6 +116,9 @@ def zygote_init(config_json):
     """Runs once in the zygote: imports the pool's modules and builds the shell."""
     global _shell
     config = json.loads(config_json)
+    cache = config.get("cache_dir") or "/tmp"
+    os.environ["MPLCONFIGDIR"] = cache + "/matplotlib"  # The font cache, built once.
+    os.environ["IPYTHONDIR"] = cache + "/ipython"
     for name in config.get("preload", []):
         if name == "matplotlib":
             import matplotlib

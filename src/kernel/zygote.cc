@@ -22,15 +22,17 @@ Result<std::unique_ptr<Zygote>> Zygote::Start(const ZygoteOptions& options) {
     return Status::FromErrno("socketpair for the zygote");
   }
   UniqueFd ours(sv[0]), theirs(sv[1]);
-  json config = {{"python", options.python}, {"preload", options.preload}};
-  std::string config_text = config.dump();
+  // The configuration travels as the first frame, not in argv or the environment: every session
+  // inherits the zygote's initial environment block and command line (/proc/self/environ,
+  // /proc/self/cmdline), so those hold nothing but neutral values.
+  json config = {{"python", options.python},
+                 {"preload", options.preload},
+                 {"cache_dir", options.cache_dir}};
   // Everything the child needs is built before fork: after it, only async-signal-safe calls.
   std::vector<std::string> env = {
       "PATH=/usr/local/bin:/usr/bin:/bin",
       "LANG=C.UTF-8",
-      "HOME=" + options.cache_dir,
-      "MPLCONFIGDIR=" + options.cache_dir + "/matplotlib",
-      "IPYTHONDIR=" + options.cache_dir + "/ipython",
+      "HOME=/tmp",
       // One thread per pool before any import: forking is only safe from a single thread.
       "OPENBLAS_NUM_THREADS=1",
       "OMP_NUM_THREADS=1",
@@ -43,7 +45,7 @@ Result<std::unique_ptr<Zygote>> Zygote::Start(const ZygoteOptions& options) {
   envp.push_back(nullptr);
   char arg0[] = "pycell-zygote";
   char arg1[] = "__zygote";
-  char* argv[] = {arg0, arg1, config_text.data(), nullptr};
+  char* argv[] = {arg0, arg1, nullptr};
 
   pid_t pid = ::fork();
   if (pid < 0) return Status::FromErrno("fork the zygote");
@@ -56,6 +58,7 @@ Result<std::unique_ptr<Zygote>> Zygote::Start(const ZygoteOptions& options) {
   }
   theirs.Reset();
   std::unique_ptr<Zygote> zygote(new Zygote(pid, std::move(ours)));
+  RETURN_IF_ERROR(WriteFrame(zygote->control_.get(), config.dump()));
   auto ready = ReadFrame(zygote->control_.get(), zygote->reader_, options.start_timeout);
   if (!ready.ok()) {
     return ready.status().WithContext("the zygote did not start (preloading " +

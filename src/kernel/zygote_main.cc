@@ -115,26 +115,28 @@ json HandleSpawn(int zygote_fd, Frame& request, const json& message) {
 }  // namespace
 
 bool MaybeRunZygote(int argc, char** argv, int* exit_code) {
-  if (argc != 3 || std::string(argv[1]) != "__zygote") return false;
-  *exit_code = ZygoteMain(3, argv[2]);
+  if (argc != 2 || std::string(argv[1]) != "__zygote") return false;
+  *exit_code = ZygoteMain(3);
   return true;
 }
 
-int ZygoteMain(int control_fd, const char* config_json) {
+int ZygoteMain(int control_fd) {
   // Sessions are reaped by the kernel: the zygote never waits for them.
   ::signal(SIGCHLD, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);
   // The server's supplementary groups (root's) must not reach any session.
   if (::getuid() == 0 && ::setgroups(0, nullptr) != 0) std::perror("setgroups");
-  json config = json::parse(config_json, nullptr, false);
-  if (config.is_discarded()) config = json::object();
+  FrameReader reader;
+  auto config_frame = ReadFrame(control_fd, reader, std::chrono::seconds(30));
+  if (!config_frame.ok()) return 2;
+  json config = json::parse(config_frame->payload, nullptr, false);
+  if (!config.is_object()) return 2;
   Status started = StartPython(config);
   if (!started.ok()) {
     (void)WriteFrame(control_fd, json({{"type", "error"}, {"message", started.message()}}).dump());
     return 2;
   }
   if (!WriteFrame(control_fd, json({{"type", "ready"}}).dump()).ok()) return 3;
-  FrameReader reader;
   while (true) {
     auto frame = ReadFrame(control_fd, reader, std::chrono::hours(24 * 365));
     if (!frame.ok()) return frame.status().IsDeadlineExceeded() ? 4 : 0;  // Server gone.

@@ -1,5 +1,6 @@
 // The zygote process's main: started by Zygote::Start as `pycell __zygote`, with its control
-// socket on descriptor 3. It starts the embedded Python, runs runner.py's zygote_init (imports,
+// socket on descriptor 3, on which the first frame is its configuration
+// ({"python", "preload", "cache_dir"}). It starts the embedded Python, runs runner.py's zygote_init (imports,
 // shell, gc.freeze), then forks sessions on request — each one through the sandbox checklist
 // (src/sandbox/contain.h) and into runner.py's serve().
 //
@@ -12,10 +13,10 @@
 namespace pycell::kernel {
 
 // Never returns normally; the exit code says why the zygote stopped.
-int ZygoteMain(int control_fd, const char* config_json);
+int ZygoteMain(int control_fd);
 
 // Every binary that starts sessions (pycell, its tests, its benchmarks) is also the zygote: the
-// engine re-executes /proc/self/exe with "__zygote". Call first thing in main():
+// engine re-executes /proc/self/exe with the one argument "__zygote". Call first thing in main():
 //   if (int code; pycell::kernel::MaybeRunZygote(argc, argv, &code)) return code;
 bool MaybeRunZygote(int argc, char** argv, int* exit_code);
 
