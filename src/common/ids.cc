@@ -16,16 +16,18 @@ std::string NewId(std::string_view prefix) {
   uint64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::chrono::system_clock::now().time_since_epoch())
                     .count();
-  unsigned char random[10];
-  CHECK(getrandom(random, sizeof random, 0) == sizeof random);
-  // 128 bits: 48 of time, 80 of randomness; 26 base32 digits carry 130.
-  unsigned __int128 v = (static_cast<unsigned __int128>(ms & 0xFFFFFFFFFFFFull) << 80);
-  for (int i = 0; i < 10; ++i) v |= static_cast<unsigned __int128>(random[i]) << (8 * (9 - i));
+  // 128 bits: 48 of time, then 80 of randomness; 26 base32 digits carry 130 (two leading zeros).
+  unsigned char bytes[16];
+  for (int i = 0; i < 6; ++i) bytes[i] = static_cast<unsigned char>(ms >> (8 * (5 - i)));
+  CHECK(getrandom(bytes + 6, 10, 0) == 10);
   std::string out(prefix);
   char digits[26];
-  for (int i = 25; i >= 0; --i) {
-    digits[i] = kAlphabet[static_cast<int>(v & 31)];
-    v >>= 5;
+  for (int d = 25, bit = 127; d >= 0; --d) {
+    int value = 0;
+    for (int k = 0; k < 5; ++k, --bit) {  // Bits of digit d, least significant first.
+      if (bit >= 0 && (bytes[bit / 8] >> (7 - bit % 8)) & 1) value |= 1 << k;
+    }
+    digits[d] = kAlphabet[value];
   }
   out.append(digits, 26);
   return out;

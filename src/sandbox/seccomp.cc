@@ -116,7 +116,7 @@ Status InstallFilter() {
                         "clone"));
   for (int domain : {AF_UNIX, AF_INET, AF_INET6}) {
     RETURN_IF_ERROR(Check(seccomp_rule_add(c, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-                                           SCMP_A0(SCMP_CMP_EQ, domain)),
+                                           SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(domain))),
                           "socket"));
   }
   RETURN_IF_ERROR(Check(seccomp_rule_add(c, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2,
