@@ -76,11 +76,19 @@ Result<std::unique_ptr<Zygote>> Zygote::Start(const ZygoteOptions& options) {
 
 Zygote::~Zygote() {
   control_.Reset();
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, 0);
+  if (!exited_) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
 }
 
-bool Zygote::Alive() const { return ::kill(pid_, 0) == 0; }
+bool Zygote::Alive() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (exited_) return false;
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) == pid_) exited_ = true;  // Reaped: it is gone.
+  return !exited_;
+}
 
 Result<pid_t> Zygote::Spawn(const sandbox::Policy& policy, double cpus, const SessionFds& fds) {
   std::lock_guard<std::mutex> lock(mu_);

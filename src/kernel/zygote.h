@@ -43,7 +43,8 @@ class Zygote {
 
   Result<pid_t> Spawn(const sandbox::Policy& policy, double cpus, const SessionFds& fds);
   pid_t pid() const { return pid_; }
-  bool Alive() const;
+  // False once the zygote process has exited (it is reaped here).
+  bool Alive();
 
  private:
   Zygote(pid_t pid, UniqueFd control) : pid_(pid), control_(std::move(control)) {}
@@ -51,6 +52,7 @@ class Zygote {
   std::mutex mu_;
   UniqueFd control_;    // GUARDED_BY(mu_) for each request/reply pair.
   FrameReader reader_;  // GUARDED_BY(mu_)
+  bool exited_ = false;  // GUARDED_BY(mu_)
 };
 
 }  // namespace pycell::kernel

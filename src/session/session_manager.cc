@@ -69,11 +69,10 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Create(const EngineConfi
   RETURN_IF_ERROR(MakeDir(config.state_dir + "/sessions", 0711));
   RETURN_IF_ERROR(MakeDir(config.state_dir + "/cache", 0700));
 
-  kernel::ZygoteOptions zygote_options;
-  zygote_options.python = config.python;
-  zygote_options.preload = config.pool.preload;
-  zygote_options.cache_dir = config.state_dir + "/cache";
-  ASSIGN_OR_RETURN(manager->zygote_, kernel::Zygote::Start(zygote_options));
+  manager->zygote_options_.python = config.python;
+  manager->zygote_options_.preload = config.pool.preload;
+  manager->zygote_options_.cache_dir = config.state_dir + "/cache";
+  RETURN_IF_ERROR(manager->LiveZygote().status());
   manager->pool_target_ = config.pool.ready_sessions;
   manager->refill_thread_ = std::thread([m = manager.get()] { m->RefillLoop(); });
   return manager;
@@ -149,7 +148,8 @@ Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& lim
   }
   UniqueFd control(sv[0]), child_control(sv[1]);
   kernel::SessionFds fds{out.write.get(), err.write.get(), child_control.get(), go.read.get()};
-  ASSIGN_OR_RETURN(pid_t pid, zygote_->Spawn(policy, limits.cpus, fds));
+  ASSIGN_OR_RETURN(std::shared_ptr<kernel::Zygote> zygote, LiveZygote());
+  ASSIGN_OR_RETURN(pid_t pid, zygote->Spawn(policy, limits.cpus, fds));
   out.write.Reset();
   err.write.Reset();
   child_control.Reset();
@@ -165,6 +165,16 @@ Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& lim
 
   guard.r = nullptr;
   return std::make_shared<Session>(std::move(r), limits, config_.interrupt_grace, clock_);
+}
+
+Result<std::shared_ptr<kernel::Zygote>> SessionManager::LiveZygote() {
+  std::lock_guard<std::mutex> lock(zygote_mu_);
+  if (zygote_ && zygote_->Alive()) return zygote_;
+  if (zygote_) LOG_WARN("pool {}: the zygote died; starting a new one", config_.pool.name);
+  zygote_.reset();
+  ASSIGN_OR_RETURN(std::unique_ptr<kernel::Zygote> fresh, kernel::Zygote::Start(zygote_options_));
+  zygote_ = std::move(fresh);
+  return zygote_;
 }
 
 void SessionManager::RefillLoop() {

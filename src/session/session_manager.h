@@ -65,7 +65,12 @@ class SessionManager {
 
   const EngineConfig config_;
   Clock* const clock_;
-  std::unique_ptr<kernel::Zygote> zygote_;
+  // Returns the zygote, starting a new one if the last one died (killed, crashed).
+  Result<std::shared_ptr<kernel::Zygote>> LiveZygote();
+
+  kernel::ZygoteOptions zygote_options_;
+  std::mutex zygote_mu_;
+  std::shared_ptr<kernel::Zygote> zygote_;  // GUARDED_BY(zygote_mu_)
   sandbox::CgroupLayout cgroups_;
   std::optional<sandbox::SubIdRange> ids_;
   bool use_cgroups_ = false;

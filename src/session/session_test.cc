@@ -3,6 +3,7 @@
 #include "session/session.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -326,6 +327,38 @@ TEST_F(SessionTest, WarmPoolHandsOverAndRefills) {
   auto s = NewSession();
   EXPECT_EQ(Run(*s, "print('warm')").stdout_text, "warm\n");
   EXPECT_TRUE(manager_->WaitForWarmPool(seconds(30)));
+}
+
+// The zygote's children: a killed zygote is replaced on the next launch, and running sessions
+// are not affected (they are processes of their own).
+std::vector<pid_t> ZygotePids() {
+  std::vector<pid_t> pids;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = ReadFile(entry.path().string() + "/cmdline");
+    std::string stat = ReadFile(entry.path().string() + "/stat");
+    auto close = stat.rfind(')');
+    if (close == std::string::npos || cmdline.rfind("pycell-zygote", 0) != 0) continue;
+    pid_t ppid = std::atoi(stat.c_str() + close + 4);  // ") S <ppid>"
+    if (ppid == ::getpid()) pids.push_back(std::stoi(name));
+  }
+  return pids;
+}
+
+TEST_F(SessionTest, AKilledZygoteIsReplaced) {
+  auto running = NewSession();
+  std::vector<pid_t> zygotes = ZygotePids();
+  ASSERT_EQ(zygotes.size(), 1u);
+  ASSERT_EQ(::kill(zygotes[0], SIGKILL), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  SessionOptions fresh;  // Own limits: not from the warm pool, so it needs the zygote.
+  fresh.memory_bytes = 1ull << 30;
+  auto s = NewSession(fresh);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(Run(*s, "print('reborn')").stdout_text, "reborn\n");
+  EXPECT_EQ(Run(*running, "print('unaffected')").stdout_text, "unaffected\n");
+  EXPECT_EQ(ZygotePids().size(), 1u);
 }
 
 // Expiry runs on a fake clock: no sleeping past a 30-minute idle timeout.
