@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "common/unique_fd.h"
 #include "sandbox/mount_ns.h"
 
 namespace pycell::cli {
@@ -47,11 +48,28 @@ const std::string* Find(const kernel::MimeBundle& bundle, const std::string& mim
 
 }  // namespace
 
-Result<std::unique_ptr<session::SessionManager>> StartEngine(const EngineConfig& config) {
+Result<OpenedSession> OpenSession(EngineConfig config, const std::vector<std::string>& files) {
   if (::geteuid() == 0) {
     RETURN_IF_ERROR(sandbox::mount_ns::PrivatizeHostMounts());
   }
-  return session::SessionManager::Create(config);
+  config.pool.ready_sessions = 0;  // One session, started on demand.
+  OpenedSession opened;
+  ASSIGN_OR_RETURN(opened.engine, session::SessionManager::Create(config));
+  ASSIGN_OR_RETURN(opened.session, opened.engine->CreateSession());
+  for (const std::string& path : files) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return Status::FromErrno("--file " + path);
+    std::string name = path.substr(path.rfind('/') + 1);
+    RETURN_IF_ERROR(opened.session->PutFile(name, fd.get()).WithContext("--file " + path));
+  }
+  return opened;
+}
+
+int ExitCodeFor(const session::ExecutionRecord& record) {
+  if (record.status == "ok") return 0;
+  if (record.status == "error") return kExitCellError;
+  if (record.status == "timeout") return kExitTimeout;
+  return kExitSessionEnded;
 }
 
 int PrintRecord(const session::ExecutionRecord& record, bool images_saved) {
@@ -81,10 +99,7 @@ int PrintRecord(const session::ExecutionRecord& record, bool images_saved) {
   if (!record.session_end_reason.empty()) {
     std::cerr << "pycell: the session ended (" << record.session_end_reason << ")\n";
   }
-  if (record.status == "ok") return 0;
-  if (record.status == "error") return kExitCellError;
-  if (record.status == "timeout" && record.session_end_reason.empty()) return kExitTimeout;
-  return record.status == "timeout" ? kExitTimeout : kExitSessionEnded;
+  return ExitCodeFor(record);
 }
 
 Status SaveArtifacts(const session::Session& session, const session::ExecutionRecord& record,

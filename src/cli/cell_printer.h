@@ -13,9 +13,18 @@
 
 namespace pycell::cli {
 
-// Privatizes this process's mounts (sessions' mounts never reach the host's table) and starts
-// the session manager. Call before any other thread starts.
-Result<std::unique_ptr<session::SessionManager>> StartEngine(const EngineConfig& config);
+struct OpenedSession {
+  std::unique_ptr<session::SessionManager> engine;  // Declared first: destroyed last.
+  std::shared_ptr<session::Session> session;
+};
+
+// Privatizes this process's mounts (sessions' mounts never reach the host's table), starts the
+// engine without a warm pool, opens one session and places `files` (host paths) in its
+// /mnt/data under their base names. Call before any other thread starts.
+Result<OpenedSession> OpenSession(EngineConfig config, const std::vector<std::string>& files);
+
+// The exit code a cell's record deserves (see commands.h).
+int ExitCodeFor(const session::ExecutionRecord& record);
 
 // Prints results and displays as text (stdout and stderr were streamed already), and the error
 // with its traceback to stderr. Returns the exit code the record deserves.

@@ -10,7 +10,6 @@
 
 #include "cli/cell_printer.h"
 #include "cli/commands.h"
-#include "common/unique_fd.h"
 
 namespace pycell::cli {
 namespace {
@@ -51,29 +50,15 @@ bool ReadCell(bool interactive, int count, std::string* cell) {
 
 int Repl(ReplFlags& flags) {
   if (!flags.engine.Resolve()) return kExitUsage;
-  flags.engine.config.pool.ready_sessions = 0;
-  auto engine = StartEngine(flags.engine.config);
-  if (!engine.ok()) {
-    std::cerr << "pycell: " << engine.status().message() << "\n";
+  auto opened = OpenSession(flags.engine.config, flags.files);
+  if (!opened.ok()) {
+    std::cerr << "pycell: " << opened.status().message() << "\n";
     return kExitUsage;
   }
-  auto session = (*engine)->CreateSession();
-  if (!session.ok()) {
-    std::cerr << "pycell: " << session.status().message() << "\n";
-    return kExitUsage;
-  }
-  for (const std::string& path : flags.files) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    Status s = fd.valid() ? (*session)->PutFile(path.substr(path.rfind('/') + 1), fd.get())
-                          : Status::FromErrno(path);
-    if (!s.ok()) {
-      std::cerr << "pycell: --file " << s.message() << "\n";
-      return kExitUsage;
-    }
-  }
+  session::Session& session = *opened->session;
   bool interactive = ::isatty(0);
   if (interactive) {
-    std::cout << "pycell session " << (*session)->id()
+    std::cout << "pycell session " << session.id()
               << " (files in /mnt/data; blank line ends a block; Ctrl-D quits)\n";
   }
   kernel::ExecuteObserver observer;
@@ -82,14 +67,14 @@ int Repl(ReplFlags& flags) {
   int last = 0;
   std::string cell;
   for (int count = 1; ReadCell(interactive, count, &cell); ++count) {
-    auto record = (*session)->Execute({cell, std::nullopt}, observer);
+    auto record = session.Execute({cell, std::nullopt}, observer);
     if (!record.ok()) {
       std::cerr << "pycell: " << record.status().message() << "\n";
       return kExitSessionEnded;
     }
     bool saved = false;
     if (!flags.out_dir.empty() && record->session_end_reason.empty()) {
-      saved = SaveArtifacts(**session, *record, flags.out_dir).ok();
+      saved = SaveArtifacts(session, *record, flags.out_dir).ok();
     }
     last = PrintRecord(*record, saved);
     if (!record->session_end_reason.empty()) return last;

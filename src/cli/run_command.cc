@@ -9,7 +9,6 @@
 
 #include "cli/cell_printer.h"
 #include "cli/commands.h"
-#include "common/unique_fd.h"
 
 namespace pycell::cli {
 namespace {
@@ -21,16 +20,6 @@ struct RunFlags {
   std::string out_dir;
   bool json = false;
 };
-
-Status PlaceFiles(session::Session& session, const std::vector<std::string>& paths) {
-  for (const std::string& path : paths) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) return Status::FromErrno("--file " + path);
-    std::string name = path.substr(path.rfind('/') + 1);
-    RETURN_IF_ERROR(session.PutFile(name, fd.get()).WithContext("--file " + path));
-  }
-  return Status::Ok();
-}
 
 int Run(RunFlags& flags) {
   if (!flags.engine.Resolve()) return kExitUsage;
@@ -45,42 +34,31 @@ int Run(RunFlags& flags) {
     }
     code.assign(std::istreambuf_iterator<char>(in), {});
   }
-  flags.engine.config.pool.ready_sessions = 0;  // One session, started on demand.
-  auto engine = StartEngine(flags.engine.config);
-  if (!engine.ok()) {
-    std::cerr << "pycell: " << engine.status().message() << "\n";
+  auto opened = OpenSession(flags.engine.config, flags.files);
+  if (!opened.ok()) {
+    std::cerr << "pycell: " << opened.status().message() << "\n";
     return kExitUsage;
   }
-  auto session = (*engine)->CreateSession();
-  if (!session.ok()) {
-    std::cerr << "pycell: " << session.status().message() << "\n";
-    return kExitUsage;
-  }
-  if (Status placed = PlaceFiles(**session, flags.files); !placed.ok()) {
-    std::cerr << "pycell: " << placed.message() << "\n";
-    return kExitUsage;
-  }
+  session::Session& session = *opened->session;
   kernel::ExecuteObserver observer;
   if (!flags.json) {
     observer.on_stdout = [](std::string_view s) { std::cout << s << std::flush; };
     observer.on_stderr = [](std::string_view s) { std::cerr << s << std::flush; };
   }
-  auto record = (*session)->Execute({code, std::nullopt}, observer);
+  auto record = session.Execute({code, std::nullopt}, observer);
   if (!record.ok()) {
     std::cerr << "pycell: " << record.status().message() << "\n";
     return kExitUsage;
   }
   bool saved = false;
   if (!flags.out_dir.empty() && record->session_end_reason.empty()) {
-    Status s = SaveArtifacts(**session, *record, flags.out_dir);
+    Status s = SaveArtifacts(session, *record, flags.out_dir);
     if (!s.ok()) std::cerr << "pycell: " << s.message() << "\n";
     saved = s.ok();
   }
   if (flags.json) {
     std::cout << record->ToJson(2) << "\n";
-    if (record->status == "ok") return 0;
-    return record->status == "error" ? kExitCellError
-           : record->status == "timeout" ? kExitTimeout : kExitSessionEnded;
+    return ExitCodeFor(*record);
   }
   return PrintRecord(*record, saved);
 }
