@@ -14,14 +14,18 @@ TEST(ParseByteSizeTest, AcceptsEachUnit) {
     const char* text;
     uint64_t bytes;
   };
-  const Case cases[] = {
-      {"1024", 1024},           {"0", 0},
-      {"10b", 10},              {"64k", 64ull << 10},
-      {"64K", 64ull << 10},     {"64KiB", 64ull << 10},
-      {"512m", 512ull << 20},   {"512M", 512ull << 20},
-      {"512MiB", 512ull << 20}, {"2g", 2ull << 30},
-      {"2G", 2ull << 30},       {"2GiB", 2ull << 30},
-  };
+  const Case cases[] = {{"1024", 1024},
+                        {"0", 0},
+                        {"10b", 10},
+                        {"64k", 64ull << 10},
+                        {"64K", 64ull << 10},
+                        {"64KiB", 64ull << 10},
+                        {"512m", 512ull << 20},
+                        {"512M", 512ull << 20},
+                        {"512MiB", 512ull << 20},
+                        {"2g", 2ull << 30},
+                        {"2G", 2ull << 30},
+                        {"2GiB", 2ull << 30}};
   for (const Case& c : cases) {
     Result<uint64_t> r = ParseByteSize(c.text);
     ASSERT_OK(r);

@@ -50,6 +50,12 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+std::vector<std::string> Paths(const DirSnapshot& snapshot) {
+  std::vector<std::string> paths;
+  for (const auto& [path, state] : snapshot) paths.push_back(path);
+  return paths;
+}
+
 bool Exists(const std::string& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0;
@@ -134,7 +140,9 @@ class SafeDirTest : public ::testing::Test {
   void WithoutHangingOnFifo(const std::function<void()>& fn) {
     std::atomic<bool> done = false, rescued = false;
     std::thread watchdog([&] {
-      for (int i = 0; i < 300 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      for (int i = 0; i < 300 && !done; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
       while (!done) {
         rescued = true;
         UniqueFd unblock(::open(In("fifo").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
@@ -148,13 +156,14 @@ class SafeDirTest : public ::testing::Test {
   }
 
   void ExpectEveryHostilePathRefused() {
+    // clang-format off
     const std::string refused[] = {
-        "file_link", "inner_link", "dir_link/secret", "root_link/etc/passwd",
-        "proc_link", "proc_link/etc/passwd", "sub/up_link", "..",
-        "../outside/secret", "sub/../../outside/secret", "/etc/passwd", "",
-        "sub", "sub/deeper", "fifo", "socket",
-        "a.txt/", "missing",
-    };
+        "file_link", "inner_link", "sub/up_link",                          // Links to files.
+        "dir_link/secret", "root_link/etc/passwd", "proc_link/etc/passwd",  // Links mid-path.
+        "proc_link",                                                       // A magic link.
+        "..", "../outside/secret", "sub/../../outside/secret", "/etc/passwd", "",
+        "sub", "sub/deeper", "fifo", "socket", "a.txt/", "missing"};
+    // clang-format on
     WithoutHangingOnFifo([&] {
       for (const std::string& path : refused) {
         Result<UniqueFd> fd = dir_->OpenFileForRead(path);
@@ -168,6 +177,40 @@ class SafeDirTest : public ::testing::Test {
     });
   }
 
+  // Keeps renaming a link to the secret and a regular file over "f" in turn while opening "f":
+  // every open that succeeds must read the regular file.
+  void RaceLinkSwapsAgainstOpen() {
+    WriteFile(In("original"), "REGULAR");
+    ASSERT_EQ(::link(In("original").c_str(), In("f").c_str()), 0);
+    std::atomic<bool> stop = false;
+    std::thread swapper([&] {
+      for (int i = 0; i < 3000; ++i) {
+        ::symlink((outside_ + "/secret").c_str(), In("next_link").c_str());
+        ::rename(In("next_link").c_str(), In("f").c_str());
+        ::link(In("original").c_str(), In("next_file").c_str());
+        ::rename(In("next_file").c_str(), In("f").c_str());
+      }
+      stop = true;
+    });
+    int opened = 0, refused = 0;
+    while (!stop) {
+      Result<UniqueFd> fd = dir_->OpenFileForRead("f");
+      if (!fd.ok()) {
+        ++refused;
+        continue;
+      }
+      ++opened;
+      if (std::string content = ReadAll(fd->get()); content != "REGULAR") {
+        ADD_FAILURE() << "opened through the link, read '" << content << "'";
+        break;
+      }
+    }
+    swapper.join();
+    EXPECT_GT(opened, 0) << "never caught the regular file: the race proved nothing";
+    RecordProperty("opened", opened);
+    RecordProperty("refused", refused);
+  }
+
   std::string base_, root_, outside_;
   std::optional<SafeDir> dir_;
   std::vector<std::string> mounts_;
@@ -177,9 +220,7 @@ TEST_F(SafeDirTest, SnapshotListsOnlyRegularFiles) {
   PlantHostileTree();
   Result<DirSnapshot> snapshot = dir_->Snapshot();
   ASSERT_OK(snapshot);
-  std::vector<std::string> paths;
-  for (const auto& [path, state] : *snapshot) paths.push_back(path);
-  EXPECT_EQ(paths, (std::vector<std::string>{"a.txt", "sub/b.txt", "sub/deeper/c.bin"}));
+  EXPECT_EQ(Paths(*snapshot), (std::vector<std::string>{"a.txt", "sub/b.txt", "sub/deeper/c.bin"}));
   EXPECT_EQ(snapshot->at("a.txt").bytes, 5u);
   EXPECT_EQ(snapshot->at("sub/deeper/c.bin").bytes, 8u);
   struct stat st;
@@ -193,8 +234,9 @@ TEST_F(SafeDirTest, SnapshotNeverFollowsAFolderSwappedForALink) {
   ASSERT_EQ(::symlink(outside_.c_str(), In("swap_link").c_str()), 0);
   std::atomic<bool> stop = false;
   std::thread swapper([&] {
-    while (!stop) ::renameat2(AT_FDCWD, In("swap").c_str(), AT_FDCWD, In("swap_link").c_str(),
-                              RENAME_EXCHANGE);
+    while (!stop) {
+      ::renameat2(AT_FDCWD, In("swap").c_str(), AT_FDCWD, In("swap_link").c_str(), RENAME_EXCHANGE);
+    }
   });
   for (int i = 0; i < 2000; ++i) {
     Result<DirSnapshot> snapshot = dir_->Snapshot();
@@ -212,9 +254,7 @@ TEST_F(SafeDirTest, SnapshotHonoursDepthLimit) {
   for (const char* file : {"f", "d1/f", "d1/d2/f", "d1/d2/d3/f"}) WriteFile(In(file), "x");
   Result<DirSnapshot> snapshot = dir_->Snapshot({.max_depth = 2});
   ASSERT_OK(snapshot);
-  std::vector<std::string> paths;
-  for (const auto& [path, state] : *snapshot) paths.push_back(path);
-  EXPECT_EQ(paths, (std::vector<std::string>{"d1/d2/f", "d1/f", "f"}));
+  EXPECT_EQ(Paths(*snapshot), (std::vector<std::string>{"d1/d2/f", "d1/f", "f"}));
 }
 
 TEST_F(SafeDirTest, SnapshotOfAVeryDeepTreeStopsAtDefaultDepth) {
@@ -300,34 +340,7 @@ TEST_F(SafeDirTest, OpenFileForReadRefusesFilesOnOtherMounts) {
   EXPECT_EQ(dir_->OpenFileForRead("bound/secret").status().code(), StatusCode::kPermissionDenied);
 }
 
-TEST_F(SafeDirTest, OpenNeverYieldsALinkSwappedInForAFile) {
-  WriteFile(In("original"), "REGULAR");
-  ASSERT_EQ(::link(In("original").c_str(), In("f").c_str()), 0);
-  std::atomic<bool> stop = false;
-  std::thread swapper([&] {
-    for (int i = 0; i < 3000; ++i) {
-      ::symlink((outside_ + "/secret").c_str(), In("next_link").c_str());
-      ::rename(In("next_link").c_str(), In("f").c_str());
-      ::link(In("original").c_str(), In("next_file").c_str());
-      ::rename(In("next_file").c_str(), In("f").c_str());
-    }
-    stop = true;
-  });
-  int opened = 0, refused = 0;
-  while (!stop) {
-    Result<UniqueFd> fd = dir_->OpenFileForRead("f");
-    if (!fd.ok()) {
-      ++refused;
-      continue;
-    }
-    ++opened;
-    ASSERT_EQ(ReadAll(fd->get()), "REGULAR");
-  }
-  swapper.join();
-  EXPECT_GT(opened, 0) << "never caught the regular file: the race proved nothing";
-  RecordProperty("opened", opened);
-  RecordProperty("refused", refused);
-}
+TEST_F(SafeDirTest, OpenNeverYieldsALinkSwappedInForAFile) { RaceLinkSwapsAgainstOpen(); }
 
 TEST_F(SafeDirTest, CreateFileFromCopiesContentAndSetsOwner) {
   WriteFile(outside_ + "/upload", "col1,col2\n1,2\n");
@@ -345,8 +358,9 @@ TEST_F(SafeDirTest, CreateFileFromCopiesContentAndSetsOwner) {
 
 TEST_F(SafeDirTest, CreateFileFromRefusesUnsafeNames) {
   UniqueFd source(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  const std::string names[] = {"",   ".",          "..",  "a/b", "/etc/passwd", "../escape",
-                               "a/", std::string("a\0b", 3), std::string(256, 'n')};
+  const std::string with_nul("a\0b", 3), too_long(256, 'n');
+  const std::string names[] = {"",          ".",  "..",     "a/b",   "/etc/passwd",
+                               "../escape", "a/", with_nul, too_long};
   for (const std::string& name : names) {
     EXPECT_TRUE(dir_->CreateFileFrom(name, source.get(), 0, 0).IsInvalidArgument()) << name;
   }
@@ -447,6 +461,10 @@ TEST_F(SafeDirTest, FallbackWithoutOpenat2RefusesTheSameAttacks) {
     EXPECT_EQ(ReadAll(fd->get()), std::string("char\0lie", 8));
     ExpectEveryHostilePathRefused();
   });
+}
+
+TEST_F(SafeDirTest, FallbackWithoutOpenat2NeverYieldsALinkSwappedInForAFile) {
+  RunWithoutOpenat2([&] { RaceLinkSwapsAgainstOpen(); });
 }
 
 // Fails today: the fallback walk has no equivalent of RESOLVE_NO_XDEV, so it opens files on

@@ -273,7 +273,9 @@ std::string HostileBytes(std::mt19937& rng, uint32_t max_bytes) {
   size_t target = std::uniform_int_distribution<size_t>(0, 32768)(rng);
   while (out.size() < target) {
     switch (rng() % 3) {
-      case 0: out.push_back(static_cast<char>(rng())); break;
+      case 0:
+        out.push_back(static_cast<char>(rng()));
+        break;
       case 1: {
         uint32_t length = rng() % (max_bytes + 2);  // Sometimes one over the limit.
         std::string body(std::min<uint32_t>(length, rng() % 2048), '\0');
@@ -281,7 +283,9 @@ std::string HostileBytes(std::mt19937& rng, uint32_t max_bytes) {
         out += Encode(body, length);
         break;
       }
-      case 2: out += Encode("", rng()); break;
+      case 2:
+        out += Encode("", rng());
+        break;
     }
   }
   return out;

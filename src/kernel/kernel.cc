@@ -125,6 +125,7 @@ Result<KernelRun> Kernel::Execute(const std::string& code, const ExecuteOptions&
     return run;
   }
   auto deadline = Clock::now() + options.timeout;
+  size_t display_bytes = 0;
   bool interrupted = false;
   bool stdout_open = true, stderr_open = true;
   while (true) {
@@ -162,6 +163,11 @@ Result<KernelRun> Kernel::Execute(const std::string& code, const ExecuteOptions&
       if (!message.is_object()) continue;
       std::string type = message.value("type", "");
       if (type == "display" || type == "result") {
+        display_bytes += frame->payload.size();
+        if (display_bytes > options.max_display_bytes) {
+          run.outputs_truncated = true;  // Keep reading (the runner must not block), keep none.
+          continue;
+        }
         Output output{type == "result" ? Output::Kind::kResult : Output::Kind::kDisplay,
                       BundleFromJson(message)};
         if (observer.on_output) observer.on_output(output);

@@ -57,6 +57,7 @@ struct KernelRun {
   bool stdout_truncated = false;
   bool stderr_truncated = false;
   std::vector<Output> outputs;
+  bool outputs_truncated = false;  // Displays past max_display_bytes were dropped.
   std::optional<CellError> error;
   int execution_count = 0;
   double runner_duration_ms = 0;  // As the runner measured the cell.
@@ -66,6 +67,7 @@ struct ExecuteOptions {
   std::chrono::milliseconds timeout{60000};
   std::chrono::milliseconds interrupt_grace{3000};  // After the interrupt, before the kill.
   size_t max_output_bytes = 1 << 20;                // Per stream.
+  size_t max_display_bytes = 32 << 20;              // All displays and results together.
 };
 
 // Called while the cell runs (for streaming); may be empty.

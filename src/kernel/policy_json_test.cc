@@ -64,13 +64,18 @@ TEST(PolicyJsonTest, RoundTripKeepsAwkwardStrings) {
 
 TEST(PolicyJsonTest, MalformedJsonIsInvalidArgument) {
   const std::string encoded = EncodePolicy(SamplePolicy());
-  const std::string inputs[] = {
-      "",   "{",      "}",          "[]",   "null", "42",
-      "\"policy\"", "{\"session_dir\": }", "not json at all",
-      encoded.substr(0, encoded.size() / 2),  // Truncated.
-      encoded + "garbage",                    // Trailing bytes.
-      std::string("{\"session_dir\":\"a\0b\"}", 21),
-  };
+  const std::string inputs[] = {"",
+                                "{",
+                                "}",
+                                "[]",
+                                "null",
+                                "42",
+                                "\"policy\"",
+                                "{\"session_dir\": }",
+                                "not json at all",
+                                encoded.substr(0, encoded.size() / 2),  // Truncated.
+                                encoded + "garbage",                    // Trailing bytes.
+                                std::string("{\"session_dir\":\"a\0b\"}", 21)};
   for (const std::string& input : inputs) {
     Result<sandbox::Policy> r = DecodePolicy(input);
     EXPECT_TRUE(r.status().IsInvalidArgument()) << "'" << input << "': " << r.status().ToString();
@@ -93,14 +98,12 @@ TEST(PolicyJsonTest, WrongTypesAreInvalidArgument) {
     json value;
   };
   const Case cases[] = {
-      {"session_dir", 42},           {"session_dir", nullptr},
-      {"hostname", json::array()},   {"host_uid_init", "0"},
-      {"host_gid_user", "0"},        {"readonly_binds", "/usr"},
-      {"readonly_binds", {1, 2}},    {"readonly_binds", {{"a", "b"}}},
-      {"memory_bytes", "2g"},        {"memory_bytes", nullptr},
-      {"max_pids", json::object()},  {"cpus", "1.5"},
-      {"data_bytes", false},         {"max_open_files", {1}},
-      {"seccomp", 1},                {"seccomp", "true"},
+      {"session_dir", 42},        {"session_dir", nullptr},         {"hostname", json::array()},
+      {"host_uid_init", "0"},     {"host_gid_user", "0"},           {"readonly_binds", "/usr"},
+      {"readonly_binds", {1, 2}}, {"readonly_binds", {{"a", "b"}}}, {"memory_bytes", "2g"},
+      {"memory_bytes", nullptr},  {"max_pids", json::object()},     {"cpus", "1.5"},
+      {"data_bytes", false},      {"max_open_files", {1}},          {"seccomp", 1},
+      {"seccomp", "true"},
   };
   for (const Case& c : cases) {
     json policy = json::parse(EncodePolicy(SamplePolicy()));
@@ -133,10 +136,9 @@ TEST(PolicyJsonTest, DISABLED_OutOfRangeNumbersAreInvalidArgument) {
     json value;
   };
   const Case cases[] = {
-      {"host_uid_user", -1},         {"max_pids", -1},
-      {"max_pids", 4294967301ull},   {"max_open_files", 1.5},
-      {"memory_bytes", -1},          {"memory_bytes", 1e30},
-      {"host_gid_user", true},       {"max_pids", true},
+      {"host_uid_user", -1},   {"max_pids", -1},     {"max_pids", 4294967301ull},
+      {"max_open_files", 1.5}, {"memory_bytes", -1}, {"memory_bytes", 1e30},
+      {"host_gid_user", true}, {"max_pids", true},
   };
   for (const Case& c : cases) {
     json policy = json::parse(EncodePolicy(SamplePolicy()));

@@ -50,6 +50,7 @@ std::string ExecutionRecord::ToJson(int indent) const {
       {"stdout_truncated", stdout_truncated},
       {"stderr_truncated", stderr_truncated},
       {"outputs", outputs_json},
+      {"outputs_truncated", outputs_truncated},
       {"error", nullptr},
       {"started_at", FormatRfc3339(started_at)},
       {"duration_ms", duration_ms},

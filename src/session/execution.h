@@ -24,6 +24,7 @@ struct ExecutionRecord {
   bool stdout_truncated = false;
   bool stderr_truncated = false;
   std::vector<kernel::Output> outputs;
+  bool outputs_truncated = false;  // Displays past the per-cell budget were dropped.
   std::optional<kernel::CellError> error;
   int execution_count = 0;
   std::chrono::system_clock::time_point started_at;

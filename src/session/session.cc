@@ -111,6 +111,7 @@ Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
     MarkTruncation(&record.stdout_text, record.stdout_truncated, limits_.max_output_bytes);
     MarkTruncation(&record.stderr_text, record.stderr_truncated, limits_.max_output_bytes);
     record.outputs = std::move(run->outputs);
+    record.outputs_truncated = run->outputs_truncated;
     record.error = std::move(run->error);
     record.execution_count = run->execution_count;
   } else {

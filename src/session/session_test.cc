@@ -233,6 +233,19 @@ TEST_F(SessionTest, LargeOutputIsCappedAndMarked) {
   EXPECT_TRUE(r.stdout_truncated);
 }
 
+TEST_F(SessionTest, ManyDisplaysAreCapped) {
+  auto s = NewSession();
+  ExecutionRecord r = Run(*s,
+                          "from IPython.display import display, HTML\n"
+                          "for i in range(200):\n"
+                          "    display(HTML('x' * (1 << 20)))\n"
+                          "print('done')");
+  EXPECT_EQ(r.status, "ok");
+  EXPECT_TRUE(r.outputs_truncated);
+  EXPECT_LT(r.outputs.size(), 40u);
+  EXPECT_EQ(r.stdout_text, "done\n");
+}
+
 TEST_F(SessionTest, SessionsAreIndependent) {
   auto a = NewSession();
   auto b = NewSession();
