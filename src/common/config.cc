@@ -1,6 +1,7 @@
 #include "common/config.h"
 
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
 
 namespace pycell {
@@ -10,7 +11,7 @@ Status SessionLimits::Validate() const {
     return Status::InvalidArgument("memory limit must be at least 64m (Python needs it to start)");
   }
   if (max_pids < 8) return Status::InvalidArgument("pids limit must be at least 8");
-  if (cpus <= 0 || cpus > 1024) return Status::InvalidArgument("cpus must be in (0, 1024]");
+  if (!(cpus > 0 && cpus <= 1024)) return Status::InvalidArgument("cpus must be in (0, 1024]");
   if (execution_timeout.count() <= 0 || execution_timeout > max_execution_timeout) {
     return Status::InvalidArgument("timeout must be between 1 s and " +
                                    std::to_string(max_execution_timeout.count()) + " s");
@@ -34,7 +35,9 @@ Result<uint64_t> ParseByteSize(const std::string& text) {
     return Status::InvalidArgument("'" + text + "' is not a size (try 512m or 2g)");
   }
   char* end = nullptr;
+  errno = 0;
   unsigned long long value = std::strtoull(text.c_str(), &end, 10);
+  if (errno == ERANGE) return Status::InvalidArgument("'" + text + "' is too large");
   std::string suffix(end);
   uint64_t unit = 1;
   if (suffix == "" || suffix == "b") unit = 1;

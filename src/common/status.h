@@ -14,6 +14,16 @@
 #include <utility>
 #include <variant>
 
+namespace pycell::internal {
+[[noreturn]] void CheckFailed(const char* condition, const char* file, int line);
+}
+
+// A bug, not an input error: logs and aborts.
+#define CHECK(cond)                                                                 \
+  do {                                                                              \
+    if (!(cond)) ::pycell::internal::CheckFailed(#cond, __FILE__, __LINE__);        \
+  } while (0)
+
 namespace pycell {
 
 enum class StatusCode {
@@ -70,7 +80,10 @@ template <typename T>
 class [[nodiscard]] Result {
  public:
   Result(T value) : value_(std::move(value)) {}                 // NOLINT: implicit on purpose.
-  Result(Status status) : status_(std::move(status)) {}          // NOLINT: implicit on purpose.
+  // REQUIRES: !status.ok() — a Result without a value must say why.
+  Result(Status status) : status_(std::move(status)) {           // NOLINT: implicit on purpose.
+    CHECK(!status_.ok());
+  }
   bool ok() const { return value_.has_value(); }
   const Status& status() const { return status_; }
   T& value() & { return *value_; }
@@ -106,12 +119,3 @@ class [[nodiscard]] Result {
   if (!tmp.ok()) return tmp.status();         \
   lhs = std::move(tmp).value()
 
-// A bug, not an input error: logs and aborts.
-#define CHECK(cond)                                                                 \
-  do {                                                                              \
-    if (!(cond)) ::pycell::internal::CheckFailed(#cond, __FILE__, __LINE__);        \
-  } while (0)
-
-namespace pycell::internal {
-[[noreturn]] void CheckFailed(const char* condition, const char* file, int line);
-}

@@ -133,10 +133,8 @@ TEST(ResultTest, MoveOnlyValueCanBeMovedOut) {
   EXPECT_EQ(*p, 7);
 }
 
-// Fails today: nothing stops a Result from being built from an OK Status. It then holds neither
-// a value nor an error (ok() is false, status().ok() is true), and ASSIGN_OR_RETURN passes that
-// OK status up as if it were a failure that is also a success.
-TEST(ResultDeathTest, DISABLED_BuildingFromAnOkStatusIsABug) {
+// Regression test: this failed before the fix that came with it.
+TEST(ResultDeathTest, BuildingFromAnOkStatusIsABug) {
   EXPECT_DEATH(
       {
         Result<int> r = Status::Ok();

@@ -22,7 +22,19 @@ int OpenBeneath(int dirfd, const std::string& relative, int flags, mode_t mode =
   int fd = static_cast<int>(::syscall(SYS_openat2, dirfd, relative.c_str(), &how, sizeof how));
   if (fd >= 0 || errno != ENOSYS) return fd;
 
-  // Fallback: descend one component at a time, refusing links and "..".
+  // Fallback: descend one component at a time, refusing links, ".." and other file systems
+  // (by device: without openat2 the kernel predates mount ids in statx too).
+  struct stat root_st {};
+  if (::fstat(dirfd, &root_st) != 0) return -1;
+  auto same_device = [&](int fd) {
+    struct stat st {};
+    if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_dev != root_st.st_dev) {
+      ::close(fd);
+      errno = EXDEV;
+      return -1;
+    }
+    return fd;
+  };
   UniqueFd current(::fcntl(dirfd, F_DUPFD_CLOEXEC, 0));
   size_t start = 0;
   while (true) {
@@ -34,10 +46,10 @@ int OpenBeneath(int dirfd, const std::string& relative, int flags, mode_t mode =
       return -1;
     }
     if (slash == std::string::npos) {
-      return ::openat(current.get(), part.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode);
+      return same_device(::openat(current.get(), part.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode));
     }
-    int next = ::openat(current.get(), part.c_str(),
-                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int next = same_device(::openat(current.get(), part.c_str(),
+                                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (next < 0) return -1;
     current.Reset(next);
     start = slash + 1;
@@ -45,7 +57,7 @@ int OpenBeneath(int dirfd, const std::string& relative, int flags, mode_t mode =
 }
 
 Status ErrnoStatus(const std::string& what, int err) {
-  if (err == ELOOP || err == EXDEV || err == ENOTDIR) {
+  if (err == ELOOP || err == EXDEV || err == ENOTDIR || err == ENXIO) {
     return Status::PermissionDenied(what + ": not a plain path beneath the folder (links, "
                                            "'..' and other mounts are refused)");
   }
@@ -98,9 +110,9 @@ Result<DirSnapshot> SafeDir::Snapshot(const WalkLimits& limits) const {
                           st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
                           static_cast<uint64_t>(st.st_ino)};
       } else if (S_ISDIR(st.st_mode) && depth < limits.max_depth) {
-        UniqueFd child(::openat(dirfd, name.c_str(),
-                                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-        if (!child.valid()) continue;  // Replaced by a link or removed meanwhile.
+        // RESOLVE_NO_XDEV: a bind mount of the same file system is refused too.
+        UniqueFd child(OpenBeneath(dirfd, name, O_RDONLY | O_DIRECTORY));
+        if (!child.valid()) continue;  // A link, a mount, or removed meanwhile.
         result = walk(child.get(), path, depth + 1);
         if (!result.ok()) break;
       }
@@ -158,8 +170,10 @@ Status SafeDir::CreateFileFrom(const std::string& name, int source_fd, uid_t uid
     if (errno == EEXIST) return Status::FailedPrecondition(name + " already exists in /mnt/data");
     return Status::FromErrno("create " + name);
   }
-  if (::fchown(out.get(), uid, gid) != 0) return Status::FromErrno("chown " + name);
-  return CopyFd(source_fd, out.get(), name);
+  Status s = ::fchown(out.get(), uid, gid) == 0 ? CopyFd(source_fd, out.get(), name)
+                                                 : Status::FromErrno("chown " + name);
+  if (!s.ok()) ::unlinkat(root_.get(), name.c_str(), 0);  // No half file behind an error.
+  return s;
 }
 
 Status SafeDir::CopyOut(const std::string& relative_path, const std::string& dest_path) const {

@@ -289,9 +289,8 @@ TEST_F(SafeDirTest, SnapshotDoesNotEnterAnotherFileSystem) {
   EXPECT_EQ(snapshot->count("mnt/on_tmpfs"), 0u);
 }
 
-// Fails today: Snapshot() detects mount points by st_dev, and a bind mount of a folder on the
-// same file system has the same st_dev, so the walk goes through it.
-TEST_F(SafeDirTest, DISABLED_SnapshotDoesNotEnterABindMount) {
+// Regression test: this failed before the fix that came with it.
+TEST_F(SafeDirTest, SnapshotDoesNotEnterABindMount) {
   ASSERT_EQ(::mkdir(In("bound").c_str(), 0755), 0);
   if (::mount(outside_.c_str(), In("bound").c_str(), nullptr, MS_BIND, nullptr) != 0) {
     GTEST_SKIP() << "cannot bind mount here (needs root)";
@@ -315,9 +314,8 @@ TEST_F(SafeDirTest, OpenFileForReadRefusesLinksDotDotAbsolutePathsAndNonFiles) {
   ExpectEveryHostilePathRefused();
 }
 
-// Fails today: open() of a socket fails with ENXIO, which ErrnoStatus does not map, so a socket
-// the code planted turns into INTERNAL (HTTP 500) instead of PERMISSION_DENIED.
-TEST_F(SafeDirTest, DISABLED_OpenFileForReadRefusesSocketsAsPermissionDenied) {
+// Regression test: this failed before the fix that came with it.
+TEST_F(SafeDirTest, OpenFileForReadRefusesSocketsAsPermissionDenied) {
   PlantHostileTree();
   Result<UniqueFd> fd = dir_->OpenFileForRead("socket");
   EXPECT_EQ(fd.status().code(), StatusCode::kPermissionDenied) << fd.status().ToString();
@@ -385,9 +383,8 @@ TEST_F(SafeDirTest, CreateFileFromRefusesToReplaceAnything) {
   EXPECT_FALSE(Exists(outside_ + "/planted")) << "created through a dangling link";
 }
 
-// Fails today: when the copy fails (here: the source is a folder, so read() fails with EISDIR)
-// CreateFileFrom returns the error but leaves the new, empty or partial file behind.
-TEST_F(SafeDirTest, DISABLED_CreateFileFromLeavesNoFileOnFailure) {
+// Regression test: this failed before the fix that came with it.
+TEST_F(SafeDirTest, CreateFileFromLeavesNoFileOnFailure) {
   UniqueFd folder(::open(outside_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   EXPECT_FALSE(dir_->CreateFileFrom("upload", folder.get(), 0, 0).ok());
   EXPECT_FALSE(Exists(In("upload")));
@@ -468,9 +465,8 @@ TEST_F(SafeDirTest, FallbackWithoutOpenat2NeverYieldsALinkSwappedInForAFile) {
   RunWithoutOpenat2([&] { RaceLinkSwapsAgainstOpen(); });
 }
 
-// Fails today: the fallback walk has no equivalent of RESOLVE_NO_XDEV, so it opens files on
-// other mounts that the openat2 path refuses.
-TEST_F(SafeDirTest, DISABLED_FallbackWithoutOpenat2RefusesFilesOnOtherMounts) {
+// Regression test: this failed before the fix that came with it.
+TEST_F(SafeDirTest, FallbackWithoutOpenat2RefusesFilesOnOtherMounts) {
   if (!MountTmpfs(In("mnt"))) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
   WriteFile(In("mnt/f"), "x");
   RunWithoutOpenat2([&] { EXPECT_FALSE(dir_->OpenFileForRead("mnt/f").ok()); });

@@ -34,14 +34,27 @@ class FrameReader {
  public:
   explicit FrameReader(uint32_t max_bytes = kMaxFrameBytes) : max_bytes_(max_bytes) {}
   // Reads what is available. Returns Unavailable("closed") at end of stream, InvalidArgument for a
-  // frame over the maximum.
+  // frame over the maximum or descriptors beyond what one frame may carry.
   Status Feed(int socket);
+  // The next complete frame, if any. A header over the maximum sets error().
   std::optional<Frame> Next();
+  const Status& error() const { return error_; }
+
+  static constexpr size_t kMaxFdsPerFrame = 16;
 
  private:
+  // Descriptors and the bytes of buffer_ the same recvmsg returned, [begin, end). The kernel ends
+  // a read after the message that carried descriptors, and a sender attaches them to a frame's
+  // first bytes, so they belong to the last frame that starts within [begin, end).
+  struct ReceivedFds {
+    int64_t begin, end;
+    std::vector<UniqueFd> fds;
+  };
+  uint32_t HeaderAt0() const;
+
   uint32_t max_bytes_;
   std::string buffer_;
-  std::vector<UniqueFd> fds_;  // Descriptors received, handed out with the next frame.
+  std::vector<ReceivedFds> fds_;  // In arrival order.
   Status error_;
 };
 

@@ -130,10 +130,8 @@ TEST(FrameTest, DescriptorsArriveAndWork) {
   EXPECT_EQ(::read(pipe_read.get(), buf, sizeof buf), 0) << "a stray copy of the fd stayed open";
 }
 
-// Fails today: FrameReader hands every descriptor received so far to the next frame Next()
-// completes, so when a plain frame and a frame with descriptors arrive in one Feed(), the plain
-// frame gets them.
-TEST(FrameTest, DISABLED_DescriptorsStayWithTheFrameThatCarriedThem) {
+// Regression test: this failed before the fix that came with it.
+TEST(FrameTest, DescriptorsStayWithTheFrameThatCarriedThem) {
   SocketPair sockets = MakeSocketPair();
   UniqueFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   ASSERT_OK(WriteFrame(sockets.writer.get(), "plain"));
@@ -147,9 +145,8 @@ TEST(FrameTest, DISABLED_DescriptorsStayWithTheFrameThatCarriedThem) {
   EXPECT_EQ(with_fd->fds.size(), 1u);
 }
 
-// Fails today: Feed() has room for 8 descriptors per recvmsg and does not check MSG_CTRUNC; the
-// kernel closes the rest and the frame arrives with 8.
-TEST(FrameTest, DISABLED_AllDescriptorsOfAFrameArrive) {
+// Regression test: this failed before the fix that came with it.
+TEST(FrameTest, AllDescriptorsOfAFrameArrive) {
   SocketPair sockets = MakeSocketPair();
   std::vector<UniqueFd> owned;
   std::vector<int> fds;
@@ -189,10 +186,8 @@ TEST(FrameTest, ReaderMaximumIsHonoured) {
   EXPECT_TRUE(over.status().IsInvalidArgument()) << over.status().ToString();
 }
 
-// Fails today: the length check in Feed() only looks at the header at the front of the buffer
-// when bytes arrive. An over-limit header behind a valid frame is noticed only if more bytes
-// come; otherwise ReadFrame waits out its deadline.
-TEST(FrameTest, DISABLED_HeaderOverMaximumBehindAValidFrameFailsFast) {
+// Regression test: this failed before the fix that came with it.
+TEST(FrameTest, HeaderOverMaximumBehindAValidFrameFailsFast) {
   SocketPair sockets = MakeSocketPair();
   WriteAll(sockets.writer.get(), Encode("fine") + "\xFF\xFF\xFF\xFF");
   FrameReader reader;
@@ -234,10 +229,8 @@ TEST(FrameTest, FrameSentJustBeforeCloseIsDelivered) {
   EXPECT_EQ(frame->payload, "last words");
 }
 
-// Fails today: when a frame fills Feed()'s 64 KiB buffer exactly, Feed() reads again, sees the
-// end of the stream and returns Unavailable; ReadFrame passes that on although a whole frame is
-// buffered (a second ReadFrame would return it).
-TEST(FrameTest, DISABLED_FrameOfExactlyTheReadBufferSizeBeforeCloseIsDelivered) {
+// Regression test: this failed before the fix that came with it.
+TEST(FrameTest, FrameOfExactlyTheReadBufferSizeBeforeCloseIsDelivered) {
   SocketPair sockets = MakeSocketPair();
   ASSERT_OK(WriteFrame(sockets.writer.get(), std::string(65536 - 4, 'x')));
   sockets.writer.Reset();

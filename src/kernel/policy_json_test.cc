@@ -127,10 +127,8 @@ TEST(PolicyJsonTest, UnknownFieldsAreIgnored) {
   ASSERT_OK(DecodePolicy(policy.dump()));
 }
 
-// Fails today: nlohmann's get<uint32_t>() and friends cast without a range check, so -1 becomes
-// 4294967295 (for a uid: "no change" to chown), 1.5 becomes 1, 2^32 + 5 becomes 5, and for the
-// 32-bit fields true becomes 1.
-TEST(PolicyJsonTest, DISABLED_OutOfRangeNumbersAreInvalidArgument) {
+// Regression test: this failed before the fix that came with it.
+TEST(PolicyJsonTest, OutOfRangeNumbersAreInvalidArgument) {
   struct Case {
     const char* field;
     json value;

@@ -158,17 +158,21 @@ Result<std::unique_ptr<Cgroup>> Cgroup::Create(const CgroupLayout& layout,
     CgroupVersion version = layout.VersionOf(controller);
     std::string parent_dir = layout.RootOf(controller) + "/" + parent;
     std::string dir = parent_dir + "/" + name;
-    if (std::any_of(group->parts_.begin(), group->parts_.end(),
-                    [&](const Part& p) { return p.dir == dir; })) {
-      continue;  // v2, or v1 controllers mounted together ("cpu,cpuacct").
+    auto same = std::find_if(group->parts_.begin(), group->parts_.end(),
+                             [&](const Part& p) { return p.dir == dir; });
+    if (same != group->parts_.end()) {  // v2, or v1 controllers mounted together.
+      same->controllers.push_back(controller);
+      if (version == CgroupVersion::kV1) {
+        RETURN_IF_ERROR(cgroup_v1::ApplyLimits(controller, dir, limits));
+      }
+      continue;
     }
     if (::mkdir(parent_dir.c_str(), 0755) != 0 && errno != EEXIST) {
       return Status::FromErrno("mkdir " + parent_dir);
     }
     if (version == CgroupVersion::kV2) RETURN_IF_ERROR(cgroup_v2::EnableControllers(parent_dir));
     if (::mkdir(dir.c_str(), 0755) != 0) return Status::FromErrno("mkdir " + dir);
-    group->parts_.push_back(
-        {version, version == CgroupVersion::kV1 ? controller : std::string(), dir});
+    group->parts_.push_back({version, {controller}, dir});
     if (version == CgroupVersion::kV2) {
       RETURN_IF_ERROR(cgroup_v2::ApplyLimits(dir, limits));
     } else {
@@ -185,7 +189,10 @@ Cgroup::~Cgroup() {
 
 const Cgroup::Part* Cgroup::PartFor(const std::string& controller) const {
   for (const Part& p : parts_) {
-    if (p.version == CgroupVersion::kV2 || p.controller == controller) return &p;
+    if (p.version == CgroupVersion::kV2 ||
+        std::find(p.controllers.begin(), p.controllers.end(), controller) != p.controllers.end()) {
+      return &p;
+    }
   }
   return nullptr;
 }
@@ -203,7 +210,7 @@ CgroupUsage Cgroup::ReadUsage() const {
     if (p.version == CgroupVersion::kV2) {
       cgroup_v2::ReadUsage(p.dir, &usage);
     } else {
-      cgroup_v1::ReadUsage(p.controller, p.dir, &usage);
+      for (const std::string& c : p.controllers) cgroup_v1::ReadUsage(c, p.dir, &usage);
     }
   }
   return usage;
@@ -214,7 +221,7 @@ void Cgroup::ResetPeak() {
     if (p.version == CgroupVersion::kV2) {
       cgroup_v2::ResetPeak(p.dir);
     } else {
-      cgroup_v1::ResetPeak(p.controller, p.dir);
+      for (const std::string& c : p.controllers) cgroup_v1::ResetPeak(c, p.dir);
     }
   }
 }

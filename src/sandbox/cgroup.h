@@ -86,7 +86,7 @@ class Cgroup {
  private:
   struct Part {
     CgroupVersion version;
-    std::string controller;  // For v1, the controller this folder serves; "" for v2.
+    std::vector<std::string> controllers;  // For v1, those this folder serves ("cpu,cpuacct").
     std::string dir;
   };
   Cgroup() = default;

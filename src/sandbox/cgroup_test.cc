@@ -256,10 +256,8 @@ TEST(CgroupTest, V1ReadUsageParsesUsageFiles) {
   (void)(*group)->Destroy();  // Fails on plain folders (files left); TempDir cleans up.
 }
 
-// Fails today: with cpu and cpuacct mounted together (most v1 hosts), Create() keeps one Part
-// for the shared folder, labelled "cpu", and cgroup_v1::ReadUsage reads cpuacct.usage only for
-// a part labelled "cpuacct", so cpu_ns stays 0.
-TEST(CgroupTest, DISABLED_V1ReadUsageReportsCpuWhenCpuAndCpuacctShareAFolder) {
+// Regression test: this failed before the fix that came with it.
+TEST(CgroupTest, V1ReadUsageReportsCpuWhenCpuAndCpuacctShareAFolder) {
   TempDir tmp;
   Result<CgroupLayout> layout = DetectFrom(
       tmp, V1Line(30, tmp.Make("memory"), "memory") + V1Line(31, tmp.Make("pids"), "pids") +
