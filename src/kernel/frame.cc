@@ -8,7 +8,9 @@
 
 namespace pycell::kernel {
 
-Status WriteFrame(int socket, std::string_view payload, const std::vector<int>& fds) {
+Status WriteFrame(int socket, std::string_view payload, const std::vector<int>& fds,
+                  std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
   if (payload.size() > kMaxFrameBytes) return Status::InvalidArgument("frame too large");
   uint32_t n = static_cast<uint32_t>(payload.size());
   unsigned char header[4] = {static_cast<unsigned char>(n >> 24),
@@ -38,8 +40,11 @@ Status WriteFrame(int socket, std::string_view payload, const std::vector<int>& 
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return Status::DeadlineExceeded("the peer stopped reading frames");
         struct pollfd p {socket, POLLOUT, 0};
-        ::poll(&p, 1, 1000);
+        ::poll(&p, 1, static_cast<int>(left.count()));
         continue;
       }
       return Status::FromErrno("send frame");

@@ -20,8 +20,11 @@ namespace pycell::kernel {
 
 inline constexpr uint32_t kMaxFrameBytes = 64u << 20;
 
-// Writes one frame; blocks until all of it is written. `fds` travel with it.
-Status WriteFrame(int socket, std::string_view payload, const std::vector<int>& fds = {});
+// Writes one frame; blocks until all of it is written, or DeadlineExceeded when the peer has not
+// taken it all within `timeout` (a peer that stops reading cannot hold us forever). `fds` travel
+// with its first bytes.
+Status WriteFrame(int socket, std::string_view payload, const std::vector<int>& fds = {},
+                  std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 struct Frame {
   std::string payload;
