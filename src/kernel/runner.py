@@ -164,6 +164,11 @@ def _prepare_session(cpus):
     random.seed()
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed()
+    # The sandbox reset every signal to its default; restore what Python's own startup chose, so
+    # that a write to a closed pipe or past the file-size limit raises OSError instead of killing
+    # the session. (subprocess restores the defaults in the programs it starts.)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     os.chdir("/mnt/data")
     # Unbuffered text streams: output reaches the server as it is written, in order.
     import io

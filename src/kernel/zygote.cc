@@ -1,6 +1,10 @@
 #include "kernel/zygote.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -15,6 +19,32 @@
 namespace pycell::kernel {
 
 using nlohmann::json;
+
+namespace {
+
+// The zygote runs from a sealed in-memory copy of this binary, not from its file: a session's
+// /proc/self/exe then names nothing on the host, and nothing reached through it can be written
+// (the CVE-2019-5736 pattern).
+Result<UniqueFd> SealedCopyOfSelf() {
+  UniqueFd self(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
+  if (!self.valid()) return Status::FromErrno("open /proc/self/exe");
+  UniqueFd copy(::memfd_create("pycell-zygote", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!copy.valid()) return Status::FromErrno("memfd_create");
+  struct stat st {};
+  if (::fstat(self.get(), &st) != 0) return Status::FromErrno("fstat /proc/self/exe");
+  for (off_t done = 0; done < st.st_size;) {
+    ssize_t n = ::sendfile(copy.get(), self.get(), nullptr, static_cast<size_t>(st.st_size - done));
+    if (n <= 0) return Status::FromErrno("copy the binary for the zygote");
+    done += n;
+  }
+  if (::fcntl(copy.get(), F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) !=
+      0) {
+    return Status::FromErrno("seal the zygote's binary");
+  }
+  return copy;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<Zygote>> Zygote::Start(const ZygoteOptions& options) {
   int sv[2];
@@ -47,13 +77,16 @@ Result<std::unique_ptr<Zygote>> Zygote::Start(const ZygoteOptions& options) {
   char arg1[] = "__zygote";
   char* argv[] = {arg0, arg1, nullptr};
 
+  ASSIGN_OR_RETURN(UniqueFd image, SealedCopyOfSelf());
   pid_t pid = ::fork();
   if (pid < 0) return Status::FromErrno("fork the zygote");
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::dup2(theirs.get(), 3) < 0) ::_exit(126);
-    ::syscall(SYS_close_range, 4, ~0u, 0);
-    ::execve("/proc/self/exe", argv, envp.data());
+    if (::dup2(image.get(), 4) < 0) ::_exit(126);
+    ::syscall(SYS_close_range, 5, ~0u, 0);
+    ::fcntl(4, F_SETFD, FD_CLOEXEC);
+    ::syscall(SYS_execveat, 4, "", argv, envp.data(), AT_EMPTY_PATH);
     ::_exit(127);
   }
   theirs.Reset();

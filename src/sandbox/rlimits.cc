@@ -33,6 +33,11 @@ Status InitInChild(const Policy& policy) {
   // The session's host uid is its own, so RLIMIT_NPROC counts only this session's processes.
   if (policy.max_pids > 0) RETURN_IF_ERROR(Set(RLIMIT_NPROC, "RLIMIT_NPROC", policy.max_pids));
   RETURN_IF_ERROR(Set(RLIMIT_MSGQUEUE, "RLIMIT_MSGQUEUE", 1 << 20));
+  // Whatever the server was started with, a session gets no real-time or raised priority and
+  // a small amount of locked memory.
+  RETURN_IF_ERROR(Set(RLIMIT_RTPRIO, "RLIMIT_RTPRIO", 0));
+  RETURN_IF_ERROR(Set(RLIMIT_NICE, "RLIMIT_NICE", 0));
+  RETURN_IF_ERROR(Set(RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK", 8 << 20));
   return Status::Ok();
 }
 

@@ -263,6 +263,17 @@ TEST_F(SessionTest, SessionsAreIndependent) {
   EXPECT_NE(r.stdout_text.find("[1, 2]"), std::string::npos) << r.stdout_text;
 }
 
+// Sessions forked from one zygote must not share its random state.
+TEST_F(SessionTest, RandomNumbersDifferBetweenSessionsOfOnePool) {
+  const std::string code = "import numpy, random\nprint(numpy.random.rand(), random.random())";
+  auto a = NewSession();
+  auto b = NewSession();
+  std::string first = Run(*a, code).stdout_text;
+  std::string second = Run(*b, code).stdout_text;
+  EXPECT_FALSE(first.empty());
+  EXPECT_NE(first, second);
+}
+
 TEST_F(SessionTest, FilesWrittenUnderMntDataAreReported) {
   auto s = NewSession();
   ExecutionRecord r = Run(*s,

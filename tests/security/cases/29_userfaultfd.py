@@ -1,0 +1,45 @@
+# case: userfaultfd (stalls kernel page faults: the classic race-widening exploit primitive)
+# defence: seccomp allowlist (EPERM; UFFD_USER_MODE_ONLY would be allowed by the kernel)
+# expect: blocked
+import ctypes
+import errno
+import os
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+bad, good = [], []
+
+
+def sc(nr, *args):
+    """A raw x86_64 system call; integers go as 64-bit values. Returns (result, errno)."""
+    ctypes.set_errno(0)
+    r = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
+    return r, ctypes.get_errno()
+
+
+def refused(label, nr, *args, want=(errno.EPERM,)):
+    r, e = sc(nr, *args)
+    name = errno.errorcode.get(e, str(e))
+    if r == -1 and e in want:
+        good.append("%s %s" % (label, name))
+    else:
+        bad.append("%s returned %d (%s), expected %s" % (
+            label, r, name, "/".join(errno.errorcode[w] for w in want)))
+    return r
+
+
+def report():
+    for b in bad:
+        print("ESCAPED:", b)
+    if not bad:
+        print("BLOCKED:", "; ".join(good))
+
+r = refused("userfaultfd(UFFD_USER_MODE_ONLY)", 323, 0o2000000 | 1)
+if r >= 0:
+    os.close(r)
+r = refused("userfaultfd(0)", 323, 0)
+if r >= 0:
+    os.close(r)
+if os.path.exists("/dev/userfaultfd"):
+    bad.append("/dev/userfaultfd exists")
+report()
