@@ -26,14 +26,14 @@ int OpenBeneath(int dirfd, const std::string& relative, int flags, mode_t mode =
   // (by device: without openat2 the kernel predates mount ids in statx too).
   struct stat root_st {};
   if (::fstat(dirfd, &root_st) != 0) return -1;
-  auto same_device = [&](int fd) {
+  auto same_device = [&](int opened) {
     struct stat st {};
-    if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_dev != root_st.st_dev) {
-      ::close(fd);
+    if (opened >= 0 && ::fstat(opened, &st) == 0 && st.st_dev != root_st.st_dev) {
+      ::close(opened);
       errno = EXDEV;
       return -1;
     }
-    return fd;
+    return opened;
   };
   UniqueFd current(::fcntl(dirfd, F_DUPFD_CLOEXEC, 0));
   size_t start = 0;
