@@ -26,6 +26,9 @@ Status EngineConfig::Validate() const {
   if (state_dir.empty() || state_dir[0] != '/') {
     return Status::InvalidArgument("state dir must be an absolute path");
   }
+  if (runtime_dir.empty() || runtime_dir[0] != '/') {
+    return Status::InvalidArgument("runtime dir must be an absolute path");
+  }
   if (max_sessions == 0) return Status::InvalidArgument("max_sessions must be at least 1");
   return pool.limits.Validate();
 }

@@ -40,7 +40,11 @@ struct PoolConfig {
 
 struct EngineConfig {
   std::string python = "/usr/bin/python3";
-  std::string state_dir = "/var/lib/pycell";  // Sessions' folders and caches.
+  std::string state_dir = "/var/lib/pycell";  // Caches (and, later, the database and files).
+  // Sessions' live folders (mount points of their root, /mnt/data and /tmp). Sessions' unprivileged
+  // uids must be able to reach it, so it is kept apart from the state dir (which may sit under a
+  // private folder): every parent needs o+x, and pycell creates it 0711.
+  std::string runtime_dir = "/run/pycell";
   std::string cgroup_parent = "pycell";       // Under each hierarchy's root.
   uint32_t max_sessions = 64;
   std::chrono::milliseconds interrupt_grace{3000};

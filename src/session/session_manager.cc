@@ -32,6 +32,23 @@ Status MakeDirs(const std::string& path, mode_t mode) {
   }
 }
 
+// Sessions' inits run as unprivileged uids and bind their folders by path: every folder above
+// must let others through.
+Status CheckReachableByAll(const std::string& path) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    std::string prefix = slash == std::string::npos ? path : path.substr(0, slash);
+    struct stat st {};
+    if (::stat(prefix.c_str(), &st) != 0) return Status::FromErrno("stat " + prefix);
+    if (!(st.st_mode & S_IXOTH)) {
+      return Status::FailedPrecondition(
+          prefix + " is not reachable by other users (mode " + std::to_string(st.st_mode & 0777) +
+          " in octal digits); sessions run as unprivileged uids and must pass through it: choose "
+          "another runtime dir or chmod o+x it");
+    }
+    if (slash == std::string::npos) return Status::Ok();
+  }
+}
+
 struct Pipe {
   UniqueFd read, write;
 };
@@ -64,10 +81,12 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Create(const EngineConfi
   if (!ids.ok()) return ids.status();
   manager->ids_ = *ids;
 
-  RETURN_IF_ERROR(MakeDirs(config.state_dir, 0711));
-  RETURN_IF_ERROR(MakeDir(config.state_dir, 0711));
-  RETURN_IF_ERROR(MakeDir(config.state_dir + "/sessions", 0711));
+  RETURN_IF_ERROR(MakeDirs(config.state_dir, 0700));
   RETURN_IF_ERROR(MakeDir(config.state_dir + "/cache", 0700));
+  RETURN_IF_ERROR(MakeDirs(config.runtime_dir, 0711));
+  RETURN_IF_ERROR(MakeDir(config.runtime_dir, 0711));
+  RETURN_IF_ERROR(MakeDir(config.runtime_dir + "/sessions", 0711));
+  RETURN_IF_ERROR(CheckReachableByAll(config.runtime_dir + "/sessions"));
 
   manager->zygote_options_.python = config.python;
   manager->zygote_options_.preload = config.pool.preload;
@@ -96,7 +115,7 @@ SessionManager::~SessionManager() {
 Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& limits) {
   SessionResources r;
   r.id = NewId("sess_");
-  r.dir = config_.state_dir + "/sessions/" + r.id;
+  r.dir = config_.runtime_dir + "/sessions/" + r.id;
   struct Guard {  // Releases whatever was made if we return early.
     SessionResources* r;
     ~Guard() {

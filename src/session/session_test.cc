@@ -23,6 +23,7 @@ using std::chrono::seconds;
 EngineConfig TestConfig(const std::string& name) {
   EngineConfig config;
   config.state_dir = std::filesystem::current_path().string() + "/session-test-" + name;
+  config.runtime_dir = "/run/pycell-test-" + name;
   config.pool.ready_sessions = 1;
   config.pool.limits.execution_timeout = seconds(20);
   config.interrupt_grace = std::chrono::milliseconds(2000);

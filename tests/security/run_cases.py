@@ -2,7 +2,7 @@
 """pycell's security suite: attack cases as data, run against the real binary.
 
 Usage:
-  run_cases.py --pycell PATH --cases DIR --state-dir DIR [-k SUBSTRING] [--case-timeout S] [-v]
+  run_cases.py --pycell PATH --cases DIR --state-dir DIR [--runtime-dir DIR] [-k SUBSTRING] [--case-timeout S] [-v]
 
 Each case is a Python file `NN_short_name.py` in DIR, run in a fresh session with
 `pycell run CASE --json --state-dir DIR <args>`. It opens with header comment lines:
@@ -27,7 +27,7 @@ Rules that hold for every case, whatever it expects:
   - pycell prints one JSON record and never fails itself (exit code 2), and exit code 0 goes with
     status ok only;
   - "ESCAPED" never appears in stdout (a case prints `ESCAPED: <detail>` when an attack worked);
-  - after the case the host is clean: no session folder left under <state-dir>/sessions, no cgroup
+  - after the case the host is clean: no session folder left under <runtime-dir>/sessions, no cgroup
     of the case's sessions left under /sys/fs/cgroup/{memory,pids,cpu}/pycell/, no process of its
     sessions running as a subordinate uid, and nothing reached the decoy listeners the runner keeps
     on the host (see below). Cgroups and processes are matched by the records' session ids, so
@@ -231,12 +231,15 @@ def subordinate_uid_range():
     return 1000000, 1065535
 
 
+RUNTIME_DIR = ["/run/pycell-security-suite"]  # Set from --runtime-dir in main().
+
+
 def leftovers(state_dir, uid_range, session_ids):
     """Everything a finished session must not leave on the host. Cgroups and processes are
     attributed to this suite through the session ids of its records, so that other pycell users of
     the same machine do not count (the session folders are this suite's own state dir anyway)."""
     found = []
-    sessions = os.path.join(state_dir, "sessions")
+    sessions = os.path.join(RUNTIME_DIR[0], "sessions")
     try:
         for entry in sorted(os.listdir(sessions)):
             found.append("session folder %s" % os.path.join(sessions, entry))
@@ -314,7 +317,7 @@ class Run:
         os.chmod(workdir, 0o755)
         os.chmod(self.code_path, 0o644)
         self.argv = [args.pycell, "run", self.code_path, "--json", "--state-dir",
-                     args.state_dir] + run_args
+                     args.state_dir, "--runtime-dir", args.runtime_dir] + run_args
         self.expects = []
         for rule in case.expects:
             for key, value in subs.items():
@@ -502,6 +505,8 @@ def main():
     parser.add_argument("--pycell", required=True, help="path of the pycell binary")
     parser.add_argument("--cases", required=True, help="folder of NN_name.py cases")
     parser.add_argument("--state-dir", required=True, help="pycell --state-dir for every run")
+    parser.add_argument("--runtime-dir", default="/run/pycell-security-suite",
+                        help="pycell --runtime-dir for every run (sessions' live folders)")
     parser.add_argument("-k", dest="filter", default="", help="only cases whose name has this")
     parser.add_argument("-v", dest="verbose", action="store_true",
                         help="also show the record of cases that pass")
@@ -510,6 +515,8 @@ def main():
     args = parser.parse_args()
     args.pycell = os.path.abspath(args.pycell)
     args.state_dir = os.path.abspath(args.state_dir)
+    args.runtime_dir = os.path.abspath(args.runtime_dir)
+    RUNTIME_DIR[0] = args.runtime_dir
 
     paths = sorted(os.path.join(args.cases, n) for n in os.listdir(args.cases)
                    if re.match(r"^\d+_.*\.py$", n))
