@@ -129,6 +129,8 @@ def zygote_init(config_json):
     _shell = _build_shell()
     if "matplotlib" in sys.modules:
         _shell.enable_matplotlib("inline")
+    # One silent cell pays IPython's lazy start-up here, once, instead of in every session.
+    _shell.run_cell("None", store_history=False, silent=True)
     # Keep the collector away from everything imported so far: forked sessions then share those
     # pages with the zygote instead of copying them on the first collection.
     gc.collect()
@@ -154,11 +156,12 @@ def _prepare_session(cpus):
         "MKL_NUM_THREADS": threads,
         "NUMEXPR_NUM_THREADS": threads,
     })
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(int(threads))
-    except Exception:
-        pass
+    if threads != "1":  # The zygote pinned one thread; only a bigger share needs a change.
+        try:
+            from threadpoolctl import threadpool_limits
+            threadpool_limits(int(threads))
+        except Exception:
+            pass
     # Every session gets its own random state, not the zygote's.
     import random
     random.seed()

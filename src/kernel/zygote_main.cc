@@ -28,6 +28,7 @@ constexpr int kSessionControlFd = 3;
 constexpr int kGoFd = 4;  // Closed before the checklist runs.
 
 PyObject* runner_module = nullptr;
+sandbox::seccomp::Program seccomp_program;  // Compiled once; every session installs it.
 
 Status PythonError(const char* what) {
   PyErr_Print();
@@ -82,8 +83,9 @@ void ReportAndExit(const Status& status) {
   for (int i = 0; i < 4; ++i) ::dup2(moved[i], targets[i]);
   char go = 0;
   if (::read(kGoFd, &go, 1) != 1 || go != 'g') ::_exit(1);  // The host gave up on us.
-  ::close(kGoFd);
-  Status s = sandbox::ContainChild(policy, /*keep_fds=*/kSessionControlFd + 1);
+  // The same pipe later says the host has put us in our cgroup.
+  Status s = sandbox::ContainChild(policy, /*keep_fds=*/kSessionControlFd + 1,
+                                   /*admission_fd=*/kGoFd, seccomp_program);
   if (!s.ok()) ReportAndExit(s.WithContext("sandbox"));
   // Only the worker gets here, contained.
   PyOS_AfterFork_Child();
@@ -126,6 +128,12 @@ int ZygoteMain(int control_fd) {
   ::signal(SIGPIPE, SIG_IGN);
   // The server's supplementary groups (root's) must not reach any session.
   if (::getuid() == 0 && ::setgroups(0, nullptr) != 0) std::perror("setgroups");
+  auto program = sandbox::seccomp::Compile();
+  if (!program.ok()) {
+    (void)WriteFrame(control_fd, json({{"type", "error"}, {"message", program.status().message()}}).dump());
+    return 2;
+  }
+  seccomp_program = std::move(*program);
   FrameReader reader;
   auto config_frame = ReadFrame(control_fd, reader, std::chrono::seconds(30));
   if (!config_frame.ok()) return 2;

@@ -54,19 +54,19 @@ Status ResetSignals() {
 
 // The worker's half: from inside-root with every capability of the namespace to uid 1000 with
 // none, and seccomp last.
-Status ContainWorker(const Policy& policy) {
+Status ContainWorker(const Policy& policy, const seccomp::Program& program) {
   RETURN_IF_ERROR(ResetSignals());
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return Status::FromErrno("PR_SET_PDEATHSIG");
   RETURN_IF_ERROR(rlimits::InitInChild(policy));
   RETURN_IF_ERROR(caps::DropBoundingAndAmbient());
   RETURN_IF_ERROR(user_ns::DropToUser());
   RETURN_IF_ERROR(caps::DropAll(/*dumpable=*/true));
-  if (policy.seccomp) RETURN_IF_ERROR(seccomp::InstallFilter());
+  if (policy.seccomp) RETURN_IF_ERROR(seccomp::Install(program));
   return Status::Ok();
 }
 
 // The init's half: no descriptors, no capabilities, seccomp; then reap until the worker exits.
-[[noreturn]] void RunInit(const Policy& policy) {
+[[noreturn]] void RunInit(const Policy& policy, const seccomp::Program& program) {
   (void)CloseFrom(0);
   struct sigaction forward {};
   forward.sa_handler = ForwardSignal;
@@ -74,7 +74,7 @@ Status ContainWorker(const Policy& policy) {
   ::sigaction(SIGTERM, &forward, nullptr);
   (void)caps::DropBoundingAndAmbient();
   if (!caps::DropAllExcept(CAP_KILL, /*dumpable=*/false).ok()) ::_exit(125);
-  if (policy.seccomp && !seccomp::InstallFilter().ok()) ::_exit(125);
+  if (policy.seccomp && !seccomp::Install(program).ok()) ::_exit(125);
   while (true) {
     int status = 0;
     pid_t pid = ::waitpid(-1, &status, 0);
@@ -94,23 +94,32 @@ pid_t CloneContained() {
       ::syscall(SYS_clone, kCloneFlags | SIGCHLD, nullptr, nullptr, nullptr, 0));
 }
 
-Status AdmitChild(pid_t child, const Policy& policy, Cgroup* cgroup) {
-  RETURN_IF_ERROR(user_ns::InitFromParent(child, policy));
-  if (cgroup != nullptr) RETURN_IF_ERROR(cgroup->AddProcess(child));
-  return Status::Ok();
+Status MapIds(pid_t child, const Policy& policy) {
+  return user_ns::InitFromParent(child, policy);
 }
 
-Status ContainChild(const Policy& policy, int keep_fds) {
-  RETURN_IF_ERROR(CloseFrom(keep_fds));
+Status ContainChild(const Policy& policy, int keep_fds, int admission_fd,
+                    const seccomp::Program& program) {
+  if (admission_fd < keep_fds) return Status::Internal("admission_fd must not be kept");
+  if (::dup2(admission_fd, keep_fds) < 0) return Status::FromErrno("dup2 admission fd");
+  admission_fd = keep_fds;
+  RETURN_IF_ERROR(CloseFrom(keep_fds + 1));
   RETURN_IF_ERROR(user_ns::BecomeInsideRoot());
   RETURN_IF_ERROR(mount_ns::InitInChild(policy));
   RETURN_IF_ERROR(net_ns::InitInChild());
   RETURN_IF_ERROR(uts_ipc::InitInChild(policy.hostname));
 
+  // Whatever the worker runs must be in the session's cgroup: its processes inherit it.
+  char admitted = 0;
+  while (::read(admission_fd, &admitted, 1) < 0 && errno == EINTR) {
+  }
+  if (admitted != 'a') return Status::Unavailable("the host did not admit the session");
+  ::close(admission_fd);
+
   worker_pid = ::fork();
   if (worker_pid < 0) return Status::FromErrno("fork the session worker");
-  if (worker_pid == 0) return ContainWorker(policy);
-  RunInit(policy);
+  if (worker_pid == 0) return ContainWorker(policy, program);
+  RunInit(policy, program);
 }
 
 }  // namespace pycell::sandbox

@@ -3,12 +3,13 @@
 //
 //   host (the server)                      child (cloned by the zygote with kCloneFlags)
 //   ------------------------------------   -----------------------------------------------------
-//   AdmitChild: uid/gid maps, cgroup   ──▶ waits for the go byte, then ContainChild:
-//                                            inside-root; mounts; loopback; host name; then forks
-//                                            the worker (pid 2), and as pid 1 reaps until the
-//                                            worker exits. The worker drops to uid 1000, loses
-//                                            every capability, sets rlimits and no_new_privs, and
-//                                            installs seccomp last.
+//   MapIds: uid/gid maps, then "go"    ──▶ waits for "go", then ContainChild: inside-root;
+//   JoinCgroup, then "admitted"       ──▶    mounts; loopback; host name (meanwhile the host
+//                                            moves it into its cgroup); waits for "admitted";
+//                                            forks the worker (pid 2), and as pid 1 reaps until
+//                                            the worker exits. The worker drops to uid 1000,
+//                                            loses every capability, sets rlimits and
+//                                            no_new_privs, and installs seccomp last.
 //
 // Nothing here knows about Python: the caller runs whatever it wants in the worker once
 // ContainChild returns there.
@@ -19,6 +20,7 @@
 #include "common/status.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/policy.h"
+#include "sandbox/seccomp.h"
 
 namespace pycell::sandbox {
 
@@ -29,14 +31,16 @@ extern const unsigned long kCloneFlags;
 // of a new pid namespace), or -1 with errno.
 pid_t CloneContained();
 
-// Host side: maps ids and moves `child` into `cgroup`. The child must be waiting (see
-// ContainChild) and must not run code before this returns.
-Status AdmitChild(pid_t child, const Policy& policy, Cgroup* cgroup);
+// Host side, while the child waits for "go": writes its uid and gid maps.
+Status MapIds(pid_t child, const Policy& policy);
 
-// Child side. `keep_fds` descriptors (0..keep_fds-1) pass to the worker; everything else is
-// closed. Returns only in the worker, contained, with OK; an error is returned in whichever
-// process found it (init or worker), which should report it and _exit. The init never returns:
-// it exits with the worker's status (128+signal for a signal).
-Status ContainChild(const Policy& policy, int keep_fds);
+// Child side. `keep_fds` descriptors (0..keep_fds-1) pass to the worker; `admission_fd` (which
+// must be >= keep_fds) gives one byte once the host has put the child in its cgroup — nothing
+// runs in the worker before it; everything else is closed. `program` is the seccomp filter,
+// compiled before the fork. Returns only in the worker, contained, with OK; an error is
+// returned in whichever process found it (init or worker), which should report it and _exit.
+// The init never returns: it exits with the worker's status (128+signal for a signal).
+Status ContainChild(const Policy& policy, int keep_fds, int admission_fd,
+                    const seccomp::Program& program);
 
 }  // namespace pycell::sandbox

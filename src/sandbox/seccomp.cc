@@ -8,8 +8,16 @@
 #include <linux/netlink.h>
 #include <linux/sockios.h>
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <memory>
+
+#include "common/unique_fd.h"
 
 namespace pycell::sandbox::seccomp {
 namespace {
@@ -98,7 +106,7 @@ const std::vector<std::string>& AllowedSyscalls() {
   return names;
 }
 
-Status InstallFilter() {
+Result<Program> Compile() {
   std::unique_ptr<void, ContextDeleter> ctx(seccomp_init(SCMP_ACT_ERRNO(EPERM)));
   if (!ctx) return Status::Internal("seccomp_init failed");
   scmp_filter_ctx c = ctx.get();
@@ -136,7 +144,31 @@ Status InstallFilter() {
                                            SCMP_A0(SCMP_CMP_MASKED_EQ, 0xFFFFFFFFul, persona)),
                           "personality"));
   }
-  return Check(seccomp_load(c), "load");
+  // libseccomp 2.5 exports to a descriptor only.
+  UniqueFd memory(::memfd_create("pycell-seccomp", MFD_CLOEXEC));
+  if (!memory.valid()) return Status::FromErrno("memfd_create for the seccomp program");
+  RETURN_IF_ERROR(Check(seccomp_export_bpf(c, memory.get()), "export"));
+  off_t size = ::lseek(memory.get(), 0, SEEK_END);
+  if (size <= 0 || size % sizeof(struct sock_filter) != 0) {
+    return Status::Internal("seccomp: exported program has an odd size");
+  }
+  Program program;
+  program.bpf.resize(static_cast<size_t>(size));
+  if (::pread(memory.get(), program.bpf.data(), program.bpf.size(), 0) != size) {
+    return Status::FromErrno("read the seccomp program");
+  }
+  return program;
+}
+
+Status Install(const Program& program) {
+  struct sock_fprog prog {};
+  prog.len = static_cast<unsigned short>(program.bpf.size() / sizeof(struct sock_filter));
+  prog.filter = reinterpret_cast<struct sock_filter*>(const_cast<char*>(program.bpf.data()));
+  if (prog.len == 0) return Status::Internal("seccomp: empty program");
+  if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
+    return Status::FromErrno("seccomp(SECCOMP_SET_MODE_FILTER)");
+  }
+  return Status::Ok();
 }
 
 }  // namespace pycell::sandbox::seccomp

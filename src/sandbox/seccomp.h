@@ -13,9 +13,17 @@
 
 namespace pycell::sandbox::seccomp {
 
-// Child side, after no_new_privs. Installs the filter on the calling thread and its future
-// children, for good.
-Status InstallFilter();
+// The filter compiled to classic BPF. Compiling (libseccomp) allocates a lot; a zygote does it
+// once before forking, so each session's processes only install it (no allocation, no copied
+// pages).
+struct Program {
+  std::string bpf;  // struct sock_filter[], as bytes.
+};
+Result<Program> Compile();
+
+// Child side, after no_new_privs. Installs `program` on the calling thread and its future
+// children, for good. Async-signal-safe.
+Status Install(const Program& program);
 
 // The names of the system calls the filter allows without conditions (for doctor and tests).
 const std::vector<std::string>& AllowedSyscalls();

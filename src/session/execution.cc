@@ -54,6 +54,7 @@ std::string ExecutionRecord::ToJson(int indent) const {
       {"error", nullptr},
       {"started_at", FormatRfc3339(started_at)},
       {"duration_ms", duration_ms},
+      {"runner_ms", runner_ms},
       {"cpu_ms", cpu_ms},
       {"peak_memory_bytes", peak_memory_bytes},
       {"files", files_json},

@@ -29,6 +29,7 @@ struct ExecutionRecord {
   int execution_count = 0;
   std::chrono::system_clock::time_point started_at;
   double duration_ms = 0;        // Wall time seen by the server, request to last output.
+  double runner_ms = 0;          // The cell alone, as the runner timed it (IPython's run_cell).
   double cpu_ms = 0;             // CPU time of every process of the session during the cell.
   uint64_t peak_memory_bytes = 0;
   std::vector<files::FileChange> files;  // Created or changed under /mnt/data.

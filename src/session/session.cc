@@ -114,6 +114,7 @@ Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
     record.outputs_truncated = run->outputs_truncated;
     record.error = std::move(run->error);
     record.execution_count = run->execution_count;
+    record.runner_ms = run->runner_duration_ms;
   } else {
     record.status = "crashed";
     record.stderr_text = run.status().ToString();

@@ -113,6 +113,12 @@ SessionManager::~SessionManager() {
 }
 
 Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& limits) {
+  using Steady = std::chrono::steady_clock;
+  auto ms_since = [](Steady::time_point t) {
+    return std::chrono::duration<double, std::milli>(Steady::now() - t).count();
+  };
+  const auto started = Steady::now();
+  LaunchTimings timings;
   SessionResources r;
   r.id = NewId("sess_");
   r.dir = config_.runtime_dir + "/sessions/" + r.id;
@@ -168,7 +174,10 @@ Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& lim
   UniqueFd control(sv[0]), child_control(sv[1]);
   kernel::SessionFds fds{out.write.get(), err.write.get(), child_control.get(), go.read.get()};
   ASSIGN_OR_RETURN(std::shared_ptr<kernel::Zygote> zygote, LiveZygote());
+  timings.prepare_ms = ms_since(started);
+  auto step = Steady::now();
   ASSIGN_OR_RETURN(pid_t pid, zygote->Spawn(policy, limits.cpus, fds));
+  timings.spawn_ms = ms_since(step);
   out.write.Reset();
   err.write.Reset();
   child_control.Reset();
@@ -178,12 +187,28 @@ Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& lim
   if (!pidfd.valid()) return Status::FromErrno("pidfd_open of the new session");
   r.kernel = std::make_unique<kernel::Kernel>(pid, std::move(pidfd), std::move(control),
                                               std::move(out.read), std::move(err.read));
-  RETURN_IF_ERROR(sandbox::AdmitChild(pid, policy, r.cgroup.get()));
+  // The child builds its root while we move it into its cgroup (the first write to a v1
+  // cgroup.procs can take milliseconds); it forks the code's process only once admitted.
+  step = Steady::now();
+  RETURN_IF_ERROR(sandbox::MapIds(pid, policy));
   if (::write(go.write.get(), "g", 1) != 1) return Status::FromErrno("start the session");
+  if (r.cgroup) RETURN_IF_ERROR(r.cgroup->AddProcess(pid));
+  if (::write(go.write.get(), "a", 1) != 1) return Status::FromErrno("admit the session");
+  timings.admit_ms = ms_since(step);
+  step = Steady::now();
   RETURN_IF_ERROR(r.kernel->WaitReady(std::chrono::seconds(30)));
+  timings.ready_ms = ms_since(step);
 
   guard.r = nullptr;
-  return std::make_shared<Session>(std::move(r), limits, config_.interrupt_grace, clock_);
+  auto session = std::make_shared<Session>(std::move(r), limits, config_.interrupt_grace, clock_);
+  timings.total_ms = ms_since(started);
+  std::function<void(const LaunchTimings&)> observer;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    observer = launch_observer_;
+  }
+  if (observer) observer(timings);
+  return session;
 }
 
 Result<std::shared_ptr<kernel::Zygote>> SessionManager::LiveZygote() {
@@ -220,9 +245,10 @@ void SessionManager::RefillLoop() {
       cv_.wait_for(lock, std::chrono::seconds(1));  // Do not spin on a broken host.
       continue;
     }
-    if (stopping_) {
+    if (stopping_ || ready_.size() >= pool_target_) {  // Stopped, or the target was lowered.
       (*session)->End(EndReason::kShutdown);
-      break;
+      if (stopping_) break;
+      continue;
     }
     ready_.push_back(std::move(*session));
     cv_.notify_all();
@@ -341,6 +367,11 @@ void SessionManager::SetPoolTarget(uint32_t ready_sessions) {
   }
   cv_.notify_all();
   for (auto& s : dropped) s->End(EndReason::kShutdown);
+}
+
+void SessionManager::SetLaunchObserver(std::function<void(const LaunchTimings&)> observer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  launch_observer_ = std::move(observer);
 }
 
 size_t SessionManager::ReadyCount() const {

@@ -9,6 +9,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -32,6 +33,15 @@ struct SessionOptions {
   std::optional<std::chrono::seconds> execution_timeout;
 };
 
+// Where the time of one cold launch went (for benchmarks and logs), in milliseconds.
+struct LaunchTimings {
+  double prepare_ms = 0;  // Folder, ids, tmpfs quotas, cgroup, pipes.
+  double spawn_ms = 0;    // The zygote's clone, request to reply.
+  double admit_ms = 0;    // Id maps, "go", cgroup membership, "admitted".
+  double ready_ms = 0;    // Until the runner said "ready" (the child's checklist, Python after fork).
+  double total_ms = 0;
+};
+
 class SessionManager {
  public:
   // Starts the zygote (imports the pool's modules: about a second) and the refill thread.
@@ -52,6 +62,10 @@ class SessionManager {
   bool WaitForWarmPool(std::chrono::milliseconds timeout);
   // Stops refilling the pool and drops its ready sessions (for benchmarks of the cold path).
   void SetPoolTarget(uint32_t ready_sessions);
+
+  // Called after every successful cold launch (the pool's refills included), on the launching
+  // thread. Set it before launches start, or with the pool at its target.
+  void SetLaunchObserver(std::function<void(const LaunchTimings&)> observer);
 
   size_t ReadyCount() const;
   size_t ActiveCount() const;
@@ -82,6 +96,7 @@ class SessionManager {
   uint32_t pool_target_ = 0;                                    // GUARDED_BY(mu_)
   size_t launching_ = 0;                                        // GUARDED_BY(mu_)
   bool stopping_ = false;                                       // GUARDED_BY(mu_)
+  std::function<void(const LaunchTimings&)> launch_observer_;   // GUARDED_BY(mu_)
   std::thread refill_thread_;
 };
 
