@@ -27,6 +27,7 @@ import sys
 import time
 
 _MAX_BUNDLE_BYTES = 32 << 20  # A display larger than this is replaced by a note.
+_PLAIN_TYPES = (int, bool, str, bytes, type(None))
 
 _control = None  # The control socket's file object, set by serve().
 _shell = None    # The InteractiveShell, built in the zygote.
@@ -86,6 +87,13 @@ def _build_shell():
 
         def write_output_prompt(self):
             pass
+
+        def compute_format_data(self, result):
+            # Builtin scalars have one representation; asking ten MIME formatters is most of a
+            # trivial cell's time.
+            if type(result) in _PLAIN_TYPES:
+                return {"text/plain": repr(result)}, {}
+            return super().compute_format_data(result)
 
         def write_format_data(self, format_dict, md_dict=None):
             _send({"type": "result", "data": _jsonable_bundle(format_dict),
