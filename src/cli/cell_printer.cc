@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "common/fs.h"
 #include "common/unique_fd.h"
 #include "sandbox/mount_ns.h"
 
@@ -27,16 +28,6 @@ std::string Base64Decode(const std::string& in) {
   for (size_t i = in.size(); i > 0 && in[i - 1] == '=' && padding < 2; --i) ++padding;
   out.resize(static_cast<size_t>(n) - padding);
   return out;
-}
-
-Status MakeDirs(const std::string& path) {
-  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
-    std::string prefix = path.substr(0, slash);
-    if (!prefix.empty() && ::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
-      return Status::FromErrno("mkdir " + prefix);
-    }
-    if (slash == std::string::npos) return Status::Ok();
-  }
 }
 
 const std::string* Find(const kernel::MimeBundle& bundle, const std::string& mime) {
@@ -104,7 +95,7 @@ int PrintRecord(const session::ExecutionRecord& record, bool images_saved) {
 
 Status SaveArtifacts(const session::Session& session, const session::ExecutionRecord& record,
                      const std::string& out_dir) {
-  RETURN_IF_ERROR(MakeDirs(out_dir));
+  RETURN_IF_ERROR(MakeDirs(out_dir, 0755));
   int n = 0;
   for (const kernel::Output& output : record.outputs) {
     const std::string* png = Find(output.bundle, "image/png");
@@ -120,7 +111,7 @@ Status SaveArtifacts(const session::Session& session, const session::ExecutionRe
   for (const files::FileChange& change : record.files) {
     std::string dest = out_dir + "/" + change.path;
     auto slash = dest.rfind('/');
-    RETURN_IF_ERROR(MakeDirs(dest.substr(0, slash)));
+    RETURN_IF_ERROR(MakeDirs(dest.substr(0, slash), 0755));
     Status copied = session.CopyFileOut(change.path, dest);
     if (!copied.ok()) {
       std::cerr << "pycell: not copied: /mnt/data/" << change.path << ": " << copied.message()

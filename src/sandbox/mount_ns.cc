@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <string>
 
+#include "common/fs.h"
 #include "common/unique_fd.h"
 
 namespace pycell::sandbox::mount_ns {
@@ -23,11 +24,6 @@ Status Mount(const std::string& source, const std::string& target, const char* f
     return Status::FromErrno("mount(" + source + " -> " + target + ", flags=" +
                              std::to_string(flags) + ")");
   }
-  return Status::Ok();
-}
-
-Status MakeDir(const std::string& path, mode_t mode) {
-  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + path);
   return Status::Ok();
 }
 

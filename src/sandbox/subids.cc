@@ -1,5 +1,7 @@
 #include "sandbox/subids.h"
 
+#include "common/fs.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/random.h>
@@ -36,16 +38,6 @@ bool ReadRange(const std::string& path, const std::string& user, uint32_t* base,
   return false;
 }
 
-Status MakeDirs(const std::string& path) {
-  for (size_t slash = path.find('/', 1); ; slash = path.find('/', slash + 1)) {
-    std::string prefix = path.substr(0, slash);
-    if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) {
-      return Status::FromErrno("mkdir " + prefix);
-    }
-    if (slash == std::string::npos) return Status::Ok();
-  }
-}
-
 }  // namespace
 
 Result<SubIdRange> ReadSubIds(const std::string& user, const std::string& subuid,
@@ -63,7 +55,7 @@ Result<SubIdRange> ReadSubIds(const std::string& user, const std::string& subuid
 }
 
 Result<IdLease> IdLease::Acquire(const SubIdRange& range, const std::string& lock_dir) {
-  RETURN_IF_ERROR(MakeDirs(lock_dir));
+  RETURN_IF_ERROR(MakeDirs(lock_dir, 0700));
   uint32_t slots = std::min(range.uid_count, range.gid_count) / 2;
   if (slots == 0) return Status::FailedPrecondition("subordinate id range is empty");
   uint32_t start = 0;

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 
+#include "common/fs.h"
 #include "common/ids.h"
 #include "common/logging.h"
 #include "sandbox/contain.h"
@@ -16,20 +17,11 @@
 namespace pycell::session {
 namespace {
 
-Status MakeDir(const std::string& path, mode_t mode) {
-  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + path);
+// A folder with exactly `mode`, whatever the umask or an earlier run left.
+Status MakeDirWithMode(const std::string& path, mode_t mode) {
+  RETURN_IF_ERROR(MakeDir(path, mode));
   if (::chmod(path.c_str(), mode) != 0) return Status::FromErrno("chmod " + path);
   return Status::Ok();
-}
-
-Status MakeDirs(const std::string& path, mode_t mode) {
-  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
-    std::string prefix = path.substr(0, slash);
-    if (::mkdir(prefix.c_str(), mode) != 0 && errno != EEXIST) {
-      return Status::FromErrno("mkdir " + prefix);
-    }
-    if (slash == std::string::npos) return Status::Ok();
-  }
 }
 
 // Sessions' inits run as unprivileged uids and bind their folders by path: every folder above
@@ -82,10 +74,10 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Create(const EngineConfi
   manager->ids_ = *ids;
 
   RETURN_IF_ERROR(MakeDirs(config.state_dir, 0700));
-  RETURN_IF_ERROR(MakeDir(config.state_dir + "/cache", 0700));
+  RETURN_IF_ERROR(MakeDirWithMode(config.state_dir + "/cache", 0700));
   RETURN_IF_ERROR(MakeDirs(config.runtime_dir, 0711));
-  RETURN_IF_ERROR(MakeDir(config.runtime_dir, 0711));
-  RETURN_IF_ERROR(MakeDir(config.runtime_dir + "/sessions", 0711));
+  RETURN_IF_ERROR(MakeDirWithMode(config.runtime_dir, 0711));
+  RETURN_IF_ERROR(MakeDirWithMode(config.runtime_dir + "/sessions", 0711));
   RETURN_IF_ERROR(CheckReachableByAll(config.runtime_dir + "/sessions"));
 
   manager->zygote_options_.python = config.python;
@@ -130,10 +122,10 @@ Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& lim
   } guard{&r};
 
   // The session's init runs as an unprivileged host uid and must traverse these to bind them.
-  RETURN_IF_ERROR(MakeDir(r.dir, 0711));
-  RETURN_IF_ERROR(MakeDir(r.dir + "/root", 0755));
-  RETURN_IF_ERROR(MakeDir(r.dir + "/data", 0700));
-  RETURN_IF_ERROR(MakeDir(r.dir + "/tmp", 0700));
+  RETURN_IF_ERROR(MakeDirWithMode(r.dir, 0711));
+  RETURN_IF_ERROR(MakeDirWithMode(r.dir + "/root", 0755));
+  RETURN_IF_ERROR(MakeDirWithMode(r.dir + "/data", 0700));
+  RETURN_IF_ERROR(MakeDirWithMode(r.dir + "/tmp", 0700));
   ASSIGN_OR_RETURN(auto lease, sandbox::IdLease::Acquire(*ids_));
   r.ids.emplace(std::move(lease));
   const sandbox::IdLease& ids = *r.ids;
