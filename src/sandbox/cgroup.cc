@@ -182,6 +182,29 @@ Result<std::unique_ptr<Cgroup>> Cgroup::Create(const CgroupLayout& layout,
   return group;
 }
 
+Status Cgroup::RemoveLeftover(const CgroupLayout& layout, const std::string& parent,
+                              const std::string& name) {
+  std::unique_ptr<Cgroup> group(new Cgroup());
+  for (const char* controller : {"memory", "pids", "cpu", "cpuacct"}) {
+    CgroupVersion version = layout.VersionOf(controller);
+    if (version == CgroupVersion::kNone) continue;
+    std::string dir = layout.RootOf(controller) + "/" + parent + "/" + name;
+    if (::access(dir.c_str(), F_OK) != 0) continue;
+    auto same = std::find_if(group->parts_.begin(), group->parts_.end(),
+                             [&](const Part& p) { return p.dir == dir; });
+    if (same != group->parts_.end()) {
+      same->controllers.push_back(controller);
+    } else {
+      group->parts_.push_back({version, {controller}, dir});
+    }
+  }
+  // The pids part lists every process; without one, any part does.
+  if (group->PartFor("pids") == nullptr && !group->parts_.empty()) {
+    group->parts_.front().controllers.push_back("pids");
+  }
+  return group->Destroy();
+}
+
 Cgroup::~Cgroup() {
   Status s = Destroy();
   if (!s.ok()) LOG_WARN("cgroup cleanup: {}", s.ToString());

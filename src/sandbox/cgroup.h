@@ -69,6 +69,11 @@ class Cgroup {
                                                 const CgroupLimits& limits);
   ~Cgroup();  // Destroy() if not done.
 
+  // Kills the processes of, and removes, a group a dead process left behind
+  // (<root-of-each-controller>/<parent>/<name>); missing folders are fine.
+  static Status RemoveLeftover(const CgroupLayout& layout, const std::string& parent,
+                               const std::string& name);
+
   Status AddProcess(pid_t pid);
   CgroupUsage ReadUsage() const;
   // Starts a new peak-memory window (per execution), where the kernel allows it.

@@ -218,6 +218,7 @@ void ReleaseSessionResources(SessionResources* r) {
     ::rmdir((r->dir + sub).c_str());
   }
   r->dir.clear();
+  r->dir_lock.Reset();
   r->ids.reset();  // Last: the uids are free only once no process runs as them.
 }
 

@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 #include "files/safe_dir.h"
 #include "kernel/kernel.h"
 #include "sandbox/cgroup.h"
@@ -39,7 +40,10 @@ const char* EndReasonName(EndReason reason);
 // Everything a session holds on the host, released in order by Session::End.
 struct SessionResources {
   std::string id;
-  std::string dir;  // <state>/sessions/<id>: root/, data/, tmp/
+  std::string dir;  // <runtime>/sessions/<id>: root/, data/, tmp/
+  // An flock on `dir` held for the session's life: a folder nobody holds is a leftover of a
+  // process that died without cleaning up (SessionManager sweeps those at start).
+  UniqueFd dir_lock;
   std::optional<sandbox::IdLease> ids;
   std::unique_ptr<sandbox::Cgroup> cgroup;
   std::unique_ptr<kernel::Kernel> kernel;

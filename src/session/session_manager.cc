@@ -1,6 +1,8 @@
 #include "session/session_manager.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -79,6 +81,9 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Create(const EngineConfi
   RETURN_IF_ERROR(MakeDirWithMode(config.runtime_dir, 0711));
   RETURN_IF_ERROR(MakeDirWithMode(config.runtime_dir + "/sessions", 0711));
   RETURN_IF_ERROR(CheckReachableByAll(config.runtime_dir + "/sessions"));
+  if (size_t swept = manager->SweepLeftovers(); swept > 0) {
+    LOG_WARN("removed {} session folder(s) left by a pycell that did not shut down", swept);
+  }
 
   manager->zygote_options_.python = config.python;
   manager->zygote_options_.preload = config.pool.preload;
@@ -123,6 +128,10 @@ Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& lim
 
   // The session's init runs as an unprivileged host uid and must traverse these to bind them.
   RETURN_IF_ERROR(MakeDirWithMode(r.dir, 0711));
+  r.dir_lock.Reset(::open(r.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!r.dir_lock.valid() || ::flock(r.dir_lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    return Status::FromErrno("lock " + r.dir);
+  }
   RETURN_IF_ERROR(MakeDirWithMode(r.dir + "/root", 0755));
   RETURN_IF_ERROR(MakeDirWithMode(r.dir + "/data", 0700));
   RETURN_IF_ERROR(MakeDirWithMode(r.dir + "/tmp", 0700));
@@ -201,6 +210,35 @@ Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& lim
   }
   if (observer) observer(timings);
   return session;
+}
+
+size_t SessionManager::SweepLeftovers() {
+  const std::string sessions = config_.runtime_dir + "/sessions";
+  DIR* listing = ::opendir(sessions.c_str());
+  if (listing == nullptr) return 0;
+  std::vector<std::string> names;
+  while (struct dirent* entry = ::readdir(listing)) {
+    if (IsValidId(entry->d_name, "sess_")) names.emplace_back(entry->d_name);
+  }
+  ::closedir(listing);
+  size_t swept = 0;
+  for (const std::string& name : names) {
+    SessionResources r;
+    r.id = name;
+    r.dir = sessions + "/" + name;
+    r.dir_lock.Reset(::open(r.dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!r.dir_lock.valid() || ::flock(r.dir_lock.get(), LOCK_EX | LOCK_NB) != 0) continue;
+    if (use_cgroups_) {
+      Status s = sandbox::Cgroup::RemoveLeftover(cgroups_, config_.cgroup_parent, name);
+      if (!s.ok()) LOG_WARN("leftover session {}: {}", name, s.ToString());
+    }
+    // Its mounts died with the mount namespace of the process that made them; what is left is
+    // empty folders (or, if someone mounted them by hand, mounts we detach).
+    r.data_mounted = r.tmp_mounted = true;
+    ReleaseSessionResources(&r);
+    ++swept;
+  }
+  return swept;
 }
 
 Result<std::shared_ptr<kernel::Zygote>> SessionManager::LiveZygote() {

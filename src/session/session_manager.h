@@ -76,6 +76,9 @@ class SessionManager {
   // Builds and contains one session (the cold path). Does not register it.
   Result<std::shared_ptr<Session>> Launch(const SessionLimits& limits);
   void RefillLoop();
+  // Removes session folders (and their cgroups) that no live process holds: leftovers of a
+  // pycell that was killed. Returns how many.
+  size_t SweepLeftovers();
 
   const EngineConfig config_;
   Clock* const clock_;

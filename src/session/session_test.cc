@@ -12,6 +12,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/ids.h"
 #include "session/session_manager.h"
 #include "test_util.h"
 
@@ -384,6 +385,29 @@ TEST_F(SessionTest, AKilledZygoteIsReplaced) {
   EXPECT_EQ(Run(*s, "print('reborn')").stdout_text, "reborn\n");
   EXPECT_EQ(Run(*running, "print('unaffected')").stdout_text, "unaffected\n");
   EXPECT_EQ(ZygotePids().size(), 1u);
+}
+
+// A pycell killed with its sessions leaves folders and cgroups; the next one removes them, and
+// leaves alone the sessions of pycells still running.
+TEST_F(SessionTest, LeftoversOfADeadPycellAreSweptLiveSessionsAreNot) {
+  auto live = NewSession();
+  ASSERT_TRUE(live);
+  const std::string leftover_id = NewId("sess_");
+  const std::string leftover = "/run/pycell-test-shared/sessions/" + leftover_id;
+  for (const char* sub : {"", "/root", "/data", "/tmp"}) {
+    ASSERT_EQ(::mkdir((leftover + sub).c_str(), 0711), 0);
+  }
+  const std::string cgroup = "/sys/fs/cgroup/pids/pycell/" + leftover_id;
+  bool has_cgroup = ::mkdir(cgroup.c_str(), 0755) == 0;
+
+  EngineConfig config = TestConfig("shared");  // The same runtime dir as the live session's.
+  config.pool.ready_sessions = 0;
+  auto second = SessionManager::Create(config);
+  ASSERT_OK(second);
+  EXPECT_FALSE(PathExists(leftover));
+  if (has_cgroup) EXPECT_FALSE(PathExists(cgroup));
+  EXPECT_TRUE(PathExists(live->dir()));
+  EXPECT_EQ(Run(*live, "print('alive')").stdout_text, "alive\n");
 }
 
 // Expiry runs on a fake clock: no sleeping past a 30-minute idle timeout.
