@@ -405,7 +405,9 @@ TEST_F(SessionTest, LeftoversOfADeadPycellAreSweptLiveSessionsAreNot) {
   auto second = SessionManager::Create(config);
   ASSERT_OK(second);
   EXPECT_FALSE(PathExists(leftover));
-  if (has_cgroup) EXPECT_FALSE(PathExists(cgroup));
+  if (has_cgroup) {
+    EXPECT_FALSE(PathExists(cgroup));
+  }
   EXPECT_TRUE(PathExists(live->dir()));
   EXPECT_EQ(Run(*live, "print('alive')").stdout_text, "alive\n");
 }
