@@ -300,13 +300,30 @@ def out_dir_listing(out_dir):
     return sorted(files), odd
 
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def inline_includes(code):
+    """Replaces each `# include: NAME.py ...` line with the file NAME.py beside this runner
+    (helpers several cases share, such as raw system calls)."""
+    out = []
+    for line in code.split("\n"):
+        match = re.match(r"# include: ([a-z_]+\.py)\b", line)
+        if match:
+            with open(os.path.join(HERE, match.group(1)), encoding="utf-8") as f:
+                out.append(f.read())
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
 class Run:
     """One session of a case: the pycell process, its record and the placeholders it used."""
 
     def __init__(self, case, args, subs, workdir, index):
         self.out_dir = tempfile.mkdtemp(prefix="out-", dir=workdir)
         subs = dict(subs, **{"@OUT_DIR@": self.out_dir})
-        code = case.code
+        code = inline_includes(case.code)
         run_args = list(case.args)
         for key, value in subs.items():
             code = code.replace(key, value)
