@@ -151,17 +151,11 @@ Result<std::unique_ptr<Cgroup>> Cgroup::Create(const CgroupLayout& layout,
         "`pycell doctor`");
   }
   std::unique_ptr<Cgroup> group(new Cgroup());
-  std::vector<std::string> controllers(std::begin(kCgroupControllers),
-                                       std::end(kCgroupControllers));
-  if (layout.VersionOf("cpuacct") == CgroupVersion::kV1) controllers.push_back("cpuacct");
-  for (const std::string& controller : controllers) {
+  for (const std::string& controller : ControllersFor(layout)) {
     CgroupVersion version = layout.VersionOf(controller);
     std::string parent_dir = layout.RootOf(controller) + "/" + parent;
     std::string dir = parent_dir + "/" + name;
-    auto same = std::find_if(group->parts_.begin(), group->parts_.end(),
-                             [&](const Part& p) { return p.dir == dir; });
-    if (same != group->parts_.end()) {  // v2, or v1 controllers mounted together.
-      same->controllers.push_back(controller);
+    if (!group->AddToPart(version, controller, dir)) {  // Its folder exists already.
       if (version == CgroupVersion::kV1) {
         RETURN_IF_ERROR(cgroup_v1::ApplyLimits(controller, dir, limits));
       }
@@ -172,7 +166,6 @@ Result<std::unique_ptr<Cgroup>> Cgroup::Create(const CgroupLayout& layout,
     }
     if (version == CgroupVersion::kV2) RETURN_IF_ERROR(cgroup_v2::EnableControllers(parent_dir));
     if (::mkdir(dir.c_str(), 0755) != 0) return Status::FromErrno("mkdir " + dir);
-    group->parts_.push_back({version, {controller}, dir});
     if (version == CgroupVersion::kV2) {
       RETURN_IF_ERROR(cgroup_v2::ApplyLimits(dir, limits));
     } else {
@@ -185,24 +178,36 @@ Result<std::unique_ptr<Cgroup>> Cgroup::Create(const CgroupLayout& layout,
 Status Cgroup::RemoveLeftover(const CgroupLayout& layout, const std::string& parent,
                               const std::string& name) {
   std::unique_ptr<Cgroup> group(new Cgroup());
-  for (const char* controller : {"memory", "pids", "cpu", "cpuacct"}) {
+  for (const std::string& controller : ControllersFor(layout)) {
     CgroupVersion version = layout.VersionOf(controller);
     if (version == CgroupVersion::kNone) continue;
     std::string dir = layout.RootOf(controller) + "/" + parent + "/" + name;
-    if (::access(dir.c_str(), F_OK) != 0) continue;
-    auto same = std::find_if(group->parts_.begin(), group->parts_.end(),
-                             [&](const Part& p) { return p.dir == dir; });
-    if (same != group->parts_.end()) {
-      same->controllers.push_back(controller);
-    } else {
-      group->parts_.push_back({version, {controller}, dir});
-    }
+    if (::access(dir.c_str(), F_OK) == 0) group->AddToPart(version, controller, dir);
   }
   // The pids part lists every process; without one, any part does.
   if (group->PartFor("pids") == nullptr && !group->parts_.empty()) {
     group->parts_.front().controllers.push_back("pids");
   }
   return group->Destroy();
+}
+
+std::vector<std::string> Cgroup::ControllersFor(const CgroupLayout& layout) {
+  std::vector<std::string> controllers(std::begin(kCgroupControllers),
+                                       std::end(kCgroupControllers));
+  if (layout.VersionOf("cpuacct") == CgroupVersion::kV1) controllers.push_back("cpuacct");
+  return controllers;
+}
+
+bool Cgroup::AddToPart(CgroupVersion version, const std::string& controller,
+                       const std::string& dir) {
+  for (Part& part : parts_) {
+    if (part.dir == dir) {
+      part.controllers.push_back(controller);
+      return false;
+    }
+  }
+  parts_.push_back({version, {controller}, dir});
+  return true;
 }
 
 Cgroup::~Cgroup() {

@@ -96,6 +96,11 @@ class Cgroup {
   };
   Cgroup() = default;
   const Part* PartFor(const std::string& controller) const;
+  // Files `controller` under the part at `dir`, making that part if there is none yet. True
+  // when the part is new (v2 and co-mounted v1 controllers share one folder).
+  bool AddToPart(CgroupVersion version, const std::string& controller, const std::string& dir);
+  // The controllers a session's group is made of on this layout (cpuacct too, on v1).
+  static std::vector<std::string> ControllersFor(const CgroupLayout& layout);
 
   std::vector<Part> parts_;
   bool destroyed_ = false;
