@@ -8,7 +8,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DPYCELL_WERROR=ON
 endif
 
-.PHONY: all deps build run test bench sanitize clean format
+.PHONY: all deps build run repl test bench sanitize clean format
 
 all: build
 
@@ -19,8 +19,12 @@ build: deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD)
 
-# The main job: an interactive sandboxed Python session (the server issue turns it into serve).
+# The main job: the service on 127.0.0.1:8080, all state under ./var (SQLite + file contents).
 run: build
+	$(BUILD)/pycell serve --data-dir $(STATE_DIR)
+
+# The local, offline way in: one sandboxed Python session at a prompt.
+repl: build
 	$(BUILD)/pycell repl --state-dir $(STATE_DIR)
 
 test: build

@@ -28,6 +28,10 @@ struct EngineFlags {
 std::function<int()> RegisterRun(CLI::App& app);
 std::function<int()> RegisterRepl(CLI::App& app);
 std::function<int()> RegisterDoctor(CLI::App& app);
+std::function<int()> RegisterServe(CLI::App& app);
+// The client of a running server: files, sessions, exec. The returned function runs whichever of
+// them was parsed, or returns -1 when none was.
+std::function<int()> RegisterClientCommands(CLI::App& app);
 
 // Exit codes shared by run and repl.
 inline constexpr int kExitCellError = 1;

@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   std::function<int()> run = pycell::cli::RegisterRun(app);
   std::function<int()> repl = pycell::cli::RegisterRepl(app);
   std::function<int()> doctor = pycell::cli::RegisterDoctor(app);
+  std::function<int()> serve = pycell::cli::RegisterServe(app);
+  std::function<int()> client = pycell::cli::RegisterClientCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -27,5 +29,7 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("run")) return run();
   if (app.got_subcommand("repl")) return repl();
   if (app.got_subcommand("doctor")) return doctor();
+  if (app.got_subcommand("serve")) return serve();
+  if (int code = client(); code >= 0) return code;
   return pycell::cli::kExitUsage;
 }

@@ -33,6 +33,44 @@ Status EngineConfig::Validate() const {
   return pool.limits.Validate();
 }
 
+Status ServerConfig::Validate() const {
+  if (listen.find(':') == std::string::npos) {
+    return Status::InvalidArgument("server.listen must be host:port, e.g. 127.0.0.1:8080");
+  }
+  if (data_dir.empty()) return Status::InvalidArgument("server.data_dir must not be empty");
+  if (max_connections == 0) return Status::InvalidArgument("server.max_connections must be > 0");
+  if (request_timeout.count() <= 0 || keep_alive_timeout.count() <= 0) {
+    return Status::InvalidArgument("server timeouts must be at least 1 s");
+  }
+  if (max_header_bytes < 1024) return Status::InvalidArgument("max_header_bytes must be ≥ 1k");
+  return Status::Ok();
+}
+
+EngineConfig ServiceConfig::EngineFor(const PoolConfig& pool) const {
+  EngineConfig config = engine;
+  config.pool = pool;
+  return config;
+}
+
+Status ServiceConfig::Validate() const {
+  RETURN_IF_ERROR(server.Validate());
+  if (pools.empty()) return Status::InvalidArgument("at least one pool must be configured");
+  for (size_t i = 0; i < pools.size(); ++i) {
+    const PoolConfig& pool = pools[i];
+    std::string where = "pools[" + std::to_string(i) + "]";
+    if (pool.name.empty() || pool.name.size() > 64) {
+      return Status::InvalidArgument(where + ".name must be 1-64 characters");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (pools[j].name == pool.name) {
+        return Status::InvalidArgument(where + ".name: pool \"" + pool.name + "\" is defined twice");
+      }
+    }
+    RETURN_IF_ERROR(EngineFor(pool).Validate().WithContext(where));
+  }
+  return Status::Ok();
+}
+
 Result<uint64_t> ParseByteSize(const std::string& text) {
   if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) {
     return Status::InvalidArgument("'" + text + "' is not a size (try 512m or 2g)");

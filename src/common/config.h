@@ -55,6 +55,40 @@ struct EngineConfig {
   Status Validate() const;
 };
 
+// The HTTP server (`pycell serve`).
+struct ServerConfig {
+  std::string listen = "127.0.0.1:8080";  // host:port; port 0 picks a free one.
+  std::string data_dir = "./var";         // Database, file contents and engine caches.
+  uint32_t max_connections = 512;         // Past it, new connections get 503 and are closed.
+  std::chrono::seconds request_timeout{60};     // No progress reading or writing for this long.
+  std::chrono::seconds keep_alive_timeout{75};  // Idle connection between requests.
+  std::chrono::seconds shutdown_grace{30};  // SIGTERM: in-flight requests get this long.
+  uint64_t max_header_bytes = 16 << 10;
+  uint64_t max_json_body_bytes = 8 << 20;  // Request bodies other than uploads (code, JSON).
+
+  Status Validate() const;
+};
+
+// How long stored files are kept, by purpose (0: forever).
+struct RetentionConfig {
+  std::chrono::seconds input_files{30 * 24 * 3600};
+  std::chrono::seconds output_files{30 * 24 * 3600};
+  std::chrono::seconds sweep_interval{60};
+};
+
+// Everything `pycell serve` is configured with: file, then flags, then request bodies (within
+// the pools' limits). engine.pool is unused here: each of `pools` gets its own engine.
+struct ServiceConfig {
+  ServerConfig server;
+  EngineConfig engine;
+  std::vector<PoolConfig> pools = {PoolConfig{}};
+  RetentionConfig retention;
+
+  // The engine configuration of one pool.
+  EngineConfig EngineFor(const PoolConfig& pool) const;
+  Status Validate() const;
+};
+
 // "2g", "512m", "64k", "1024" -> bytes.
 Result<uint64_t> ParseByteSize(const std::string& text);
 

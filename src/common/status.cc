@@ -36,7 +36,15 @@ Status Status::FromErrno(std::string_view what, int err) {
 
 Status Status::WithContext(std::string_view context) const {
   if (ok()) return *this;
-  return Status(code_, std::string(context) + ": " + message_);
+  Status s(code_, std::string(context) + ": " + message_);
+  s.reason_ = reason_;
+  return s;
+}
+
+Status Status::WithReason(std::string reason) const {
+  Status s = *this;
+  if (!s.ok()) s.reason_ = std::move(reason);
+  return s;
 }
 
 std::string Status::ToString() const {

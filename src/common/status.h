@@ -66,6 +66,10 @@ class [[nodiscard]] Status {
 
   // Returns the same status with "context: " put before the message.
   Status WithContext(std::string_view context) const;
+  // A finer, machine-readable reason for clients ("session_busy", "session_expired", …); the
+  // API puts it in error.code. Empty unless set.
+  Status WithReason(std::string reason) const;
+  const std::string& reason() const { return reason_; }
   // "INVALID_ARGUMENT: message", or "OK".
   std::string ToString() const;
 
@@ -73,6 +77,7 @@ class [[nodiscard]] Status {
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
   StatusCode code_ = StatusCode::kOk;
   std::string message_;
+  std::string reason_;
 };
 
 // A value or the Status that explains why there is none.

@@ -52,17 +52,38 @@ class MultipartParser {
   Status Finish();
 
  private:
-  // Implementation state (see multipart.cc).
-  enum class State { kPreamble, kHeaders, kBody, kEpilogue, kFailed };
-  Status Fail(Status status);
+  // Where the parser is in the body; see multipart.cc.
+  enum class State {
+    kPreamble,          // Before the first boundary: skipped.
+    kBoundaryTail,      // Just after "--boundary": "--", padding or CRLF comes next.
+    kCloseDash,         // After "--boundary-": the close's second '-'.
+    kPadding,           // Spaces or tabs after a boundary, before its CRLF.
+    kBoundaryLineFeed,  // After a boundary line's CR.
+    kHeaders,           // A part's header lines, up to the empty line.
+    kBody,              // A part's data, up to the next boundary.
+    kEpilogue,          // After the closing boundary: ignored.
+    kFailed,
+  };
+  // Each consumes a prefix of `data` (all of it unless the state changes) and sets `*used`.
+  Status ScanForDelimiter(std::string_view data, size_t* used);
+  Status ConsumeBoundaryLine(std::string_view data, size_t* used);
+  Status ConsumeHeaders(std::string_view data, size_t* used);
+  Status StartPart();
   Status ParseHeaders(std::string_view block);
-  std::string boundary_;  // "\r\n--" + boundary
+  Status Deliver(std::string_view data);
+  Status Fail(Status status);
+
+  std::string delimiter_;  // "\r\n--" + boundary
   MultipartCallbacks callbacks_;
   MultipartLimits limits_;
   State state_ = State::kPreamble;
-  std::string pending_;  // Bytes not yet classified (a possible boundary's prefix, headers).
+  // How many bytes of delimiter_ the latest bytes match. The body starts as if after a CRLF, so
+  // that a boundary on the very first line is found like any other.
+  size_t matched_ = 2;
+  std::string headers_;     // The current part's header lines so far.
+  size_t header_scan_ = 0;  // Where in headers_ to resume looking for the empty line.
   size_t parts_ = 0;
-  Status failure_;
+  Status failure_;  // Sticky once state_ is kFailed.
 };
 
 }  // namespace pycell::files

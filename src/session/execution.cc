@@ -21,18 +21,25 @@ json BundleToJson(const kernel::MimeBundle& bundle) {
   }
   return data;
 }
+json OutputJson(const kernel::Output& output, int execution_count) {
+  json metadata = json::parse(output.bundle.metadata_json, nullptr, false);
+  json o = {{"output_type",
+             output.kind == kernel::Output::Kind::kResult ? "execute_result" : "display_data"},
+            {"data", BundleToJson(output.bundle)},
+            {"metadata", metadata.is_discarded() ? json::object() : metadata}};
+  if (output.kind == kernel::Output::Kind::kResult) o["execution_count"] = execution_count;
+  return o;
+}
 }  // namespace
+
+std::string OutputToJson(const kernel::Output& output, int execution_count) {
+  return OutputJson(output, execution_count).dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 std::string ExecutionRecord::ToJson(int indent) const {
   json outputs_json = json::array();
   for (const kernel::Output& output : outputs) {
-    json metadata = json::parse(output.bundle.metadata_json, nullptr, false);
-    json o = {{"output_type",
-               output.kind == kernel::Output::Kind::kResult ? "execute_result" : "display_data"},
-              {"data", BundleToJson(output.bundle)},
-              {"metadata", metadata.is_discarded() ? json::object() : metadata}};
-    if (output.kind == kernel::Output::Kind::kResult) o["execution_count"] = execution_count;
-    outputs_json.push_back(std::move(o));
+    outputs_json.push_back(OutputJson(output, execution_count));
   }
   json files_json = json::array();
   for (const files::FileChange& f : files) {

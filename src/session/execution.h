@@ -39,4 +39,8 @@ struct ExecutionRecord {
   std::string ToJson(int indent = -1) const;
 };
 
+// One output as the record shows it ({"output_type", "data", "metadata"}), as JSON text: for
+// adapters that stream outputs before the record exists.
+std::string OutputToJson(const kernel::Output& output, int execution_count);
+
 }  // namespace pycell::session

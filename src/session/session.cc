@@ -47,7 +47,8 @@ Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
   std::unique_lock<std::mutex> exec_lock(exec_mu_, std::try_to_lock);
   if (!exec_lock.owns_lock()) {
     return Status::FailedPrecondition("session " + id() +
-                                      " is running another cell; wait for it or interrupt it");
+                                      " is running another cell; wait for it or interrupt it")
+        .WithReason("session_busy");
   }
   auto timeout = request.timeout.value_or(limits_.execution_timeout);
   if (timeout.count() <= 0 || timeout > limits_.max_execution_timeout) {
@@ -184,6 +185,13 @@ Status Session::CopyFileOut(const std::string& relative_path, const std::string&
   if (end_reason_ != EndReason::kNone) return Status::FailedPrecondition("session has ended");
   ASSIGN_OR_RETURN(auto dir, files::SafeDir::Open(resources_.dir + "/data"));
   return dir.CopyOut(relative_path, dest);
+}
+
+Result<UniqueFd> Session::OpenFile(const std::string& relative_path) const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  if (end_reason_ != EndReason::kNone) return Status::FailedPrecondition("session has ended");
+  ASSIGN_OR_RETURN(auto dir, files::SafeDir::Open(resources_.dir + "/data"));
+  return dir.OpenFileForRead(relative_path);
 }
 
 void Session::End(EndReason reason) {

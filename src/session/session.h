@@ -79,6 +79,8 @@ class Session {
   Status PutFile(const std::string& name, int source_fd);
   Result<files::DirSnapshot> ListFiles() const;
   Status CopyFileOut(const std::string& relative_path, const std::string& dest_path) const;
+  // Opens a regular file under /mnt/data for reading, never following a link the code planted.
+  Result<UniqueFd> OpenFile(const std::string& relative_path) const;
 
   // Kills the processes and releases every host resource; the first reason sticks.
   void End(EndReason reason);

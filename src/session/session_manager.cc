@@ -106,7 +106,10 @@ SessionManager::~SessionManager() {
   cv_.notify_all();
   if (refill_thread_.joinable()) refill_thread_.join();
   for (auto& s : ready) s->End(EndReason::kShutdown);
-  for (auto& [id, s] : sessions) s->End(EndReason::kShutdown);
+  for (auto& [id, s] : sessions) {
+    s->End(EndReason::kShutdown);
+    if (end_observer_) end_observer_(*s);
+  }
 }
 
 Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& limits) {
@@ -349,6 +352,7 @@ Status SessionManager::EndSession(const std::string& id, EndReason reason) {
     sessions_.erase(it);
   }
   session->End(reason);
+  if (end_observer_) end_observer_(*session);
   cv_.notify_all();
   return Status::Ok();
 }
@@ -376,7 +380,10 @@ void SessionManager::ExpireSessions() {
       }
     }
   }
-  for (auto& [session, reason] : expired) session->End(reason);
+  for (auto& [session, reason] : expired) {
+    session->End(reason);
+    if (end_observer_) end_observer_(*session);
+  }
   if (!expired.empty()) cv_.notify_all();
 }
 
@@ -402,6 +409,17 @@ void SessionManager::SetPoolTarget(uint32_t ready_sessions) {
 void SessionManager::SetLaunchObserver(std::function<void(const LaunchTimings&)> observer) {
   std::lock_guard<std::mutex> lock(mu_);
   launch_observer_ = std::move(observer);
+}
+
+void SessionManager::SetEndObserver(std::function<void(const Session&)> observer) {
+  end_observer_ = std::move(observer);
+}
+
+std::vector<std::shared_ptr<Session>> SessionManager::Sessions() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::shared_ptr<Session>> out;
+  for (const auto& [id, s] : sessions_) out.push_back(s);
+  return out;
 }
 
 size_t SessionManager::ReadyCount() const {

@@ -66,7 +66,14 @@ class SessionManager {
   // Called after every successful cold launch (the pool's refills included), on the launching
   // thread. Set it before launches start, or with the pool at its target.
   void SetLaunchObserver(std::function<void(const LaunchTimings&)> observer);
+  // Called once for each handed-out session the manager lets go of — ended by EndSession, by
+  // expiry, by its own cell (memory, crash; noticed at the next expiry pass), or at shutdown —
+  // after Session::End, on the thread that ended it, without the manager's lock held. Set it
+  // before sessions are created.
+  void SetEndObserver(std::function<void(const Session&)> observer);
 
+  // The handed-out sessions that are still registered.
+  std::vector<std::shared_ptr<Session>> Sessions() const;
   size_t ReadyCount() const;
   size_t ActiveCount() const;
   const EngineConfig& config() const { return config_; }
@@ -100,6 +107,7 @@ class SessionManager {
   size_t launching_ = 0;                                        // GUARDED_BY(mu_)
   bool stopping_ = false;                                       // GUARDED_BY(mu_)
   std::function<void(const LaunchTimings&)> launch_observer_;   // GUARDED_BY(mu_)
+  std::function<void(const Session&)> end_observer_;  // Set before use; then read-only.
   std::thread refill_thread_;
 };
 

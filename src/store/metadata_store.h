@@ -61,7 +61,8 @@ struct FileRow {
   std::string path;           // Outputs: its path under /mnt/data.
 };
 
-// Keyset paging, newest first: `after` is the id of the last row of the previous page.
+// Keyset paging, newest first: `after` is the id of the last row of the previous page. `limit` is
+// clamped to 1..1001 (the API pages up to 1000 and asks for one more to see if more follow).
 struct Page {
   int limit = 100;
   std::string after;

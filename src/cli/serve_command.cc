@@ -1,0 +1,124 @@
+// `pycell serve`: the HTTP service. Configuration from a TOML file (optional), then flags; all
+// state under the data dir. SIGTERM or SIGINT stops it gracefully: no new connections, requests
+// in flight get shutdown_grace to finish, then running cells are interrupted, and every session
+// is ended with its reason recorded.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "common/config_file.h"
+#include "common/logging.h"
+#include "kernel/openapi_source.h"
+#include "sandbox/mount_ns.h"
+#include "server/http_server.h"
+#include "server/rest_v1.h"
+#include "service/service.h"
+
+namespace pycell::cli {
+
+std::function<int()> RegisterServe(CLI::App& app) {
+  struct Flags {
+    std::string config_path;
+    std::string listen;
+    std::string data_dir;
+    std::string runtime_dir;
+    bool allow_weaker_sandbox = false;
+    int ready_sessions = -1;
+  };
+  auto flags = std::make_shared<Flags>();
+  CLI::App* serve = app.add_subcommand("serve", "run the HTTP service (REST API /v1)");
+  serve->add_option("--config", flags->config_path, "TOML configuration file (docs/configuration.md)");
+  serve->add_option("--listen", flags->listen, "host:port to listen on (default 127.0.0.1:8080)");
+  serve->add_option("--data-dir", flags->data_dir, "folder for the database and file contents (default ./var)");
+  serve->add_option("--runtime-dir", flags->runtime_dir, "folder for live sessions' mount points");
+  serve->add_option("--ready-sessions", flags->ready_sessions, "warm sessions per pool");
+  serve->add_flag("--allow-weaker-sandbox", flags->allow_weaker_sandbox,
+                  "run even where a protection is missing (see pycell doctor)");
+  return [flags]() -> int {
+    ServiceConfig config;
+    if (!flags->config_path.empty()) {
+      auto loaded = LoadConfigFile(flags->config_path);
+      if (!loaded.ok()) {
+        std::cerr << "pycell serve: invalid configuration: " << loaded.status().message() << "\n";
+        return 1;
+      }
+      config = std::move(*loaded);
+    }
+    if (!flags->listen.empty()) config.server.listen = flags->listen;
+    if (!flags->data_dir.empty()) config.server.data_dir = flags->data_dir;
+    if (!flags->runtime_dir.empty()) config.engine.runtime_dir = flags->runtime_dir;
+    if (flags->allow_weaker_sandbox) config.engine.allow_weaker_sandbox = true;
+    if (flags->ready_sessions >= 0) {
+      for (auto& pool : config.pools) pool.ready_sessions = static_cast<uint32_t>(flags->ready_sessions);
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(config.server.data_dir, ec);
+    config.server.data_dir = std::filesystem::absolute(config.server.data_dir).lexically_normal().string();
+    if (!config.server.data_dir.empty() && config.server.data_dir.back() == '/') config.server.data_dir.pop_back();
+    config.engine.state_dir = config.server.data_dir;
+    Status valid = config.Validate();
+    if (!valid.ok()) {
+      std::cerr << "pycell serve: invalid configuration: " << valid.message() << "\n";
+      return 1;
+    }
+
+    // Sessions' mounts stay in this process's own mount namespace; signals are taken by sigwait
+    // below, so every thread started from here on has them blocked. Both before any thread.
+    if (::geteuid() == 0) {
+      Status s = sandbox::mount_ns::PrivatizeHostMounts();
+      if (!s.ok()) {
+        std::cerr << "pycell serve: " << s.ToString() << "\n";
+        return 1;
+      }
+    }
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+
+    auto service = service::Service::Open(config);
+    if (!service.ok()) {
+      std::cerr << "pycell serve: " << service.status().message() << "\n";
+      return 1;
+    }
+    static const std::string openapi(kOpenApiSource);
+    server::Router router;
+    server::AddRestV1Routes(&router, service->get(), &openapi);
+    server::HttpServerOptions options;
+    options.config = config.server;
+    options.max_streamed_body_bytes = (*service)->max_upload_bytes();
+    auto server = server::HttpServer::Start(options, &router);
+    if (!server.ok()) {
+      std::cerr << "pycell serve: " << server.status().message() << "\n";
+      return 1;
+    }
+    // The one line scripts wait for (tests read the port from it).
+    std::cout << "pycell serve: listening on http://" << (*server)->host() << ":"
+              << (*server)->port() << " (data " << config.server.data_dir << ")" << std::endl;
+
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    LOG_WARN("signal {}: stopping; requests in flight have {} s", signal_number,
+                    config.server.shutdown_grace.count());
+    (*server)->StopAccepting();
+    if (!(*server)->WaitIdle(config.server.shutdown_grace)) {
+      LOG_WARN("{} requests still running: interrupting their cells", (*server)->in_flight());
+      (*service)->InterruptAll();
+      (*server)->WaitIdle(std::chrono::seconds(5));
+    }
+    (*service)->Shutdown();
+    (*server)->Join();
+    server->reset();
+    service->reset();
+    std::cout << "pycell serve: stopped" << std::endl;
+    return 0;
+  };
+}
+
+}  // namespace pycell::cli

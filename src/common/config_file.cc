@@ -1,0 +1,250 @@
+#include "common/config_file.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace pycell {
+namespace {
+
+// Reads one table, remembering which keys were understood so the rest can be refused.
+class TableReader {
+ public:
+  TableReader(const toml::table& table, std::string where) : table_(table), where_(std::move(where)) {}
+
+  std::string Key(std::string_view key) const {
+    return where_.empty() ? std::string(key) : where_ + "." + std::string(key);
+  }
+
+  Status String(std::string_view key, std::string* out) {
+    const toml::node* node = Take(key);
+    if (!node) return Status::Ok();
+    auto value = node->value<std::string>();
+    if (!value) return Status::InvalidArgument(Key(key) + ": expected a string");
+    *out = *value;
+    return Status::Ok();
+  }
+
+  template <typename Int>
+  Status Integer(std::string_view key, Int* out, int64_t min, int64_t max) {
+    const toml::node* node = Take(key);
+    if (!node) return Status::Ok();
+    auto value = node->value_exact<int64_t>();
+    if (!value) return Status::InvalidArgument(Key(key) + ": expected an integer");
+    if (*value < min || *value > max) {
+      return Status::InvalidArgument(Key(key) + ": " + std::to_string(*value) +
+                                     " is out of range [" + std::to_string(min) + ", " +
+                                     std::to_string(max) + "]");
+    }
+    *out = static_cast<Int>(*value);
+    return Status::Ok();
+  }
+
+  Status Seconds(std::string_view key, std::chrono::seconds* out, int64_t min, int64_t max) {
+    int64_t value = out->count();
+    RETURN_IF_ERROR(Integer(key, &value, min, max));
+    *out = std::chrono::seconds(value);
+    return Status::Ok();
+  }
+
+  Status Double(std::string_view key, double* out) {
+    const toml::node* node = Take(key);
+    if (!node) return Status::Ok();
+    auto value = node->value<double>();  // Integers convert.
+    if (!value) return Status::InvalidArgument(Key(key) + ": expected a number");
+    *out = *value;
+    return Status::Ok();
+  }
+
+  Status Bool(std::string_view key, bool* out) {
+    const toml::node* node = Take(key);
+    if (!node) return Status::Ok();
+    auto value = node->value<bool>();
+    if (!value) return Status::InvalidArgument(Key(key) + ": expected true or false");
+    *out = *value;
+    return Status::Ok();
+  }
+
+  // A size: "512m", "2g", or a number of bytes.
+  Status Bytes(std::string_view key, uint64_t* out) {
+    const toml::node* node = Take(key);
+    if (!node) return Status::Ok();
+    if (auto number = node->value_exact<int64_t>()) {
+      if (*number < 0) return Status::InvalidArgument(Key(key) + ": must not be negative");
+      *out = static_cast<uint64_t>(*number);
+      return Status::Ok();
+    }
+    auto text = node->value<std::string>();
+    if (!text) return Status::InvalidArgument(Key(key) + ": expected a size such as \"512m\"");
+    auto bytes = ParseByteSize(*text);
+    if (!bytes.ok()) return bytes.status().WithContext(Key(key));
+    *out = *bytes;
+    return Status::Ok();
+  }
+
+  Status Strings(std::string_view key, std::vector<std::string>* out) {
+    const toml::node* node = Take(key);
+    if (!node) return Status::Ok();
+    const toml::array* array = node->as_array();
+    if (!array) return Status::InvalidArgument(Key(key) + ": expected an array of strings");
+    out->clear();
+    for (const toml::node& item : *array) {
+      auto value = item.value<std::string>();
+      if (!value) return Status::InvalidArgument(Key(key) + ": expected an array of strings");
+      out->push_back(*value);
+    }
+    return Status::Ok();
+  }
+
+  const toml::table* Table(std::string_view key, Status* error) {
+    const toml::node* node = Take(key);
+    if (!node) return nullptr;
+    if (!node->is_table()) *error = Status::InvalidArgument(Key(key) + ": expected a table");
+    return node->as_table();
+  }
+
+  const toml::array* Array(std::string_view key, Status* error) {
+    const toml::node* node = Take(key);
+    if (!node) return nullptr;
+    if (!node->is_array()) *error = Status::InvalidArgument(Key(key) + ": expected [[" + Key(key) + "]] tables");
+    return node->as_array();
+  }
+
+  // Refuses keys nobody asked for (typos).
+  Status Finish() const {
+    for (const auto& [key, node] : table_) {
+      if (!taken_.count(std::string(key.str()))) {
+        return Status::InvalidArgument(Key(key.str()) + ": unknown key (see docs/configuration.md)");
+      }
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const toml::node* Take(std::string_view key) {
+    taken_.insert(std::string(key));
+    return table_.get(key);
+  }
+
+  const toml::table& table_;
+  std::string where_;
+  std::set<std::string> taken_;
+};
+
+Status ReadLimits(const toml::table& table, const std::string& where, SessionLimits* limits) {
+  TableReader r(table, where);
+  RETURN_IF_ERROR(r.Bytes("memory", &limits->memory_bytes));
+  RETURN_IF_ERROR(r.Integer("max_pids", &limits->max_pids, 1, 1 << 22));
+  RETURN_IF_ERROR(r.Double("cpus", &limits->cpus));
+  RETURN_IF_ERROR(r.Bytes("data", &limits->data_bytes));
+  RETURN_IF_ERROR(r.Bytes("tmp", &limits->tmp_bytes));
+  RETURN_IF_ERROR(r.Bytes("max_file", &limits->max_file_bytes));
+  RETURN_IF_ERROR(r.Integer("max_open_files", &limits->max_open_files, 16, 1 << 20));
+  RETURN_IF_ERROR(r.Bytes("max_output", &limits->max_output_bytes));
+  RETURN_IF_ERROR(r.Seconds("execution_timeout_s", &limits->execution_timeout, 1, 86400));
+  RETURN_IF_ERROR(r.Seconds("max_execution_timeout_s", &limits->max_execution_timeout, 1, 86400));
+  RETURN_IF_ERROR(r.Seconds("active_lifetime_s", &limits->active_lifetime, 1, 30 * 86400));
+  RETURN_IF_ERROR(r.Seconds("idle_timeout_s", &limits->idle_timeout, 1, 30 * 86400));
+  return r.Finish();
+}
+
+Status ReadPool(const toml::table& table, const std::string& where, PoolConfig* pool) {
+  TableReader r(table, where);
+  RETURN_IF_ERROR(r.String("name", &pool->name));
+  RETURN_IF_ERROR(r.Strings("preload", &pool->preload));
+  RETURN_IF_ERROR(r.Integer("ready_sessions", &pool->ready_sessions, 0, 1024));
+  Status error;
+  if (const toml::table* limits = r.Table("limits", &error)) {
+    RETURN_IF_ERROR(ReadLimits(*limits, where + ".limits", &pool->limits));
+  }
+  RETURN_IF_ERROR(error);
+  return r.Finish();
+}
+
+Status ReadRoot(const toml::table& root, ServiceConfig* config) {
+  TableReader r(root, "");
+  Status error;
+  if (const toml::table* server = r.Table("server", &error)) {
+    TableReader s(*server, "server");
+    ServerConfig& c = config->server;
+    RETURN_IF_ERROR(s.String("listen", &c.listen));
+    RETURN_IF_ERROR(s.String("data_dir", &c.data_dir));
+    RETURN_IF_ERROR(s.Integer("max_connections", &c.max_connections, 1, 1 << 20));
+    RETURN_IF_ERROR(s.Seconds("request_timeout_s", &c.request_timeout, 1, 86400));
+    RETURN_IF_ERROR(s.Seconds("keep_alive_timeout_s", &c.keep_alive_timeout, 1, 86400));
+    RETURN_IF_ERROR(s.Seconds("shutdown_grace_s", &c.shutdown_grace, 0, 86400));
+    RETURN_IF_ERROR(s.Bytes("max_header", &c.max_header_bytes));
+    RETURN_IF_ERROR(s.Bytes("max_json_body", &c.max_json_body_bytes));
+    RETURN_IF_ERROR(s.Finish());
+  }
+  RETURN_IF_ERROR(error);
+  if (const toml::table* engine = r.Table("engine", &error)) {
+    TableReader e(*engine, "engine");
+    EngineConfig& c = config->engine;
+    RETURN_IF_ERROR(e.String("python", &c.python));
+    RETURN_IF_ERROR(e.String("runtime_dir", &c.runtime_dir));
+    RETURN_IF_ERROR(e.String("cgroup_parent", &c.cgroup_parent));
+    RETURN_IF_ERROR(e.Integer("max_sessions", &c.max_sessions, 1, 100000));
+    int64_t grace_ms = c.interrupt_grace.count();
+    RETURN_IF_ERROR(e.Integer("interrupt_grace_ms", &grace_ms, 0, 600000));
+    c.interrupt_grace = std::chrono::milliseconds(grace_ms);
+    RETURN_IF_ERROR(e.Bool("allow_weaker_sandbox", &c.allow_weaker_sandbox));
+    RETURN_IF_ERROR(e.Finish());
+  }
+  RETURN_IF_ERROR(error);
+  if (const toml::table* retention = r.Table("retention", &error)) {
+    TableReader t(*retention, "retention");
+    RetentionConfig& c = config->retention;
+    int64_t input_days = c.input_files.count() / 86400, output_days = c.output_files.count() / 86400;
+    RETURN_IF_ERROR(t.Integer("input_files_days", &input_days, 0, 36500));
+    RETURN_IF_ERROR(t.Integer("output_files_days", &output_days, 0, 36500));
+    c.input_files = std::chrono::seconds(input_days * 86400);
+    c.output_files = std::chrono::seconds(output_days * 86400);
+    RETURN_IF_ERROR(t.Seconds("sweep_interval_s", &c.sweep_interval, 1, 86400));
+    RETURN_IF_ERROR(t.Finish());
+  }
+  RETURN_IF_ERROR(error);
+  if (const toml::array* pools = r.Array("pools", &error)) {
+    config->pools.clear();
+    for (size_t i = 0; i < pools->size(); ++i) {
+      std::string where = "pools[" + std::to_string(i) + "]";
+      const toml::table* table = (*pools)[i].as_table();
+      if (!table) return Status::InvalidArgument(where + ": expected a table ([[pools]])");
+      PoolConfig pool;
+      RETURN_IF_ERROR(ReadPool(*table, where, &pool));
+      config->pools.push_back(std::move(pool));
+    }
+  }
+  RETURN_IF_ERROR(error);
+  return r.Finish();
+}
+
+}  // namespace
+
+Result<ServiceConfig> ParseConfig(std::string_view text, const std::string& source,
+                                  ServiceConfig base) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    return Status::InvalidArgument(source + ":" + std::to_string(where.line) + ":" +
+                                   std::to_string(where.column) + ": " +
+                                   std::string(e.description()));
+  }
+  RETURN_IF_ERROR(ReadRoot(root, &base).WithContext(source));
+  RETURN_IF_ERROR(base.Validate().WithContext(source));
+  return base;
+}
+
+Result<ServiceConfig> LoadConfigFile(const std::string& path, ServiceConfig base) {
+  std::ifstream in(path);
+  if (!in) return Status::InvalidArgument("cannot read configuration file " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseConfig(text.str(), path, std::move(base));
+}
+
+}  // namespace pycell

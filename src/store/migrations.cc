@@ -1,0 +1,124 @@
+#include "store/migrations.h"
+
+#include <string>
+
+#include "common/logging.h"
+
+namespace pycell::store {
+namespace {
+
+// Notes on the schema, true of every migration:
+// - Ids are TEXT: a prefix and 26 characters of time-ordered base32, so `ORDER BY id DESC` is
+//   newest first and keyset paging is `id < ?` on the primary key or an index ending in id.
+// - Times are BIGINT milliseconds since the epoch, 0 meaning "none"; empty strings, not NULL,
+//   mean "no value", matching the record structs. Every column is NOT NULL, including the TEXT
+//   primary keys (SQLite would otherwise allow NULL there).
+// - JSON columns are TEXT the store does not interpret.
+constexpr std::string_view kMigration1 = R"sql(
+CREATE TABLE sessions (
+  id TEXT NOT NULL PRIMARY KEY,
+  pool TEXT NOT NULL,
+  status TEXT NOT NULL,
+  end_reason TEXT NOT NULL,
+  created_at_ms BIGINT NOT NULL,
+  last_active_at_ms BIGINT NOT NULL,
+  expires_at_ms BIGINT NOT NULL,
+  ended_at_ms BIGINT NOT NULL,
+  limits_json TEXT NOT NULL,
+  metadata_json TEXT NOT NULL,
+  execution_count BIGINT NOT NULL
+);
+-- ListSessions(status) pages newest first within one status; EndActiveSessions finds "active".
+CREATE INDEX sessions_by_status ON sessions (status, id);
+
+CREATE TABLE executions (
+  id TEXT NOT NULL PRIMARY KEY,
+  session_id TEXT NOT NULL REFERENCES sessions (id),
+  status TEXT NOT NULL,
+  code TEXT NOT NULL,
+  code_sha256 TEXT NOT NULL,
+  started_at_ms BIGINT NOT NULL,
+  duration_ms DOUBLE PRECISION NOT NULL,
+  record_json TEXT NOT NULL
+);
+-- ListExecutions pages one session's executions newest first.
+CREATE INDEX executions_by_session ON executions (session_id, id);
+
+-- No foreign keys here: an uploaded input belongs to no session or execution (the columns are
+-- empty), and a file's record may outlive the records of the session that wrote it.
+CREATE TABLE files (
+  id TEXT NOT NULL PRIMARY KEY,
+  filename TEXT NOT NULL,
+  bytes BIGINT NOT NULL,
+  sha256 TEXT NOT NULL,
+  media_type TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  created_at_ms BIGINT NOT NULL,
+  expires_at_ms BIGINT NOT NULL,
+  session_id TEXT NOT NULL,
+  execution_id TEXT NOT NULL,
+  path TEXT NOT NULL
+);
+-- DeleteFile counts the records still naming a blob; ReferencedBlobs lists them.
+CREATE INDEX files_by_sha256 ON files (sha256);
+-- ExpiredFiles scans the expiry range.
+CREATE INDEX files_by_expiry ON files (expires_at_ms);
+-- ListFiles filtered by session or execution, newest first.
+CREATE INDEX files_by_session ON files (session_id, id);
+CREATE INDEX files_by_execution ON files (execution_id, id);
+)sql";
+
+constexpr Migration kMigrations[] = {
+    {1, "sessions, executions and files", kMigration1},
+};
+
+}  // namespace
+
+std::span<const Migration> Migrations() { return kMigrations; }
+
+int LatestSchemaVersion() { return static_cast<int>(std::size(kMigrations)); }
+
+Result<int> CurrentSchemaVersion(SqliteDb& db) {
+  ASSIGN_OR_RETURN(Statement select,
+                   db.Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+  ASSIGN_OR_RETURN(bool row, select.Step());
+  CHECK(row);  // An aggregate without GROUP BY always yields one row.
+  return static_cast<int>(select.ColumnInt64(0));
+}
+
+Status ApplyMigrations(SqliteDb& db, int64_t now_ms) {
+  RETURN_IF_ERROR(db.Exec(R"sql(
+CREATE TABLE IF NOT EXISTS schema_migrations (
+  version INTEGER NOT NULL PRIMARY KEY,
+  applied_at_ms BIGINT NOT NULL
+))sql",
+                          "create schema_migrations"));
+  ASSIGN_OR_RETURN(int current, CurrentSchemaVersion(db));
+  const int latest = LatestSchemaVersion();
+  if (current > latest) {
+    return Status::InvalidArgument("metadata database " + db.path() + ": database schema version " +
+                                   std::to_string(current) + " is newer than this pycell (" +
+                                   std::to_string(latest) + "); upgrade pycell");
+  }
+  for (const Migration& migration : Migrations()) {
+    CHECK(migration.version == (&migration - Migrations().data()) + 1);
+    if (migration.version <= current) continue;
+    ASSIGN_OR_RETURN(Transaction transaction, Transaction::BeginImmediate(db));
+    // Read again under the write lock: another process may have applied it since.
+    ASSIGN_OR_RETURN(current, CurrentSchemaVersion(db));
+    if (migration.version <= current) continue;  // The transaction rolls back; nothing was done.
+    const std::string label = "migration " + std::to_string(migration.version);
+    RETURN_IF_ERROR(db.Exec(migration.sql, label));
+    ASSIGN_OR_RETURN(Statement insert, db.Prepare("INSERT INTO schema_migrations "
+                                                  "(version, applied_at_ms) VALUES (?, ?)"));
+    insert.Bind(1, migration.version).Bind(2, now_ms);
+    RETURN_IF_ERROR(insert.Run());
+    RETURN_IF_ERROR(transaction.Commit());
+    current = migration.version;
+    LOG_INFO("metadata database: applied migration {} ({})", migration.version,
+             migration.description);
+  }
+  return Status::Ok();
+}
+
+}  // namespace pycell::store
