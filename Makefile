@@ -8,7 +8,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DPYCELL_WERROR=ON
 endif
 
-.PHONY: all deps build run repl test bench sanitize clean format
+.PHONY: all deps build run repl test bench bench-http sanitize clean format
 
 all: build
 
@@ -32,6 +32,10 @@ test: build
 
 bench: build
 	$(BUILD)/bench/session_bench --state-dir $(STATE_DIR)
+	$(BUILD)/bench/http_bench --pycell $(BUILD)/pycell
+
+bench-http: build
+	$(BUILD)/bench/http_bench --pycell $(BUILD)/pycell
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of everything, with its tests. Leak checks
 # are off: the embedded interpreter keeps its objects until exit by design.

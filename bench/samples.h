@@ -12,7 +12,7 @@ namespace pycell::bench {
 
 struct Summary {
   size_t n = 0;
-  double p50 = 0, p90 = 0, min = 0, max = 0, mean = 0;
+  double p50 = 0, p90 = 0, p99 = 0, min = 0, max = 0, mean = 0;
 };
 
 class Samples {
@@ -22,6 +22,7 @@ class Samples {
     Add(std::chrono::duration<double, std::milli>(d).count());
   }
   bool empty() const { return ms_.empty(); }
+  void Merge(const Samples& other) { ms_.insert(ms_.end(), other.ms_.begin(), other.ms_.end()); }
 
   // Percentiles interpolate linearly between ranks (as numpy's default and the Jupyter script).
   Summary Summarize() const {
@@ -38,6 +39,7 @@ class Samples {
     s.n = xs.size();
     s.p50 = percentile(0.5);
     s.p90 = percentile(0.9);
+    s.p99 = percentile(0.99);
     s.min = xs.front();
     s.max = xs.back();
     s.mean = std::accumulate(xs.begin(), xs.end(), 0.0) / static_cast<double>(xs.size());

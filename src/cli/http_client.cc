@@ -1,8 +1,10 @@
 #include "cli/http_client.h"
 
 #include <curl/curl.h>
+#include <sys/stat.h>
 
 #include <csignal>
+#include <cstdio>
 #include <mutex>
 #include <optional>
 
@@ -62,7 +64,7 @@ Status CurlFailure(CURLcode code, const std::string& url, const char* detail) {
   if (code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST ||
       code == CURLE_COULDNT_RESOLVE_PROXY || code == CURLE_UNSUPPORTED_PROTOCOL ||
       code == CURLE_URL_MALFORMAT) {
-    return Status::Unavailable("cannot reach " + url + ": " + message).WithReason("unreachable");
+    return Status::Unavailable(message).WithReason("unreachable");
   }
   return Status::Unavailable(url + ": " + message);
 }
@@ -75,7 +77,8 @@ struct HttpClient::Transfer {
   std::string path;
   std::string accept = "application/json";
   std::optional<std::string> json_body;
-  curl_mime* mime = nullptr;  // Owned by the caller.
+  std::FILE* upload = nullptr;  // The body to send, read as it goes; owned by the caller.
+  uint64_t upload_bytes = 0;
   const BodySink* sink = nullptr;
   const ProgressFn* progress = nullptr;
   std::optional<EventStreamParser> events;
@@ -122,12 +125,18 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
   return n;
 }
 
+size_t OnUploadRead(char* buffer, size_t size, size_t count, void* user) {
+  auto* file = static_cast<std::FILE*>(user);
+  size_t n = std::fread(buffer, 1, size * count, file);
+  return n == 0 && std::ferror(file) ? CURL_READFUNC_ABORT : n;
+}
+
 int OnProgress(void* user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                curl_off_t ulnow) {
   if (g_cancelled) return 1;
   auto* t = static_cast<HttpClient::Transfer*>(user);
   if (t->progress && *t->progress) {
-    if (t->mime) {
+    if (t->upload) {
       (*t->progress)(static_cast<uint64_t>(ulnow), static_cast<uint64_t>(ultotal));
     } else if (t->route == HttpClient::Transfer::Route::kSink) {
       (*t->progress)(static_cast<uint64_t>(dlnow), static_cast<uint64_t>(dltotal));
@@ -154,6 +163,7 @@ Result<std::unique_ptr<HttpClient>> HttpClient::Create(std::string base_url) {
 HttpClient::~HttpClient() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 
 void HttpClient::CancelTransfers() { g_cancelled = 1; }
+void HttpClient::ResumeTransfers() { g_cancelled = 0; }
 bool HttpClient::cancelled() { return g_cancelled != 0; }
 
 Result<HttpResponse> HttpClient::Perform(Transfer& t) {
@@ -178,7 +188,13 @@ Result<HttpResponse> HttpClient::Perform(Transfer& t) {
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
                      static_cast<curl_off_t>(t.json_body->size()));
   }
-  if (t.mime) curl_easy_setopt(curl, CURLOPT_MIMEPOST, t.mime);
+  if (t.upload) {
+    headers = curl_slist_append(headers, "Content-Type: application/octet-stream");
+    curl_easy_setopt(curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(curl, CURLOPT_READFUNCTION, OnUploadRead);
+    curl_easy_setopt(curl, CURLOPT_READDATA, t.upload);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t.upload_bytes));
+  }
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnBody);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
@@ -224,31 +240,23 @@ Result<HttpResponse> HttpClient::PostJson(const std::string& path, const std::st
   return Perform(t);
 }
 
-Result<HttpResponse> HttpClient::UploadFile(const std::string& path, const std::string& local_path,
-                                            const std::string& filename,
-                                            const ProgressFn& progress) {
-  CURL* curl = static_cast<CURL*>(curl_);
-  curl_mime* mime = curl_mime_init(curl);
-  curl_mimepart* part = curl_mime_addpart(mime);
-  curl_mime_name(part, "file");
-  CURLcode code = curl_mime_filedata(part, local_path.c_str());
-  if (code != CURLE_OK) {
-    curl_mime_free(mime);
-    return Status::InvalidArgument("cannot read " + local_path + ": " + curl_easy_strerror(code));
+Result<HttpResponse> HttpClient::PostFile(const std::string& path, const std::string& local_path,
+                                          const ProgressFn& progress) {
+  std::FILE* file = std::fopen(local_path.c_str(), "rb");
+  if (!file) return Status::FromErrno(local_path);
+  struct stat st;
+  if (::fstat(fileno(file), &st) != 0 || !S_ISREG(st.st_mode)) {
+    std::fclose(file);
+    return Status::InvalidArgument(local_path + ": not a regular file");
   }
-  curl_mime_filename(part, filename.c_str());
-  curl_mime_type(part, "application/octet-stream");
   Transfer t;
   t.method = "POST";
   t.path = path;
-  t.mime = mime;
+  t.upload = file;
+  t.upload_bytes = static_cast<uint64_t>(st.st_size);
   t.progress = &progress;
   auto response = Perform(t);
-  curl_mime_free(mime);
-  if (!response.ok() && response.status().message().find("Failed to open/read local data") !=
-                            std::string::npos) {
-    return Status::InvalidArgument("cannot read " + local_path);
-  }
+  std::fclose(file);
   return response;
 }
 
@@ -262,8 +270,7 @@ Result<HttpResponse> HttpClient::Download(const std::string& path, const BodySin
   return Perform(t);
 }
 
-Result<HttpResponse> HttpClient::PostJsonForEvents(const std::string& path,
-                                                   const std::string& json,
+Result<HttpResponse> HttpClient::PostJsonForEvents(const std::string& path, const std::string& json,
                                                    const EventFn& on_event) {
   Transfer t;
   t.method = "POST";

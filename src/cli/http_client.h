@@ -8,10 +8,10 @@
 // Errors come in two kinds, kept apart on purpose:
 //   - the server answered, with any status: the call succeeds and the HttpResponse says what it
 //     answered (HttpResponse::ok() is false for 4xx and 5xx; the body holds its JSON error);
-//   - no answer: the call fails. Reason "unreachable" (Unavailable) means nothing listens at the
-//     URL (connection refused, unknown host); "interrupted" means CancelTransfers() stopped the
-//     transfer; a sink's own failure is returned as the sink returned it; anything else is
-//     Unavailable with curl's message.
+//   - no answer: the call fails. Reason "unreachable" (Unavailable, with curl's words) means
+//     nothing listens at the URL (connection refused, unknown host); "interrupted" means
+//     CancelTransfers() stopped the transfer; a sink's own failure is returned as the sink returned
+//     it; anything else is Unavailable with curl's message.
 //
 // Thread-safety: one HttpClient serves one thread. CancelTransfers() may be called from a signal
 // handler.
@@ -63,10 +63,11 @@ class HttpClient {
   // POST with a JSON body.
   Result<HttpResponse> PostJson(const std::string& path, const std::string& json);
 
-  // POST `local_path` as multipart/form-data, in the part "file" named `filename`; the file is
-  // read from disk as it is sent.
-  Result<HttpResponse> UploadFile(const std::string& path, const std::string& local_path,
-                                  const std::string& filename, const ProgressFn& progress);
+  // POST the contents of `local_path` as the raw body (application/octet-stream), read from disk
+  // as it is sent. (pycell names a raw upload with ?filename= in `path`; unlike a multipart
+  // filename, that keeps any name exactly.)
+  Result<HttpResponse> PostFile(const std::string& path, const std::string& local_path,
+                                const ProgressFn& progress);
 
   // GET whose 2xx body goes to `sink` as it arrives (any other answer is collected in body).
   Result<HttpResponse> Download(const std::string& path, const BodySink& sink,
@@ -78,9 +79,12 @@ class HttpClient {
   Result<HttpResponse> PostJsonForEvents(const std::string& path, const std::string& json,
                                          const EventFn& on_event);
 
-  // Makes every transfer in progress (and the next to start) fail with reason "interrupted"
-  // within about a second. Async-signal-safe; for a SIGINT handler.
+  // Makes every transfer in progress (and every later one, until ResumeTransfers) fail with
+  // reason "interrupted" within about a second. Async-signal-safe; for a SIGINT handler.
   static void CancelTransfers();
+  // Lets transfers run again (e.g. to clean up after an interruption).
+  static void ResumeTransfers();
+  // Whether CancelTransfers was called since.
   static bool cancelled();
 
   struct Transfer;  // One request in flight; defined in http_client.cc.

@@ -55,8 +55,11 @@ std::function<int()> RegisterServe(CLI::App& app) {
     if (flags->ready_sessions >= 0) {
       for (auto& pool : config.pools) pool.ready_sessions = static_cast<uint32_t>(flags->ready_sessions);
     }
+    // The data dir holds every record and file: only its owner may enter it.
     std::error_code ec;
-    std::filesystem::create_directories(config.server.data_dir, ec);
+    if (std::filesystem::create_directories(config.server.data_dir, ec)) {
+      std::filesystem::permissions(config.server.data_dir, std::filesystem::perms::owner_all, ec);
+    }
     config.server.data_dir = std::filesystem::absolute(config.server.data_dir).lexically_normal().string();
     if (!config.server.data_dir.empty() && config.server.data_dir.back() == '/') config.server.data_dir.pop_back();
     config.engine.state_dir = config.server.data_dir;

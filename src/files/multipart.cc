@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/utf8.h"
+
 namespace pycell::files {
 namespace {
 
@@ -56,44 +58,6 @@ std::string Quote(std::string_view text, size_t max_chars = 60) {
 
 std::string QuoteChar(char c) { return Quote(std::string_view(&c, 1)); }
 
-bool IsValidUtf8(std::string_view text) {
-  size_t i = 0;
-  while (i < text.size()) {
-    auto byte = static_cast<unsigned char>(text[i]);
-    size_t extra;
-    uint32_t code_point;
-    if (byte < 0x80) {
-      ++i;
-      continue;
-    } else if ((byte & 0xe0) == 0xc0) {
-      extra = 1;
-      code_point = byte & 0x1f;
-    } else if ((byte & 0xf0) == 0xe0) {
-      extra = 2;
-      code_point = byte & 0x0f;
-    } else if ((byte & 0xf8) == 0xf0) {
-      extra = 3;
-      code_point = byte & 0x07;
-    } else {
-      return false;
-    }
-    if (i + extra >= text.size()) return false;
-    for (size_t k = 1; k <= extra; ++k) {
-      auto next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xc0) != 0x80) return false;
-      code_point = (code_point << 6) | (next & 0x3f);
-    }
-    // Overlong forms, surrogates and values past Unicode's range are not UTF-8.
-    static constexpr uint32_t kMinimum[] = {0, 0x80, 0x800, 0x10000};
-    if (code_point < kMinimum[extra] || code_point > 0x10ffff ||
-        (code_point >= 0xd800 && code_point <= 0xdfff)) {
-      return false;
-    }
-    i += extra + 1;
-  }
-  return true;
-}
-
 using Parameters = std::vector<std::pair<std::string, std::string>>;
 
 // The `; name=value` list after a header value's first word (RFC 9110 §5.6.6). Values are tokens
@@ -133,7 +97,9 @@ Status ParseParameters(std::string_view text, Parameters* parameters) {
           closed = true;
           break;
         }
-        if (c == '\\' && i < text.size()) c = text[i++];
+        // A backslash escapes only '"' and itself (what RFC 9110's quoted-pair is used for in
+        // practice); before anything else it is kept, as browsers send "C:\\dir\\a.csv" raw.
+        if (c == '\\' && i < text.size() && (text[i] == '"' || text[i] == '\\')) c = text[i++];
         value.push_back(c);
       }
       if (!closed) {
@@ -153,6 +119,32 @@ Status ParseParameters(std::string_view text, Parameters* parameters) {
     }
     parameters->emplace_back(std::move(name), std::move(value));
   }
+}
+
+std::string DecodeFormEscapes(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size()) {
+      std::string_view code = text.substr(i + 1, 2);
+      if (code == "22") {
+        out.push_back('"');
+        i += 2;
+        continue;
+      }
+      if (code == "0D" || code == "0d") {
+        out.push_back('\r');
+        i += 2;
+        continue;
+      }
+      if (code == "0A" || code == "0a") {
+        out.push_back('\n');
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(text[i]);
+  }
+  return out;
 }
 
 const std::string* FindParameter(const Parameters& parameters, std::string_view name) {
@@ -234,7 +226,9 @@ Status ParseContentDisposition(std::string_view value, PartHeaders* headers) {
     ASSIGN_OR_RETURN(headers->filename, DecodeExtendedValue(*extended));
     headers->has_filename = true;
   } else if (const std::string* filename = FindParameter(parameters, "filename")) {
-    headers->filename = *filename;
+    // Browsers and curl (the WHATWG form encoding) send '"', CR and LF in a filename as %22,
+    // %0D and %0A; anything else is taken as written.
+    headers->filename = DecodeFormEscapes(*filename);
     headers->has_filename = true;
   }
   if (!IsValidUtf8(headers->name)) {

@@ -82,6 +82,11 @@ Result<std::unique_ptr<Zygote>> Zygote::Start(const ZygoteOptions& options) {
   if (pid < 0) return Status::FromErrno("fork the zygote");
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // A server blocks SIGTERM and SIGINT to take them with sigwait; the mask survives exec and
+    // fork, and a session's init must be able to receive the SIGINT that interrupts a cell.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
     if (::dup2(theirs.get(), 3) < 0) ::_exit(126);
     if (::dup2(image.get(), 4) < 0) ::_exit(126);
     ::syscall(SYS_close_range, 5, ~0u, 0);

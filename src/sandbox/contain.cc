@@ -72,6 +72,10 @@ Status ContainWorker(const Policy& policy, const seccomp::Program& program) {
   forward.sa_handler = ForwardSignal;
   ::sigaction(SIGINT, &forward, nullptr);   // The server's interrupt.
   ::sigaction(SIGTERM, &forward, nullptr);
+  // Whatever mask the zygote inherited, the init must take the signals it forwards.
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
   (void)caps::DropBoundingAndAmbient();
   if (!caps::DropAllExcept(CAP_KILL, /*dumpable=*/false).ok()) ::_exit(125);
   if (policy.seccomp && !seccomp::Install(program).ok()) ::_exit(125);

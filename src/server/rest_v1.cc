@@ -75,15 +75,12 @@ Result<Json> ReceiveUpload(Service& service, Request& request) {
     ASSIGN_OR_RETURN(std::string boundary,
                      files::MultipartParser::BoundaryFromContentType(content_type));
     std::unique_ptr<service::Upload> upload;
-    Result<Json> finished = Status::InvalidArgument(
-        "the multipart body has no part named \"file\"; send the file as the form field \"file\"");
-    bool in_file = false, seen_file = false;
+    bool in_file = false;
     files::MultipartCallbacks callbacks;
     callbacks.on_part_begin = [&](const files::PartHeaders& part) -> Status {
       in_file = part.name == "file";
       if (!in_file) return Status::Ok();
-      if (seen_file) return Status::InvalidArgument("send one part named \"file\" per upload");
-      seen_file = true;
+      if (upload) return Status::InvalidArgument("send one part named \"file\" per upload");
       if (!part.has_filename || part.filename.empty()) {
         return Status::InvalidArgument("the \"file\" part needs a filename in its Content-Disposition");
       }
@@ -91,13 +88,11 @@ Result<Json> ReceiveUpload(Service& service, Request& request) {
       return Status::Ok();
     };
     callbacks.on_part_data = [&](std::string_view data) -> Status {
-      if (!in_file) return Status::Ok();
-      return upload->Write(data);
+      return in_file ? upload->Write(data) : Status::Ok();
     };
     callbacks.on_part_end = [&]() -> Status {
-      if (in_file) finished = upload->Finish();
       in_file = false;
-      return finished.ok() || !seen_file ? Status::Ok() : finished.status();
+      return Status::Ok();
     };
     files::MultipartParser parser(boundary, std::move(callbacks));
     for (;;) {
@@ -106,7 +101,12 @@ Result<Json> ReceiveUpload(Service& service, Request& request) {
       RETURN_IF_ERROR(parser.Feed(std::string_view(chunk.data(), n)));
     }
     RETURN_IF_ERROR(parser.Finish());
-    return finished;
+    // Only a whole, well-formed body is recorded: nothing is kept of a refused request.
+    if (!upload) {
+      return Status::InvalidArgument(
+          "the multipart body has no part named \"file\"; send the file as the form field \"file\"");
+    }
+    return upload->Finish();
   }
   const std::string& filename = request.Query("filename");
   if (filename.empty()) {
@@ -295,8 +295,8 @@ Result<Response> Execute(Service& service, Request& request, ResponseStream& str
   const std::string& id = request.params.at("id");
   std::string code = body["code"].get<std::string>();
   if (!WantsEventStream(request)) {
-    ASSIGN_OR_RETURN(Json record, service.Execute(id, code, timeout));
-    return JsonResponse(200, record);
+    ASSIGN_OR_RETURN(std::string record, service.Execute(id, code, timeout));
+    return Response::Json(200, std::move(record));
   }
   // Server-Sent Events: output as it comes, then the record. The head goes out with the first
   // event, so errors before the cell starts (busy, expired) still get their HTTP status.
@@ -322,7 +322,8 @@ Result<Response> Execute(Service& service, Request& request, ResponseStream& str
     send("error", {{"error", {{"code", ErrorCodeFor(record.status())},
                               {"message", record.status().message()}}}});
   } else {
-    send("execution", *record);
+    if (!stream.begun() && !stream.Begin(200, SseHeaders()).ok()) return Response{.streamed = true};
+    (void)stream.Write("event: execution\ndata: " + *record + "\n\n");
   }
   Response done;
   done.streamed = true;
@@ -442,8 +443,8 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
     return JsonResponse(200, list);
   });
   add("GET", "/v1/executions/{id}", [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json execution, s.GetExecution(r.params.at("id")));
-    return JsonResponse(200, execution);
+    ASSIGN_OR_RETURN(std::string execution, s.GetExecution(r.params.at("id")));
+    return Response::Json(200, std::move(execution));
   });
 }
 

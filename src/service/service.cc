@@ -10,6 +10,7 @@
 #include "common/fs.h"
 #include "common/ids.h"
 #include "common/logging.h"
+#include "common/utf8.h"
 #include "files/media_type.h"
 
 namespace pycell::service {
@@ -187,10 +188,10 @@ Json Service::FileJson(const store::FileRow& row) const {
 }
 
 Result<std::unique_ptr<Upload>> Service::BeginUpload(const std::string& filename) {
-  if (!files::IsSafeFileName(filename)) {
+  if (!files::IsSafeFileName(filename) || !IsPrintableUtf8(filename)) {
     return Status::InvalidArgument(
-        "filename must be a plain file name (no '/', no NUL, not '.' or '..', at most 255 "
-        "bytes)");
+        "filename must be a plain file name: UTF-8 without control characters, no '/', not '.' "
+        "or '..', at most 255 bytes");
   }
   ASSIGN_OR_RETURN(auto writer, blobs_->NewWriter(max_upload_bytes()));
   return std::unique_ptr<Upload>(new Upload(this, filename, std::move(writer)));
@@ -335,10 +336,18 @@ Result<Json> Service::CreateSession(const CreateSessionRequest& request) {
     (void)pool->second->EndSession(session->id(), session::EndReason::kClosed);
     return put;
   }
+  {
+    std::lock_guard<std::mutex> lock(rows_mu_);
+    active_rows_[row.id] = row;
+  }
   return SessionJson(row);
 }
 
 Status Service::RecordEnd(const session::Session& s) {
+  {
+    std::lock_guard<std::mutex> lock(rows_mu_);
+    active_rows_.erase(s.id());
+  }
   ASSIGN_OR_RETURN(store::SessionRow row, store_->GetSession(s.id()));
   if (row.status == "ended") return Status::Ok();
   row.status = "ended";
@@ -350,6 +359,16 @@ Status Service::RecordEnd(const session::Session& s) {
 
 Result<std::shared_ptr<session::Session>> Service::LiveSession(const std::string& id) {
   if (!IsValidId(id, "sess_")) return Status::NotFound("no session " + id);
+  std::string pool_name;
+  {
+    std::lock_guard<std::mutex> lock(rows_mu_);
+    auto cached = active_rows_.find(id);
+    if (cached != active_rows_.end()) pool_name = cached->second.pool;
+  }
+  if (!pool_name.empty()) {  // The common case: no database read.
+    auto live = pools_.at(pool_name)->Get(id);
+    if (live.ok() && (*live)->end_reason() == session::EndReason::kNone) return *live;
+  }
   ASSIGN_OR_RETURN(store::SessionRow row, store_->GetSession(id));
   if (row.status == "ended") return EndedError(id, row.end_reason);
   auto pool = pools_.find(row.pool);
@@ -381,6 +400,10 @@ Result<Json> Service::EndSession(const std::string& id) {
     bool ended = pool != pools_.end() &&
                  pool->second->EndSession(id, session::EndReason::kClosed).ok();
     if (!ended) {  // Not live any more (its cell ended it): record what we know.
+      {
+        std::lock_guard<std::mutex> lock(rows_mu_);
+        active_rows_.erase(id);
+      }
       row.status = "ended";
       row.end_reason = "crashed";
       row.ended_at_ms = NowMs();
@@ -450,7 +473,7 @@ Result<store::FileRow> Service::StoreArtifact(session::Session& session,
   return row;
 }
 
-Result<Json> Service::Execute(const std::string& session_id, const std::string& code,
+Result<std::string> Service::Execute(const std::string& session_id, const std::string& code,
                               std::optional<seconds> timeout,
                               const kernel::ExecuteObserver& observer) {
   ASSIGN_OR_RETURN(auto session, LiveSession(session_id));
@@ -465,64 +488,66 @@ Result<Json> Service::Execute(const std::string& session_id, const std::string& 
     return s;
   }
   session::ExecutionRecord record = std::move(*executed);
+  record.code_sha256 = files::Sha256Hex(code);
+  if (stopping_cells_ && record.status != "ok") record.interrupted_by = "server_shutdown";
 
-  Json j = Json::parse(record.ToJson());
-  j["object"] = "execution";
-  j["code_sha256"] = files::Sha256Hex(code);
   std::vector<store::FileRow> artifacts;
-  Json artifacts_json = Json::array();
-  Json skipped = Json::array();
   std::unique_lock<std::mutex> blob_lock(blob_mu_);
   for (const files::FileChange& change : record.files) {
     if (artifacts.size() >= kMaxArtifactsPerExecution) {
-      skipped.push_back({{"path", "/mnt/data/" + change.path}, {"reason", "too many files"}});
+      record.artifacts_skipped.push_back({change.path, "too many files in one execution"});
       continue;
     }
     auto row = StoreArtifact(*session, record.id, change);
     if (!row.ok()) {
       // A file that vanished, became a link or grew past the limit is not an artifact.
-      skipped.push_back({{"path", "/mnt/data/" + change.path}, {"reason", row.status().message()}});
+      record.artifacts_skipped.push_back({change.path, row.status().message()});
       continue;
     }
-    artifacts_json.push_back({{"id", row->id},
-                              {"filename", row->filename},
-                              {"path", "/mnt/data/" + row->path},
-                              {"bytes", row->bytes},
-                              {"sha256", row->sha256},
-                              {"media_type", row->media_type}});
+    record.artifacts.push_back({row->id, row->filename, row->path,
+                                static_cast<uint64_t>(row->bytes), row->sha256,
+                                row->media_type});
     artifacts.push_back(std::move(*row));
   }
-  j["artifacts"] = artifacts_json;
-  if (!skipped.empty()) j["artifacts_skipped"] = skipped;
 
   store::ExecutionRow exec;
   exec.id = record.id;
   exec.session_id = session_id;
   exec.status = record.status;
   exec.code = code;
-  exec.code_sha256 = j["code_sha256"];
+  exec.code_sha256 = record.code_sha256;
   exec.started_at_ms =
       duration_cast<milliseconds>(record.started_at.time_since_epoch()).count();
   exec.duration_ms = record.duration_ms;
-  exec.record_json = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+  exec.record_json = record.ToJson();
 
-  ASSIGN_OR_RETURN(store::SessionRow row, store_->GetSession(session_id));
-  row.execution_count += 1;
-  row.last_active_at_ms = ToWallMs(session->last_active_at());
-  row.expires_at_ms = ToWallMs(session->expires_at());
-  if (!record.session_end_reason.empty()) {
-    row.status = "ended";
-    row.end_reason = record.session_end_reason;
-    row.ended_at_ms = NowMs();
+  store::SessionRow row;
+  {
+    std::lock_guard<std::mutex> lock(rows_mu_);
+    auto cached = active_rows_.find(session_id);
+    if (cached == active_rows_.end()) {
+      return EndedError(session_id, "crashed");  // Ended while the cell ran.
+    }
+    store::SessionRow& live = cached->second;
+    live.execution_count += 1;
+    live.last_active_at_ms = ToWallMs(session->last_active_at());
+    live.expires_at_ms = ToWallMs(session->expires_at());
+    if (!record.session_end_reason.empty()) {
+      live.status = "ended";
+      live.end_reason = record.session_end_reason;
+      live.ended_at_ms = NowMs();
+    }
+    row = live;
+    if (row.status == "ended") active_rows_.erase(cached);
   }
   RETURN_IF_ERROR(store_->RecordExecution(exec, artifacts, row));
-  return j;
+  return std::move(exec.record_json);
 }
 
-Result<Json> Service::GetExecution(const std::string& id) {
+Result<std::string> Service::GetExecution(const std::string& id) {
   if (!IsValidId(id, "exec_")) return Status::NotFound("no execution " + id);
   ASSIGN_OR_RETURN(store::ExecutionRow row, store_->GetExecution(id));
-  return Json::parse(row.record_json);
+  return std::move(row.record_json);
 }
 
 Result<Json> Service::ListExecutions(const std::string& session_id, const store::Page& page) {
@@ -536,6 +561,7 @@ Result<Json> Service::ListExecutions(const std::string& session_id, const store:
 // --- lifecycle ------------------------------------------------------------------------------
 
 void Service::InterruptAll() {
+  stopping_cells_ = true;
   for (auto& [name, manager] : pools_) {
     for (auto& s : manager->Sessions()) {
       if (s->busy()) s->Interrupt();
@@ -544,6 +570,7 @@ void Service::InterruptAll() {
 }
 
 void Service::Shutdown() {
+  stopping_cells_ = true;
   {
     std::lock_guard<std::mutex> lock(sweep_mu_);
     stopping_ = true;

@@ -99,11 +99,12 @@ class Service {
   // What is in /mnt/data now.
   Result<Json> ListSessionFiles(const std::string& session_id);
 
-  // Runs one cell; `observer` sees output as it comes (for streaming). The execution object.
-  Result<Json> Execute(const std::string& session_id, const std::string& code,
+  // Runs one cell; `observer` sees output as it comes (for streaming). The execution object as
+  // JSON text (what is stored is what is returned: one serialization).
+  Result<std::string> Execute(const std::string& session_id, const std::string& code,
                        std::optional<std::chrono::seconds> timeout,
                        const kernel::ExecuteObserver& observer = {});
-  Result<Json> GetExecution(const std::string& id);
+  Result<std::string> GetExecution(const std::string& id);
   Result<Json> ListExecutions(const std::string& session_id, const store::Page& page);
 
   // Sends every running cell a KeyboardInterrupt (shutdown, after the grace period).
@@ -141,7 +142,12 @@ class Service {
   // Held while a blob is committed and its record written, and while a record is deleted and
   // its blob removed: a delete can never remove a blob a new record is about to name.
   std::mutex blob_mu_;
+  // The records of the sessions that run, kept in step with the store (which is written first
+  // on create, with every execution and at the end), so that a cell reads no database row.
+  std::mutex rows_mu_;
+  std::map<std::string, store::SessionRow> active_rows_;  // GUARDED_BY(rows_mu_)
 
+  std::atomic<bool> stopping_cells_{false};  // InterruptAll or Shutdown was called.
   std::mutex sweep_mu_;
   std::condition_variable sweep_cv_;
   bool stopping_ = false;  // GUARDED_BY(sweep_mu_)

@@ -48,6 +48,7 @@ std::string ExecutionRecord::ToJson(int indent) const {
   }
   json j = {
       {"id", id},
+      {"object", "execution"},
       {"session_id", session_id},
       {"status", status},
       {"code", code},
@@ -66,11 +67,30 @@ std::string ExecutionRecord::ToJson(int indent) const {
       {"peak_memory_bytes", peak_memory_bytes},
       {"files", files_json},
   };
+  if (!code_sha256.empty()) j["code_sha256"] = code_sha256;
+  json artifacts_json = json::array();
+  for (const Artifact& a : artifacts) {
+    artifacts_json.push_back({{"id", a.file_id},
+                              {"filename", a.filename},
+                              {"path", "/mnt/data/" + a.path},
+                              {"bytes", a.bytes},
+                              {"sha256", a.sha256},
+                              {"media_type", a.media_type}});
+  }
+  j["artifacts"] = std::move(artifacts_json);
+  if (!artifacts_skipped.empty()) {
+    json skipped = json::array();
+    for (const SkippedArtifact& s : artifacts_skipped) {
+      skipped.push_back({{"path", "/mnt/data/" + s.path}, {"reason", s.reason}});
+    }
+    j["artifacts_skipped"] = std::move(skipped);
+  }
   if (error) {
     j["error"] = {{"ename", error->ename}, {"evalue", error->evalue}, {"traceback", error->traceback}};
   }
   if (!timeout_action.empty()) j["timeout_action"] = timeout_action;
   if (!session_end_reason.empty()) j["session_end_reason"] = session_end_reason;
+  if (!interrupted_by.empty()) j["interrupted_by"] = interrupted_by;
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }
 

@@ -12,6 +12,22 @@
 
 namespace pycell::session {
 
+// A file the cell wrote, stored as an output file (the service fills these in).
+struct Artifact {
+  std::string file_id;
+  std::string filename;
+  std::string path;  // Under /mnt/data.
+  uint64_t bytes = 0;
+  std::string sha256;
+  std::string media_type;
+};
+
+// A changed file that was not stored, and why (a link, too large, too many files).
+struct SkippedArtifact {
+  std::string path;
+  std::string reason;
+};
+
 struct ExecutionRecord {
   std::string id;          // exec_…
   std::string session_id;  // sess_…
@@ -34,6 +50,13 @@ struct ExecutionRecord {
   uint64_t peak_memory_bytes = 0;
   std::vector<files::FileChange> files;  // Created or changed under /mnt/data.
   std::string session_end_reason;        // Set when the cell ended its session ("memory", …).
+  // Why the cell was stopped from outside: "server_shutdown" when the server's stop interrupted
+  // it (status then "error" with KeyboardInterrupt, or "crashed" if it had to be killed).
+  std::string interrupted_by;
+  // Filled by the service, which stores changed files as output files.
+  std::string code_sha256;
+  std::vector<Artifact> artifacts;
+  std::vector<SkippedArtifact> artifacts_skipped;
 
   // The record as JSON (MIME bundles in Jupyter's shape: {"output_type", "data", "metadata"}).
   std::string ToJson(int indent = -1) const;

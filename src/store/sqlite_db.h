@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -41,8 +42,11 @@ class SqliteDb {
   // Runs a script of one or more statements that return no rows we need. `label` names the script
   // in error messages (scripts are too long to quote).
   Status Exec(std::string_view sql, std::string_view label);
-  // Prepares one statement.
+  // Prepares one statement, or hands out the cached one for the same text (reset and cleared
+  // when the Statement goes away): parsing SQL was the largest cost of a small transaction.
   Result<Statement> Prepare(std::string_view sql);
+  // Prepare(sql) and Run(): one statement, no rows (BEGIN, COMMIT, …).
+  Status RunCached(std::string_view sql);
   // Rows changed by the last INSERT, UPDATE or DELETE.
   int64_t Changes() const;
   // True while a transaction is open.
@@ -54,9 +58,16 @@ class SqliteDb {
   Status StatusFor(int rc, std::string_view what) const;
 
  private:
+  friend class Statement;
   SqliteDb(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  // A cached statement came back: reset it for the next user.
+  void Return(sqlite3_stmt* stmt);
   sqlite3* db_;
   std::string path_;
+  // SQL text -> its prepared statement, and whether one is handed out now (a second user of the
+  // same text at once gets a fresh, uncached statement). Used under the store's mutex, like the
+  // connection itself.
+  std::map<std::string, std::pair<sqlite3_stmt*, bool>, std::less<>> cache_;
 };
 
 // One prepared statement. Bind parameters (1-based, as SQLite counts them), then Step through the
@@ -87,13 +98,16 @@ class Statement {
 
  private:
   friend class SqliteDb;
-  Statement(const SqliteDb* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Statement(SqliteDb* db, sqlite3_stmt* stmt, bool cached)
+      : db_(db), stmt_(stmt), cached_(cached) {}
+  void Release();
   void NoteBindResult(int rc);
   // The statement's text, shortened for error messages.
   std::string Describe() const;
 
-  const SqliteDb* db_;
+  SqliteDb* db_;
   sqlite3_stmt* stmt_;
+  bool cached_ = false;  // Owned by the db's cache: returned, not finalized.
   Status bind_status_;  // The first Bind failure, if any.
 };
 

@@ -1,0 +1,17 @@
+// UTF-8 checks for text that arrives from outside (file names, metadata) before it is stored or
+// shown. Thread-safe pure functions.
+#pragma once
+
+#include <string_view>
+
+namespace pycell {
+
+// True when `text` is well-formed UTF-8: no overlong forms, surrogates or code points past
+// U+10FFFF.
+bool IsValidUtf8(std::string_view text);
+
+// True when `text` is valid UTF-8 without control characters (C0, DEL): safe to store as a name
+// and to echo in a header or a terminal.
+bool IsPrintableUtf8(std::string_view text);
+
+}  // namespace pycell
