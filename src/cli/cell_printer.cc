@@ -2,13 +2,13 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <fstream>
 #include <iostream>
 
+#include "cli/client_common.h"
 #include "cli/commands.h"
 #include "common/fs.h"
 #include "common/unique_fd.h"
@@ -16,19 +16,6 @@
 
 namespace pycell::cli {
 namespace {
-
-// Python's base64 (no line breaks) to bytes, with OpenSSL's decoder.
-std::string Base64Decode(const std::string& in) {
-  std::string out(3 * (in.size() / 4) + 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) return "";
-  size_t padding = 0;
-  for (size_t i = in.size(); i > 0 && in[i - 1] == '=' && padding < 2; --i) ++padding;
-  out.resize(static_cast<size_t>(n) - padding);
-  return out;
-}
 
 const std::string* Find(const kernel::MimeBundle& bundle, const std::string& mime) {
   for (const auto& [m, v] : bundle.data) {

@@ -1588,17 +1588,13 @@ class TestConfigAndShutdown(ApiTestCase):
             result = {}
 
             def slow():
-                result["reply"] = client.execute(session_id, "import time\ntime.sleep(60)",
-                                                 timeout_s=90, timeout=120)
+                result["reply"] = client.execute(
+                    session_id, "import time\nopen('/mnt/data/slow-started', 'w').close()\n"
+                    "time.sleep(60)", timeout_s=90, timeout=120)
 
             thread = threading.Thread(target=slow, daemon=True)
             thread.start()
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                busy = client.execute(session_id, "1")
-                if busy.status == 409:
-                    break
-                time.sleep(0.05)
+            wait_for_session_file(self, client, session_id, "slow-started")
             started = time.monotonic()
             rc = server.stop(timeout=60)
             self.assertEqual(rc, 0, server.log_tail())
