@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "files/multipart.h"
+#include "server/overlapped_writer.h"
 #include "session/execution.h"
 
 namespace pycell::server {
@@ -67,14 +68,29 @@ bool WantsEventStream(const Request& request) {
 
 // --- files ----------------------------------------------------------------------------------
 
+// Reads the whole body, two buffers in turn, handing each piece to `feed`, whose writes go
+// through `writer`: the next piece is read from the network while the last one is hashed and
+// written.
+Status PumpBody(BodyReader* reader, OverlappedWriter& writer,
+                const std::function<Status(std::string_view)>& feed) {
+  std::vector<char> buffers[2] = {std::vector<char>(1 << 20), std::vector<char>(1 << 20)};
+  for (int current = 0;; current ^= 1) {
+    ASSIGN_OR_RETURN(size_t n, reader->Read(buffers[current].data(), buffers[current].size()));
+    // The other buffer's writes must be done before it is read into, next turn.
+    RETURN_IF_ERROR(writer.Drain());
+    if (n == 0) return Status::Ok();
+    RETURN_IF_ERROR(feed(std::string_view(buffers[current].data(), n)));
+  }
+}
+
 // Streams the body into an upload: multipart (field "file") or raw with ?filename=.
 Result<Json> ReceiveUpload(Service& service, Request& request) {
   const std::string& content_type = request.Header("content-type");
-  std::vector<char> chunk(1 << 20);
+  std::unique_ptr<service::Upload> upload;
+  OverlappedWriter writer([&upload](std::string_view data) { return upload->Write(data); });
   if (content_type.rfind("multipart/", 0) == 0) {
     ASSIGN_OR_RETURN(std::string boundary,
                      files::MultipartParser::BoundaryFromContentType(content_type));
-    std::unique_ptr<service::Upload> upload;
     bool in_file = false;
     files::MultipartCallbacks callbacks;
     callbacks.on_part_begin = [&](const files::PartHeaders& part) -> Status {
@@ -88,18 +104,16 @@ Result<Json> ReceiveUpload(Service& service, Request& request) {
       return Status::Ok();
     };
     callbacks.on_part_data = [&](std::string_view data) -> Status {
-      return in_file ? upload->Write(data) : Status::Ok();
+      if (in_file) writer.Write(data);
+      return Status::Ok();
     };
     callbacks.on_part_end = [&]() -> Status {
       in_file = false;
       return Status::Ok();
     };
     files::MultipartParser parser(boundary, std::move(callbacks));
-    for (;;) {
-      ASSIGN_OR_RETURN(size_t n, request.body_reader->Read(chunk.data(), chunk.size()));
-      if (n == 0) break;
-      RETURN_IF_ERROR(parser.Feed(std::string_view(chunk.data(), n)));
-    }
+    RETURN_IF_ERROR(PumpBody(request.body_reader, writer,
+                             [&](std::string_view piece) { return parser.Feed(piece); }));
     RETURN_IF_ERROR(parser.Finish());
     // Only a whole, well-formed body is recorded: nothing is kept of a refused request.
     if (!upload) {
@@ -114,12 +128,11 @@ Result<Json> ReceiveUpload(Service& service, Request& request) {
         "send the file as multipart/form-data (field \"file\") or as the raw body with "
         "?filename=NAME");
   }
-  ASSIGN_OR_RETURN(auto upload, service.BeginUpload(filename));
-  for (;;) {
-    ASSIGN_OR_RETURN(size_t n, request.body_reader->Read(chunk.data(), chunk.size()));
-    if (n == 0) break;
-    RETURN_IF_ERROR(upload->Write(std::string_view(chunk.data(), n)));
-  }
+  ASSIGN_OR_RETURN(upload, service.BeginUpload(filename));
+  RETURN_IF_ERROR(PumpBody(request.body_reader, writer, [&](std::string_view piece) {
+    writer.Write(piece);
+    return Status::Ok();
+  }));
   return upload->Finish();
 }
 
