@@ -571,6 +571,136 @@ class TestHealthAndRouting(ApiTestCase):
         self.assertHealthy()
 
 
+class TestHostileHttp(ApiTestCase):
+    """Framing attacks on the HTTP layer itself: each gets a clear 4xx (or a closed
+    connection), never a crash, and the server goes on serving."""
+
+    def exchange_all(self, data, expected, timeout=20):
+        """Sends `data` at once and reads up to `expected` responses from the same socket."""
+        sock = socket.create_connection((API.host, API.port), timeout)
+        replies = []
+
+        shared = sock.makefile("rb")
+
+        class KeptOpen:  # HTTPResponse closes its file when a body ends; the next needs it.
+            def __getattr__(self, name):
+                return getattr(shared, name)
+
+            def close(self):
+                pass
+
+        class OneReader:  # Every response reads from one buffered file: pipelined answers
+            def makefile(self, mode):  # arrive together and must not be lost between them.
+                return KeptOpen()
+
+        try:
+            sock.sendall(data)
+            for _ in range(expected):
+                response = http.client.HTTPResponse(OneReader(), method="GET")
+                try:
+                    response.begin()
+                except (http.client.RemoteDisconnected, ConnectionResetError):
+                    break
+                replies.append(Reply(response.status, headers_of(response), response.read()))
+                if response.will_close:
+                    break
+        finally:
+            sock.close()
+        return replies
+
+    def test_pipelined_requests_are_answered_in_order(self):
+        replies = self.exchange_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                    b"GET /v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n"
+                                    b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 3)
+        self.assertEqual([r.status for r in replies], [200, 404, 200])
+
+    def test_a_body_that_looks_like_a_request_is_not_smuggled(self):
+        hidden = b"DELETE /v1/files/file_00000000000000000000000000 HTTP/1.1\r\nHost: x\r\n\r\n"
+        body = json.dumps({"code": hidden.decode()}).encode()
+        data = (b"POST /v1/sessions/sess_00000000000000000000000000/executions HTTP/1.1\r\n"
+                b"Host: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                % len(body)) + body + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        replies = self.exchange_all(data, 3)  # A third answer would be the smuggled request's.
+        self.assertEqual([r.status for r in replies], [404, 200])
+
+    def test_content_length_with_transfer_encoding_is_refused(self):
+        data = (b"POST /v1/files?filename=a.csv HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n4\r\na,b\n\r\n0\r\n\r\n")
+        replies = self.exchange_all(data, 2)
+        self.assertTrue(replies, "no answer")
+        self.assertEqual(replies[0].status, 400, replies[0])
+        self.assertHealthy()
+
+    def test_two_different_content_lengths_are_refused(self):
+        data = (b"POST /v1/files?filename=a.csv HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                b"Content-Length: 40\r\n\r\na,b\n")
+        replies = self.exchange_all(data, 1)
+        self.assertTrue(replies, "no answer")
+        self.assertEqual(replies[0].status, 400, replies[0])
+        self.assertHealthy()
+
+    def test_a_chunked_upload_is_stored_whole(self):
+        content = b"region,amount\n" + b"north,1\n" * 5000
+        chunks = b""
+        for i in range(0, len(content), 7001):
+            piece = content[i:i + 7001]
+            chunks += b"%x\r\n" % len(piece) + piece + b"\r\n"
+        name = unique("chunked", "csv")
+        data = (b"POST /v1/files?filename=%s HTTP/1.1\r\nHost: x\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n" % name.encode()) + chunks + b"0\r\n\r\n"
+        replies = self.exchange_all(data, 1)
+        self.assertEqual(replies[0].status, 201, replies[0])
+        self.assertEqual(replies[0].json()["sha256"], sha256(content))
+        self.assertEqual(replies[0].json()["bytes"], len(content))
+
+    def test_an_absurd_chunk_size_is_refused(self):
+        data = (b"POST /v1/files?filename=a.csv HTTP/1.1\r\nHost: x\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFF\r\nabc\r\n")
+        replies = self.exchange_all(data, 1)
+        if replies:
+            self.assertIn(replies[0].status, (400, 413), replies[0])
+        self.assertHealthy()
+
+    def test_a_chunked_body_past_the_json_limit_is_413(self):
+        piece = b"x" * (1 << 20)
+        chunk = b"%x\r\n" % len(piece) + piece + b"\r\n"
+        data = (b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n") + chunk * 9 + b"0\r\n\r\n"
+        replies = self.exchange_all(data, 1)
+        self.assertTrue(replies, "no answer")
+        self.assertEqual(replies[0].status, 413, replies[0])
+        self.assertHealthy()
+
+    def test_a_huge_head_is_431(self):
+        data = (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"a" * (64 << 10) +
+                b"\r\n\r\n")
+        replies = self.exchange_all(data, 1)
+        self.assertTrue(replies, "no answer")
+        self.assertEqual(replies[0].status, 431, replies[0])
+        self.assertHealthy()
+
+    def test_control_bytes_in_a_header_are_refused(self):
+        replies = self.exchange_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 1)
+        if replies:
+            self.assertEqual(replies[0].status, 400, replies[0])
+        self.assertHealthy()
+
+    def test_idle_and_half_sent_connections_do_not_block_others(self):
+        socks = []
+        try:
+            for i in range(40):
+                sock = socket.create_connection((API.host, API.port), 10)
+                if i % 2:
+                    sock.sendall(b"POST /v1/files?filename=a.csv HTTP/1.1\r\nHost: x\r\n")
+                socks.append(sock)
+            for _ in range(5):
+                self.assertHealthy()
+        finally:
+            for sock in socks:
+                sock.close()
+        self.assertHealthy()
+
+
 # --- files -----------------------------------------------------------------------------------
 
 
