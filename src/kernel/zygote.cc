@@ -131,8 +131,9 @@ bool Zygote::Alive() {
 Result<pid_t> Zygote::Spawn(const sandbox::Policy& policy, double cpus, const SessionFds& fds) {
   std::lock_guard<std::mutex> lock(mu_);
   json request = {{"type", "spawn"}, {"policy", json::parse(EncodePolicy(policy))}, {"cpus", cpus}};
-  RETURN_IF_ERROR(WriteFrame(control_.get(), request.dump(),
-                             {fds.stdout_write, fds.stderr_write, fds.control, fds.go_read}));
+  std::vector<int> passed = {fds.stdout_write, fds.stderr_write, fds.control, fds.go_read};
+  if (fds.lifeline >= 0) passed.push_back(fds.lifeline);
+  RETURN_IF_ERROR(WriteFrame(control_.get(), request.dump(), passed));
   auto reply = ReadFrame(control_.get(), reader_, std::chrono::seconds(10));
   if (!reply.ok()) return reply.status().WithContext("zygote did not answer");
   json message = json::parse(reply->payload, nullptr, false);

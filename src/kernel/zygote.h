@@ -34,6 +34,7 @@ struct SessionFds {
   int stderr_write = -1;
   int control = -1;  // The session's end of its control socket.
   int go_read = -1;  // The session waits for one byte here before containing itself.
+  int lifeline = -1;  // Read end of the server's lifeline pipe (see sandbox::ContainChild).
 };
 
 class Zygote {

@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 #include "kernel/frame.h"
@@ -25,7 +27,8 @@ using nlohmann::json;
 
 // Descriptors as the session's worker sees them.
 constexpr int kSessionControlFd = 3;
-constexpr int kGoFd = 4;  // Closed before the checklist runs.
+constexpr int kLifelineFd = 4;  // The server's lifeline, or /dev/null when none was sent.
+constexpr int kGoFd = 5;        // Closed before the checklist runs.
 
 PyObject* runner_module = nullptr;
 sandbox::seccomp::Program seccomp_program;  // Compiled once; every session installs it.
@@ -75,17 +78,24 @@ void ReportAndExit(const Status& status) {
   PyOS_AfterFork_Child();
   ::close(zygote_fd);
   int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  int targets[] = {1, 2, kSessionControlFd, kGoFd};
+  bool has_lifeline = request.fds.size() == 5;
+  std::vector<std::pair<int, int>> moves = {{request.fds[0].get(), 1},
+                                            {request.fds[1].get(), 2},
+                                            {request.fds[2].get(), kSessionControlFd},
+                                            {request.fds[3].get(), kGoFd}};
+  if (has_lifeline) moves.emplace_back(request.fds[4].get(), kLifelineFd);
   // Move the received descriptors above the targets first so no dup2 clobbers another.
-  int moved[4];
-  for (int i = 0; i < 4; ++i) moved[i] = ::fcntl(request.fds[i].get(), F_DUPFD_CLOEXEC, 10);
+  for (auto& [source, target] : moves) source = ::fcntl(source, F_DUPFD_CLOEXEC, 10);
   ::dup2(devnull, 0);
-  for (int i = 0; i < 4; ++i) ::dup2(moved[i], targets[i]);
+  for (const auto& [source, target] : moves) ::dup2(source, target);
   char go = 0;
   if (::read(kGoFd, &go, 1) != 1 || go != 'g') ::_exit(1);  // The host gave up on us.
   // The same pipe later says the host has put us in our cgroup.
-  Status s = sandbox::ContainChild(policy, /*keep_fds=*/kSessionControlFd + 1,
-                                   /*admission_fd=*/kGoFd, seccomp_program);
+  Status s = sandbox::ContainChild(policy,
+                                   /*keep_fds=*/has_lifeline ? kLifelineFd + 1 : kLifelineFd,
+                                   /*admission_fd=*/kGoFd,
+                                   /*lifeline_fd=*/has_lifeline ? kLifelineFd : -1,
+                                   seccomp_program);
   if (!s.ok()) ReportAndExit(s.WithContext("sandbox"));
   // Only the worker gets here, contained.
   PyOS_AfterFork_Child();
@@ -95,7 +105,9 @@ void ReportAndExit(const Status& status) {
 }
 
 json HandleSpawn(int zygote_fd, Frame& request, const json& message) {
-  if (request.fds.size() != 4) return {{"type", "error"}, {"message", "spawn needs 4 descriptors"}};
+  if (request.fds.size() != 4 && request.fds.size() != 5) {
+    return {{"type", "error"}, {"message", "spawn needs 4 or 5 descriptors"}};
+  }
   auto policy = DecodePolicy(message.value("policy", json::object()).dump());
   if (!policy.ok()) return {{"type", "error"}, {"message", policy.status().message()}};
   double cpus = message.value("cpus", 1.0);

@@ -3,6 +3,7 @@
 #include <linux/capability.h>
 #include <linux/close_range.h>
 #include <sched.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -31,6 +32,8 @@ pid_t worker_pid = -1;  // Init only: the worker's pid (2) for signal forwarding
 void ForwardSignal(int sig) {
   if (worker_pid > 0) ::kill(worker_pid, sig);
 }
+
+void NoteChild(int) {}  // SIGCHLD only has to interrupt ppoll.
 
 Status CloseFrom(int first) {
   if (::syscall(SYS_close_range, first, ~0u, 0) != 0) return Status::FromErrno("close_range");
@@ -65,9 +68,33 @@ Status ContainWorker(const Policy& policy, const seccomp::Program& program) {
   return Status::Ok();
 }
 
-// The init's half: no descriptors, no capabilities, seccomp; then reap until the worker exits.
-[[noreturn]] void RunInit(const Policy& policy, const seccomp::Program& program) {
-  (void)CloseFrom(0);
+// Reaps whatever has exited; exits with the worker's status once the worker is among them.
+void ReapChildren() {
+  while (true) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid == 0) return;
+    if (pid < 0 && errno == EINTR) continue;
+    if (pid < 0) ::_exit(125);  // No children left: the worker is gone.
+    if (pid == worker_pid) {
+      // Our exit ends the pid namespace: the kernel kills every process left in it.
+      ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
+  }
+}
+
+// The init's half: no descriptors but the lifeline, no capabilities, seccomp; then reap until
+// the worker exits, or the lifeline hangs up (the server is gone: end the session with it).
+[[noreturn]] void RunInit(const Policy& policy, const seccomp::Program& program,
+                          int lifeline_fd) {
+  if (lifeline_fd >= 0 && lifeline_fd != 0) {
+    ::dup2(lifeline_fd, 0);
+    lifeline_fd = 0;
+  }
+  (void)CloseFrom(lifeline_fd >= 0 ? 1 : 0);
+  struct sigaction child {};
+  child.sa_handler = NoteChild;
+  ::sigaction(SIGCHLD, &child, nullptr);
   struct sigaction forward {};
   forward.sa_handler = ForwardSignal;
   ::sigaction(SIGINT, &forward, nullptr);   // The server's interrupt.
@@ -79,15 +106,18 @@ Status ContainWorker(const Policy& policy, const seccomp::Program& program) {
   (void)caps::DropBoundingAndAmbient();
   if (!caps::DropAllExcept(CAP_KILL, /*dumpable=*/false).ok()) ::_exit(125);
   if (policy.seccomp && !seccomp::Install(program).ok()) ::_exit(125);
+  // SIGCHLD stays blocked except inside ppoll, so a child that exits between the reaping and the
+  // wait still interrupts the wait.
+  sigset_t chld, during_wait;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &chld, &during_wait);
+  sigdelset(&during_wait, SIGCHLD);
   while (true) {
-    int status = 0;
-    pid_t pid = ::waitpid(-1, &status, 0);
-    if (pid < 0 && errno == EINTR) continue;
-    if (pid < 0) ::_exit(125);  // No children left: the worker is gone.
-    if (pid == worker_pid) {
-      // Our exit ends the pid namespace: the kernel kills every process left in it.
-      ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-    }
+    ReapChildren();
+    pollfd lifeline{lifeline_fd, POLLIN, 0};
+    int n = ::ppoll(&lifeline, lifeline_fd >= 0 ? 1 : 0, nullptr, &during_wait);
+    if (n > 0 && lifeline.revents != 0) ::_exit(137);  // The server is gone.
   }
 }
 
@@ -102,7 +132,7 @@ Status MapIds(pid_t child, const Policy& policy) {
   return user_ns::InitFromParent(child, policy);
 }
 
-Status ContainChild(const Policy& policy, int keep_fds, int admission_fd,
+Status ContainChild(const Policy& policy, int keep_fds, int admission_fd, int lifeline_fd,
                     const seccomp::Program& program) {
   if (admission_fd < keep_fds) return Status::Internal("admission_fd must not be kept");
   if (::dup2(admission_fd, keep_fds) < 0) return Status::FromErrno("dup2 admission fd");
@@ -122,8 +152,11 @@ Status ContainChild(const Policy& policy, int keep_fds, int admission_fd,
 
   worker_pid = ::fork();
   if (worker_pid < 0) return Status::FromErrno("fork the session worker");
-  if (worker_pid == 0) return ContainWorker(policy, program);
-  RunInit(policy, program);
+  if (worker_pid == 0) {
+    if (lifeline_fd >= 0) ::close(lifeline_fd);
+    return ContainWorker(policy, program);
+  }
+  RunInit(policy, program, lifeline_fd);
 }
 
 }  // namespace pycell::sandbox

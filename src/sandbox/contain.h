@@ -40,7 +40,11 @@ Status MapIds(pid_t child, const Policy& policy);
 // compiled before the fork. Returns only in the worker, contained, with OK; an error is
 // returned in whichever process found it (init or worker), which should report it and _exit.
 // The init never returns: it exits with the worker's status (128+signal for a signal).
-Status ContainChild(const Policy& policy, int keep_fds, int admission_fd,
+//
+// `lifeline_fd` (< keep_fds, or -1) is the read end of a pipe whose write end only the server
+// holds: when the server dies, however it dies, the pipe hangs up and the init exits, which ends
+// the session. (The zygote dying does not: sessions outlive it.) The worker does not keep it.
+Status ContainChild(const Policy& policy, int keep_fds, int admission_fd, int lifeline_fd,
                     const seccomp::Program& program);
 
 }  // namespace pycell::sandbox

@@ -74,6 +74,10 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Create(const EngineConfi
   auto ids = sandbox::ReadSubIds("root");
   if (!ids.ok()) return ids.status();
   manager->ids_ = *ids;
+  int lifeline[2];
+  if (::pipe2(lifeline, O_CLOEXEC) != 0) return Status::FromErrno("pipe2 (lifeline)");
+  manager->lifeline_read_.Reset(lifeline[0]);
+  manager->lifeline_write_.Reset(lifeline[1]);
 
   RETURN_IF_ERROR(MakeDirs(config.state_dir, 0700));
   RETURN_IF_ERROR(MakeDirWithMode(config.state_dir + "/cache", 0700));
@@ -176,7 +180,8 @@ Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& lim
     return Status::FromErrno("socketpair");
   }
   UniqueFd control(sv[0]), child_control(sv[1]);
-  kernel::SessionFds fds{out.write.get(), err.write.get(), child_control.get(), go.read.get()};
+  kernel::SessionFds fds{out.write.get(), err.write.get(), child_control.get(), go.read.get(),
+                         lifeline_read_.get()};
   ASSIGN_OR_RETURN(std::shared_ptr<kernel::Zygote> zygote, LiveZygote());
   timings.prepare_ms = ms_since(started);
   auto step = Steady::now();

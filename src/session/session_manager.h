@@ -93,6 +93,10 @@ class SessionManager {
   Result<std::shared_ptr<kernel::Zygote>> LiveZygote();
 
   kernel::ZygoteOptions zygote_options_;
+  // The lifeline: every session's init holds a read end, only this process the write end, so
+  // that sessions end when the process that manages them dies, however it dies.
+  UniqueFd lifeline_read_;
+  UniqueFd lifeline_write_;
   std::mutex zygote_mu_;
   std::shared_ptr<kernel::Zygote> zygote_;  // GUARDED_BY(zygote_mu_)
   sandbox::CgroupLayout cgroups_;
