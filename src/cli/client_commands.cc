@@ -99,6 +99,58 @@ int FilesGet(const ClientFlags& flags, const std::string& id) {
   return 0;
 }
 
+// Prints one producing step and, indented, the steps behind its inputs.
+void PrintProducedBy(const nlohmann::json& produced, int depth) {
+  std::string pad(static_cast<size_t>(depth) * 4, ' ');
+  const auto& execution = produced.value("execution", nlohmann::json::object());
+  const auto& session = produced.value("session", nlohmann::json::object());
+  std::cout << pad << "written by " << Field(execution, "id") << " (" << Field(execution, "status")
+            << ", " << Field(execution, "started_at") << ", code sha256 "
+            << Field(execution, "code_sha256").substr(0, 12) << "…)\n";
+  if (session.is_object()) {
+    std::cout << pad << "  in session " << Field(session, "id") << " (pool "
+              << Field(session, "pool");
+    for (const char* key : {"agent_id", "thread_id", "run_id"}) {
+      if (session.contains(key) && session[key].is_string()) {
+        std::cout << ", " << key << " " << session[key].get<std::string>();
+      }
+    }
+    std::cout << ")\n";
+  }
+  for (const auto& input : produced.value("inputs", nlohmann::json::array())) {
+    std::cout << pad << "  from " << Field(input, "filename") << "  " << Field(input, "file_id")
+              << "  sha256 " << Field(input, "sha256").substr(0, 12) << "…"
+              << (input.value("exists", true) ? "" : "  (record deleted)") << "\n";
+    if (input.contains("produced_by") && input["produced_by"].is_object()) {
+      PrintProducedBy(input["produced_by"], depth + 1);
+    }
+  }
+}
+
+int Lineage(const ClientFlags& flags, const std::string& id) {
+  auto client = Connect(flags);
+  if (!client.ok()) return Fail(client.status());
+  auto lineage = JsonAnswer((*client)->Get("/v1/files/" + Escape(id) + "/lineage"), **client);
+  if (!lineage.ok()) return Fail(lineage.status());
+  if (flags.json) {
+    std::cout << Dump(*lineage) << "\n";
+    return 0;
+  }
+  const auto& file = (*lineage)["file"];
+  std::cout << Field(file, "filename") << "  " << Field(file, "id") << "  ("
+            << Field(file, "purpose") << ", sha256 " << Field(file, "sha256") << ")\n";
+  if ((*lineage)["produced_by"].is_object()) PrintProducedBy((*lineage)["produced_by"], 0);
+  for (const auto& use : lineage->value("used_by", nlohmann::json::array())) {
+    std::cout << "placed in session " << Field(use, "session_id") << " at "
+              << Field(use, "placed_at") << "; cells after:";
+    for (const auto& run : use.value("executions", nlohmann::json::array())) {
+      std::cout << " " << Field(run, "id") << " (" << Field(run, "status") << ")";
+    }
+    std::cout << "\n";
+  }
+  return 0;
+}
+
 struct DownloadFlags {
   std::string id;
   std::string output;
@@ -362,6 +414,11 @@ std::function<int()> RegisterClientCommands(CLI::App& app) {
       ->required();
   add(sessions, "rm", "end sessions", [&s] { return SessionsRemove(s.client, s.args); })
       ->add_option("ids", s.args, "session ids")
+      ->required();
+
+  add(&app, "lineage", "where a file came from and where it went",
+      [&s] { return Lineage(s.client, s.id); })
+      ->add_option("id", s.id, "file id")
       ->required();
 
   CLI::App* exec = add(&app, "exec", "run Python code on a running server, streaming its output",

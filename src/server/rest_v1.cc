@@ -390,6 +390,10 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
   add("GET", "/v1/files/{id}/content", [&s](Request& r, ResponseStream&) {
     return FileContentResponse(s, r);
   });
+  add("GET", "/v1/files/{id}/lineage", [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json lineage, s.Lineage(r.params.at("id")));
+    return JsonResponse(200, lineage);
+  });
   add("DELETE", "/v1/files/{id}", [&s](Request& r, ResponseStream&) -> Result<Response> {
     const std::string& id = r.params.at("id");
     RETURN_IF_ERROR(s.DeleteFile(id));

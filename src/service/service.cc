@@ -336,6 +336,17 @@ Result<Json> Service::CreateSession(const CreateSessionRequest& request) {
     (void)pool->second->EndSession(session->id(), session::EndReason::kClosed);
     return put;
   }
+  std::vector<store::SessionInput> placed;
+  for (const store::FileRow& input : inputs) {
+    placed.push_back({row.id, input.id, input.filename, input.sha256, row.created_at_ms});
+  }
+  if (!placed.empty()) {
+    Status recorded = store_->AddSessionInputs(placed);
+    if (!recorded.ok()) {  // A session whose inputs are not on record must not run.
+      (void)pool->second->EndSession(session->id(), session::EndReason::kClosed);
+      return recorded;
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(rows_mu_);
     active_rows_[row.id] = row;
@@ -427,6 +438,8 @@ Result<Json> Service::PutSessionFiles(const std::string& session_id,
       s = Status::FailedPrecondition(s.message());
     }
     RETURN_IF_ERROR(s.WithContext("placing " + id));
+    RETURN_IF_ERROR(
+        store_->AddSessionInputs({{session_id, id, row.filename, row.sha256, NowMs()}}));
     placed.push_back({{"file_id", id}, {"path", "/mnt/data/" + row.filename}, {"bytes", row.bytes}});
   }
   return Json{{"object", "list"}, {"data", placed}};
@@ -556,6 +569,89 @@ Result<Json> Service::ListExecutions(const std::string& session_id, const store:
   return ListPage(
       page, [&](const store::Page& p) { return store_->ListExecutions(session_id, p); },
       [](const store::ExecutionRow& row) { return Json::parse(row.record_json); });
+}
+
+// --- lineage --------------------------------------------------------------------------------
+
+Result<Json> Service::ProducedBy(const store::FileRow& output, int depth,
+                                 std::set<std::string>* seen) {
+  ASSIGN_OR_RETURN(store::ExecutionRow exec, store_->GetExecution(output.execution_id));
+  Json execution = {{"id", exec.id},
+                    {"status", exec.status},
+                    {"code", exec.code},
+                    {"code_sha256", exec.code_sha256},
+                    {"started_at", TimeOrNull(exec.started_at_ms)},
+                    {"duration_ms", exec.duration_ms}};
+  Json session = nullptr;
+  if (auto row = store_->GetSession(exec.session_id); row.ok()) {
+    Json metadata = Json::parse(row->metadata_json, nullptr, false);
+    if (metadata.is_discarded()) metadata = Json::object();
+    session = {{"id", row->id},
+               {"pool", row->pool},
+               {"created_at", TimeOrNull(row->created_at_ms)},
+               {"limits", Json::parse(row->limits_json, nullptr, false)},
+               {"metadata", metadata},
+               {"agent_id", metadata.value("agent_id", Json(nullptr))},
+               {"thread_id", metadata.value("thread_id", Json(nullptr))},
+               {"run_id", metadata.value("run_id", Json(nullptr))}};
+  }
+  // What was in /mnt/data when the cell started: the files placed before it, and what earlier
+  // cells of the same session wrote.
+  Json inputs = Json::array();
+  auto add_input = [&](const std::string& file_id, const std::string& filename,
+                       const std::string& sha256, const std::string& how) -> Status {
+    Json input = {{"file_id", file_id}, {"filename", filename}, {"sha256", sha256}, {"via", how}};
+    auto record = store_->GetFile(file_id);
+    input["exists"] = record.ok();
+    if (record.ok() && record->purpose == "output" && depth < kMaxLineageDepth &&
+        seen->insert(file_id).second) {
+      ASSIGN_OR_RETURN(input["produced_by"], ProducedBy(*record, depth + 1, seen));
+    }
+    inputs.push_back(std::move(input));
+    return Status::Ok();
+  };
+  ASSIGN_OR_RETURN(auto placed, store_->SessionInputs(exec.session_id));
+  for (const store::SessionInput& p : placed) {
+    if (p.placed_at_ms <= exec.started_at_ms) {
+      RETURN_IF_ERROR(add_input(p.file_id, p.filename, p.sha256, "placed"));
+    }
+  }
+  store::FileFilter earlier{"output", exec.session_id, ""};
+  ASSIGN_OR_RETURN(auto written, store_->ListFiles(earlier, store::Page{1000, ""}));
+  for (auto it = written.rbegin(); it != written.rend(); ++it) {  // Oldest first.
+    if (it->execution_id == exec.id || it->created_at_ms > exec.started_at_ms) continue;
+    RETURN_IF_ERROR(add_input(it->id, it->filename, it->sha256, "written_earlier_in_session"));
+  }
+  return Json{{"execution", execution}, {"session", session}, {"inputs", inputs}};
+}
+
+Result<Json> Service::Lineage(const std::string& file_id) {
+  if (!IsValidId(file_id, "file_")) return Status::NotFound("no file " + file_id);
+  ASSIGN_OR_RETURN(store::FileRow row, store_->GetFile(file_id));
+  Json lineage = {{"object", "lineage"}, {"file", FileJson(row)}, {"produced_by", nullptr}};
+  if (row.purpose == "output") {
+    std::set<std::string> seen = {row.id};
+    ASSIGN_OR_RETURN(lineage["produced_by"], ProducedBy(row, 0, &seen));
+  }
+  // Where it went: the sessions it was placed into and the cells that ran there after.
+  Json used_by = Json::array();
+  ASSIGN_OR_RETURN(auto uses, store_->UsesOfFile(file_id, 100));
+  for (const store::SessionInput& use : uses) {
+    Json executions = Json::array();
+    ASSIGN_OR_RETURN(auto runs, store_->ListExecutions(use.session_id, store::Page{1000, ""}));
+    for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
+      if (it->started_at_ms < use.placed_at_ms) continue;
+      executions.push_back({{"id", it->id},
+                            {"status", it->status},
+                            {"code_sha256", it->code_sha256},
+                            {"started_at", TimeOrNull(it->started_at_ms)}});
+    }
+    used_by.push_back({{"session_id", use.session_id},
+                       {"placed_at", TimeOrNull(use.placed_at_ms)},
+                       {"executions", executions}});
+  }
+  lineage["used_by"] = used_by;
+  return lineage;
 }
 
 // --- lifecycle ------------------------------------------------------------------------------

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -105,6 +106,12 @@ class Service {
                        std::optional<std::chrono::seconds> timeout,
                        const kernel::ExecuteObserver& observer = {});
   Result<std::string> GetExecution(const std::string& id);
+
+  // Where a file came from and where it went: for an output, the execution that wrote it, its
+  // session (pool, limits, metadata) and the files in /mnt/data when the cell started, each
+  // traced back the same way when it was itself an output; for any file, the sessions it was
+  // placed into and the cells that ran there afterwards.
+  Result<Json> Lineage(const std::string& file_id);
   Result<Json> ListExecutions(const std::string& session_id, const store::Page& page);
 
   // Sends every running cell a KeyboardInterrupt (shutdown, after the grace period).
@@ -129,6 +136,8 @@ class Service {
   Result<store::FileRow> StoreArtifact(session::Session& session, const std::string& execution_id,
                                        const files::FileChange& change);
   Json FileJson(const store::FileRow& row) const;
+  static constexpr int kMaxLineageDepth = 16;
+  Result<Json> ProducedBy(const store::FileRow& output, int depth, std::set<std::string>* seen);
   Json SessionJson(const store::SessionRow& row) const;
   int64_t NowMs() const;
   int64_t ToWallMs(std::chrono::steady_clock::time_point t) const;

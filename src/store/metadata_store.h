@@ -61,6 +61,15 @@ struct FileRow {
   std::string path;           // Outputs: its path under /mnt/data.
 };
 
+// A stored file placed into a session's /mnt/data (for lineage: what a cell could read).
+struct SessionInput {
+  std::string session_id;
+  std::string file_id;
+  std::string filename;
+  std::string sha256;
+  int64_t placed_at_ms = 0;
+};
+
 // Keyset paging, newest first: `after` is the id of the last row of the previous page. `limit` is
 // clamped to 1..1001 (the API pages up to 1000 and asks for one more to see if more follow).
 struct Page {
@@ -108,6 +117,14 @@ class MetadataStore {
   virtual Result<std::vector<FileRow>> ExpiredFiles(int64_t now_ms, int limit) = 0;
   // Every sha256 some file record names (for sweeping blobs no record points at).
   virtual Result<std::vector<std::string>> ReferencedBlobs() = 0;
+
+  // Lineage: which stored files were placed into which sessions, and when. Placing the same
+  // file into a session twice keeps the first time.
+  virtual Status AddSessionInputs(const std::vector<SessionInput>& inputs) = 0;
+  // A session's inputs, oldest first.
+  virtual Result<std::vector<SessionInput>> SessionInputs(const std::string& session_id) = 0;
+  // Where a file was placed, oldest first (at most `limit`).
+  virtual Result<std::vector<SessionInput>> UsesOfFile(const std::string& file_id, int limit) = 0;
 
   // The schema version the database is at (the number of the last migration applied).
   virtual Result<int> SchemaVersion() = 0;

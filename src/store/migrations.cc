@@ -68,8 +68,24 @@ CREATE INDEX files_by_session ON files (session_id, id);
 CREATE INDEX files_by_execution ON files (execution_id, id);
 )sql";
 
+// Lineage: the stored files placed into each session. No foreign keys: a file's record may be
+// deleted (expired) while the fact that it was an input stays.
+constexpr std::string_view kMigration2 = R"sql(
+CREATE TABLE session_inputs (
+  session_id TEXT NOT NULL,
+  file_id TEXT NOT NULL,
+  filename TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  placed_at_ms BIGINT NOT NULL,
+  PRIMARY KEY (session_id, file_id)
+);
+-- UsesOfFile: the sessions a file went into.
+CREATE INDEX session_inputs_by_file ON session_inputs (file_id, placed_at_ms);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "sessions, executions and files", kMigration1},
+    {2, "session inputs (lineage)", kMigration2},
 };
 
 }  // namespace

@@ -316,12 +316,58 @@ class SqliteStore : public MetadataStore {
     return blobs;
   }
 
+  Status AddSessionInputs(const std::vector<SessionInput>& inputs) override {
+    std::lock_guard lock(mu_);
+    ASSIGN_OR_RETURN(Transaction transaction, Transaction::BeginImmediate(*db_));
+    for (const SessionInput& input : inputs) {
+      ASSIGN_OR_RETURN(Statement insert,
+                       db_->Prepare("INSERT INTO session_inputs (session_id, file_id, filename, "
+                                    "sha256, placed_at_ms) VALUES (?, ?, ?, ?, ?) "
+                                    "ON CONFLICT (session_id, file_id) DO NOTHING"));
+      insert.Bind(1, input.session_id).Bind(2, input.file_id).Bind(3, input.filename);
+      insert.Bind(4, input.sha256).Bind(5, input.placed_at_ms);
+      RETURN_IF_ERROR(insert.Run().WithContext("add input " + input.file_id + " of " +
+                                               input.session_id));
+    }
+    return transaction.Commit();
+  }
+
+  Result<std::vector<SessionInput>> SessionInputs(const std::string& session_id) override {
+    std::lock_guard lock(mu_);
+    ASSIGN_OR_RETURN(Statement select,
+                     db_->Prepare("SELECT session_id, file_id, filename, sha256, placed_at_ms "
+                                  "FROM session_inputs WHERE session_id = ? "
+                                  "ORDER BY placed_at_ms, file_id"));
+    select.Bind(1, session_id);
+    return ReadInputs(select);
+  }
+
+  Result<std::vector<SessionInput>> UsesOfFile(const std::string& file_id, int limit) override {
+    std::lock_guard lock(mu_);
+    ASSIGN_OR_RETURN(Statement select,
+                     db_->Prepare("SELECT session_id, file_id, filename, sha256, placed_at_ms "
+                                  "FROM session_inputs WHERE file_id = ? "
+                                  "ORDER BY placed_at_ms, session_id LIMIT ?"));
+    select.Bind(1, file_id).Bind(2, ClampLimit(limit));
+    return ReadInputs(select);
+  }
+
   Result<int> SchemaVersion() override {
     std::lock_guard lock(mu_);
     return CurrentSchemaVersion(*db_);
   }
 
  private:
+  static Result<std::vector<SessionInput>> ReadInputs(Statement& select) {
+    std::vector<SessionInput> inputs;
+    while (true) {
+      ASSIGN_OR_RETURN(bool has_row, select.Step());
+      if (!has_row) return inputs;
+      inputs.push_back({select.ColumnText(0), select.ColumnText(1), select.ColumnText(2),
+                        select.ColumnText(3), select.ColumnInt64(4)});
+    }
+  }
+
   // REQUIRES: mu_ held.
   Status UpsertSession(const SessionRow& row) {
     ASSIGN_OR_RETURN(

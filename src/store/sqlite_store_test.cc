@@ -790,5 +790,35 @@ TEST_F(SqliteStoreTest, EverythingSurvivesReopening) {
   ExpectSameFile(due->front(), input);
 }
 
+TEST_F(SqliteStoreTest, SessionInputsRecordTheFirstPlacementAndSurviveTheirFile) {
+  Open();
+  ASSERT_OK(store_->AddSessionInputs({{"sess_a", "file_1", "in.csv", "aa", 100},
+                                      {"sess_a", "file_2", "two.csv", "bb", 200},
+                                      {"sess_b", "file_1", "in.csv", "aa", 300}}));
+  // Placing again keeps the first time.
+  ASSERT_OK(store_->AddSessionInputs({{"sess_a", "file_1", "in.csv", "aa", 999}}));
+  auto inputs = store_->SessionInputs("sess_a");
+  ASSERT_OK(inputs);
+  ASSERT_EQ(inputs->size(), 2u);
+  EXPECT_EQ((*inputs)[0].file_id, "file_1");
+  EXPECT_EQ((*inputs)[0].placed_at_ms, 100);
+  EXPECT_EQ((*inputs)[1].sha256, "bb");
+  auto uses = store_->UsesOfFile("file_1", 10);
+  ASSERT_OK(uses);
+  ASSERT_EQ(uses->size(), 2u);
+  EXPECT_EQ((*uses)[0].session_id, "sess_a");
+  EXPECT_EQ((*uses)[1].session_id, "sess_b");
+  auto one = store_->UsesOfFile("file_1", 1);
+  ASSERT_OK(one);
+  EXPECT_EQ(one->size(), 1u);
+  auto none = store_->SessionInputs("sess_unknown");
+  ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+  Open();  // Durable.
+  auto again = store_->SessionInputs("sess_a");
+  ASSERT_OK(again);
+  EXPECT_EQ(again->size(), 2u);
+}
+
 }  // namespace
 }  // namespace pycell::store

@@ -1687,6 +1687,60 @@ print("made:", ",".join(made))
 # --- restart: kill -9, then the same data dir ------------------------------------------------
 
 
+class TestLineage(ApiTestCase):
+    """A two-step chain: an output of one session becomes the input of another."""
+
+    def test_two_step_chain(self):
+        reply = API.upload_raw(unique("raw", "csv"), b"n\n1\n2\n3\n")
+        self.assertEqual(reply.status, 201, reply)
+        raw = reply.json()
+        first = self.new_session(file_ids=[raw["id"]], metadata={"agent_id": "agent-1",
+                                                                  "thread_id": "t-1"})
+        # A file the first cell writes is present for the second cell of the same session.
+        self.run_ok(first["id"], "open('/mnt/data/note.txt', 'w').write('x')")
+        step1 = self.run_ok(first["id"], "import pandas as pd\n"
+                            "df = pd.read_csv('%s')\n"
+                            "(df * 10).to_csv('/mnt/data/mid.csv', index=False)" % raw["filename"])
+        mid = [a for a in step1["artifacts"] if a["filename"] == "mid.csv"][0]
+        second = self.new_session(file_ids=[mid["id"]], metadata={"run_id": "r-2"})
+        step2 = self.run_ok(second["id"], "import pandas as pd\n"
+                            "pd.read_csv('mid.csv').sum().to_csv('/mnt/data/out.csv')")
+        out = [a for a in step2["artifacts"] if a["filename"] == "out.csv"][0]
+
+        reply = API.get("/v1/files/%s/lineage" % out["id"])
+        self.assertEqual(reply.status, 200, reply)
+        lineage = reply.json()
+        self.assertEqual(lineage["file"]["id"], out["id"])
+        produced = lineage["produced_by"]
+        self.assertEqual(produced["execution"]["id"], step2["id"])
+        self.assertEqual(produced["execution"]["code_sha256"], step2["code_sha256"])
+        self.assertEqual(produced["session"]["id"], second["id"])
+        self.assertEqual(produced["session"]["run_id"], "r-2")
+        self.assertEqual([i["file_id"] for i in produced["inputs"]], [mid["id"]])
+        self.assertEqual(produced["inputs"][0]["sha256"], mid["sha256"])
+        # Recursively: mid.csv came from step 1, whose inputs were the raw upload and note.txt.
+        earlier = produced["inputs"][0]["produced_by"]
+        self.assertEqual(earlier["execution"]["id"], step1["id"])
+        self.assertEqual(earlier["session"]["agent_id"], "agent-1")
+        self.assertEqual(earlier["session"]["thread_id"], "t-1")
+        inputs = {i["filename"]: i for i in earlier["inputs"]}
+        self.assertEqual(set(inputs), {raw["filename"], "note.txt"})
+        self.assertEqual(inputs[raw["filename"]]["sha256"], raw["sha256"])
+        self.assertEqual(inputs[raw["filename"]]["via"], "placed")
+        self.assertNotIn("produced_by", inputs[raw["filename"]])
+        self.assertEqual(inputs["note.txt"]["via"], "written_earlier_in_session")
+
+        # Forward: the raw upload was used by the first session's two cells.
+        reply = API.get("/v1/files/%s/lineage" % raw["id"])
+        self.assertEqual(reply.status, 200, reply)
+        forward = reply.json()
+        self.assertIsNone(forward["produced_by"])
+        self.assertEqual([u["session_id"] for u in forward["used_by"]], [first["id"]])
+        self.assertEqual([e["id"] for e in forward["used_by"][0]["executions"]][-1], step1["id"])
+        self.assertError(API.get("/v1/files/file_00000000000000000000000000/lineage"), 404,
+                         "not_found")
+
+
 class TestConfigAndShutdown(ApiTestCase):
     """The configuration file is checked before anything starts; SIGTERM lets requests in
     flight finish within the grace period, then interrupts their cells and records why."""

@@ -561,6 +561,28 @@ class ExecTest(CliTestCase):
         self.assertExit(pycell("sessions", "rm", record["session_id"], "--json"), 0)
 
 
+class LineageTest(CliTestCase):
+    def test_lineage_of_an_artifact(self):
+        data = self.write("in.csv", "n\n1\n2\n")
+        run = pycell("exec", "--json", "--file", data,
+                     stdin="import pandas as pd\npd.read_csv('in.csv').to_csv('/mnt/data/out.csv')\n")
+        self.assertExit(run, 0)
+        record = run.json()
+        artifact = [a for a in record["artifacts"] if a["filename"] == "out.csv"][0]
+        run = pycell("lineage", artifact["id"])
+        self.assertExit(run, 0)
+        self.assertIn("written by " + record["id"], run.out)
+        self.assertIn("from in.csv", run.out)
+        run = pycell("lineage", artifact["id"], "--json")
+        self.assertExit(run, 0)
+        lineage = run.json()
+        self.assertEqual(lineage["produced_by"]["execution"]["id"], record["id"])
+        self.assertEqual([i["filename"] for i in lineage["produced_by"]["inputs"]], ["in.csv"])
+        run = pycell("lineage", "file_00000000000000000000000000")
+        self.assertExit(run, 1)
+        self.assertIn("not_found", run.err)
+
+
 class UrlTest(CliTestCase):
     def test_unreachable_server(self):
         for args in (["files", "list"], ["sessions", "list"], ["exec"]):
