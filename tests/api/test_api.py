@@ -502,6 +502,20 @@ def result_text(record):
 # --- health, discovery, routing --------------------------------------------------------------
 
 
+class SharedSessionTestCase(ApiTestCase):
+    """One session for the whole class, in self.session_id."""
+
+    @classmethod
+    def setUpClass(cls):
+        reply = API.create_session()
+        assert reply.status == 201, reply
+        cls.session_id = reply.json()["id"]
+
+    @classmethod
+    def tearDownClass(cls):
+        API.delete("/v1/sessions/" + cls.session_id)
+
+
 class TestHealthAndRouting(ApiTestCase):
     def test_healthz(self):
         reply = API.get("/healthz")
@@ -1071,17 +1085,7 @@ class TestUploadRefusals(ApiTestCase):
 # --- bad JSON bodies -------------------------------------------------------------------------
 
 
-class TestBadBodies(ApiTestCase):
-    @classmethod
-    def setUpClass(cls):
-        reply = API.create_session()
-        assert reply.status == 201, reply
-        cls.session_id = reply.json()["id"]
-
-    @classmethod
-    def tearDownClass(cls):
-        API.delete("/v1/sessions/" + cls.session_id)
-
+class TestBadBodies(SharedSessionTestCase):
     def test_create_session_bad_bodies(self):
         cases = [(b"{", "JSON"), (b"not json", "JSON"), (b"[1, 2]", "object"), (b'"x"', "object"),
                  (b"42", "object"), (b"null", "object"),
@@ -1302,17 +1306,7 @@ class TestSessions(ApiTestCase):
 # --- executions ------------------------------------------------------------------------------
 
 
-class TestExecutions(ApiTestCase):
-    @classmethod
-    def setUpClass(cls):
-        reply = API.create_session()
-        assert reply.status == 201, reply
-        cls.session_id = reply.json()["id"]
-
-    @classmethod
-    def tearDownClass(cls):
-        API.delete("/v1/sessions/" + cls.session_id)
-
+class TestExecutions(SharedSessionTestCase):
     def test_result(self):
         record = self.run_ok(self.session_id, "x = 21\nx * 2")
         self.assertEqual(record["object"], "execution")
@@ -1418,17 +1412,7 @@ class TestExecutions(ApiTestCase):
         self.assertError(reply, 404, "not_found")
 
 
-class TestTimeoutAndBusy(ApiTestCase):
-    @classmethod
-    def setUpClass(cls):
-        reply = API.create_session()
-        assert reply.status == 201, reply
-        cls.session_id = reply.json()["id"]
-
-    @classmethod
-    def tearDownClass(cls):
-        API.delete("/v1/sessions/" + cls.session_id)
-
+class TestTimeoutAndBusy(SharedSessionTestCase):
     def test_timeout(self):
         started = time.monotonic()
         reply = API.execute(self.session_id, "import time\ntime.sleep(30)", timeout_s=1)
