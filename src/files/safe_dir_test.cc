@@ -355,6 +355,30 @@ TEST_F(SafeDirTest, CreateFileFromCopiesContentAndSetsOwner) {
   EXPECT_EQ(st.st_gid, group);
 }
 
+TEST_F(SafeDirTest, CreateFileFromCopiesLargeFilesAndPipesExactly) {
+  // Larger than one kernel copy step and than the read/write buffer, with no repeating period.
+  std::string big(3 * (1 << 20) + 12345, '\0');
+  uint32_t x = 2463534242u;
+  for (char& c : big) {
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+    c = static_cast<char>(x);
+  }
+  WriteFile(outside_ + "/big", big);
+  UniqueFd file(::open((outside_ + "/big").c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_OK(dir_->CreateFileFrom("big.bin", file.get(), ::geteuid(), ::getegid()));
+  EXPECT_TRUE(ReadFile(In("big.bin")) == big);
+  // A pipe cannot be cloned: the fallbacks copy it.
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  UniqueFd read_end(pipe_fds[0]);
+  {
+    UniqueFd write_end(pipe_fds[1]);
+    ASSERT_EQ(::write(write_end.get(), "piped,data\n", 11), 11);
+  }
+  ASSERT_OK(dir_->CreateFileFrom("piped.csv", read_end.get(), ::geteuid(), ::getegid()));
+  EXPECT_EQ(ReadFile(In("piped.csv")), "piped,data\n");
+}
+
 TEST_F(SafeDirTest, CreateFileFromRefusesUnsafeNames) {
   UniqueFd source(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   const std::string with_nul("a\0b", 3), too_long(256, 'n');
