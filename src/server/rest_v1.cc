@@ -74,13 +74,20 @@ bool WantsEventStream(const Request& request) {
 Status PumpBody(BodyReader* reader, OverlappedWriter& writer,
                 const std::function<Status(std::string_view)>& feed) {
   std::vector<char> buffers[2] = {std::vector<char>(1 << 20), std::vector<char>(1 << 20)};
-  for (int current = 0;; current ^= 1) {
-    ASSIGN_OR_RETURN(size_t n, reader->Read(buffers[current].data(), buffers[current].size()));
-    // The other buffer's writes must be done before it is read into, next turn.
-    RETURN_IF_ERROR(writer.Drain());
-    if (n == 0) return Status::Ok();
-    RETURN_IF_ERROR(feed(std::string_view(buffers[current].data(), n)));
-  }
+  Status status = [&]() -> Status {
+    for (int current = 0;; current ^= 1) {
+      ASSIGN_OR_RETURN(size_t n, reader->Read(buffers[current].data(), buffers[current].size()));
+      // The other buffer's writes must be done before it is read into, next turn.
+      RETURN_IF_ERROR(writer.Drain());
+      if (n == 0) return Status::Ok();
+      RETURN_IF_ERROR(feed(std::string_view(buffers[current].data(), n)));
+    }
+  }();
+  // Whatever ended the loop, no queued write may outlive the buffers it points into.
+  // (Regression: a refused multipart body returned here with writes still queued; ASan caught
+  // the writer's thread reading freed memory.)
+  Status drained = writer.Drain();
+  return status.ok() ? drained : status;
 }
 
 // Streams the body into an upload: multipart (field "file") or raw with ?filename=.
