@@ -353,7 +353,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
     int one = 1;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (::bind(fd.get(), a->ai_addr, a->ai_addrlen) != 0) {
-      last = Status::FromErrno("bind " + listen).WithReason("");
+      last = Status::FromErrno("bind " + listen);
       if (errno == EADDRINUSE) {
         last = Status::Unavailable("cannot listen on " + listen +
                                    ": the address is in use (another pycell serve?); choose "
@@ -400,6 +400,13 @@ void HttpServer::StopAccepting() {
   (void)!::write(stop_.get(), &one, sizeof one);
   if (accept_thread_.joinable()) accept_thread_.join();
   listener_.Reset();
+}
+
+void HttpServer::RequestDone() {
+  // Under mu_, so that WaitIdle cannot miss the wake-up between its check and its wait.
+  std::lock_guard<std::mutex> lock(mu_);
+  in_flight_--;
+  cv_.notify_all();
 }
 
 bool HttpServer::WaitIdle(std::chrono::milliseconds timeout) {
@@ -573,8 +580,7 @@ void HttpServer::Serve(int fd, std::string peer) {
                                              std::to_string(config.max_json_body_bytes) + " bytes")
                        .WithReason("payload_too_large");
         } else if (ec) {
-          in_flight_--;
-          cv_.notify_all();
+          RequestDone();
           return;  // Timed out or went away mid-body: nobody to answer.
         } else {
           body_unread = false;
@@ -600,8 +606,7 @@ void HttpServer::Serve(int fd, std::string peer) {
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
     LOG_INFO("{} {} {} {} {:.2f}ms {}", peer, request.method, request.target, status_code,
                      ms, request.request_id);
-    in_flight_--;
-    cv_.notify_all();
+    RequestDone();
     if (!ok || !keep_alive) {
       ::shutdown(fd, SHUT_WR);
       return;

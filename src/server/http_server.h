@@ -56,6 +56,7 @@ class HttpServer {
       : options_(std::move(options)), router_(router) {}
   void AcceptLoop();
   void Serve(int fd, std::string peer);
+  void RequestDone();
 
   const HttpServerOptions options_;
   const Router* router_;

@@ -433,11 +433,8 @@ Result<Json> Service::PutSessionFiles(const std::string& session_id,
     if (!IsValidId(id, "file_")) return Status::NotFound("no file " + id);
     ASSIGN_OR_RETURN(store::FileRow row, store_->GetFile(id));
     ASSIGN_OR_RETURN(UniqueFd fd, blobs_->OpenBlob(row.sha256));
-    Status s = session->PutFile(row.filename, fd.get());
-    if (s.code() == StatusCode::kInternal && s.message().find("exists") != std::string::npos) {
-      s = Status::FailedPrecondition(s.message());
-    }
-    RETURN_IF_ERROR(s.WithContext("placing " + id));
+    // SafeDir says FailedPrecondition (409) for a name already in /mnt/data.
+    RETURN_IF_ERROR(session->PutFile(row.filename, fd.get()).WithContext("placing " + id));
     RETURN_IF_ERROR(
         store_->AddSessionInputs({{session_id, id, row.filename, row.sha256, NowMs()}}));
     placed.push_back({{"file_id", id}, {"path", "/mnt/data/" + row.filename}, {"bytes", row.bytes}});

@@ -25,7 +25,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -37,6 +36,9 @@ import unittest
 import urllib.parse
 import zlib
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import pycell_server  # noqa: E402  (tests/pycell_server.py)
+
 PYCELL = None  # The binary, from --pycell.
 WORK_DIR = None  # Temporary folder of this run: data dirs, logs, host-side decoys.
 SERVER = None  # The module's server.
@@ -44,8 +46,7 @@ API = None  # A client of it.
 
 RUNTIME_DIR = "/run/pycell-api-tests"
 RESTART_RUNTIME_DIR = "/run/pycell-api-tests-restart"
-LISTENING_RE = re.compile(r"^pycell serve: listening on http://(\S+):(\d+) \(data (.*)\)$")
-STOPPED_LINE = "pycell serve: stopped"
+STOPPED_LINE = pycell_server.STOPPED_LINE
 # Prefix and 26 characters of lower-case Crockford base32 (src/common/ids.h).
 ID_RE = {p: re.compile("^" + p + "[0-9a-hjkmnp-tv-z]{26}$") for p in ("file_", "sess_", "exec_")}
 RFC3339_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
@@ -58,106 +59,15 @@ MISSING_EXECUTION_ID = "exec_" + "0" * 26
 # --- the server ------------------------------------------------------------------------------
 
 
-class Server:
-    """One `pycell serve` process: stdout is read by a thread (for the listening and stopped
-    lines), stderr (the log) goes to a file shown when something fails."""
+class Server(pycell_server.ServeProcess):
+    """The module's server; start() returns a Client of it."""
 
     def __init__(self, data_dir, runtime_dir, log_path):
-        self.data_dir = data_dir
-        self.runtime_dir = runtime_dir
-        self.log_path = log_path
-        self.proc = None
-        self.host = None
-        self.port = None
-        self.stdout_lines = []
-        self._lines_cv = threading.Condition()
-        self._reader = None
+        super().__init__(PYCELL, data_dir, runtime_dir, log_path)
 
-    def start(self, listen_timeout=60, ready_timeout=120, extra_args=()):
-        log = open(self.log_path, "ab")
-        self.stdout_lines = []
-        self.proc = subprocess.Popen(
-            [PYCELL, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
-             "--runtime-dir", self.runtime_dir, "--ready-sessions", "1", *extra_args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
-        log.close()
-        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + listen_timeout
-        match = None
-        with self._lines_cv:
-            while match is None:
-                for line in self.stdout_lines:
-                    match = LISTENING_RE.match(line)
-                    if match:
-                        break
-                if match:
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    raise RuntimeError("pycell serve printed no listening line within %d s "
-                                       "(exit %s)\nstdout: %r\n%s" %
-                                       (listen_timeout, self.proc.poll(), self.stdout_lines,
-                                        self.log_tail()))
-                self._lines_cv.wait(min(left, 0.2))
-        self.host, self.port = match.group(1), int(match.group(2))
-        if os.path.realpath(match.group(3)) != os.path.realpath(self.data_dir):
-            raise RuntimeError("the listening line names data dir %r, not %r" %
-                               (match.group(3), self.data_dir))
-        client = Client(self.host, self.port)
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            try:
-                reply = client.get("/readyz", timeout=5)
-            except OSError:
-                reply = None
-            if reply is not None and reply.status == 200:
-                return client
-            if reply is not None and (reply.status != 503 or not reply.header("retry-after")):
-                raise RuntimeError("GET /readyz while the pool fills: want 200, or 503 with "
-                                   "Retry-After; got %r" % reply)
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("GET /readyz was not 200 within %d s (exit %s)\n%s" %
-                                   (ready_timeout, self.proc.poll(), self.log_tail()))
-            time.sleep(0.1)
-
-    def _read_stdout(self):
-        for raw in self.proc.stdout:
-            with self._lines_cv:
-                self.stdout_lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self._lines_cv.notify_all()
-
-    def stop(self, timeout=60):
-        """SIGTERM; the exit code (None if it did not exit within `timeout`)."""
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            rc = None
-        self._reader.join(10)
-        self.proc.stdout.close()
-        return rc
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-        self._reader.join(10)
-        self.proc.stdout.close()
-
-    def last_stdout_line(self):
-        lines = [l for l in self.stdout_lines if l.strip()]
-        return lines[-1] if lines else None
-
-    def log_tail(self, lines=40):
-        try:
-            with open(self.log_path, "rb") as f:
-                text = f.read().decode("utf-8", "replace")
-        except OSError:
-            return "(no log)"
-        tail = "\n".join(text.splitlines()[-lines:])
-        return "--- server log (last %d lines) ---\n%s" % (lines, tail)
+    def start(self, **kw):
+        super().start(**kw)
+        return Client(self.host, self.port)
 
 
 # --- HTTP ------------------------------------------------------------------------------------

@@ -27,13 +27,15 @@ import threading
 import time
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import pycell_server  # noqa: E402  (tests/pycell_server.py)
+
 PYCELL = None  # The binary, from --pycell.
 WORK_DIR = None  # Temporary folder of this run.
 SERVER = None  # The module's `pycell serve` process.
 URL = None  # Its base URL.
 
 RUNTIME_DIR = "/run/pycell-cli-tests"
-LISTENING_RE = re.compile(r"^pycell serve: listening on (http://\S+:\d+) ")
 ID_RE = {p: re.compile(p + "[0-9a-zA-Z]{26}") for p in ("file_", "sess_", "exec_")}
 MISSING_FILE_ID = "file_" + "0" * 26
 MISSING_SESSION_ID = "sess_" + "0" * 26
@@ -43,85 +45,25 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # --- the server ------------------------------------------------------------------------------
 
 
-class Server:
-    def __init__(self, data_dir, log_path):
-        self.log_path = log_path
-        log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [PYCELL, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-             "--runtime-dir", RUNTIME_DIR, "--ready-sessions", "1"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
-        log.close()
-        self.lines = []
-        self.url = None
-        deadline = time.monotonic() + 60
-        for raw in self.proc.stdout:  # Blocks until the listening line (or exit).
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self.lines.append(line)
-            match = LISTENING_RE.match(line)
-            if match:
-                self.url = match.group(1)
-                break
-            if time.monotonic() > deadline:
-                break
-        if self.url is None:
-            self.proc.kill()
-            raise RuntimeError("pycell serve printed no listening line: %r\n%s" %
-                               (self.lines, self.log_tail()))
-        threading.Thread(target=self._drain, daemon=True).start()
-        self._wait_ready()
-
-    def _drain(self):
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-
-    def _wait_ready(self):
-        import urllib.request
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=5) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise RuntimeError("GET /readyz was not 200 within 120 s\n" + self.log_tail())
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            rc = None
-        self.proc.stdout.close()
-        return rc
-
-    def log_tail(self, lines=30):
-        try:
-            with open(self.log_path, "rb") as f:
-                text = f.read().decode("utf-8", "replace")
-        except OSError:
-            return "(no log)"
-        return "--- server log ---\n" + "\n".join(text.splitlines()[-lines:])
-
-
 def setUpModule():
     global SERVER, URL, WORK_DIR
     WORK_DIR = tempfile.mkdtemp(prefix="pycell-cli-tests-")
     os.makedirs(os.path.join(WORK_DIR, "data"))
-    SERVER = Server(os.path.join(WORK_DIR, "data"), os.path.join(WORK_DIR, "server.log"))
-    URL = SERVER.url
+    SERVER = pycell_server.ServeProcess(PYCELL, os.path.join(WORK_DIR, "data"), RUNTIME_DIR,
+                                        os.path.join(WORK_DIR, "server.log"))
+    try:
+        SERVER.start()
+    except BaseException:
+        if SERVER.proc and SERVER.proc.poll() is None:
+            SERVER.kill()
+        raise
+    URL = "http://%s:%d" % (SERVER.host, SERVER.port)
 
 
 def tearDownModule():
     try:
         if SERVER is not None and SERVER.proc.poll() is None:
-            rc = SERVER.stop()
+            rc = SERVER.stop(timeout=60)
             if rc != 0:
                 raise AssertionError("after SIGTERM the server exited %s\n%s" %
                                      (rc, SERVER.log_tail()))
