@@ -75,6 +75,9 @@ constexpr char kUsage[] =
     "  --no-jupyter        skip the Jupyter baseline\n"
     "  --json FILE         also write the results as JSON\n";
 
+// "Bearer <the admin key the server wrote at first start>", sent with every request.
+std::string g_authorization;
+
 // One keep-alive connection.
 class Client {
  public:
@@ -88,6 +91,7 @@ class Client {
               std::string* body, const char* content_type = "application/json") {
     http::request<http::string_body> req{verb, target, 11};
     req.set(http::field::host, "127.0.0.1");
+    if (!g_authorization.empty()) req.set(http::field::authorization, g_authorization);
     if (!body_text.empty() || verb == http::verb::post) {
       req.set(http::field::content_type, content_type);
       req.body() = body_text;
@@ -106,6 +110,7 @@ class Client {
              std::string* body) {
     http::request<http::empty_body> req{http::verb::post, "/v1/files?filename=" + filename, 11};
     req.set(http::field::host, "127.0.0.1");
+    req.set(http::field::authorization, g_authorization);
     req.set(http::field::content_type, "application/octet-stream");
     req.content_length(bytes);
     http::request_serializer<http::empty_body> sr{req};
@@ -236,6 +241,17 @@ int Main(const Flags& flags) {
     std::cerr << "http_bench: the server did not start: " << line << "\n";
     kill(server, SIGKILL);
     return 1;
+  }
+  {
+    std::ifstream key_file(data_dir + "/admin.key");
+    std::string key;
+    std::getline(key_file, key);
+    if (key.empty()) {
+      std::cerr << "http_bench: the server wrote no " << data_dir << "/admin.key\n";
+      kill(server, SIGKILL);
+      return 1;
+    }
+    g_authorization = "Bearer " + key;
   }
   json results = {{"cores", std::thread::hardware_concurrency()}};
   std::printf("pycell over HTTP on loopback (%u cores)\n", std::thread::hardware_concurrency());

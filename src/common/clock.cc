@@ -1,5 +1,7 @@
 #include "common/clock.h"
 
+#include <cctype>
+#include <cstdio>
 #include <ctime>
 
 namespace pycell {
@@ -30,6 +32,65 @@ std::string FormatRfc3339(std::chrono::system_clock::time_point t) {
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(ms % 1000));
   return buf;
+}
+
+Result<int64_t> ParseRfc3339Ms(const std::string& text) {
+  auto invalid = [&] {
+    return Status::InvalidArgument("\"" + text.substr(0, 64) +
+                                   "\" is not a time; use RFC 3339, e.g. 2026-11-27T20:56:38Z, "
+                                   "or a date, e.g. 2026-11-27");
+  };
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, consumed = 0;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2d%n", &year, &month, &day, &consumed) != 3 ||
+      consumed != 10) {
+    return invalid();
+  }
+  size_t pos = 10;
+  int64_t millis = 0, offset_s = 0;
+  if (pos < text.size()) {
+    if (text[pos] != 'T' && text[pos] != 't' && text[pos] != ' ') return invalid();
+    if (std::sscanf(text.c_str() + pos + 1, "%2d:%2d:%2d%n", &hour, &minute, &second,
+                    &consumed) != 3 ||
+        consumed != 8) {
+      return invalid();
+    }
+    pos += 9;
+    if (pos < text.size() && text[pos] == '.') {
+      int digits = 0;
+      for (++pos; pos < text.size() && std::isdigit(static_cast<unsigned char>(text[pos])); ++pos) {
+        if (digits++ < 3) millis = millis * 10 + (text[pos] - '0');
+      }
+      if (digits == 0) return invalid();
+      for (; digits < 3; ++digits) millis *= 10;
+    }
+    if (pos >= text.size()) return invalid();
+    if (text[pos] == 'Z' || text[pos] == 'z') {
+      ++pos;
+    } else if (text[pos] == '+' || text[pos] == '-') {
+      int oh = 0, om = 0;
+      if (std::sscanf(text.c_str() + pos + 1, "%2d:%2d%n", &oh, &om, &consumed) != 2 ||
+          consumed != 5 || oh > 23 || om > 59) {
+        return invalid();
+      }
+      offset_s = (text[pos] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+      pos += 6;
+    } else {
+      return invalid();
+    }
+    if (pos != text.size()) return invalid();
+  }
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
+    return invalid();
+  }
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  std::time_t seconds = timegm(&tm);
+  return (static_cast<int64_t>(seconds) - offset_s) * 1000 + millis;
 }
 
 }  // namespace pycell

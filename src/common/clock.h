@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/status.h"
+
 namespace pycell {
 
 class Clock {
@@ -37,5 +39,9 @@ class FakeClock : public Clock {
 
 // "2026-11-27T20:56:38.123Z"
 std::string FormatRfc3339(std::chrono::system_clock::time_point t);
+// Milliseconds since the epoch of an RFC 3339 time ("2026-11-27T20:56:38Z", with optional
+// fraction and a Z or ±hh:mm offset) or a plain date ("2026-11-27", midnight UTC).
+// InvalidArgument naming the text otherwise.
+Result<int64_t> ParseRfc3339Ms(const std::string& text);
 
 }  // namespace pycell

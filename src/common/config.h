@@ -76,6 +76,21 @@ struct RetentionConfig {
   std::chrono::seconds sweep_interval{60};
 };
 
+// What usage costs (docs/access.md). All 0 by default: pycell meters, the operator prices.
+struct PriceConfig {
+  std::string currency = "USD";
+  double per_session = 0;           // Each session, from allocation to end (like ACA sessions).
+  double per_cpu_hour = 0;
+  double per_gb_month = 0;          // Storage held: 10^9 bytes for 730 hours.
+  double per_gb_transferred = 0;    // Uploads and downloads: 10^9 bytes.
+};
+
+struct UsageConfig {
+  // Sessions running longer than this are flagged (a warning in the log, and the session object
+  // says over_expected_duration). 0: never.
+  std::chrono::seconds expected_session{3600};
+};
+
 // Everything `pycell serve` is configured with: file, then flags, then request bodies (within
 // the pools' limits). engine.pool is unused here: each of `pools` gets its own engine.
 struct ServiceConfig {
@@ -83,6 +98,8 @@ struct ServiceConfig {
   EngineConfig engine;
   std::vector<PoolConfig> pools = {PoolConfig{}};
   RetentionConfig retention;
+  PriceConfig prices;
+  UsageConfig usage;
 
   // The engine configuration of one pool.
   EngineConfig EngineFor(const PoolConfig& pool) const;

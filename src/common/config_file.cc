@@ -206,6 +206,32 @@ Status ReadRoot(const toml::table& root, ServiceConfig* config) {
     RETURN_IF_ERROR(t.Finish());
   }
   RETURN_IF_ERROR(error);
+  if (const toml::table* prices = r.Table("prices", &error)) {
+    TableReader t(*prices, "prices");
+    PriceConfig& c = config->prices;
+    RETURN_IF_ERROR(t.String("currency", &c.currency));
+    RETURN_IF_ERROR(t.Double("price_per_session", &c.per_session));
+    RETURN_IF_ERROR(t.Double("price_per_cpu_hour", &c.per_cpu_hour));
+    RETURN_IF_ERROR(t.Double("price_per_gb_month", &c.per_gb_month));
+    RETURN_IF_ERROR(t.Double("price_per_gb_transferred", &c.per_gb_transferred));
+    RETURN_IF_ERROR(t.Finish());
+    for (double price : {c.per_session, c.per_cpu_hour, c.per_gb_month, c.per_gb_transferred}) {
+      if (!(price >= 0 && price < 1e9)) {
+        return Status::InvalidArgument("prices: every price must be a number from 0 up");
+      }
+    }
+    if (c.currency.empty() || c.currency.size() > 8) {
+      return Status::InvalidArgument("prices.currency: expected a currency code such as \"USD\"");
+    }
+  }
+  RETURN_IF_ERROR(error);
+  if (const toml::table* usage = r.Table("usage", &error)) {
+    TableReader t(*usage, "usage");
+    RETURN_IF_ERROR(t.Seconds("expected_session_s", &config->usage.expected_session, 0,
+                              365 * 86400));
+    RETURN_IF_ERROR(t.Finish());
+  }
+  RETURN_IF_ERROR(error);
   if (const toml::array* pools = r.Array("pools", &error)) {
     config->pools.clear();
     for (size_t i = 0; i < pools->size(); ++i) {

@@ -17,6 +17,7 @@ std::string_view StatusCodeName(StatusCode code) {
     case StatusCode::kDeadlineExceeded: return "DEADLINE_EXCEEDED";
     case StatusCode::kUnavailable: return "UNAVAILABLE";
     case StatusCode::kInternal: return "INTERNAL";
+    case StatusCode::kUnauthenticated: return "UNAUTHENTICATED";
   }
   return "UNKNOWN";
 }
@@ -44,6 +45,12 @@ Status Status::WithContext(std::string_view context) const {
 Status Status::WithReason(std::string reason) const {
   Status s = *this;
   if (!s.ok()) s.reason_ = std::move(reason);
+  return s;
+}
+
+Status Status::WithRetryAfter(int64_t seconds) const {
+  Status s = *this;
+  if (!s.ok()) s.retry_after_s_ = seconds;
   return s;
 }
 

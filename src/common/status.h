@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cerrno>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +37,7 @@ enum class StatusCode {
   kDeadlineExceeded,    // 504
   kUnavailable,         // 503: try again later (e.g. the pool is not warm).
   kInternal,            // 500: the host failed us (a system call, a dead zygote).
+  kUnauthenticated,     // 401: no valid credentials (missing, wrong or revoked key).
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -52,6 +54,7 @@ class [[nodiscard]] Status {
   static Status DeadlineExceeded(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status Unauthenticated(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
   // A failed system call: "what: strerror(errno)". `err` defaults to the current errno.
   static Status FromErrno(std::string_view what, int err = errno);
 
@@ -59,6 +62,8 @@ class [[nodiscard]] Status {
   StatusCode code() const { return code_; }
   const std::string& message() const { return message_; }
   bool IsNotFound() const { return code_ == StatusCode::kNotFound; }
+  bool IsUnauthenticated() const { return code_ == StatusCode::kUnauthenticated; }
+  bool IsPermissionDenied() const { return code_ == StatusCode::kPermissionDenied; }
   bool IsInvalidArgument() const { return code_ == StatusCode::kInvalidArgument; }
   bool IsFailedPrecondition() const { return code_ == StatusCode::kFailedPrecondition; }
   bool IsResourceExhausted() const { return code_ == StatusCode::kResourceExhausted; }
@@ -70,6 +75,10 @@ class [[nodiscard]] Status {
   // API puts it in error.code. Empty unless set.
   Status WithReason(std::string reason) const;
   const std::string& reason() const { return reason_; }
+  // For limits that lift with time (quotas, rate limits): when to try again, in seconds; the API
+  // sends it as Retry-After. 0 unless set.
+  Status WithRetryAfter(int64_t seconds) const;
+  int64_t retry_after_s() const { return retry_after_s_; }
   // "INVALID_ARGUMENT: message", or "OK".
   std::string ToString() const;
 
@@ -78,6 +87,7 @@ class [[nodiscard]] Status {
   StatusCode code_ = StatusCode::kOk;
   std::string message_;
   std::string reason_;
+  int64_t retry_after_s_ = 0;
 };
 
 // A value or the Status that explains why there is none.

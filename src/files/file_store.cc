@@ -1,5 +1,7 @@
 #include "files/file_store.h"
 
+#include "common/crypto.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -33,17 +35,6 @@ Status CheckSha256(const std::string& sha256) {
   if (IsSha256Hex(sha256)) return Status::Ok();
   return Status::InvalidArgument("\"" + sha256.substr(0, 80) +
                                  "\" is not a SHA-256 (64 lower-case hex digits)");
-}
-
-std::string ToHex(const unsigned char* bytes, size_t size) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(size * 2);
-  for (size_t i = 0; i < size; ++i) {
-    hex.push_back(kDigits[bytes[i] >> 4]);
-    hex.push_back(kDigits[bytes[i] & 0xf]);
-  }
-  return hex;
 }
 
 // A rename or a new entry is durable only once its folder is fsynced.
@@ -192,13 +183,6 @@ class FileBlobWriter : public BlobWriter {
 };
 
 }  // namespace
-
-std::string Sha256Hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int digest_size = 0;
-  CHECK(EVP_Digest(data.data(), data.size(), digest, &digest_size, EVP_sha256(), nullptr) == 1);
-  return ToHex(digest, digest_size);
-}
 
 Result<std::unique_ptr<FileStore>> FileStore::Open(const std::string& root) {
   RETURN_IF_ERROR(MakeDirs(root + "/blobs", 0700));

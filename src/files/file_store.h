@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/crypto.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 
@@ -65,7 +66,7 @@ class FileStore {
   std::string root_;
 };
 
-// SHA-256 of `data` as lower-case hex (OpenSSL).
-std::string Sha256Hex(std::string_view data);
+// The blob store names blobs by common/crypto.h's Sha256Hex.
+using ::pycell::Sha256Hex;
 
 }  // namespace pycell::files

@@ -550,6 +550,8 @@ void HttpServer::Serve(int fd, std::string peer) {
     } else if (!match.route) {
       result = Status::NotFound("no route " + request.method + " " + request.path +
                                 "; see /openapi.json");
+    } else if (Status allowed = router_->Authorize(&request, *match.route); !allowed.ok()) {
+      result = allowed;  // Before any body is read: a refused upload costs nothing.
     } else if (match.route->streams_body) {
       request.params = std::move(match.params);
       uint64_t limit = options_.max_streamed_body_bytes + (1 << 20);  // + multipart framing

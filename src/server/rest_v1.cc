@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "files/multipart.h"
 #include "server/overlapped_writer.h"
 #include "session/execution.h"
@@ -92,6 +93,7 @@ Status PumpBody(BodyReader* reader, OverlappedWriter& writer,
 
 // Streams the body into an upload: multipart (field "file") or raw with ?filename=.
 Result<Json> ReceiveUpload(Service& service, Request& request) {
+  const auth::Caller& caller = request.caller;
   const std::string& content_type = request.Header("content-type");
   std::unique_ptr<service::Upload> upload;
   OverlappedWriter writer([&upload](std::string_view data) { return upload->Write(data); });
@@ -107,7 +109,7 @@ Result<Json> ReceiveUpload(Service& service, Request& request) {
       if (!part.has_filename || part.filename.empty()) {
         return Status::InvalidArgument("the \"file\" part needs a filename in its Content-Disposition");
       }
-      ASSIGN_OR_RETURN(upload, service.BeginUpload(part.filename));
+      ASSIGN_OR_RETURN(upload, service.BeginUpload(caller, part.filename));
       return Status::Ok();
     };
     callbacks.on_part_data = [&](std::string_view data) -> Status {
@@ -135,7 +137,7 @@ Result<Json> ReceiveUpload(Service& service, Request& request) {
         "send the file as multipart/form-data (field \"file\") or as the raw body with "
         "?filename=NAME");
   }
-  ASSIGN_OR_RETURN(upload, service.BeginUpload(filename));
+  ASSIGN_OR_RETURN(upload, service.BeginUpload(caller, filename));
   RETURN_IF_ERROR(PumpBody(request.body_reader, writer, [&](std::string_view piece) {
     writer.Write(piece);
     return Status::Ok();
@@ -205,7 +207,8 @@ std::optional<std::pair<uint64_t, uint64_t>> ParseRange(const std::string& heade
 }
 
 Result<Response> FileContentResponse(Service& service, const Request& request) {
-  ASSIGN_OR_RETURN(service::FileContent content, service.OpenFile(request.params.at("id")));
+  ASSIGN_OR_RETURN(service::FileContent content,
+                   service.OpenFile(request.caller, request.params.at("id")));
   uint64_t size = static_cast<uint64_t>(content.row.bytes);
   std::string etag = "\"" + content.row.sha256 + "\"";
   Response r;
@@ -241,6 +244,8 @@ Result<Response> FileContentResponse(Service& service, const Request& request) {
                                                 std::to_string(range->second) + "/" +
                                                 std::to_string(size));
   }
+  // Audited before the first byte goes out: a download whose event cannot be written fails.
+  RETURN_IF_ERROR(service.RecordDownload(request.caller, content.row, body.length));
   r.file = std::move(body);
   return r;
 }
@@ -315,7 +320,7 @@ Result<Response> Execute(Service& service, Request& request, ResponseStream& str
   const std::string& id = request.params.at("id");
   std::string code = body["code"].get<std::string>();
   if (!WantsEventStream(request)) {
-    ASSIGN_OR_RETURN(std::string record, service.Execute(id, code, timeout));
+    ASSIGN_OR_RETURN(std::string record, service.Execute(request.caller, id, code, timeout));
     return Response::Json(200, std::move(record));
   }
   // Server-Sent Events: output as it comes, then the record. The head goes out with the first
@@ -336,7 +341,7 @@ Result<Response> Execute(Service& service, Request& request, ResponseStream& str
     send(output.kind == kernel::Output::Kind::kResult ? "result" : "display",
          Json::parse(session::OutputToJson(output, 0)));
   };
-  auto record = service.Execute(id, code, timeout, observer);
+  auto record = service.Execute(request.caller, id, code, timeout, observer);
   if (!record.ok()) {
     if (!stream.begun()) return record.status();
     send("error", {{"error", {{"code", ErrorCodeFor(record.status())},
@@ -350,87 +355,161 @@ Result<Response> Execute(Service& service, Request& request, ResponseStream& str
   return done;
 }
 
+// A time query parameter (RFC 3339 or a date), or `fallback` when absent.
+Result<int64_t> TimeQuery(const Request& request, const char* name, int64_t fallback) {
+  const std::string& text = request.Query(name);
+  if (text.empty()) return fallback;
+  auto ms = ParseRfc3339Ms(text);
+  if (!ms.ok()) return Status::InvalidArgument(std::string(name) + ": " + ms.status().message());
+  return ms;
+}
+
+Result<store::AuditFilter> AuditFilterFrom(const Request& request) {
+  store::AuditFilter filter;
+  ASSIGN_OR_RETURN(filter.from_ms, TimeQuery(request, "from", 0));
+  ASSIGN_OR_RETURN(filter.to_ms, TimeQuery(request, "to", 0));
+  filter.principal = request.Query("principal");
+  filter.action = request.Query("action");
+  filter.target = request.Query("target");
+  const std::string& after = request.Query("after_seq");
+  if (!after.empty()) {
+    char* end = nullptr;
+    long long value = std::strtoll(after.c_str(), &end, 10);
+    if (*end != '\0' || value < 0) return Status::InvalidArgument("after_seq must be an integer ≥ 0");
+    filter.after_seq = value;
+  }
+  ASSIGN_OR_RETURN(store::Page page, PageFrom(request));
+  filter.limit = page.limit;
+  return filter;
+}
+
+Result<auth::KeySpec> KeySpecFrom(const Request& request) {
+  ASSIGN_OR_RETURN(Json body, ParseBody(request, {"principal", "project", "role", "all_projects"}));
+  auth::KeySpec spec;
+  if (!body.contains("principal") || !body["principal"].is_string()) {
+    return Status::InvalidArgument("principal is required: the name of who will use the key");
+  }
+  spec.principal = body["principal"].get<std::string>();
+  if (body.contains("project") && !body["project"].is_null()) {
+    if (!body["project"].is_string()) return Status::InvalidArgument("project must be a string");
+    spec.project = body["project"].get<std::string>();
+  }
+  if (body.contains("role") && !body["role"].is_null()) {
+    if (!body["role"].is_string()) return Status::InvalidArgument("role must be a string");
+    spec.role = body["role"].get<std::string>();
+  }
+  if (body.contains("all_projects") && !body["all_projects"].is_null()) {
+    if (!body["all_projects"].is_boolean()) {
+      return Status::InvalidArgument("all_projects must be true or false");
+    }
+    spec.all_projects = body["all_projects"].get<bool>();
+  }
+  return spec;
+}
+
+Result<Json> ParseObject(const Request& request) {
+  if (request.body.empty()) return Json::object();
+  Json j = Json::parse(request.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::InvalidArgument("the body must be a JSON object");
+  }
+  return j;
+}
+
 }  // namespace
 
 void AddRestV1Routes(Router* router, Service* service, const std::string* openapi_json) {
   Service& s = *service;
-  auto add = [&](const char* method, const char* pattern, auto handler, bool streams = false) {
-    router->Add(Route{method, pattern,
+  using P = auth::Permission;
+  auto add = [&](const char* method, const char* pattern, P permission, auto handler,
+                 bool streams = false) {
+    router->Add(Route{method, pattern, permission,
                       [handler](Request& request, ResponseStream& stream) -> Result<Response> {
                         return handler(request, stream);
                       },
                       streams});
   };
+  router->SetAuthentication(
+      [&s](const Request& r) {
+        return s.authenticator().Authenticate(r.Header("authorization"), r.peer, r.request_id);
+      },
+      [&s](const auth::Caller& caller, const Route& route) {
+        return s.authenticator().Deny(caller, route.permission, route.method + " " + route.pattern);
+      });
 
   // --- the route table ---
-  add("GET", "/healthz", [](Request&, ResponseStream&) -> Result<Response> {
+  add("GET", "/healthz", P::kPublic, [](Request&, ResponseStream&) -> Result<Response> {
     return JsonResponse(200, {{"status", "ok"}});
   });
-  add("GET", "/readyz", [&s](Request&, ResponseStream&) -> Result<Response> {
+  add("GET", "/readyz", P::kPublic, [&s](Request&, ResponseStream&) -> Result<Response> {
     if (!s.Ready()) {
       return Status::Unavailable("the warm pool is still filling; retry shortly");
     }
     return JsonResponse(200, {{"status", "ready"}});
   });
-  add("GET", "/openapi.json", [openapi_json](Request&, ResponseStream&) -> Result<Response> {
+  add("GET", "/openapi.json", P::kPublic, [openapi_json](Request&, ResponseStream&) -> Result<Response> {
     return Response::Json(200, *openapi_json);
   });
 
-  add("POST", "/v1/files", [&s](Request& r, ResponseStream&) -> Result<Response> {
+  add("POST", "/v1/files", P::kFilesWrite, [&s](Request& r, ResponseStream&) -> Result<Response> {
     auto file = ReceiveUpload(s, r);
     if (!file.ok()) return WithUploadReason(file.status());
     return JsonResponse(201, *file);
   }, /*streams=*/true);
-  add("GET", "/v1/files", [&s](Request& r, ResponseStream&) -> Result<Response> {
+  add("GET", "/v1/files", P::kFilesRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(store::Page page, PageFrom(r));
-    store::FileFilter filter{r.Query("purpose"), r.Query("session_id"), r.Query("execution_id")};
+    store::FileFilter filter{"", r.Query("purpose"), r.Query("session_id"), r.Query("execution_id")};
+    if (!r.Query("project").empty()) {
+      ASSIGN_OR_RETURN(Json project, s.GetProject(r.caller, r.Query("project")));
+      filter.project_id = project["id"].get<std::string>();
+    }
     if (!filter.purpose.empty() && filter.purpose != "input" && filter.purpose != "output") {
       return Status::InvalidArgument("purpose must be input or output");
     }
-    ASSIGN_OR_RETURN(Json list, s.ListFiles(filter, page));
+    ASSIGN_OR_RETURN(Json list, s.ListFiles(r.caller, filter, page));
     return JsonResponse(200, list);
   });
-  add("GET", "/v1/files/{id}", [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json file, s.GetFile(r.params.at("id")));
+  add("GET", "/v1/files/{id}", P::kFilesRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json file, s.GetFile(r.caller, r.params.at("id")));
     return JsonResponse(200, file);
   });
-  add("GET", "/v1/files/{id}/content", [&s](Request& r, ResponseStream&) {
+  add("GET", "/v1/files/{id}/content", P::kFilesContent, [&s](Request& r, ResponseStream&) {
     return FileContentResponse(s, r);
   });
-  add("GET", "/v1/files/{id}/lineage", [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json lineage, s.Lineage(r.params.at("id")));
+  add("GET", "/v1/files/{id}/lineage", P::kLineageRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json lineage, s.Lineage(r.caller, r.params.at("id")));
     return JsonResponse(200, lineage);
   });
-  add("DELETE", "/v1/files/{id}", [&s](Request& r, ResponseStream&) -> Result<Response> {
+  add("DELETE", "/v1/files/{id}", P::kFilesWrite, [&s](Request& r, ResponseStream&) -> Result<Response> {
     const std::string& id = r.params.at("id");
-    RETURN_IF_ERROR(s.DeleteFile(id));
+    RETURN_IF_ERROR(s.DeleteFile(r.caller, id));
     return JsonResponse(200, {{"id", id}, {"object", "file"}, {"deleted", true}});
   });
 
-  add("POST", "/v1/sessions", [&s](Request& r, ResponseStream&) -> Result<Response> {
+  add("POST", "/v1/sessions", P::kSessionsCreate, [&s](Request& r, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(Json body, ParseBody(r, {"pool", "file_ids", "limits", "metadata"}));
     ASSIGN_OR_RETURN(service::CreateSessionRequest create, CreateRequestFrom(body));
-    ASSIGN_OR_RETURN(Json session, s.CreateSession(create));
+    ASSIGN_OR_RETURN(Json session, s.CreateSession(r.caller, create));
     return JsonResponse(201, session);
   });
-  add("GET", "/v1/sessions", [&s](Request& r, ResponseStream&) -> Result<Response> {
+  add("GET", "/v1/sessions", P::kSessionsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(store::Page page, PageFrom(r));
     const std::string& status = r.Query("status");
     if (!status.empty() && status != "active" && status != "ended") {
       return Status::InvalidArgument("status must be active or ended");
     }
-    ASSIGN_OR_RETURN(Json list, s.ListSessions(status, page));
+    ASSIGN_OR_RETURN(Json list, s.ListSessions(r.caller, status, r.Query("project"), page));
     return JsonResponse(200, list);
   });
-  add("GET", "/v1/sessions/{id}", [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json session, s.GetSession(r.params.at("id")));
+  add("GET", "/v1/sessions/{id}", P::kSessionsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json session, s.GetSession(r.caller, r.params.at("id")));
     return JsonResponse(200, session);
   });
-  add("DELETE", "/v1/sessions/{id}", [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json session, s.EndSession(r.params.at("id")));
+  add("DELETE", "/v1/sessions/{id}", P::kSessionsEnd, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json session, s.EndSession(r.caller, r.params.at("id")));
     return JsonResponse(200, session);
   });
-  add("POST", "/v1/sessions/{id}/files", [&s](Request& r, ResponseStream&) -> Result<Response> {
+  add("POST", "/v1/sessions/{id}/files", P::kSessionsFiles, [&s](Request& r, ResponseStream&) -> Result<Response> {
     const std::string& id = r.params.at("id");
     if (r.Header("content-type").rfind("application/json", 0) == 0) {
       std::string body;
@@ -444,31 +523,109 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
       r.body = std::move(body);
       ASSIGN_OR_RETURN(Json parsed, ParseBody(r, {"file_ids"}));
       ASSIGN_OR_RETURN(auto ids, FileIds(parsed));
-      ASSIGN_OR_RETURN(Json placed, s.PutSessionFiles(id, ids));
+      ASSIGN_OR_RETURN(Json placed, s.PutSessionFiles(r.caller, id, ids));
       return JsonResponse(200, placed);
     }
     // An upload straight into the session: stored as an input file, then placed.
-    RETURN_IF_ERROR(s.RequireLive(id));
+    RETURN_IF_ERROR(s.RequireLive(r.caller, id));
     auto file = ReceiveUpload(s, r);
     if (!file.ok()) return WithUploadReason(file.status());
-    ASSIGN_OR_RETURN(Json placed, s.PutSessionFiles(id, {(*file)["id"].get<std::string>()}));
+    ASSIGN_OR_RETURN(Json placed,
+                     s.PutSessionFiles(r.caller, id, {(*file)["id"].get<std::string>()}));
     return JsonResponse(201, placed);
   }, /*streams=*/true);
-  add("GET", "/v1/sessions/{id}/files", [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json list, s.ListSessionFiles(r.params.at("id")));
+  add("GET", "/v1/sessions/{id}/files", P::kSessionsFiles, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json list, s.ListSessionFiles(r.caller, r.params.at("id")));
     return JsonResponse(200, list);
   });
-  add("POST", "/v1/sessions/{id}/executions", [&s](Request& r, ResponseStream& stream) {
+  add("POST", "/v1/sessions/{id}/executions", P::kExecutionsRun, [&s](Request& r, ResponseStream& stream) {
     return Execute(s, r, stream);
   });
-  add("GET", "/v1/sessions/{id}/executions", [&s](Request& r, ResponseStream&) -> Result<Response> {
+  add("GET", "/v1/sessions/{id}/executions", P::kExecutionsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(store::Page page, PageFrom(r));
-    ASSIGN_OR_RETURN(Json list, s.ListExecutions(r.params.at("id"), page));
+    ASSIGN_OR_RETURN(Json list, s.ListExecutions(r.caller, r.params.at("id"), page));
     return JsonResponse(200, list);
   });
-  add("GET", "/v1/executions/{id}", [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(std::string execution, s.GetExecution(r.params.at("id")));
+  add("GET", "/v1/executions/{id}", P::kExecutionsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(std::string execution, s.GetExecution(r.caller, r.params.at("id")));
     return Response::Json(200, std::move(execution));
+  });
+
+  // --- identity, projects, keys ---
+  add("GET", "/v1/me", P::kWhoAmI, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json me, s.Me(r.caller));
+    return JsonResponse(200, me);
+  });
+  add("POST", "/v1/projects", P::kProjectsManage, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json body, ParseObject(r));
+    ASSIGN_OR_RETURN(auth::ProjectSpec spec, auth::ProjectSpecFromJson(body, /*creating=*/true));
+    ASSIGN_OR_RETURN(Json project, s.CreateProject(r.caller, spec));
+    return JsonResponse(201, project);
+  });
+  add("GET", "/v1/projects", P::kProjectsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json list, s.ListProjects(r.caller));
+    return JsonResponse(200, list);
+  });
+  add("GET", "/v1/projects/{id}", P::kProjectsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json project, s.GetProject(r.caller, r.params.at("id")));
+    return JsonResponse(200, project);
+  });
+  add("PATCH", "/v1/projects/{id}", P::kProjectsManage, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json body, ParseObject(r));
+    ASSIGN_OR_RETURN(auth::ProjectSpec spec, auth::ProjectSpecFromJson(body, /*creating=*/false));
+    ASSIGN_OR_RETURN(Json project, s.UpdateProject(r.caller, r.params.at("id"), spec));
+    return JsonResponse(200, project);
+  });
+  add("POST", "/v1/keys", P::kKeysManage, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(auth::KeySpec spec, KeySpecFrom(r));
+    ASSIGN_OR_RETURN(Json key, s.CreateKey(r.caller, spec));
+    return JsonResponse(201, key);
+  });
+  add("GET", "/v1/keys", P::kKeysManage, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    const std::string& revoked = r.Query("include_revoked");
+    if (!revoked.empty() && revoked != "true" && revoked != "false") {
+      return Status::InvalidArgument("include_revoked must be true or false");
+    }
+    ASSIGN_OR_RETURN(Json list, s.ListKeys(r.caller, r.Query("project"), revoked == "true"));
+    return JsonResponse(200, list);
+  });
+  add("GET", "/v1/keys/{id}", P::kKeysManage, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json key, s.GetKey(r.caller, r.params.at("id")));
+    return JsonResponse(200, key);
+  });
+  add("DELETE", "/v1/keys/{id}", P::kKeysManage, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json key, s.RevokeKey(r.caller, r.params.at("id")));
+    return JsonResponse(200, key);
+  });
+
+  // --- evidence: audit and usage ---
+  add("GET", "/v1/audit", P::kAuditRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(store::AuditFilter filter, AuditFilterFrom(r));
+    ASSIGN_OR_RETURN(Json list, s.ListAudit(r.caller, filter, r.Query("project")));
+    return JsonResponse(200, list);
+  });
+  add("GET", "/v1/usage", P::kUsageRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    // Default period: this UTC month so far.
+    int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    ASSIGN_OR_RETURN(int64_t month_start,
+                     ParseRfc3339Ms(FormatRfc3339(std::chrono::system_clock::time_point(
+                                                      std::chrono::milliseconds(now)))
+                                        .substr(0, 8) + "01"));
+    ASSIGN_OR_RETURN(int64_t from, TimeQuery(r, "from", month_start));
+    ASSIGN_OR_RETURN(int64_t to, TimeQuery(r, "to", now + 1));
+    std::string group_by = r.Query("group_by").empty() ? "project" : r.Query("group_by");
+    ASSIGN_OR_RETURN(Json usage, s.Usage(r.caller, group_by, from, to, r.Query("project")));
+    return JsonResponse(200, usage);
+  });
+
+  // --- operations ---
+  add("GET", "/v1/pools", P::kPoolsRead, [&s](Request&, ResponseStream&) -> Result<Response> {
+    return JsonResponse(200, s.Pools());
+  });
+  add("GET", "/v1/config", P::kConfigRead, [&s](Request&, ResponseStream&) -> Result<Response> {
+    return JsonResponse(200, s.ConfigJson());
   });
 }
 

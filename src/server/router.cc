@@ -76,6 +76,7 @@ int HttpStatusFor(const Status& status) {
     case StatusCode::kDeadlineExceeded: return 504;
     case StatusCode::kUnavailable: return 503;
     case StatusCode::kInternal: return 500;
+    case StatusCode::kUnauthenticated: return 401;
   }
   return 500;
 }
@@ -92,6 +93,7 @@ std::string ErrorCodeFor(const Status& status) {
     case StatusCode::kDeadlineExceeded: return "timeout";
     case StatusCode::kUnavailable: return "unavailable";
     case StatusCode::kInternal: return "internal";
+    case StatusCode::kUnauthenticated: return "unauthenticated";
   }
   return "internal";
 }
@@ -101,11 +103,32 @@ Response ErrorResponse(const Status& status) {
       {"error", {{"code", ErrorCodeFor(status)}, {"message", status.message()}}}};
   Response r = Response::Json(HttpStatusFor(status),
                               body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-  if (r.status == 503) r.headers.emplace_back("Retry-After", "1");
+  if (status.retry_after_s() > 0) {
+    r.headers.emplace_back("Retry-After", std::to_string(status.retry_after_s()));
+  } else if (r.status == 503) {
+    r.headers.emplace_back("Retry-After", "1");
+  }
+  if (r.status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"pycell\"");
   return r;
 }
 
 void Router::Add(Route route) { routes_.push_back(std::move(route)); }
+
+void Router::SetAuthentication(Authenticate authenticate, Deny deny) {
+  authenticate_ = std::move(authenticate);
+  deny_ = std::move(deny);
+}
+
+Status Router::Authorize(Request* request, const Route& route) const {
+  if (route.permission == auth::Permission::kPublic) return Status::Ok();
+  // A router without authentication refuses every non-public route: failing closed.
+  if (!authenticate_ || !deny_) return Status::Unauthenticated("authentication is not set up");
+  ASSIGN_OR_RETURN(request->caller, authenticate_(*request));
+  if (!auth::RoleAllows(request->caller.role, route.permission)) {
+    return deny_(request->caller, route);
+  }
+  return Status::Ok();
+}
 
 Router::Match Router::Find(const std::string& method, const std::string& path) const {
   Match match;

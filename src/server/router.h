@@ -1,5 +1,7 @@
-// Router: the table of routes — method, path pattern ("/v1/files/{id}/content") and handler — and
-// the request and response types handlers speak. Handlers are functions from a Request to a
+// Router: the table of routes — method, path pattern ("/v1/files/{id}/content"), the permission
+// it needs and handler — and the request and response types handlers speak. Authorize is the one
+// place a request's key is checked against its route's permission, before the handler runs (and
+// before an upload's body is read). Handlers are functions from a Request to a
 // Result<Response>; a non-OK Result becomes the API's error body. Nothing here knows Beast: the
 // HTTP server (http_server.cc) translates.
 //
@@ -15,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "auth/caller.h"
+#include "auth/roles.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 
@@ -52,6 +56,7 @@ struct Request {
   std::optional<uint64_t> content_length;
   std::string request_id;
   std::string peer;  // "127.0.0.1:51234"
+  auth::Caller caller;  // Set by Router::Authorize (empty on public routes).
 
   // The header's value, or "" when absent. `name` lower-case.
   const std::string& Header(const std::string& name) const;
@@ -87,6 +92,7 @@ using Handler = std::function<Result<Response>(Request&, ResponseStream&)>;
 struct Route {
   std::string method;
   std::string pattern;  // Segments; "{name}" matches one non-empty segment.
+  auth::Permission permission = auth::Permission::kPublic;
   Handler handler;
   bool streams_body = false;  // The handler reads the body itself (uploads).
 };
@@ -94,6 +100,17 @@ struct Route {
 class Router {
  public:
   void Add(Route route);
+
+  // Turns a request's Authorization header into its Caller (set on the request), or the 401/429
+  // to answer. Installed once, before the server starts.
+  using Authenticate = std::function<Result<auth::Caller>(const Request&)>;
+  // Records a refusal of `caller` for lacking `route`'s permission and returns the 403.
+  using Deny = std::function<Status(const auth::Caller&, const Route&)>;
+  void SetAuthentication(Authenticate authenticate, Deny deny);
+  // OK when `route` is public, or the request's key is valid and its role holds the route's
+  // permission (then request->caller is set). Object scope (projects, sessions) is the
+  // Service's to check.
+  Status Authorize(Request* request, const Route& route) const;
 
   struct Match {
     const Route* route = nullptr;
@@ -105,6 +122,8 @@ class Router {
 
  private:
   std::vector<Route> routes_;
+  Authenticate authenticate_;
+  Deny deny_;
 };
 
 // Splits a request target into decoded path and query (libcurl's URL parser). InvalidArgument

@@ -37,16 +37,16 @@ TEST(ParseTargetTest, DotSegmentsDoNotEscapeRoutes) {
   // Kept as written (no normalization): "/v1/files/../sessions" matches no route.
   ASSERT_OK(ParseTarget("/v1/files/../sessions", &path, &query));
   Router router;
-  router.Add({"GET", "/v1/sessions", nullptr});
-  router.Add({"GET", "/v1/files/{id}", nullptr});
+  router.Add({"GET", "/v1/sessions", auth::Permission::kPublic, nullptr});
+  router.Add({"GET", "/v1/files/{id}", auth::Permission::kPublic, nullptr});
   EXPECT_EQ(router.Find("GET", path).route, nullptr);
 }
 
 TEST(RouterTest, MatchesPatternsAndReportsAllowedMethods) {
   Router router;
-  router.Add({"GET", "/v1/files/{id}", nullptr});
-  router.Add({"DELETE", "/v1/files/{id}", nullptr});
-  router.Add({"GET", "/v1/files/{id}/content", nullptr});
+  router.Add({"GET", "/v1/files/{id}", auth::Permission::kPublic, nullptr});
+  router.Add({"DELETE", "/v1/files/{id}", auth::Permission::kPublic, nullptr});
+  router.Add({"GET", "/v1/files/{id}/content", auth::Permission::kPublic, nullptr});
   auto match = router.Find("GET", "/v1/files/file_1");
   ASSERT_NE(match.route, nullptr);
   EXPECT_EQ(match.params["id"], "file_1");
@@ -90,6 +90,49 @@ TEST(OverlappedWriterTest, KeepsOrderAndReportsTheFirstFailure) {
   EXPECT_EQ(written, "abc");
   EXPECT_EQ(calls, 4);
   EXPECT_EQ(writer.Drain().code(), StatusCode::kInternal);  // Sticky.
+}
+
+}  // namespace
+}  // namespace pycell::server
+
+namespace pycell::server {
+namespace {
+
+TEST(AuthorizeTest, PublicRoutesNeedNoKeyAndOthersFailClosedWithoutAuthentication) {
+  Router router;
+  Route open{"GET", "/healthz", auth::Permission::kPublic, nullptr};
+  Route guarded{"GET", "/v1/files", auth::Permission::kFilesRead, nullptr};
+  Request request;
+  EXPECT_OK(router.Authorize(&request, open));
+  EXPECT_TRUE(router.Authorize(&request, guarded).IsUnauthenticated());
+}
+
+TEST(AuthorizeTest, TheRoleMustHoldTheRoutesPermission) {
+  Router router;
+  std::vector<std::string> denied;
+  router.SetAuthentication(
+      [](const Request& r) -> Result<auth::Caller> {
+        if (r.Header("authorization") != "Bearer good") return Status::Unauthenticated("no");
+        auth::Caller c;
+        c.principal = "alice";
+        c.role = auth::Role::kAuditor;
+        return c;
+      },
+      [&](const auth::Caller& c, const Route& route) {
+        denied.push_back(c.principal + " " + route.pattern);
+        return Status::PermissionDenied("no");
+      });
+  Request request;
+  request.headers["authorization"] = "Bearer good";
+  Route audit{"GET", "/v1/audit", auth::Permission::kAuditRead, nullptr};
+  Route run{"POST", "/v1/sessions/{id}/executions", auth::Permission::kExecutionsRun, nullptr};
+  EXPECT_OK(router.Authorize(&request, audit));
+  EXPECT_EQ(request.caller.principal, "alice");
+  EXPECT_TRUE(router.Authorize(&request, run).IsPermissionDenied());
+  EXPECT_EQ(denied, (std::vector<std::string>{"alice /v1/sessions/{id}/executions"}));
+  Request stranger;
+  stranger.headers["authorization"] = "Bearer bad";
+  EXPECT_TRUE(router.Authorize(&stranger, audit).IsUnauthenticated());
 }
 
 }  // namespace

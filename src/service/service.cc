@@ -7,11 +7,14 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/crypto.h"
 #include "common/fs.h"
 #include "common/ids.h"
 #include "common/logging.h"
 #include "common/utf8.h"
 #include "files/media_type.h"
+#include "usage/quota.h"
+#include "usage/usage.h"
 
 namespace pycell::service {
 namespace {
@@ -79,11 +82,19 @@ Result<Json> ListPage(const store::Page& page, Fetch fetch, ToJson to_json) {
               {"last_id", rows.empty() ? Json(nullptr) : Json(rows.back().id)}};
 }
 
+Json MetadataOf(const store::SessionRow& row) {
+  Json metadata = Json::parse(row.metadata_json, nullptr, false);
+  return metadata.is_discarded() ? Json::object() : metadata;
+}
+
 }  // namespace
 
 Result<Json> Upload::Finish() {
   ASSIGN_OR_RETURN(std::string media_type, files::CheckUploadType(filename_, writer_->head()));
   Service* s = service_;
+  ASSIGN_OR_RETURN(store::ProjectRow project, s->store_->GetProject(caller_.project_id));
+  Status quota = usage::CheckStorageQuota(*s->store_, project, static_cast<int64_t>(bytes()));
+  if (!quota.ok()) return s->QuotaRefused(caller_, "", quota);
   store::FileRow row;
   row.id = NewId("file_");
   row.filename = filename_;
@@ -92,12 +103,20 @@ Result<Json> Upload::Finish() {
   row.created_at_ms = s->NowMs();
   auto keep = s->config_.retention.input_files;
   row.expires_at_ms = keep.count() > 0 ? row.created_at_ms + keep.count() * 1000 : 0;
+  row.project_id = caller_.project_id;
+  row.principal = caller_.principal;
   {
     std::lock_guard<std::mutex> lock(s->blob_mu_);  // No delete may drop the blob in between.
     ASSIGN_OR_RETURN(files::BlobInfo blob, writer_->Commit());
     row.sha256 = blob.sha256;
     row.bytes = static_cast<int64_t>(blob.bytes);
-    RETURN_IF_ERROR(s->store_->PutFile(row));
+    store::Trail trail;
+    trail.audit = auth::EventBy(caller_, "file.upload", row.id, row.created_at_ms);
+    trail.audit->detail_json =
+        Json{{"filename", row.filename}, {"bytes", row.bytes}, {"sha256", row.sha256}}.dump();
+    trail.usage.push_back({row.created_at_ms, row.created_at_ms, row.project_id, row.principal,
+                           "", "", "upload_bytes", row.bytes});
+    RETURN_IF_ERROR(s->store_->PutFile(row, trail));
   }
   return s->FileJson(row);
 }
@@ -112,6 +131,11 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
   std::unique_ptr<Service> service(new Service(config, clock));
   ASSIGN_OR_RETURN(service->store_, store::OpenSqliteStore(data + "/pycell.db"));
   ASSIGN_OR_RETURN(service->blobs_, files::FileStore::Open(data + "/files"));
+  ASSIGN_OR_RETURN(bool bootstrapped,
+                   auth::Bootstrap(*service->store_, data + "/admin.key", service->NowMs()));
+  (void)bootstrapped;  // Bootstrap logs it.
+  service->authenticator_ =
+      std::make_unique<auth::Authenticator>(service->store_.get(), clock);
 
   // What a crash left behind: sessions recorded as active (their processes died with the old
   // server), and blobs whose record was never written.
@@ -187,31 +211,47 @@ Json Service::FileJson(const store::FileRow& row) const {
   return j;
 }
 
-Result<std::unique_ptr<Upload>> Service::BeginUpload(const std::string& filename) {
+Result<std::unique_ptr<Upload>> Service::BeginUpload(const auth::Caller& caller,
+                                                     const std::string& filename) {
   if (!files::IsSafeFileName(filename) || !IsPrintableUtf8(filename)) {
     return Status::InvalidArgument(
         "filename must be a plain file name: UTF-8 without control characters, no '/', not '.' "
         "or '..', at most 255 bytes");
   }
   ASSIGN_OR_RETURN(auto writer, blobs_->NewWriter(max_upload_bytes()));
-  return std::unique_ptr<Upload>(new Upload(this, filename, std::move(writer)));
+  return std::unique_ptr<Upload>(new Upload(this, caller, filename, std::move(writer)));
 }
 
-Result<Json> Service::GetFile(const std::string& id) {
-  if (!IsValidId(id, "file_")) return Status::NotFound("no file " + id);
-  ASSIGN_OR_RETURN(store::FileRow row, store_->GetFile(id));
+Result<store::FileRow> Service::VisibleFile(const auth::Caller& caller, const std::string& id) {
+  if (IsValidId(id, "file_")) {
+    auto row = store_->GetFile(id);
+    if (row.ok() && auth::SeesProject(caller, row->project_id)) return row;
+    if (!row.ok() && !row.status().IsNotFound()) return row.status();
+  }
+  return Status::NotFound("no file " + id);
+}
+
+Result<Json> Service::GetFile(const auth::Caller& caller, const std::string& id) {
+  ASSIGN_OR_RETURN(store::FileRow row, VisibleFile(caller, id));
   return FileJson(row);
 }
 
-Result<Json> Service::ListFiles(const store::FileFilter& filter, const store::Page& page) {
+Result<Json> Service::ListFiles(const auth::Caller& caller, store::FileFilter filter,
+                                const store::Page& page) {
+  std::string scope = auth::ProjectScope(caller);
+  if (!scope.empty()) {
+    if (!filter.project_id.empty() && filter.project_id != scope) {
+      return Status::NotFound("no project " + filter.project_id);
+    }
+    filter.project_id = scope;
+  }
   return ListPage(
       page, [&](const store::Page& p) { return store_->ListFiles(filter, p); },
       [&](const store::FileRow& row) { return FileJson(row); });
 }
 
-Result<FileContent> Service::OpenFile(const std::string& id) {
-  if (!IsValidId(id, "file_")) return Status::NotFound("no file " + id);
-  ASSIGN_OR_RETURN(store::FileRow row, store_->GetFile(id));
+Result<FileContent> Service::OpenFile(const auth::Caller& caller, const std::string& id) {
+  ASSIGN_OR_RETURN(store::FileRow row, VisibleFile(caller, id));
   auto fd = blobs_->OpenBlob(row.sha256);
   if (!fd.ok()) {
     return Status::Internal("the contents of file " + id + " are missing from the store: " +
@@ -220,20 +260,47 @@ Result<FileContent> Service::OpenFile(const std::string& id) {
   return FileContent{std::move(row), std::move(*fd)};
 }
 
-Status Service::DeleteFile(const std::string& id) {
-  if (!IsValidId(id, "file_")) return Status::NotFound("no file " + id);
-  ASSIGN_OR_RETURN(store::FileRow row, store_->GetFile(id));
+Status Service::RecordDownload(const auth::Caller& caller, const store::FileRow& file,
+                               uint64_t bytes) {
+  store::Trail trail;
+  int64_t now = NowMs();
+  trail.audit = auth::EventBy(caller, "file.download", file.id, now);
+  trail.audit->detail_json =
+      Json{{"bytes", bytes}, {"sha256", file.sha256}, {"file_project_id", file.project_id}}.dump();
+  trail.usage.push_back({now, now, caller.project_id, caller.principal, "", "", "download_bytes",
+                         static_cast<int64_t>(bytes)});
+  return store_->Record(trail);
+}
+
+store::UsageEvent Service::StorageHeld(const store::FileRow& row) const {
+  return {NowMs(), row.created_at_ms, row.project_id, row.principal, "", row.session_id,
+          "storage_bytes", row.bytes};
+}
+
+Status Service::DeleteFile(const auth::Caller& caller, const std::string& id) {
+  ASSIGN_OR_RETURN(store::FileRow row, VisibleFile(caller, id));
+  store::Trail trail;
+  trail.audit = auth::EventBy(caller, "file.delete", id, NowMs());
+  trail.audit->detail_json =
+      Json{{"filename", row.filename}, {"sha256", row.sha256}, {"bytes", row.bytes}}.dump();
+  trail.usage.push_back(StorageHeld(row));
   std::lock_guard<std::mutex> lock(blob_mu_);
-  ASSIGN_OR_RETURN(int64_t remaining, store_->DeleteFile(id));
-  if (remaining == 0) RETURN_IF_ERROR(blobs_->RemoveBlob(row.sha256));
+  auto remaining = store_->DeleteFile(id, trail);
+  if (!remaining.ok()) {
+    if (remaining.status().IsNotFound()) return Status::NotFound("no file " + id);
+    return remaining.status();
+  }
+  if (*remaining == 0) RETURN_IF_ERROR(blobs_->RemoveBlob(row.sha256));
   return Status::Ok();
 }
 
 Result<int> Service::SweepExpiredFiles() {
   ASSIGN_OR_RETURN(auto expired, store_->ExpiredFiles(NowMs(), 1000));
   int removed = 0;
+  auth::Caller retention = auth::Caller::System();
   for (const auto& row : expired) {
-    Status s = DeleteFile(row.id);
+    retention.project_id = row.project_id;
+    Status s = DeleteFile(retention, row.id);
     if (s.ok()) {
       ++removed;
     } else if (!s.IsNotFound()) {
@@ -252,6 +319,7 @@ void Service::SweepLoop() {
     lock.unlock();
     auto swept = SweepExpiredFiles();
     if (!swept.ok()) LOG_ERROR("retention sweep: {}", swept.status().ToString());
+    FlagLongSessions();
     lock.lock();
   }
 }
@@ -259,11 +327,15 @@ void Service::SweepLoop() {
 // --- sessions -------------------------------------------------------------------------------
 
 Json Service::SessionJson(const store::SessionRow& row) const {
-  Json metadata = Json::parse(row.metadata_json, nullptr, false);
   Json limits = Json::parse(row.limits_json, nullptr, false);
+  auto expected = config_.usage.expected_session;
+  bool over = row.status == "active" && expected.count() > 0 &&
+              NowMs() - row.created_at_ms > expected.count() * 1000;
   return {{"id", row.id},
           {"object", "session"},
           {"pool", row.pool},
+          {"project_id", row.project_id},
+          {"principal", row.principal},
           {"status", row.status},
           {"end_reason", row.end_reason.empty() ? Json(nullptr) : Json(row.end_reason)},
           {"created_at", TimeOrNull(row.created_at_ms)},
@@ -271,11 +343,26 @@ Json Service::SessionJson(const store::SessionRow& row) const {
           {"expires_at", row.status == "active" ? TimeOrNull(row.expires_at_ms) : Json(nullptr)},
           {"ended_at", TimeOrNull(row.ended_at_ms)},
           {"execution_count", row.execution_count},
+          {"cpu_seconds", row.cpu_ms / 1000},
+          {"peak_memory_bytes", row.peak_memory_bytes},
+          {"over_expected_duration", over},
           {"limits", limits.is_discarded() ? Json::object() : limits},
-          {"metadata", metadata.is_discarded() ? Json::object() : metadata}};
+          {"metadata", MetadataOf(row)}};
 }
 
-Result<Json> Service::CreateSession(const CreateSessionRequest& request) {
+Status Service::QuotaRefused(const auth::Caller& caller, const std::string& target,
+                             Status refusal) {
+  if (refusal.reason() != "quota_exceeded") return refusal;  // The store failed: no refusal.
+  store::Trail trail;
+  trail.audit = auth::EventBy(caller, "quota.exceeded", target, NowMs());
+  trail.audit->outcome = "quota_exceeded";
+  trail.audit->detail_json = Json{{"message", refusal.message()}}.dump();
+  RETURN_IF_ERROR(store_->Record(trail));
+  return refusal;
+}
+
+Result<Json> Service::CreateSession(const auth::Caller& caller,
+                                    const CreateSessionRequest& request) {
   auto pool = pools_.find(request.pool);
   if (pool == pools_.end()) {
     std::string names;
@@ -297,14 +384,19 @@ Result<Json> Service::CreateSession(const CreateSessionRequest& request) {
   std::vector<store::FileRow> inputs;
   std::set<std::string> names;
   for (const std::string& id : request.file_ids) {
-    if (!IsValidId(id, "file_")) return Status::NotFound("no file " + id);
-    ASSIGN_OR_RETURN(store::FileRow row, store_->GetFile(id));
+    ASSIGN_OR_RETURN(store::FileRow row, VisibleFile(caller, id));
     if (!names.insert(row.filename).second) {
       return Status::InvalidArgument("two files are named \"" + row.filename +
                                      "\"; /mnt/data can hold only one of them");
     }
     inputs.push_back(std::move(row));
   }
+  ASSIGN_OR_RETURN(store::ProjectRow project, store_->GetProject(caller.project_id));
+  // From the quota check to the record, so a racing creation sees this one.
+  std::unique_lock<std::mutex> quota_lock(quota_mu_);
+  Status quota = usage::CheckSessionQuotas(*store_, project, NowMs());
+  if (!quota.ok()) return QuotaRefused(caller, "", quota);
+
   session::SessionOptions options;
   if (request.memory_bytes && *request.memory_bytes != bounds.memory_bytes) {
     options.memory_bytes = request.memory_bytes;
@@ -331,7 +423,19 @@ Result<Json> Service::CreateSession(const CreateSessionRequest& request) {
   row.expires_at_ms = ToWallMs(session->expires_at());
   row.limits_json = LimitsJson(limits).dump();
   row.metadata_json = request.metadata && !request.metadata->is_null() ? request.metadata->dump() : "{}";
-  Status put = store_->PutSession(row);
+  row.project_id = caller.project_id;
+  row.principal = caller.principal;
+  if (request.metadata && request.metadata->is_object() && request.metadata->contains("agent_id")) {
+    row.agent_id = (*request.metadata)["agent_id"].get<std::string>();
+  }
+  store::Trail trail;
+  trail.audit = auth::EventBy(caller, "session.create", row.id, row.created_at_ms);
+  Json file_ids = Json::array();
+  for (const store::FileRow& input : inputs) file_ids.push_back(input.id);
+  trail.audit->detail_json =
+      Json{{"pool", row.pool}, {"file_ids", file_ids}, {"metadata", MetadataOf(row)}}.dump();
+  Status put = store_->PutSession(row, trail);
+  quota_lock.unlock();
   if (!put.ok()) {
     (void)pool->second->EndSession(session->id(), session::EndReason::kClosed);
     return put;
@@ -355,9 +459,16 @@ Result<Json> Service::CreateSession(const CreateSessionRequest& request) {
 }
 
 Status Service::RecordEnd(const session::Session& s) {
+  auth::Caller by = auth::Caller::System();
   {
     std::lock_guard<std::mutex> lock(rows_mu_);
     active_rows_.erase(s.id());
+    flagged_long_.erase(s.id());
+    auto it = ended_by_.find(s.id());
+    if (it != ended_by_.end()) {
+      by = it->second;
+      ended_by_.erase(it);
+    }
   }
   ASSIGN_OR_RETURN(store::SessionRow row, store_->GetSession(s.id()));
   if (row.status == "ended") return Status::Ok();
@@ -365,22 +476,51 @@ Status Service::RecordEnd(const session::Session& s) {
   row.end_reason = session::EndReasonName(s.end_reason());
   if (row.end_reason.empty()) row.end_reason = "shutdown";
   row.ended_at_ms = NowMs();
-  return store_->PutSession(row);
+  if (by.key_id.empty()) by.project_id = row.project_id;  // The system acts in the session's.
+  store::Trail trail;
+  trail.audit = auth::EventBy(by, "session.end", row.id, row.ended_at_ms);
+  trail.audit->detail_json = Json{{"reason", row.end_reason},
+                                  {"execution_count", row.execution_count},
+                                  {"wall_seconds", (row.ended_at_ms - row.created_at_ms) / 1000.0},
+                                  {"cpu_seconds", row.cpu_ms / 1000}}
+                                 .dump();
+  return store_->PutSession(row, trail);
 }
 
-Result<std::shared_ptr<session::Session>> Service::LiveSession(const std::string& id) {
+Result<store::SessionRow> Service::VisibleSession(const auth::Caller& caller,
+                                                  const std::string& id) {
+  if (IsValidId(id, "sess_")) {
+    auto row = store_->GetSession(id);
+    if (!row.ok() && !row.status().IsNotFound()) return row.status();
+    if (row.ok() && auth::SeesProject(caller, row->project_id)) {
+      bool shares = false;
+      if (caller.role == auth::Role::kUser && row->principal != caller.principal) {
+        auto project = store_->GetProject(row->project_id);
+        shares = project.ok() && project->share_sessions;
+      }
+      if (auth::SeesSession(caller, row->project_id, row->principal, shares)) return row;
+    }
+  }
+  return Status::NotFound("no session " + id);
+}
+
+Result<std::shared_ptr<session::Session>> Service::LiveSession(const auth::Caller& caller,
+                                                               const std::string& id) {
   if (!IsValidId(id, "sess_")) return Status::NotFound("no session " + id);
   std::string pool_name;
   {
     std::lock_guard<std::mutex> lock(rows_mu_);
     auto cached = active_rows_.find(id);
-    if (cached != active_rows_.end()) pool_name = cached->second.pool;
+    if (cached != active_rows_.end() && cached->second.principal == caller.principal &&
+        cached->second.project_id == caller.project_id) {
+      pool_name = cached->second.pool;  // The common case: the owner, no database read.
+    }
   }
-  if (!pool_name.empty()) {  // The common case: no database read.
+  if (!pool_name.empty()) {
     auto live = pools_.at(pool_name)->Get(id);
     if (live.ok() && (*live)->end_reason() == session::EndReason::kNone) return *live;
   }
-  ASSIGN_OR_RETURN(store::SessionRow row, store_->GetSession(id));
+  ASSIGN_OR_RETURN(store::SessionRow row, VisibleSession(caller, id));
   if (row.status == "ended") return EndedError(id, row.end_reason);
   auto pool = pools_.find(row.pool);
   if (pool != pools_.end()) {
@@ -391,25 +531,48 @@ Result<std::shared_ptr<session::Session>> Service::LiveSession(const std::string
   return EndedError(id, "crashed");
 }
 
-Result<Json> Service::GetSession(const std::string& id) {
-  if (!IsValidId(id, "sess_")) return Status::NotFound("no session " + id);
-  ASSIGN_OR_RETURN(store::SessionRow row, store_->GetSession(id));
+Result<Json> Service::GetSession(const auth::Caller& caller, const std::string& id) {
+  ASSIGN_OR_RETURN(store::SessionRow row, VisibleSession(caller, id));
   return SessionJson(row);
 }
 
-Result<Json> Service::ListSessions(const std::string& status, const store::Page& page) {
+Result<Json> Service::ListSessions(const auth::Caller& caller, const std::string& status,
+                                   const std::string& project, const store::Page& page) {
+  std::string project_id;
+  if (!project.empty()) {
+    auto found = auth::FindProject(*store_, project);
+    if (!found.ok() || !auth::SeesProject(caller, found->id)) {
+      return Status::NotFound("no project " + project);
+    }
+    project_id = found->id;
+  }
+  std::string scope = auth::ProjectScope(caller);
+  if (!scope.empty()) project_id = scope;
+  std::string principal;
+  if (caller.role == auth::Role::kUser) {
+    ASSIGN_OR_RETURN(store::ProjectRow own, store_->GetProject(caller.project_id));
+    if (!own.share_sessions) principal = caller.principal;
+  }
   return ListPage(
-      page, [&](const store::Page& p) { return store_->ListSessions(status, p); },
+      page,
+      [&](const store::Page& p) { return store_->ListSessions(status, p, project_id, principal); },
       [&](const store::SessionRow& row) { return SessionJson(row); });
 }
 
-Result<Json> Service::EndSession(const std::string& id) {
-  if (!IsValidId(id, "sess_")) return Status::NotFound("no session " + id);
-  ASSIGN_OR_RETURN(store::SessionRow row, store_->GetSession(id));
+Result<Json> Service::EndSession(const auth::Caller& caller, const std::string& id) {
+  ASSIGN_OR_RETURN(store::SessionRow row, VisibleSession(caller, id));
   if (row.status == "active") {
+    {
+      std::lock_guard<std::mutex> lock(rows_mu_);
+      ended_by_[id] = caller;
+    }
     auto pool = pools_.find(row.pool);
     bool ended = pool != pools_.end() &&
                  pool->second->EndSession(id, session::EndReason::kClosed).ok();
+    {
+      std::lock_guard<std::mutex> lock(rows_mu_);
+      ended_by_.erase(id);  // Used by RecordEnd when the pool ended it; not needed otherwise.
+    }
     if (!ended) {  // Not live any more (its cell ended it): record what we know.
       {
         std::lock_guard<std::mutex> lock(rows_mu_);
@@ -418,32 +581,39 @@ Result<Json> Service::EndSession(const std::string& id) {
       row.status = "ended";
       row.end_reason = "crashed";
       row.ended_at_ms = NowMs();
-      RETURN_IF_ERROR(store_->PutSession(row));
+      store::Trail trail;
+      trail.audit = auth::EventBy(caller, "session.end", id, row.ended_at_ms);
+      trail.audit->detail_json = Json{{"reason", row.end_reason}}.dump();
+      RETURN_IF_ERROR(store_->PutSession(row, trail));
     }
     ASSIGN_OR_RETURN(row, store_->GetSession(id));
   }
   return SessionJson(row);
 }
 
-Result<Json> Service::PutSessionFiles(const std::string& session_id,
+Result<Json> Service::PutSessionFiles(const auth::Caller& caller, const std::string& session_id,
                                       const std::vector<std::string>& file_ids) {
-  ASSIGN_OR_RETURN(auto session, LiveSession(session_id));
+  ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
   Json placed = Json::array();
   for (const std::string& id : file_ids) {
-    if (!IsValidId(id, "file_")) return Status::NotFound("no file " + id);
-    ASSIGN_OR_RETURN(store::FileRow row, store_->GetFile(id));
+    ASSIGN_OR_RETURN(store::FileRow row, VisibleFile(caller, id));
     ASSIGN_OR_RETURN(UniqueFd fd, blobs_->OpenBlob(row.sha256));
     // SafeDir says FailedPrecondition (409) for a name already in /mnt/data.
     RETURN_IF_ERROR(session->PutFile(row.filename, fd.get()).WithContext("placing " + id));
+    int64_t now = NowMs();
+    store::Trail trail;
+    trail.audit = auth::EventBy(caller, "session.files.put", session_id, now);
+    trail.audit->detail_json =
+        Json{{"file_id", id}, {"filename", row.filename}, {"sha256", row.sha256}}.dump();
     RETURN_IF_ERROR(
-        store_->AddSessionInputs({{session_id, id, row.filename, row.sha256, NowMs()}}));
+        store_->AddSessionInputs({{session_id, id, row.filename, row.sha256, now}}, trail));
     placed.push_back({{"file_id", id}, {"path", "/mnt/data/" + row.filename}, {"bytes", row.bytes}});
   }
   return Json{{"object", "list"}, {"data", placed}};
 }
 
-Result<Json> Service::ListSessionFiles(const std::string& session_id) {
-  ASSIGN_OR_RETURN(auto session, LiveSession(session_id));
+Result<Json> Service::ListSessionFiles(const auth::Caller& caller, const std::string& session_id) {
+  ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
   ASSIGN_OR_RETURN(files::DirSnapshot snapshot, session->ListFiles());
   Json data = Json::array();
   for (const auto& [path, state] : snapshot) {
@@ -459,11 +629,17 @@ Result<Json> Service::ListSessionFiles(const std::string& session_id) {
 // --- executions -----------------------------------------------------------------------------
 
 Result<store::FileRow> Service::StoreArtifact(session::Session& session,
+                                              const store::SessionRow& owner,
+                                              const auth::Caller& caller,
                                               const std::string& execution_id,
                                               const files::FileChange& change) {
   ASSIGN_OR_RETURN(UniqueFd fd, session.OpenFile(change.path));
   ASSIGN_OR_RETURN(auto writer, blobs_->NewWriter(session.limits().max_file_bytes));
   RETURN_IF_ERROR(writer->WriteFrom(fd.get()));
+  // The project the session belongs to pays for its outputs.
+  ASSIGN_OR_RETURN(store::ProjectRow project, store_->GetProject(owner.project_id));
+  Status quota = usage::CheckStorageQuota(*store_, project, static_cast<int64_t>(writer->bytes()));
+  if (!quota.ok()) return QuotaRefused(caller, session.id(), quota);
   store::FileRow row;
   row.id = NewId("file_");
   row.filename = BaseName(change.path);
@@ -475,6 +651,8 @@ Result<store::FileRow> Service::StoreArtifact(session::Session& session,
   row.session_id = session.id();
   row.execution_id = execution_id;
   row.path = change.path;
+  row.project_id = owner.project_id;
+  row.principal = caller.principal;
   // The blob is committed here and its record with the execution: blob_mu_ is held until then
   // by the caller, so no delete can drop a blob an artifact is about to name.
   ASSIGN_OR_RETURN(files::BlobInfo blob, writer->Commit());
@@ -483,10 +661,22 @@ Result<store::FileRow> Service::StoreArtifact(session::Session& session,
   return row;
 }
 
-Result<std::string> Service::Execute(const std::string& session_id, const std::string& code,
-                              std::optional<seconds> timeout,
-                              const kernel::ExecuteObserver& observer) {
-  ASSIGN_OR_RETURN(auto session, LiveSession(session_id));
+Result<std::string> Service::Execute(const auth::Caller& caller, const std::string& session_id,
+                                     const std::string& code, std::optional<seconds> timeout,
+                                     const kernel::ExecuteObserver& observer) {
+  ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
+  store::SessionRow owner;
+  {
+    std::lock_guard<std::mutex> lock(rows_mu_);
+    auto cached = active_rows_.find(session_id);
+    if (cached == active_rows_.end()) return EndedError(session_id, "crashed");
+    owner = cached->second;
+  }
+  {
+    ASSIGN_OR_RETURN(store::ProjectRow project, store_->GetProject(owner.project_id));
+    Status quota = usage::CheckCpuQuota(*store_, project, NowMs());
+    if (!quota.ok()) return QuotaRefused(caller, session_id, quota);
+  }
   session::ExecuteRequest request{code, timeout};
   auto executed = session->Execute(request, observer);
   if (!executed.ok()) {
@@ -498,7 +688,7 @@ Result<std::string> Service::Execute(const std::string& session_id, const std::s
     return s;
   }
   session::ExecutionRecord record = std::move(*executed);
-  record.code_sha256 = files::Sha256Hex(code);
+  record.code_sha256 = Sha256Hex(code);
   if (stopping_cells_ && record.status != "ok") record.interrupted_by = "server_shutdown";
 
   std::vector<store::FileRow> artifacts;
@@ -508,7 +698,7 @@ Result<std::string> Service::Execute(const std::string& session_id, const std::s
       record.artifacts_skipped.push_back({change.path, "too many files in one execution"});
       continue;
     }
-    auto row = StoreArtifact(*session, record.id, change);
+    auto row = StoreArtifact(*session, owner, caller, record.id, change);
     if (!row.ok()) {
       // A file that vanished, became a link or grew past the limit is not an artifact.
       record.artifacts_skipped.push_back({change.path, row.status().message()});
@@ -530,6 +720,10 @@ Result<std::string> Service::Execute(const std::string& session_id, const std::s
       duration_cast<milliseconds>(record.started_at.time_since_epoch()).count();
   exec.duration_ms = record.duration_ms;
   exec.record_json = record.ToJson();
+  exec.project_id = owner.project_id;
+  exec.principal = caller.principal;
+  exec.cpu_ms = record.cpu_ms;
+  exec.peak_memory_bytes = static_cast<int64_t>(record.peak_memory_bytes);
 
   store::SessionRow row;
   {
@@ -542,6 +736,8 @@ Result<std::string> Service::Execute(const std::string& session_id, const std::s
     live.execution_count += 1;
     live.last_active_at_ms = ToWallMs(session->last_active_at());
     live.expires_at_ms = ToWallMs(session->expires_at());
+    live.cpu_ms += record.cpu_ms;
+    live.peak_memory_bytes = std::max(live.peak_memory_bytes, exec.peak_memory_bytes);
     if (!record.session_end_reason.empty()) {
       live.status = "ended";
       live.end_reason = record.session_end_reason;
@@ -550,19 +746,50 @@ Result<std::string> Service::Execute(const std::string& session_id, const std::s
     row = live;
     if (row.status == "ended") active_rows_.erase(cached);
   }
-  RETURN_IF_ERROR(store_->RecordExecution(exec, artifacts, row));
+  store::Trail trail;
+  trail.audit = auth::EventBy(caller, "execution.run", exec.id, NowMs());
+  trail.audit->code_sha256 = exec.code_sha256;
+  trail.audit->outcome = exec.status == "ok" ? "ok" : "error";
+  Json artifact_ids = Json::array();
+  for (const store::FileRow& a : artifacts) artifact_ids.push_back(a.id);
+  trail.audit->detail_json = Json{{"session_id", session_id},
+                                  {"status", exec.status},
+                                  {"duration_ms", exec.duration_ms},
+                                  {"cpu_ms", exec.cpu_ms},
+                                  {"artifacts", artifact_ids}}
+                                 .dump();
+  RETURN_IF_ERROR(store_->RecordExecution(exec, artifacts, row, trail));
+  if (row.status == "ended") {
+    // The cell ended its session (memory, …). The pool's end observer will find the record
+    // ended already, so the end's event is written here, by the system.
+    auth::Caller system = auth::Caller::System();
+    system.project_id = row.project_id;
+    store::Trail end;
+    end.audit = auth::EventBy(system, "session.end", row.id, row.ended_at_ms);
+    end.audit->detail_json = Json{{"reason", row.end_reason}, {"execution_id", exec.id}}.dump();
+    RETURN_IF_ERROR(store_->Record(end));
+  }
   return std::move(exec.record_json);
 }
 
-Result<std::string> Service::GetExecution(const std::string& id) {
-  if (!IsValidId(id, "exec_")) return Status::NotFound("no execution " + id);
-  ASSIGN_OR_RETURN(store::ExecutionRow row, store_->GetExecution(id));
+Result<store::ExecutionRow> Service::VisibleExecution(const auth::Caller& caller,
+                                                      const std::string& id) {
+  if (IsValidId(id, "exec_")) {
+    auto row = store_->GetExecution(id);
+    if (!row.ok() && !row.status().IsNotFound()) return row.status();
+    if (row.ok() && VisibleSession(caller, row->session_id).ok()) return row;
+  }
+  return Status::NotFound("no execution " + id);
+}
+
+Result<std::string> Service::GetExecution(const auth::Caller& caller, const std::string& id) {
+  ASSIGN_OR_RETURN(store::ExecutionRow row, VisibleExecution(caller, id));
   return std::move(row.record_json);
 }
 
-Result<Json> Service::ListExecutions(const std::string& session_id, const store::Page& page) {
-  if (!IsValidId(session_id, "sess_")) return Status::NotFound("no session " + session_id);
-  RETURN_IF_ERROR(store_->GetSession(session_id).status());
+Result<Json> Service::ListExecutions(const auth::Caller& caller, const std::string& session_id,
+                                     const store::Page& page) {
+  RETURN_IF_ERROR(VisibleSession(caller, session_id).status());
   return ListPage(
       page, [&](const store::Page& p) { return store_->ListExecutions(session_id, p); },
       [](const store::ExecutionRow& row) { return Json::parse(row.record_json); });
@@ -570,8 +797,8 @@ Result<Json> Service::ListExecutions(const std::string& session_id, const store:
 
 // --- lineage --------------------------------------------------------------------------------
 
-Result<Json> Service::ProducedBy(const store::FileRow& output, int depth,
-                                 std::set<std::string>* seen) {
+Result<Json> Service::ProducedBy(const auth::Caller& caller, const store::FileRow& output,
+                                 int depth, std::set<std::string>* seen) {
   ASSIGN_OR_RETURN(store::ExecutionRow exec, store_->GetExecution(output.execution_id));
   Json execution = {{"id", exec.id},
                     {"status", exec.status},
@@ -585,6 +812,8 @@ Result<Json> Service::ProducedBy(const store::FileRow& output, int depth,
     if (metadata.is_discarded()) metadata = Json::object();
     session = {{"id", row->id},
                {"pool", row->pool},
+               {"project_id", row->project_id},
+               {"principal", row->principal},
                {"created_at", TimeOrNull(row->created_at_ms)},
                {"limits", Json::parse(row->limits_json, nullptr, false)},
                {"metadata", metadata},
@@ -601,8 +830,8 @@ Result<Json> Service::ProducedBy(const store::FileRow& output, int depth,
     auto record = store_->GetFile(file_id);
     input["exists"] = record.ok();
     if (record.ok() && record->purpose == "output" && depth < kMaxLineageDepth &&
-        seen->insert(file_id).second) {
-      ASSIGN_OR_RETURN(input["produced_by"], ProducedBy(*record, depth + 1, seen));
+        auth::SeesProject(caller, record->project_id) && seen->insert(file_id).second) {
+      ASSIGN_OR_RETURN(input["produced_by"], ProducedBy(caller, *record, depth + 1, seen));
     }
     inputs.push_back(std::move(input));
     return Status::Ok();
@@ -622,18 +851,18 @@ Result<Json> Service::ProducedBy(const store::FileRow& output, int depth,
   return Json{{"execution", execution}, {"session", session}, {"inputs", inputs}};
 }
 
-Result<Json> Service::Lineage(const std::string& file_id) {
-  if (!IsValidId(file_id, "file_")) return Status::NotFound("no file " + file_id);
-  ASSIGN_OR_RETURN(store::FileRow row, store_->GetFile(file_id));
+Result<Json> Service::Lineage(const auth::Caller& caller, const std::string& file_id) {
+  ASSIGN_OR_RETURN(store::FileRow row, VisibleFile(caller, file_id));
   Json lineage = {{"object", "lineage"}, {"file", FileJson(row)}, {"produced_by", nullptr}};
   if (row.purpose == "output") {
     std::set<std::string> seen = {row.id};
-    ASSIGN_OR_RETURN(lineage["produced_by"], ProducedBy(row, 0, &seen));
+    ASSIGN_OR_RETURN(lineage["produced_by"], ProducedBy(caller, row, 0, &seen));
   }
   // Where it went: the sessions it was placed into and the cells that ran there after.
   Json used_by = Json::array();
   ASSIGN_OR_RETURN(auto uses, store_->UsesOfFile(file_id, 100));
   for (const store::SessionInput& use : uses) {
+    if (!VisibleSession(caller, use.session_id).ok()) continue;  // Another's, not shared.
     Json executions = Json::array();
     ASSIGN_OR_RETURN(auto runs, store_->ListExecutions(use.session_id, store::Page{1000, ""}));
     for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
@@ -649,6 +878,191 @@ Result<Json> Service::Lineage(const std::string& file_id) {
   }
   lineage["used_by"] = used_by;
   return lineage;
+}
+
+// --- identity, audit, usage -------------------------------------------------------------------
+
+Result<Json> Service::Me(const auth::Caller& caller) {
+  ASSIGN_OR_RETURN(store::KeyRow key, store_->GetKey(caller.key_id));
+  ASSIGN_OR_RETURN(store::ProjectRow project, store_->GetProject(caller.project_id));
+  Json me = auth::KeyJson(key);
+  me["project"] = auth::ProjectJson(project);
+  return me;
+}
+
+Result<Json> Service::CreateProject(const auth::Caller& caller, const auth::ProjectSpec& spec) {
+  ASSIGN_OR_RETURN(store::ProjectRow row, auth::CreateProject(*store_, caller, spec, NowMs()));
+  return auth::ProjectJson(row);
+}
+
+Result<Json> Service::UpdateProject(const auth::Caller& caller, const std::string& id_or_name,
+                                    const auth::ProjectSpec& spec) {
+  ASSIGN_OR_RETURN(store::ProjectRow row,
+                   auth::UpdateProject(*store_, caller, id_or_name, spec, NowMs()));
+  return auth::ProjectJson(row);
+}
+
+Result<Json> Service::GetProject(const auth::Caller& caller, const std::string& id_or_name) {
+  auto row = auth::FindProject(*store_, id_or_name);
+  if (!row.ok() || !auth::SeesProject(caller, row->id)) {
+    if (row.ok() || row.status().IsNotFound()) return Status::NotFound("no project " + id_or_name);
+    return row.status();
+  }
+  return auth::ProjectJson(*row);
+}
+
+Result<Json> Service::ListProjects(const auth::Caller& caller) {
+  ASSIGN_OR_RETURN(auto rows, store_->ListProjects());
+  Json data = Json::array();
+  for (const store::ProjectRow& row : rows) {
+    if (auth::SeesProject(caller, row.id)) data.push_back(auth::ProjectJson(row));
+  }
+  return Json{{"object", "list"}, {"data", data}, {"has_more", false}};
+}
+
+Result<Json> Service::CreateKey(const auth::Caller& caller, const auth::KeySpec& spec) {
+  ASSIGN_OR_RETURN(auth::CreatedKey created, auth::CreateKey(*store_, caller, spec, NowMs()));
+  Json key = auth::KeyJson(created.row);
+  key["key"] = created.token;
+  return key;
+}
+
+Result<Json> Service::GetKey(const auth::Caller&, const std::string& id) {
+  if (IsValidId(id, "key_")) {
+    auto row = store_->GetKey(id);
+    if (row.ok()) return auth::KeyJson(*row);
+    if (!row.status().IsNotFound()) return row.status();
+  }
+  return Status::NotFound("no key " + id);
+}
+
+Result<Json> Service::ListKeys(const auth::Caller&, const std::string& project,
+                               bool include_revoked) {
+  std::string project_id;
+  if (!project.empty()) {
+    ASSIGN_OR_RETURN(store::ProjectRow row, auth::FindProject(*store_, project));
+    project_id = row.id;
+  }
+  ASSIGN_OR_RETURN(auto rows, store_->ListKeys(project_id, include_revoked));
+  Json data = Json::array();
+  for (const store::KeyRow& row : rows) data.push_back(auth::KeyJson(row));
+  return Json{{"object", "list"}, {"data", data}, {"has_more", false}};
+}
+
+Result<Json> Service::RevokeKey(const auth::Caller& caller, const std::string& id) {
+  ASSIGN_OR_RETURN(store::KeyRow row, auth::RevokeKey(*store_, caller, id, NowMs()));
+  return auth::KeyJson(row);
+}
+
+Result<Json> Service::ListAudit(const auth::Caller& caller, store::AuditFilter filter,
+                                const std::string& project) {
+  if (!project.empty()) {
+    auto found = auth::FindProject(*store_, project);
+    if (!found.ok() || !auth::SeesProject(caller, found->id)) {
+      return Status::NotFound("no project " + project);
+    }
+    filter.project_id = found->id;
+  }
+  std::string scope = auth::ProjectScope(caller);
+  if (!scope.empty()) filter.project_id = scope;
+  int limit = filter.limit;
+  filter.limit = limit + 1;
+  ASSIGN_OR_RETURN(auto events, store_->ListAudit(filter));
+  bool more = events.size() > static_cast<size_t>(limit);
+  if (more) events.resize(static_cast<size_t>(limit));
+  Json data = Json::array();
+  for (const audit::AuditEvent& e : events) data.push_back(audit::EventToJson(e));
+  return Json{{"object", "list"},
+              {"data", data},
+              {"has_more", more},
+              {"last_seq", events.empty() ? Json(nullptr) : Json(events.back().seq)}};
+}
+
+Result<Json> Service::Usage(const auth::Caller& caller, const std::string& group_by,
+                            int64_t from_ms, int64_t to_ms, const std::string& project) {
+  usage::UsageQuery query;
+  query.group_by = group_by;
+  query.from_ms = from_ms;
+  query.to_ms = to_ms;
+  if (!project.empty()) {
+    auto found = auth::FindProject(*store_, project);
+    if (!found.ok() || !auth::SeesProject(caller, found->id)) {
+      return Status::NotFound("no project " + project);
+    }
+    query.project_id = found->id;
+  }
+  std::string scope = auth::ProjectScope(caller);
+  if (!scope.empty()) query.project_id = scope;
+  return usage::Report(*store_, config_.prices, query, NowMs());
+}
+
+Json Service::Pools() const {
+  Json data = Json::array();
+  for (const auto& [name, manager] : pools_) {
+    size_t running = 0;
+    for (const auto& s : manager->Sessions()) running += s->busy() ? 1 : 0;
+    data.push_back({{"name", name},
+                    {"object", "pool"},
+                    {"ready", manager->ReadyCount()},
+                    {"target_ready", manager->config().pool.ready_sessions},
+                    {"active", manager->Sessions().size()},
+                    {"executing", running},
+                    {"preload", manager->config().pool.preload},
+                    {"limits", LimitsJson(manager->config().pool.limits)}});
+  }
+  return Json{{"object", "list"}, {"data", data}, {"has_more", false}};
+}
+
+Json Service::ConfigJson() const {
+  const ServerConfig& server = config_.server;
+  Json pools = Json::array();
+  for (const PoolConfig& pool : config_.pools) {
+    pools.push_back({{"name", pool.name},
+                     {"preload", pool.preload},
+                     {"ready_sessions", pool.ready_sessions},
+                     {"limits", LimitsJson(pool.limits)}});
+  }
+  const PriceConfig& p = config_.prices;
+  return {{"object", "config"},
+          {"server",
+           {{"listen", server.listen},
+            {"data_dir", server.data_dir},
+            {"max_connections", server.max_connections},
+            {"request_timeout_s", server.request_timeout.count()},
+            {"keep_alive_timeout_s", server.keep_alive_timeout.count()},
+            {"shutdown_grace_s", server.shutdown_grace.count()},
+            {"max_header", server.max_header_bytes},
+            {"max_json_body", server.max_json_body_bytes}}},
+          {"pools", pools},
+          {"retention",
+           {{"input_files_days", config_.retention.input_files.count() / 86400},
+            {"output_files_days", config_.retention.output_files.count() / 86400},
+            {"sweep_interval_s", config_.retention.sweep_interval.count()}}},
+          {"prices",
+           {{"currency", p.currency},
+            {"price_per_session", p.per_session},
+            {"price_per_cpu_hour", p.per_cpu_hour},
+            {"price_per_gb_month", p.per_gb_month},
+            {"price_per_gb_transferred", p.per_gb_transferred}}},
+          {"usage", {{"expected_session_s", config_.usage.expected_session.count()}}}};
+}
+
+int Service::FlagLongSessions() {
+  auto expected = config_.usage.expected_session;
+  if (expected.count() <= 0) return 0;
+  int64_t now = NowMs();
+  int over = 0;
+  std::lock_guard<std::mutex> lock(rows_mu_);
+  for (const auto& [id, row] : active_rows_) {
+    if (now - row.created_at_ms <= expected.count() * 1000) continue;
+    ++over;
+    if (flagged_long_.insert(id).second) {
+      LOG_WARN("session {} (project {}, principal {}) has run {} s, past the expected {} s",
+               id, row.project_id, row.principal, (now - row.created_at_ms) / 1000,
+               expected.count());
+    }
+  }
+  return over;
 }
 
 // --- lifecycle ------------------------------------------------------------------------------

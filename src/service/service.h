@@ -7,6 +7,12 @@
 // FileStore (blobs under the data dir), keeps the records in step with the live sessions, and
 // runs the retention sweep.
 //
+// Every call takes the Caller (auth/caller.h). The route has already checked the caller's role
+// (server); here each object a call touches is checked against the caller's scope — what the
+// caller may not see is NotFound, worded as for an id that never existed — and every action is
+// written with its audit event (and metered usage) in the same store transaction as its records.
+// Quotas are checked before sessions are created, cells run and bytes are stored.
+//
 // Objects cross this interface as JSON (nlohmann) in the shape the API documents
 // (docs/openapi.json): one place builds each object, every adapter reuses it.
 //
@@ -31,6 +37,9 @@
 #include "common/config.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
+#include "auth/authenticator.h"
+#include "auth/caller.h"
+#include "auth/directory.h"
 #include "files/file_store.h"
 #include "kernel/kernel.h"
 #include "session/session_manager.h"
@@ -51,9 +60,12 @@ class Upload {
 
  private:
   friend class Service;
-  Upload(class Service* service, std::string filename, std::unique_ptr<files::BlobWriter> writer)
-      : service_(service), filename_(std::move(filename)), writer_(std::move(writer)) {}
+  Upload(class Service* service, auth::Caller caller, std::string filename,
+         std::unique_ptr<files::BlobWriter> writer)
+      : service_(service), caller_(std::move(caller)), filename_(std::move(filename)),
+        writer_(std::move(writer)) {}
   class Service* service_;
+  auth::Caller caller_;
   std::string filename_;
   std::unique_ptr<files::BlobWriter> writer_;
 };
@@ -82,37 +94,72 @@ class Service {
   ~Service();
 
   // Files.
-  Result<std::unique_ptr<Upload>> BeginUpload(const std::string& filename);
-  Result<Json> GetFile(const std::string& id);
-  Result<Json> ListFiles(const store::FileFilter& filter, const store::Page& page);
-  Result<FileContent> OpenFile(const std::string& id);
-  Status DeleteFile(const std::string& id);
+  Result<std::unique_ptr<Upload>> BeginUpload(const auth::Caller& caller,
+                                              const std::string& filename);
+  Result<Json> GetFile(const auth::Caller& caller, const std::string& id);
+  Result<Json> ListFiles(const auth::Caller& caller, store::FileFilter filter,
+                         const store::Page& page);
+  Result<FileContent> OpenFile(const auth::Caller& caller, const std::string& id);
+  // Audits a download of `bytes` of `file` (before the first byte is sent) and meters it.
+  Status RecordDownload(const auth::Caller& caller, const store::FileRow& file, uint64_t bytes);
+  Status DeleteFile(const auth::Caller& caller, const std::string& id);
 
   // Sessions.
-  Result<Json> CreateSession(const CreateSessionRequest& request);
-  Result<Json> GetSession(const std::string& id);
-  Result<Json> ListSessions(const std::string& status, const store::Page& page);
-  Result<Json> EndSession(const std::string& id);
+  Result<Json> CreateSession(const auth::Caller& caller, const CreateSessionRequest& request);
+  Result<Json> GetSession(const auth::Caller& caller, const std::string& id);
+  // project: "" = every project the caller sees.
+  Result<Json> ListSessions(const auth::Caller& caller, const std::string& status,
+                            const std::string& project, const store::Page& page);
+  Result<Json> EndSession(const auth::Caller& caller, const std::string& id);
   // Places stored files into the session's /mnt/data; returns what was placed.
-  Result<Json> PutSessionFiles(const std::string& session_id, const std::vector<std::string>& file_ids);
-  // OK when the session runs; else NotFound or its typed end (session_expired, …).
-  Status RequireLive(const std::string& session_id) { return LiveSession(session_id).status(); }
+  Result<Json> PutSessionFiles(const auth::Caller& caller, const std::string& session_id,
+                               const std::vector<std::string>& file_ids);
+  // OK when the session runs and the caller may use it; else NotFound or its typed end
+  // (session_expired, …).
+  Status RequireLive(const auth::Caller& caller, const std::string& session_id) {
+    return LiveSession(caller, session_id).status();
+  }
   // What is in /mnt/data now.
-  Result<Json> ListSessionFiles(const std::string& session_id);
+  Result<Json> ListSessionFiles(const auth::Caller& caller, const std::string& session_id);
 
   // Runs one cell; `observer` sees output as it comes (for streaming). The execution object as
   // JSON text (what is stored is what is returned: one serialization).
-  Result<std::string> Execute(const std::string& session_id, const std::string& code,
-                       std::optional<std::chrono::seconds> timeout,
-                       const kernel::ExecuteObserver& observer = {});
-  Result<std::string> GetExecution(const std::string& id);
+  Result<std::string> Execute(const auth::Caller& caller, const std::string& session_id,
+                              const std::string& code, std::optional<std::chrono::seconds> timeout,
+                              const kernel::ExecuteObserver& observer = {});
+  Result<std::string> GetExecution(const auth::Caller& caller, const std::string& id);
+  Result<Json> ListExecutions(const auth::Caller& caller, const std::string& session_id,
+                              const store::Page& page);
 
   // Where a file came from and where it went: for an output, the execution that wrote it, its
-  // session (pool, limits, metadata) and the files in /mnt/data when the cell started, each
-  // traced back the same way when it was itself an output; for any file, the sessions it was
-  // placed into and the cells that ran there afterwards.
-  Result<Json> Lineage(const std::string& file_id);
-  Result<Json> ListExecutions(const std::string& session_id, const store::Page& page);
+  // session (pool, limits, principal, metadata) and the files in /mnt/data when the cell
+  // started, each traced back the same way when it was itself an output; for any file, the
+  // sessions it was placed into and the cells that ran there afterwards (those the caller sees).
+  Result<Json> Lineage(const auth::Caller& caller, const std::string& file_id);
+
+  // Identity: the caller's key and project; projects and keys (auth/directory.h).
+  Result<Json> Me(const auth::Caller& caller);
+  Result<Json> CreateProject(const auth::Caller& caller, const auth::ProjectSpec& spec);
+  Result<Json> UpdateProject(const auth::Caller& caller, const std::string& id_or_name,
+                             const auth::ProjectSpec& spec);
+  Result<Json> GetProject(const auth::Caller& caller, const std::string& id_or_name);
+  Result<Json> ListProjects(const auth::Caller& caller);
+  Result<Json> CreateKey(const auth::Caller& caller, const auth::KeySpec& spec);
+  Result<Json> GetKey(const auth::Caller& caller, const std::string& id);
+  Result<Json> ListKeys(const auth::Caller& caller, const std::string& project,
+                        bool include_revoked);
+  Result<Json> RevokeKey(const auth::Caller& caller, const std::string& id);
+
+  // The audit log (oldest first, paged by seq) and usage, within the caller's scope.
+  Result<Json> ListAudit(const auth::Caller& caller, store::AuditFilter filter,
+                         const std::string& project);
+  Result<Json> Usage(const auth::Caller& caller, const std::string& group_by, int64_t from_ms,
+                     int64_t to_ms, const std::string& project);
+
+  // Operators' views: pools with their warm and running sessions; the configuration (nothing
+  // secret is in it).
+  Json Pools() const;
+  Json ConfigJson() const;
 
   // Sends every running cell a KeyboardInterrupt (shutdown, after the grace period).
   void InterruptAll();
@@ -122,7 +169,11 @@ class Service {
   bool Ready() const;
   // Deletes expired files (and their blobs when no other record names them). Returns how many.
   Result<int> SweepExpiredFiles();
+  // Logs, once per session, those running past usage.expected_session. Returns how many are.
+  int FlagLongSessions();
 
+  // Checks API keys against this service's store (the server's Router::Authorize uses it).
+  auth::Authenticator& authenticator() { return *authenticator_; }
   const ServiceConfig& config() const { return config_; }
   uint64_t max_upload_bytes() const;
 
@@ -130,15 +181,26 @@ class Service {
   friend class Upload;
   Service(ServiceConfig config, Clock* clock) : config_(std::move(config)), clock_(clock) {}
 
-  // The live session, or the typed error its record explains (session_expired, …).
-  Result<std::shared_ptr<session::Session>> LiveSession(const std::string& id);
+  // The records the caller may see, or NotFound worded as for an id that never existed.
+  Result<store::SessionRow> VisibleSession(const auth::Caller& caller, const std::string& id);
+  Result<store::FileRow> VisibleFile(const auth::Caller& caller, const std::string& id);
+  Result<store::ExecutionRow> VisibleExecution(const auth::Caller& caller, const std::string& id);
+  // The live session the caller may use, or the typed error its record explains.
+  Result<std::shared_ptr<session::Session>> LiveSession(const auth::Caller& caller,
+                                                        const std::string& id);
+  // Records a refusal past a quota (quota.exceeded) and returns it.
+  Status QuotaRefused(const auth::Caller& caller, const std::string& target, Status refusal);
   Status RecordEnd(const session::Session& session);
-  Result<store::FileRow> StoreArtifact(session::Session& session, const std::string& execution_id,
+  Result<store::FileRow> StoreArtifact(session::Session& session, const store::SessionRow& owner,
+                                       const auth::Caller& caller, const std::string& execution_id,
                                        const files::FileChange& change);
   Json FileJson(const store::FileRow& row) const;
   static constexpr int kMaxLineageDepth = 16;
-  Result<Json> ProducedBy(const store::FileRow& output, int depth, std::set<std::string>* seen);
+  Result<Json> ProducedBy(const auth::Caller& caller, const store::FileRow& output, int depth,
+                          std::set<std::string>* seen);
   Json SessionJson(const store::SessionRow& row) const;
+  // The storage a deleted file held, for usage.
+  store::UsageEvent StorageHeld(const store::FileRow& row) const;
   int64_t NowMs() const;
   int64_t ToWallMs(std::chrono::steady_clock::time_point t) const;
   void SweepLoop();
@@ -147,6 +209,7 @@ class Service {
   Clock* const clock_;
   std::unique_ptr<store::MetadataStore> store_;
   std::unique_ptr<files::FileStore> blobs_;
+  std::unique_ptr<auth::Authenticator> authenticator_;
   std::map<std::string, std::unique_ptr<session::SessionManager>> pools_;  // Fixed after Open.
   // Held while a blob is committed and its record written, and while a record is deleted and
   // its blob removed: a delete can never remove a blob a new record is about to name.
@@ -155,6 +218,13 @@ class Service {
   // on create, with every execution and at the end), so that a cell reads no database row.
   std::mutex rows_mu_;
   std::map<std::string, store::SessionRow> active_rows_;  // GUARDED_BY(rows_mu_)
+  // Who ended a session through EndSession, for its session.end event (RecordEnd runs on the
+  // pool's thread); sessions already flagged as running long.
+  std::map<std::string, auth::Caller> ended_by_;  // GUARDED_BY(rows_mu_)
+  std::set<std::string> flagged_long_;           // GUARDED_BY(rows_mu_)
+  // Held from the quota check to the session's record, so two creations cannot both take the
+  // last unit of a project's session quotas.
+  std::mutex quota_mu_;
 
   std::atomic<bool> stopping_cells_{false};  // InterruptAll or Shutdown was called.
   std::mutex sweep_mu_;

@@ -37,7 +37,7 @@ class ServiceTest : public ::testing::Test {
   }
 
   Result<Json> UploadText(const std::string& name, const std::string& text) {
-    ASSIGN_OR_RETURN(auto upload, service_->BeginUpload(name));
+    ASSIGN_OR_RETURN(auto upload, service_->BeginUpload(caller_, name));
     RETURN_IF_ERROR(upload->Write(text));
     return upload->Finish();
   }
@@ -47,6 +47,14 @@ class ServiceTest : public ::testing::Test {
 
   FakeClock clock_;
   ServiceConfig config_;
+  // An admin of the default project (what the bootstrap key is).
+  auth::Caller caller_ = [] {
+    auth::Caller c;
+    c.principal = "test";
+    c.project_id = store::kDefaultProjectId;
+    c.role = auth::Role::kAdmin;
+    return c;
+  }();
   std::string data_dir_;
   std::unique_ptr<Service> service_;
 };
@@ -61,13 +69,13 @@ TEST_F(ServiceTest, FilesExpireByPurposeAndTheSweepRemovesTheirBytes) {
   auto swept = service_->SweepExpiredFiles();
   ASSERT_OK(swept);
   EXPECT_EQ(*swept, 0);
-  EXPECT_OK(service_->GetFile((*input)["id"]));
+  EXPECT_OK(service_->GetFile(caller_, (*input)["id"]));
 
   clock_.Advance(hours(2));
   swept = service_->SweepExpiredFiles();
   ASSERT_OK(swept);
   EXPECT_EQ(*swept, 1);
-  EXPECT_TRUE(service_->GetFile((*input)["id"]).status().IsNotFound());
+  EXPECT_TRUE(service_->GetFile(caller_, (*input)["id"]).status().IsNotFound());
   EXPECT_FALSE(std::filesystem::exists(BlobPath(sha)));
 }
 
@@ -78,11 +86,11 @@ TEST_F(ServiceTest, SharedBytesStayUntilTheLastRecordGoes) {
   ASSERT_OK(second);
   std::string sha = (*first)["sha256"];
   ASSERT_EQ(sha, (*second)["sha256"].get<std::string>());
-  ASSERT_OK(service_->DeleteFile((*first)["id"]));
+  ASSERT_OK(service_->DeleteFile(caller_, (*first)["id"]));
   EXPECT_TRUE(std::filesystem::exists(BlobPath(sha)));
-  auto content = service_->OpenFile((*second)["id"]);
+  auto content = service_->OpenFile(caller_, (*second)["id"]);
   ASSERT_OK(content);
-  ASSERT_OK(service_->DeleteFile((*second)["id"]));
+  ASSERT_OK(service_->DeleteFile(caller_, (*second)["id"]));
   EXPECT_FALSE(std::filesystem::exists(BlobPath(sha)));
 }
 
@@ -91,10 +99,10 @@ TEST_F(ServiceTest, ArtifactsAreOutputFilesThatNameTheirExecution) {
   ASSERT_OK(input);
   CreateSessionRequest create;
   create.file_ids = {(*input)["id"]};
-  auto session = service_->CreateSession(create);
+  auto session = service_->CreateSession(caller_, create);
   ASSERT_OK(session);
   std::string id = (*session)["id"];
-  auto text = service_->Execute(
+  auto text = service_->Execute(caller_, 
       id,
       "import os, pandas as pd\n"
       "os.makedirs('out', exist_ok=True)\n"
@@ -106,12 +114,12 @@ TEST_F(ServiceTest, ArtifactsAreOutputFilesThatNameTheirExecution) {
   ASSERT_EQ(record["artifacts"].size(), 1u) << *text;
   const Json& artifact = record["artifacts"][0];
   EXPECT_EQ(artifact["path"], "/mnt/data/out/sum.txt");
-  auto file = service_->GetFile(artifact["id"]);
+  auto file = service_->GetFile(caller_, artifact["id"]);
   ASSERT_OK(file);
   EXPECT_EQ((*file)["purpose"], "output");
   EXPECT_EQ((*file)["execution_id"], record["id"]);
   EXPECT_EQ((*file)["session_id"], id);
-  auto content = service_->OpenFile(artifact["id"]);
+  auto content = service_->OpenFile(caller_, artifact["id"]);
   ASSERT_OK(content);
   char buffer[16] = {};
   ASSERT_EQ(::pread(content->fd.get(), buffer, sizeof buffer, 0), 1);
@@ -119,27 +127,27 @@ TEST_F(ServiceTest, ArtifactsAreOutputFilesThatNameTheirExecution) {
   // Outputs keep their own retention (48 h here).
   clock_.Advance(hours(30));
   ASSERT_OK(service_->SweepExpiredFiles());
-  EXPECT_TRUE(service_->GetFile((*input)["id"]).status().IsNotFound());
-  EXPECT_OK(service_->GetFile(artifact["id"]));
+  EXPECT_TRUE(service_->GetFile(caller_, (*input)["id"]).status().IsNotFound());
+  EXPECT_OK(service_->GetFile(caller_, artifact["id"]));
 }
 
 TEST_F(ServiceTest, AnIdleSessionEndsAndSaysWhy) {
-  auto session = service_->CreateSession({});
+  auto session = service_->CreateSession(caller_, {});
   ASSERT_OK(session);
   std::string id = (*session)["id"];
   clock_.Advance(std::chrono::seconds(config_.pools[0].limits.idle_timeout) + hours(1));
   // The manager's background pass notices within a second; wait for its record.
   for (int i = 0; i < 50; ++i) {
-    auto now = service_->GetSession(id);
+    auto now = service_->GetSession(caller_, id);
     ASSERT_OK(now);
     if ((*now)["status"] == "ended") break;
     usleep(100000);
   }
-  auto ended = service_->GetSession(id);
+  auto ended = service_->GetSession(caller_, id);
   ASSERT_OK(ended);
   EXPECT_EQ((*ended)["status"], "ended");
   EXPECT_EQ((*ended)["end_reason"], "lifetime");  // Past the lifetime too: the first reason wins.
-  auto run = service_->Execute(id, "1", std::nullopt);
+  auto run = service_->Execute(caller_, id, "1", std::nullopt);
   ASSERT_FALSE(run.ok());
   EXPECT_EQ(run.status().reason(), "session_expired") << run.status().ToString();
 }
@@ -148,9 +156,9 @@ TEST_F(ServiceTest, UploadNamesMustBePlainPrintableUtf8) {
   for (const std::string& name : {std::string("../x.csv"), std::string("a/b.csv"),
                                   std::string("a\nb.csv"), std::string("caf\xe9.csv"),
                                   std::string(".."), std::string(300, 'a') + ".csv"}) {
-    EXPECT_TRUE(service_->BeginUpload(name).status().IsInvalidArgument()) << name;
+    EXPECT_TRUE(service_->BeginUpload(caller_, name).status().IsInvalidArgument()) << name;
   }
-  EXPECT_OK(service_->BeginUpload("café.csv"));
+  EXPECT_OK(service_->BeginUpload(caller_, "café.csv"));
 }
 
 }  // namespace

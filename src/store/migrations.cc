@@ -83,9 +83,100 @@ CREATE TABLE session_inputs (
 CREATE INDEX session_inputs_by_file ON session_inputs (file_id, placed_at_ms);
 )sql";
 
+// Identity, audit and usage. Records made before it belong to the default project (whose id is
+// fixed: store/metadata_store.h's kDefaultProjectId), with no principal.
+constexpr std::string_view kMigration3 = R"sql(
+CREATE TABLE projects (
+  id TEXT NOT NULL PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  share_sessions BIGINT NOT NULL,
+  quota_concurrent_sessions BIGINT NOT NULL,
+  quota_sessions_per_day BIGINT NOT NULL,
+  quota_cpu_hours_per_day DOUBLE PRECISION NOT NULL,
+  quota_storage_bytes BIGINT NOT NULL,
+  created_at_ms BIGINT NOT NULL
+);
+
+CREATE TABLE api_keys (
+  id TEXT NOT NULL PRIMARY KEY,
+  secret_sha256 TEXT NOT NULL,
+  principal TEXT NOT NULL,
+  project_id TEXT NOT NULL REFERENCES projects (id),
+  role TEXT NOT NULL,
+  all_projects BIGINT NOT NULL,
+  created_at_ms BIGINT NOT NULL,
+  revoked_at_ms BIGINT NOT NULL,
+  created_by TEXT NOT NULL
+);
+CREATE INDEX api_keys_by_project ON api_keys (project_id, id);
+INSERT INTO projects VALUES ('proj_00000000000000000000000000', 'default', 0, 0, 0, 0, 0, 0);
+
+ALTER TABLE sessions ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN principal TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN agent_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN cpu_ms DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN peak_memory_bytes BIGINT NOT NULL DEFAULT 0;
+UPDATE sessions SET project_id = 'proj_00000000000000000000000000';
+-- Lists scoped to a project page newest first; usage and quotas count by creation time.
+CREATE INDEX sessions_by_project ON sessions (project_id, id);
+CREATE INDEX sessions_by_project_created ON sessions (project_id, created_at_ms);
+CREATE INDEX sessions_by_created ON sessions (created_at_ms);
+
+ALTER TABLE executions ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE executions ADD COLUMN principal TEXT NOT NULL DEFAULT '';
+ALTER TABLE executions ADD COLUMN cpu_ms DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE executions ADD COLUMN peak_memory_bytes BIGINT NOT NULL DEFAULT 0;
+UPDATE executions SET project_id = 'proj_00000000000000000000000000';
+-- The CPU quota sums a project's executions since midnight.
+CREATE INDEX executions_by_project_started ON executions (project_id, started_at_ms);
+
+ALTER TABLE files ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE files ADD COLUMN principal TEXT NOT NULL DEFAULT '';
+UPDATE files SET project_id = 'proj_00000000000000000000000000';
+CREATE INDEX files_by_project ON files (project_id, id);
+
+-- The audit log: append-only (the triggers refuse changes; the hash chain detects changes
+-- made around them, e.g. by someone who drops the triggers).
+CREATE TABLE audit_events (
+  seq INTEGER NOT NULL PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  time_ms BIGINT NOT NULL,
+  principal TEXT NOT NULL,
+  project_id TEXT NOT NULL,
+  key_id TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  code_sha256 TEXT NOT NULL,
+  detail_json TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+CREATE INDEX audit_events_by_time ON audit_events (time_ms);
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+
+CREATE TABLE usage_events (
+  id INTEGER NOT NULL PRIMARY KEY,
+  time_ms BIGINT NOT NULL,
+  start_ms BIGINT NOT NULL,
+  project_id TEXT NOT NULL,
+  principal TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  amount BIGINT NOT NULL
+);
+CREATE INDEX usage_events_by_time ON usage_events (time_ms);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "sessions, executions and files", kMigration1},
     {2, "session inputs (lineage)", kMigration2},
+    {3, "projects, keys, audit log and usage", kMigration3},
 };
 
 }  // namespace

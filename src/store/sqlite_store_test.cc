@@ -822,3 +822,140 @@ TEST_F(SqliteStoreTest, SessionInputsRecordTheFirstPlacementAndSurviveTheirFile)
 
 }  // namespace
 }  // namespace pycell::store
+
+// --- Audit trail and usage (migration 3) --------------------------------------------------------
+
+namespace pycell::store {
+namespace {
+
+Trail AuditTrail(const std::string& action, const std::string& target,
+                 const std::string& id = "") {
+  Trail trail;
+  trail.audit.emplace();
+  trail.audit->id = id;
+  trail.audit->time_ms = 42;
+  trail.audit->principal = "alice";
+  trail.audit->action = action;
+  trail.audit->target = target;
+  return trail;
+}
+
+TEST_F(SqliteStoreTest, EveryWriteAppendsItsEventToOneVerifiableChain) {
+  ASSERT_NO_FATAL_FAILURE(Open());
+  ASSERT_OK(store_->PutFile(MakeFile(1), AuditTrail("file.upload", Id("file", 1))));
+  ASSERT_OK(store_->PutSession(MakeSession(1), AuditTrail("session.create", Id("sess", 1))));
+  ExecutionRow exec = MakeExecution(1, Id("sess", 1));
+  ASSERT_OK(store_->RecordExecution(exec, {MakeOutput(2, exec)}, MakeSession(1),
+                                    AuditTrail("execution.run", exec.id)));
+  ASSERT_OK(store_->DeleteFile(Id("file", 1), AuditTrail("file.delete", Id("file", 1))));
+  ASSERT_OK(store_->Record(AuditTrail("file.download", Id("file", 2))));
+  AuditFilter all;
+  auto events = store_->ListAudit(all);
+  ASSERT_OK(events);
+  ASSERT_EQ(events->size(), 5u);
+  EXPECT_EQ((*events)[2].action, "execution.run");
+  EXPECT_EQ((*events)[0].prev_hash, audit::kGenesisHash);
+  EXPECT_FALSE(audit::VerifyChain(*events).has_value());
+  AuditFilter page;
+  page.after_seq = 3;
+  page.action = "file.download";
+  auto filtered = store_->ListAudit(page);
+  ASSERT_OK(filtered);
+  ASSERT_EQ(filtered->size(), 1u);
+  EXPECT_EQ((*filtered)[0].seq, 5);
+}
+
+TEST_F(SqliteStoreTest, AnActionWhoseEventCannotBeWrittenLeavesNothing) {
+  ASSERT_NO_FATAL_FAILURE(Open());
+  ASSERT_OK(store_->Record(AuditTrail("file.download", "x", "evt_same")));
+  // The event's id is taken: the event cannot be written, so the file must not be either.
+  Status put = store_->PutFile(MakeFile(1), AuditTrail("file.upload", Id("file", 1), "evt_same"));
+  EXPECT_FALSE(put.ok());
+  EXPECT_TRUE(store_->GetFile(Id("file", 1)).status().IsNotFound());
+  ASSERT_OK(store_->PutFile(MakeFile(1)));
+  EXPECT_FALSE(
+      store_->DeleteFile(Id("file", 1), AuditTrail("file.delete", Id("file", 1), "evt_same")).ok());
+  auto kept = store_->GetFile(Id("file", 1));
+  EXPECT_OK(kept);  // Still there.
+}
+
+TEST_F(SqliteStoreTest, TheAuditTableRefusesUpdatesAndDeletes) {
+  ASSERT_NO_FATAL_FAILURE(Open());
+  ASSERT_OK(store_->Record(AuditTrail("file.download", "x")));
+  store_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  EXPECT_NE(sqlite3_exec(db, "UPDATE audit_events SET principal = 'mallory'", nullptr, nullptr,
+                         &error),
+            SQLITE_OK);
+  EXPECT_NE(std::string(error ? error : "").find("append-only"), std::string::npos);
+  sqlite3_free(error);
+  EXPECT_NE(sqlite3_exec(db, "DELETE FROM audit_events", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+}
+
+TEST_F(SqliteStoreTest, RecordsMadeBeforeProjectsBelongToTheDefaultProject) {
+  // A database at schema 2 with a session, an execution and a file, then opened by this binary.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    std::string sql = "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, "
+                      "applied_at_ms BIGINT NOT NULL);";
+    for (const Migration& m : Migrations()) {
+      if (m.version > 2) break;
+      sql += std::string(m.sql) + "INSERT INTO schema_migrations VALUES (" +
+             std::to_string(m.version) + ", 1);";
+    }
+    sql += "INSERT INTO sessions VALUES ('" + Id("sess", 1) +
+           "', 'default', 'ended', 'closed', 1, 2, 3, 4, '{}', '{}', 0);"
+           "INSERT INTO files VALUES ('" + Id("file", 1) +
+           "', 'a.csv', 3, '" + std::string(64, 'a') + "', 'text/csv', 'input', 1, 0, '', '', '');";
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  ASSERT_NO_FATAL_FAILURE(Open());
+  auto session = store_->GetSession(Id("sess", 1));
+  ASSERT_OK(session);
+  EXPECT_EQ(session->project_id, kDefaultProjectId);
+  auto file = store_->GetFile(Id("file", 1));
+  ASSERT_OK(file);
+  EXPECT_EQ(file->project_id, kDefaultProjectId);
+  auto project = store_->GetProject(kDefaultProjectId);
+  ASSERT_OK(project);
+  EXPECT_EQ(project->name, "default");
+}
+
+TEST_F(SqliteStoreTest, QuotaCountsAndUsageQueriesSeeOneProject) {
+  ASSERT_NO_FATAL_FAILURE(Open());
+  for (int n = 1; n <= 3; ++n) {
+    SessionRow s = MakeSession(n, n == 3 ? "ended" : "active");
+    s.project_id = n == 2 ? "proj_b" : "proj_a";
+    s.cpu_ms = 100 * n;
+    ASSERT_OK(store_->PutSession(s));
+    ExecutionRow e = MakeExecution(n, s.id);
+    e.project_id = s.project_id;
+    e.cpu_ms = 250;
+    FileRow f = MakeFile(10 + n);
+    f.project_id = s.project_id;
+    ASSERT_OK(store_->RecordExecution(e, {f}, s));
+  }
+  EXPECT_EQ(*store_->CountActiveSessions("proj_a"), 1);
+  EXPECT_EQ(*store_->CountSessionsSince("proj_a", 0), 2);
+  EXPECT_EQ(*store_->CountSessionsSince("proj_a", 1'002), 1);
+  EXPECT_DOUBLE_EQ(*store_->CpuMsSince("proj_a", 0), 500);
+  EXPECT_EQ(*store_->StoredBytes("proj_b"), 112);
+  EXPECT_EQ(store_->SessionsCreated(0, 10'000, "proj_a")->size(), 2u);
+  EXPECT_EQ(store_->SessionsCreated(0, 10'000, "")->size(), 3u);
+  Trail usage;
+  usage.usage.push_back({5'000, 5'000, "proj_a", "alice", "", "", "download_bytes", 7});
+  usage.usage.push_back({9'000, 1'000, "proj_b", "bob", "", "", "storage_bytes", 9});
+  ASSERT_OK(store_->Record(usage));
+  EXPECT_EQ(store_->UsageEvents(4'000, 6'000, "")->size(), 2u);  // The storage spans it.
+  EXPECT_EQ(store_->UsageEvents(4'000, 6'000, "proj_a")->size(), 1u);
+  EXPECT_EQ(store_->UsageEvents(9'001, 10'000, "")->size(), 0u);
+}
+
+}  // namespace
+}  // namespace pycell::store

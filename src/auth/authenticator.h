@@ -1,0 +1,63 @@
+// Authenticator: turns an Authorization header into a Caller, or refuses it. Keys are read from
+// the store on every request (a revoked key fails at its next use); the secret is compared in
+// constant time, against a dummy hash when the key id is unknown, so timing does not tell a wrong
+// id from a wrong secret. Every refusal is an "auth.denied" audit event; a source address with
+// more than kMaxFailures failures inside kFailureWindow is refused outright (429
+// too_many_failures, with Retry-After) until the window passes, so guessing is slow and cannot
+// flood the audit log.
+//
+// Thread-safety: every method may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "auth/caller.h"
+#include "auth/roles.h"
+#include "common/clock.h"
+#include "common/status.h"
+#include "store/metadata_store.h"
+
+namespace pycell::auth {
+
+class Authenticator {
+ public:
+  static constexpr int kMaxFailures = 20;
+  static constexpr std::chrono::seconds kFailureWindow{60};
+
+  Authenticator(store::MetadataStore* store, Clock* clock) : store_(store), clock_(clock) {}
+
+  // The caller of a request with header `authorization` ("" when absent) from `peer`
+  // ("address:port"). Unauthenticated (401) for a missing, malformed, unknown, wrong or revoked
+  // key; ResourceExhausted with reason "too_many_failures" while the address is locked out;
+  // Internal when the denial cannot be audited.
+  Result<Caller> Authenticate(const std::string& authorization, const std::string& peer,
+                              const std::string& request_id);
+
+  // The PermissionDenied (403) for a valid caller without `permission`, after auditing it.
+  Status Deny(const Caller& caller, Permission permission, const std::string& route);
+
+  // How many failures were answered since start (for metrics).
+  int64_t failures() const;
+
+ private:
+  // Records the failure, audits it, and returns the 401 to send.
+  Status Fail(const std::string& address, const std::string& request_id,
+              const std::string& key_id, const std::string& reason, Status answer);
+  // REQUIRES: mu_ held. Drops windows that have passed.
+  void Prune(std::chrono::steady_clock::time_point now);
+
+  store::MetadataStore* const store_;
+  Clock* const clock_;
+  mutable std::mutex mu_;
+  struct Window {
+    std::chrono::steady_clock::time_point start;
+    int failures = 0;
+  };
+  std::map<std::string, Window> windows_;  // GUARDED_BY(mu_): by source address.
+  int64_t failures_ = 0;                   // GUARDED_BY(mu_)
+};
+
+}  // namespace pycell::auth
