@@ -102,8 +102,8 @@ TEST_F(ServiceTest, ArtifactsAreOutputFilesThatNameTheirExecution) {
   auto session = service_->CreateSession(caller_, create);
   ASSERT_OK(session);
   std::string id = (*session)["id"];
-  auto text = service_->Execute(caller_, 
-      id,
+  auto text = service_->Execute(
+      caller_, id,
       "import os, pandas as pd\n"
       "os.makedirs('out', exist_ok=True)\n"
       "open('out/sum.txt', 'w').write(str(pd.read_csv('in.csv').n.sum()))\n",
@@ -159,6 +159,94 @@ TEST_F(ServiceTest, UploadNamesMustBePlainPrintableUtf8) {
     EXPECT_TRUE(service_->BeginUpload(caller_, name).status().IsInvalidArgument()) << name;
   }
   EXPECT_OK(service_->BeginUpload(caller_, "café.csv"));
+}
+
+// The caller of a user key of `principal` in `project_id`.
+auth::Caller UserIn(const std::string& project_id, const std::string& principal) {
+  auth::Caller c;
+  c.principal = principal;
+  c.project_id = project_id;
+  c.role = auth::Role::kUser;
+  return c;
+}
+
+TEST_F(ServiceTest, ADailyQuotaIsHitAndResetsAtMidnightUtc) {
+  auth::ProjectSpec spec;
+  spec.name = "daily";
+  spec.sessions_per_day = 1;
+  auto project = service_->CreateProject(caller_, spec);
+  ASSERT_OK(project);
+  auth::Caller alice = UserIn((*project)["id"], "alice");
+  auto first = service_->CreateSession(alice, {});
+  ASSERT_OK(first);
+  ASSERT_OK(service_->EndSession(alice, (*first)["id"]));
+  auto refused = service_->CreateSession(alice, {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().reason(), "quota_exceeded");
+  EXPECT_NE(refused.status().message().find("sessions_per_day (limit 1"), std::string::npos)
+      << refused.status().message();
+  EXPECT_NE(refused.status().message().find("resets at"), std::string::npos);
+  int64_t retry = refused.status().retry_after_s();
+  EXPECT_GT(retry, 0);
+  EXPECT_LE(retry, 86400);
+  // The refusal is on record.
+  store::AuditFilter filter;
+  filter.action = "quota.exceeded";
+  auto events = service_->ListAudit(caller_, filter, "");
+  ASSERT_OK(events);
+  EXPECT_EQ((*events)["data"].size(), 1u);
+  // Past midnight (UTC) the quota is whole again.
+  clock_.Advance(std::chrono::seconds(retry + 1));
+  auto next_day = service_->CreateSession(alice, {});
+  EXPECT_OK(next_day);
+}
+
+TEST_F(ServiceTest, AnotherProjectsObjectsAnswerAsIfTheyDidNotExist) {
+  auto file = UploadText("secret.csv", "a\n1\n");
+  ASSERT_OK(file);
+  auto session = service_->CreateSession(caller_, {});
+  ASSERT_OK(session);
+  auth::ProjectSpec spec;
+  spec.name = "other";
+  auto project = service_->CreateProject(caller_, spec);
+  ASSERT_OK(project);
+  auth::Caller mallory = UserIn((*project)["id"], "mallory");
+  std::string file_id = (*file)["id"], session_id = (*session)["id"];
+  std::string made_up_file = "file_" + std::string(26, '7');
+  auto theirs = service_->GetFile(mallory, file_id);
+  auto missing = service_->GetFile(mallory, made_up_file);
+  ASSERT_TRUE(theirs.status().IsNotFound());
+  EXPECT_EQ(theirs.status().message(), "no file " + file_id);
+  EXPECT_EQ(missing.status().message(), "no file " + made_up_file);
+  EXPECT_TRUE(service_->OpenFile(mallory, file_id).status().IsNotFound());
+  EXPECT_TRUE(service_->DeleteFile(mallory, file_id).IsNotFound());
+  EXPECT_TRUE(service_->Lineage(mallory, file_id).status().IsNotFound());
+  EXPECT_TRUE(service_->GetSession(mallory, session_id).status().IsNotFound());
+  EXPECT_TRUE(service_->Execute(mallory, session_id, "1", std::nullopt).status().IsNotFound());
+  EXPECT_TRUE(service_->EndSession(mallory, session_id).status().IsNotFound());
+  CreateSessionRequest with_their_file;
+  with_their_file.file_ids = {file_id};
+  EXPECT_TRUE(service_->CreateSession(mallory, with_their_file).status().IsNotFound());
+  auto files = service_->ListFiles(mallory, {}, store::Page{});
+  ASSERT_OK(files);
+  EXPECT_TRUE((*files)["data"].empty());
+  auto sessions = service_->ListSessions(mallory, "", "", store::Page{});
+  ASSERT_OK(sessions);
+  EXPECT_TRUE((*sessions)["data"].empty());
+  // The session still runs for its owner.
+  EXPECT_OK(service_->Execute(caller_, session_id, "1", std::nullopt));
+}
+
+TEST_F(ServiceTest, SessionsPastTheirExpectedDurationAreFlagged) {
+  auto session = service_->CreateSession(caller_, {});
+  ASSERT_OK(session);
+  EXPECT_FALSE((*session)["over_expected_duration"].get<bool>());
+  EXPECT_EQ(service_->FlagLongSessions(), 0);
+  clock_.Advance(config_.usage.expected_session + std::chrono::seconds(1));
+  EXPECT_EQ(service_->FlagLongSessions(), 1);
+  auto later = service_->GetSession(caller_, (*session)["id"]);
+  ASSERT_OK(later);
+  EXPECT_TRUE((*later)["over_expected_duration"].get<bool>());
 }
 
 }  // namespace
