@@ -1,22 +1,38 @@
-"""`pycell serve` as a child process for black-box tests (tests/api, tests/cli).
+"""`pycell serve` as a child process for black-box tests (tests/api, tests/cli), and the HTTP
+client those tests talk to it with.
 
 ServeProcess starts the real server on a free port (port 0) with a given data dir, reads the
-port from its listening line, waits for /readyz, and stops it with SIGTERM (or SIGKILL). Its
-stdout is read by a thread (for the listening and stopped lines); stderr (the log) goes to a file
-that log_tail() shows when something fails. Standard library only.
+port from its listening line, waits for /readyz, reads the admin key the server wrote at its first
+start (`<data_dir>/admin.key`, docs/access.md), and stops it with SIGTERM (or SIGKILL). Its stdout
+is read by a thread (for the listening and stopped lines); stderr (the log) goes to a file that
+log_tail() shows when something fails.
+
+Client sends each request on a fresh connection, with `Authorization: Bearer <key>` when it has a
+key. Standard library only.
 """
 
+import hashlib
+import http.client
+import io
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 LISTENING_RE = re.compile(r"^pycell serve: listening on http://(\S+):(\d+) \(data (.*)\)$")
 STOPPED_LINE = "pycell serve: stopped"
+ADMIN_KEY_FILE = "admin.key"
+# pyc_<26 characters: the key's id>_<32 characters: the secret>, Crockford base32.
+RFC3339_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+BASE32 = "[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]"
+KEY_RE = re.compile(r"^pyc_(%s{26})_(%s{32})$" % (BASE32, BASE32))
 
 
 class ServeProcess:
@@ -31,12 +47,14 @@ class ServeProcess:
         self.proc = None
         self.host = None
         self.port = None
+        self.admin_key = None  # From <data_dir>/admin.key once start() returns.
         self.stdout_lines = []
         self._lines_cv = threading.Condition()
         self._reader = None
 
     def start(self, listen_timeout=60, ready_timeout=120, extra_args=()):
-        """Starts the server and returns once /readyz says 200; host and port are then set."""
+        """Starts the server and returns once /readyz says 200; host, port and admin_key are
+        then set."""
         log = open(self.log_path, "ab")
         self.stdout_lines = []
         self.proc = subprocess.Popen(
@@ -79,6 +97,7 @@ class ServeProcess:
             except OSError:
                 pass
             if status == 200:
+                self.admin_key = self.read_admin_key()
                 return
             if status is not None and (status != 503 or not retry_after):
                 raise RuntimeError("GET /readyz while the pool fills: want 200, or 503 with "
@@ -87,6 +106,27 @@ class ServeProcess:
                 raise RuntimeError("GET /readyz was not 200 within %d s (exit %s)\n%s" %
                                    (ready_timeout, self.proc.poll(), self.log_tail()))
             time.sleep(0.1)
+
+    def read_admin_key(self):
+        """The bootstrap admin key the server wrote to <data_dir>/admin.key (one line)."""
+        path = os.path.join(self.data_dir, ADMIN_KEY_FILE)
+        try:
+            with open(path) as f:
+                key = f.read().strip()
+        except OSError as e:
+            raise RuntimeError("the server is ready but wrote no admin key to %s (%s); "
+                               "docs/access.md: the first start creates it\n%s" %
+                               (path, e, self.log_tail()))
+        if not KEY_RE.match(key):
+            raise RuntimeError("%s does not hold one pyc_<id>_<secret> key: %r" % (path, key))
+        return key
+
+    def client(self, key=None):
+        """A Client of this server with `key` (the admin key by default)."""
+        return Client(self.host, self.port, key if key is not None else self.admin_key)
+
+    def url(self):
+        return "http://%s:%d" % (self.host, self.port)
 
     def _read_stdout(self):
         for raw in self.proc.stdout:
@@ -125,3 +165,164 @@ class ServeProcess:
             return "(no log)"
         tail = "\n".join(text.splitlines()[-lines:])
         return "--- server log (last %d lines) ---\n%s" % (lines, tail)
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+class Reply:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # Lower-case names.
+        self.body = body
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self):
+        return "HTTP %d %r" % (self.status, self.body[:600])
+
+
+def headers_of(response):
+    return {k.lower(): v for k, v in response.getheaders()}
+
+
+class Client:
+    """Requests to one server, each on a fresh connection, with `Authorization: Bearer <key>`
+    when `key` is set (a header given to a call overrides it)."""
+
+    def __init__(self, host, port, key=None):
+        self.host = host
+        self.port = port
+        self.key = key
+
+    def with_key(self, key):
+        """The same server with another key (None: no Authorization header)."""
+        return Client(self.host, self.port, key)
+
+    def auth_headers(self):
+        return {"Authorization": "Bearer " + self.key} if self.key else {}
+
+    def auth_line(self):
+        """The Authorization header line (with its CRLF) for requests built by hand, or b""."""
+        return ("Authorization: Bearer %s\r\n" % self.key).encode() if self.key else b""
+
+    def connection(self, timeout=120):
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=120):
+        h = self.auth_headers()
+        h.update(headers or {})
+        conn = self.connection(timeout)
+        try:
+            conn.request(method, path, body=body, headers=h)
+            response = conn.getresponse()
+            data = response.read()
+            return Reply(response.status, headers_of(response), data)
+        finally:
+            conn.close()
+
+    def get(self, path, headers=None, timeout=120):
+        return self.request("GET", path, headers=headers, timeout=timeout)
+
+    def delete(self, path):
+        return self.request("DELETE", path)
+
+    def post_json(self, path, obj=None, raw=None, headers=None, timeout=120):
+        body = raw if raw is not None else (None if obj is None else json.dumps(obj).encode())
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        return self.request("POST", path, body=body, headers=h, timeout=timeout)
+
+    def patch_json(self, path, obj):
+        return self.request("PATCH", path, body=json.dumps(obj).encode(),
+                            headers={"Content-Type": "application/json"})
+
+    def upload_raw(self, filename, data, path="/v1/files"):
+        query = "" if filename is None else "?filename=" + urllib.parse.quote(filename, safe="")
+        return self.request("POST", path + query, body=data,
+                            headers={"Content-Type": "application/octet-stream"})
+
+    def upload_multipart(self, filename, data, path="/v1/files", extra_fields=()):
+        body, content_type = multipart_body(
+            list(extra_fields) + [("file", filename, "application/octet-stream", data)])
+        return self.request("POST", path, body=body, headers={"Content-Type": content_type})
+
+    def raw_exchange(self, data, method="POST", timeout=30):
+        """Sends `data` (a request head, perhaps without its body) on a fresh socket and parses
+        the answer. `data` is sent as given: add auth_line() to it where the route needs a key."""
+        sock = socket.create_connection((self.host, self.port), timeout)
+        try:
+            sock.sendall(data)
+            response = http.client.HTTPResponse(sock, method=method)
+            response.begin()
+            body = response.read()
+            return Reply(response.status, headers_of(response), body)
+        finally:
+            sock.close()
+
+    def execute(self, session_id, code, timeout_s=None, timeout=180):
+        body = {"code": code}
+        if timeout_s is not None:
+            body["timeout_s"] = timeout_s
+        return self.post_json("/v1/sessions/%s/executions" % session_id, body, timeout=timeout)
+
+    def create_session(self, **body):
+        return self.post_json("/v1/sessions", body)
+
+    def all_files(self, query=""):
+        reply = self.get("/v1/files?limit=1000" + query)
+        assert reply.status == 200, reply
+        return reply.json()["data"]
+
+
+def multipart_body(parts, boundary=None, close=True):
+    """parts: (name, filename or None, content type or None, data); names and filenames may be
+    str or bytes (bytes go out exactly as given)."""
+    boundary = boundary or "----pycell-api-test-" + os.urandom(8).hex()
+
+    def b(x):
+        return x if isinstance(x, bytes) else x.encode("utf-8")
+
+    out = io.BytesIO()
+    for name, filename, content_type, data in parts:
+        out.write(b"--" + b(boundary) + b"\r\n")
+        disposition = b'Content-Disposition: form-data; name="' + b(name) + b'"'
+        if filename is not None:
+            disposition += b'; filename="' + b(filename) + b'"'
+        out.write(disposition + b"\r\n")
+        if content_type:
+            out.write(b"Content-Type: " + b(content_type) + b"\r\n")
+        out.write(b"\r\n" + b(data) + b"\r\n")
+    if close:
+        out.write(b"--" + b(boundary) + b"--\r\n")
+    return out.getvalue(), "multipart/form-data; boundary=" + boundary
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def unique(stem, extension):
+    return "%s-%s.%s" % (stem, os.urandom(4).hex(), extension)
+
+
+class HttpAssertions:
+    """assertError for unittest.TestCase subclasses: the error body of docs/access.md and the
+    README, `{"error": {"code", "message"}}` with the status."""
+
+    def assertError(self, reply, status, code, message_contains=None):
+        self.assertEqual(reply.status, status, reply)
+        self.assertTrue((reply.header("content-type") or "").startswith("application/json"), reply)
+        body = reply.json()
+        self.assertIn("error", body, reply)
+        self.assertEqual(body["error"].get("code"), code, reply)
+        message = body["error"].get("message")
+        self.assertIsInstance(message, str, reply)
+        self.assertTrue(message.strip(), reply)
+        if message_contains is not None:
+            self.assertIn(message_contains, message, reply)
+        return body["error"]

@@ -128,6 +128,7 @@ Result<store::ProjectRow> CreateProject(store::MetadataStore& store, const Calle
   Apply(spec, &row);
   store::Trail trail;
   trail.audit = EventBy(by, "project.create", row.id, now_ms);
+  trail.audit->project_id = row.id;  // The affected project: its auditors see it.
   trail.audit->detail_json = ProjectJson(row).dump();
   RETURN_IF_ERROR(store.PutProject(row, trail));
   return row;
@@ -140,6 +141,7 @@ Result<store::ProjectRow> UpdateProject(store::MetadataStore& store, const Calle
   Apply(spec, &row);
   store::Trail trail;
   trail.audit = EventBy(by, "project.update", row.id, now_ms);
+  trail.audit->project_id = row.id;
   trail.audit->detail_json = ProjectJson(row).dump();
   RETURN_IF_ERROR(store.PutProject(row, trail));
   return row;
@@ -175,6 +177,7 @@ Result<CreatedKey> CreateKey(store::MetadataStore& store, const Caller& by, cons
   row.created_by = by.principal;
   store::Trail trail;
   trail.audit = EventBy(by, "key.create", row.id, now_ms);
+  trail.audit->project_id = row.project_id;
   trail.audit->detail_json = KeyJson(row).dump();
   RETURN_IF_ERROR(store.PutKey(row, trail));
   return created;
@@ -193,6 +196,7 @@ Result<store::KeyRow> RevokeKey(store::MetadataStore& store, const Caller& by,
   row.revoked_at_ms = now_ms;
   store::Trail trail;
   trail.audit = EventBy(by, "key.revoke", row.id, now_ms);
+  trail.audit->project_id = row.project_id;
   trail.audit->detail_json = Json{{"principal", row.principal}, {"role", row.role}}.dump();
   RETURN_IF_ERROR(store.PutKey(row, trail));
   return row;
@@ -216,7 +220,8 @@ Result<bool> Bootstrap(store::MetadataStore& store, const std::string& key_path,
       ::fsync(fd.get()) != 0) {
     return Status::FromErrno("writing " + key_path);
   }
-  LOG_INFO("created the first admin key ({}, principal admin) and wrote it to {} (mode 0600); "
+  // A warning so that it shows at the default log level: who holds this file holds the server.
+  LOG_WARN("created the first admin key ({}, principal admin) and wrote it to {} (mode 0600); "
            "use it with `pycell keys create` to make keys for people and agents",
            created.row.id, key_path);
   return true;

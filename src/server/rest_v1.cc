@@ -245,7 +245,10 @@ Result<Response> FileContentResponse(Service& service, const Request& request) {
                                                 std::to_string(size));
   }
   // Audited before the first byte goes out: a download whose event cannot be written fails.
-  RETURN_IF_ERROR(service.RecordDownload(request.caller, content.row, body.length));
+  // HEAD sends no bytes: it is not a download.
+  if (request.method != "HEAD") {
+    RETURN_IF_ERROR(service.RecordDownload(request.caller, content.row, body.length));
+  }
   r.file = std::move(body);
   return r;
 }
@@ -458,7 +461,9 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
   }, /*streams=*/true);
   add("GET", "/v1/files", P::kFilesRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(store::Page page, PageFrom(r));
-    store::FileFilter filter{"", r.Query("purpose"), r.Query("session_id"), r.Query("execution_id")};
+    store::FileFilter filter{.purpose = r.Query("purpose"),
+                             .session_id = r.Query("session_id"),
+                             .execution_id = r.Query("execution_id")};
     if (!r.Query("project").empty()) {
       ASSIGN_OR_RETURN(Json project, s.GetProject(r.caller, r.Query("project")));
       filter.project_id = project["id"].get<std::string>();

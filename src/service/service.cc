@@ -116,7 +116,11 @@ Result<Json> Upload::Finish() {
         Json{{"filename", row.filename}, {"bytes", row.bytes}, {"sha256", row.sha256}}.dump();
     trail.usage.push_back({row.created_at_ms, row.created_at_ms, row.project_id, row.principal,
                            "", "", "upload_bytes", row.bytes});
-    RETURN_IF_ERROR(s->store_->PutFile(row, trail));
+    Status put = s->store_->PutFile(row, trail);
+    if (!put.ok()) {
+      s->DropUnnamedBlob(row.sha256);  // Nothing of a refused upload is kept.
+      return put;
+    }
   }
   return s->FileJson(row);
 }
@@ -270,6 +274,15 @@ Status Service::RecordDownload(const auth::Caller& caller, const store::FileRow&
   trail.usage.push_back({now, now, caller.project_id, caller.principal, "", "", "download_bytes",
                          static_cast<int64_t>(bytes)});
   return store_->Record(trail);
+}
+
+void Service::DropUnnamedBlob(const std::string& sha256) {
+  auto named = store_->FilesWithBlob(sha256);
+  if (!named.ok()) return;  // Unknown: the start-up sweep removes it if it stays unnamed.
+  if (*named == 0) {
+    Status removed = blobs_->RemoveBlob(sha256);
+    if (!removed.ok()) LOG_ERROR("removing unnamed blob {}: {}", sha256, removed.ToString());
+  }
 }
 
 store::UsageEvent Service::StorageHeld(const store::FileRow& row) const {
@@ -459,6 +472,7 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
 }
 
 Status Service::RecordEnd(const session::Session& s) {
+  std::lock_guard<std::mutex> end_lock(end_mu_);
   auth::Caller by = auth::Caller::System();
   {
     std::lock_guard<std::mutex> lock(rows_mu_);
@@ -574,6 +588,7 @@ Result<Json> Service::EndSession(const auth::Caller& caller, const std::string& 
       ended_by_.erase(id);  // Used by RecordEnd when the pool ended it; not needed otherwise.
     }
     if (!ended) {  // Not live any more (its cell ended it): record what we know.
+      std::lock_guard<std::mutex> end_lock(end_mu_);
       {
         std::lock_guard<std::mutex> lock(rows_mu_);
         active_rows_.erase(id);
@@ -726,12 +741,12 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
   exec.peak_memory_bytes = static_cast<int64_t>(record.peak_memory_bytes);
 
   store::SessionRow row;
+  bool ended_meanwhile = false;
   {
     std::lock_guard<std::mutex> lock(rows_mu_);
     auto cached = active_rows_.find(session_id);
-    if (cached == active_rows_.end()) {
-      return EndedError(session_id, "crashed");  // Ended while the cell ran.
-    }
+    ended_meanwhile = cached == active_rows_.end();
+    if (!ended_meanwhile) {
     store::SessionRow& live = cached->second;
     live.execution_count += 1;
     live.last_active_at_ms = ToWallMs(session->last_active_at());
@@ -745,6 +760,23 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
     }
     row = live;
     if (row.status == "ended") active_rows_.erase(cached);
+    }
+  }
+  std::unique_lock<std::mutex> end_lock(end_mu_, std::defer_lock);
+  if (ended_meanwhile) {
+    // Ended while the cell ran (DELETE, the pool's sweep): the code ran, so it is recorded all
+    // the same, against the ended session's record (written by RecordEnd, which end_mu_ waits
+    // for); the caller hears the session is gone.
+    end_lock.lock();
+    auto stored = store_->GetSession(session_id);
+    if (!stored.ok()) {
+      for (const store::FileRow& artifact : artifacts) DropUnnamedBlob(artifact.sha256);
+      return stored.status();
+    }
+    row = std::move(*stored);
+    row.execution_count += 1;
+    row.cpu_ms += record.cpu_ms;
+    row.peak_memory_bytes = std::max(row.peak_memory_bytes, exec.peak_memory_bytes);
   }
   store::Trail trail;
   trail.audit = auth::EventBy(caller, "execution.run", exec.id, NowMs());
@@ -758,7 +790,15 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
                                   {"cpu_ms", exec.cpu_ms},
                                   {"artifacts", artifact_ids}}
                                  .dump();
-  RETURN_IF_ERROR(store_->RecordExecution(exec, artifacts, row, trail));
+  Status recorded = store_->RecordExecution(exec, artifacts, row, trail);
+  if (!recorded.ok()) {
+    for (const store::FileRow& artifact : artifacts) DropUnnamedBlob(artifact.sha256);
+    return recorded;
+  }
+  blob_lock.unlock();
+  if (ended_meanwhile) {
+    return EndedError(session_id, row.end_reason.empty() ? "crashed" : row.end_reason);
+  }
   if (row.status == "ended") {
     // The cell ended its session (memory, …). The pool's end observer will find the record
     // ended already, so the end's event is written here, by the system.
@@ -842,7 +882,7 @@ Result<Json> Service::ProducedBy(const auth::Caller& caller, const store::FileRo
       RETURN_IF_ERROR(add_input(p.file_id, p.filename, p.sha256, "placed"));
     }
   }
-  store::FileFilter earlier{"output", exec.session_id, ""};
+  store::FileFilter earlier{.purpose = "output", .session_id = exec.session_id};
   ASSIGN_OR_RETURN(auto written, store_->ListFiles(earlier, store::Page{1000, ""}));
   for (auto it = written.rbegin(); it != written.rend(); ++it) {  // Oldest first.
     if (it->execution_id == exec.id || it->created_at_ms > exec.started_at_ms) continue;

@@ -199,6 +199,9 @@ class Service {
   Result<Json> ProducedBy(const auth::Caller& caller, const store::FileRow& output, int depth,
                           std::set<std::string>* seen);
   Json SessionJson(const store::SessionRow& row) const;
+  // After a record naming `sha256` could not be written: removes the blob unless another record
+  // names it. REQUIRES: blob_mu_ held.
+  void DropUnnamedBlob(const std::string& sha256);
   // The storage a deleted file held, for usage.
   store::UsageEvent StorageHeld(const store::FileRow& row) const;
   int64_t NowMs() const;
@@ -225,6 +228,9 @@ class Service {
   // Held from the quota check to the session's record, so two creations cannot both take the
   // last unit of a project's session quotas.
   std::mutex quota_mu_;
+  // Held while a session's end is recorded, and while a cell that outlived its session is
+  // recorded against the ended row, so that neither write undoes the other.
+  std::mutex end_mu_;
 
   std::atomic<bool> stopping_cells_{false};  // InterruptAll or Shutdown was called.
   std::mutex sweep_mu_;

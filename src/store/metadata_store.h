@@ -7,7 +7,8 @@
 //
 // Errors: NotFound for an unknown id; InvalidArgument for a record that breaks a constraint
 // (duplicate id, unknown session); Unavailable when the database stays busy past its timeout;
-// Internal for anything else the database reports (the message names the statement).
+// Internal for anything else the database reports (the message names the statement), and when
+// an action's audit event cannot be written.
 //
 // Audit: every method that changes state takes a Trail — the audit event of the action and the
 // usage it metered — and writes it in the same transaction as the change, so an action whose event
@@ -211,6 +212,8 @@ class MetadataStore {
   virtual Result<int64_t> DeleteFile(const std::string& id, const Trail& trail = {}) = 0;
   // Files whose expires_at_ms is set and ≤ now_ms, oldest first, at most `limit`.
   virtual Result<std::vector<FileRow>> ExpiredFiles(int64_t now_ms, int limit) = 0;
+  // How many file records name the blob `sha256`.
+  virtual Result<int64_t> FilesWithBlob(const std::string& sha256) = 0;
   // Every sha256 some file record names (for sweeping blobs no record points at).
   virtual Result<std::vector<std::string>> ReferencedBlobs() = 0;
 

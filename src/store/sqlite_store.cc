@@ -518,6 +518,10 @@ class SqliteStore : public MetadataStore {
     return ReadAll<FileRow>(select, ReadFile);
   }
 
+  Result<int64_t> FilesWithBlob(const std::string& sha256) override {
+    return Count("SELECT COUNT(*) FROM files WHERE sha256 = ?", {sha256});
+  }
+
   Result<std::vector<std::string>> ReferencedBlobs() override {
     std::lock_guard lock(mu_);
     ASSIGN_OR_RETURN(Statement select,
@@ -664,7 +668,10 @@ class SqliteStore : public MetadataStore {
     RETURN_IF_ERROR(change());
     if (trail.audit) {
       audit::AuditEvent event = *trail.audit;
-      RETURN_IF_ERROR(AppendAudit(&event));
+      Status appended = AppendAudit(&event);
+      // Whatever the database said, failing to record the event is the server's failure (500),
+      // not the caller's: the action is refused and rolled back.
+      if (!appended.ok()) return Status::Internal(appended.message());
     }
     for (const UsageEvent& usage : trail.usage) RETURN_IF_ERROR(InsertUsage(usage));
     return transaction.Commit();

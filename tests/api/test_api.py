@@ -17,7 +17,6 @@ need a fresh one (each class makes the few it needs in setUpClass).
 
 import argparse
 import csv
-import hashlib
 import http.client
 import io
 import json
@@ -38,6 +37,8 @@ import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import pycell_server  # noqa: E402  (tests/pycell_server.py)
+from pycell_server import (RFC3339_RE, Client, Reply, headers_of,  # noqa: E402
+                           multipart_body, sha256, unique)
 
 PYCELL = None  # The binary, from --pycell.
 WORK_DIR = None  # Temporary folder of this run: data dirs, logs, host-side decoys.
@@ -49,7 +50,6 @@ RESTART_RUNTIME_DIR = "/run/pycell-api-tests-restart"
 STOPPED_LINE = pycell_server.STOPPED_LINE
 # Prefix and 26 characters of lower-case Crockford base32 (src/common/ids.h).
 ID_RE = {p: re.compile("^" + p + "[0-9a-hjkmnp-tv-z]{26}$") for p in ("file_", "sess_", "exec_")}
-RFC3339_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 # An id of the right shape that no server ever issued (the time part is 0).
 MISSING_FILE_ID = "file_" + "0" * 26
 MISSING_SESSION_ID = "sess_" + "0" * 26
@@ -60,128 +60,17 @@ MISSING_EXECUTION_ID = "exec_" + "0" * 26
 
 
 class Server(pycell_server.ServeProcess):
-    """The module's server; start() returns a Client of it."""
+    """The module's server; start() returns a Client of it with the admin key."""
 
     def __init__(self, data_dir, runtime_dir, log_path):
         super().__init__(PYCELL, data_dir, runtime_dir, log_path)
 
     def start(self, **kw):
         super().start(**kw)
-        return Client(self.host, self.port)
+        return Client(self.host, self.port, self.admin_key)
 
 
-# --- HTTP ------------------------------------------------------------------------------------
-
-
-class Reply:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers  # Lower-case names.
-        self.body = body
-
-    def header(self, name):
-        return self.headers.get(name.lower())
-
-    def json(self):
-        return json.loads(self.body.decode("utf-8"))
-
-    def __repr__(self):
-        return "HTTP %d %r" % (self.status, self.body[:600])
-
-
-def headers_of(response):
-    return {k.lower(): v for k, v in response.getheaders()}
-
-
-class Client:
-    def __init__(self, host, port):
-        self.host = host
-        self.port = port
-
-    def connection(self, timeout=120):
-        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-
-    def request(self, method, path, body=None, headers=None, timeout=120):
-        conn = self.connection(timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            data = response.read()
-            return Reply(response.status, headers_of(response), data)
-        finally:
-            conn.close()
-
-    def get(self, path, headers=None, timeout=120):
-        return self.request("GET", path, headers=headers, timeout=timeout)
-
-    def delete(self, path):
-        return self.request("DELETE", path)
-
-    def post_json(self, path, obj=None, raw=None, headers=None, timeout=120):
-        body = raw if raw is not None else (None if obj is None else json.dumps(obj).encode())
-        h = {"Content-Type": "application/json"}
-        h.update(headers or {})
-        return self.request("POST", path, body=body, headers=h, timeout=timeout)
-
-    def upload_raw(self, filename, data, path="/v1/files"):
-        query = "" if filename is None else "?filename=" + urllib.parse.quote(filename, safe="")
-        return self.request("POST", path + query, body=data,
-                            headers={"Content-Type": "application/octet-stream"})
-
-    def upload_multipart(self, filename, data, path="/v1/files", extra_fields=()):
-        body, content_type = multipart_body(
-            list(extra_fields) + [("file", filename, "application/octet-stream", data)])
-        return self.request("POST", path, body=body, headers={"Content-Type": content_type})
-
-    def raw_exchange(self, data, method="POST", timeout=30):
-        """Sends `data` (a request head, perhaps without its body) on a fresh socket and parses
-        the answer."""
-        sock = socket.create_connection((self.host, self.port), timeout)
-        try:
-            sock.sendall(data)
-            response = http.client.HTTPResponse(sock, method=method)
-            response.begin()
-            body = response.read()
-            return Reply(response.status, headers_of(response), body)
-        finally:
-            sock.close()
-
-    def execute(self, session_id, code, timeout_s=None, timeout=180):
-        body = {"code": code}
-        if timeout_s is not None:
-            body["timeout_s"] = timeout_s
-        return self.post_json("/v1/sessions/%s/executions" % session_id, body, timeout=timeout)
-
-    def create_session(self, **body):
-        return self.post_json("/v1/sessions", body)
-
-    def all_files(self, query=""):
-        reply = self.get("/v1/files?limit=1000" + query)
-        assert reply.status == 200, reply
-        return reply.json()["data"]
-
-
-def multipart_body(parts, boundary=None, close=True):
-    """parts: (name, filename or None, content type or None, data); names and filenames may be
-    str or bytes (bytes go out exactly as given)."""
-    boundary = boundary or "----pycell-api-test-" + os.urandom(8).hex()
-
-    def b(x):
-        return x if isinstance(x, bytes) else x.encode("utf-8")
-
-    out = io.BytesIO()
-    for name, filename, content_type, data in parts:
-        out.write(b"--" + b(boundary) + b"\r\n")
-        disposition = b'Content-Disposition: form-data; name="' + b(name) + b'"'
-        if filename is not None:
-            disposition += b'; filename="' + b(filename) + b'"'
-        out.write(disposition + b"\r\n")
-        if content_type:
-            out.write(b"Content-Type: " + b(content_type) + b"\r\n")
-        out.write(b"\r\n" + b(data) + b"\r\n")
-    if close:
-        out.write(b"--" + b(boundary) + b"--\r\n")
-    return out.getvalue(), "multipart/form-data; boundary=" + boundary
+# --- HTTP (Client, Reply, multipart_body: tests/pycell_server.py) ---------------------------
 
 
 def sse_events(response):
@@ -202,14 +91,6 @@ def sse_events(response):
             event = line[6:].strip()
         elif line.startswith("data:"):
             data.append(line[5:].lstrip(" "))
-
-
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-def unique(stem, extension):
-    return "%s-%s.%s" % (stem, os.urandom(4).hex(), extension)
 
 
 # --- data the tests make ---------------------------------------------------------------------
@@ -344,21 +225,8 @@ def tearDownModule():
             shutil.rmtree(WORK_DIR, ignore_errors=True)
 
 
-class ApiTestCase(unittest.TestCase):
+class ApiTestCase(pycell_server.HttpAssertions, unittest.TestCase):
     maxDiff = 4000
-
-    def assertError(self, reply, status, code, message_contains=None):
-        self.assertEqual(reply.status, status, reply)
-        self.assertTrue((reply.header("content-type") or "").startswith("application/json"), reply)
-        body = reply.json()
-        self.assertIn("error", body, reply)
-        self.assertEqual(body["error"].get("code"), code, reply)
-        message = body["error"].get("message")
-        self.assertIsInstance(message, str, reply)
-        self.assertTrue(message.strip(), reply)
-        if message_contains is not None:
-            self.assertIn(message_contains, message, reply)
-        return body["error"]
 
     def assertHealthy(self, client=None):
         reply = (client or API).get("/healthz", timeout=10)
@@ -478,9 +346,10 @@ class TestHealthAndRouting(ApiTestCase):
         for length in (0, 2):
             with self.subTest(content_length=length):
                 reply = API.raw_exchange((
-                    "POST /v1/sessions/%s/executions HTTP/1.1\r\nHost: x\r\n"
+                    "POST /v1/sessions/%s/executions HTTP/1.1\r\nHost: x\r\n%s"
                     "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" %
-                    (MISSING_SESSION_ID, length, "{}"[:length])).encode())
+                    (MISSING_SESSION_ID, API.auth_line().decode(), length,
+                     "{}"[:length])).encode())
                 # Handled by the route: the body lacks code (400 naming it).
                 self.assertError(reply, 400, "invalid_request", "code")
         reply = API.upload_raw(unique("small", "txt"), b"small body\n")
@@ -534,7 +403,8 @@ class TestHostileHttp(ApiTestCase):
 
     def test_pipelined_requests_are_answered_in_order(self):
         replies = self.exchange_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                                    b"GET /v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n"
+                                    b"GET /v1/nothing HTTP/1.1\r\nHost: x\r\n" +
+                                    API.auth_line() + b"\r\n"
                                     b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 3)
         self.assertEqual([r.status for r in replies], [200, 404, 200])
 
@@ -542,22 +412,23 @@ class TestHostileHttp(ApiTestCase):
         hidden = b"DELETE /v1/files/file_00000000000000000000000000 HTTP/1.1\r\nHost: x\r\n\r\n"
         body = json.dumps({"code": hidden.decode()}).encode()
         data = (b"POST /v1/sessions/sess_00000000000000000000000000/executions HTTP/1.1\r\n"
-                b"Host: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-                % len(body)) + body + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                b"Host: x\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                % (API.auth_line(), len(body))) + body + (
+                    b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         replies = self.exchange_all(data, 3)  # A third answer would be the smuggled request's.
         self.assertEqual([r.status for r in replies], [404, 200])
 
     def test_content_length_with_transfer_encoding_is_refused(self):
-        data = (b"POST /v1/files?filename=a.csv HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
-                b"Transfer-Encoding: chunked\r\n\r\n4\r\na,b\n\r\n0\r\n\r\n")
+        data = (b"POST /v1/files?filename=a.csv HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n" +
+                API.auth_line() + b"Transfer-Encoding: chunked\r\n\r\n4\r\na,b\n\r\n0\r\n\r\n")
         replies = self.exchange_all(data, 2)
         self.assertTrue(replies, "no answer")
         self.assertEqual(replies[0].status, 400, replies[0])
         self.assertHealthy()
 
     def test_two_different_content_lengths_are_refused(self):
-        data = (b"POST /v1/files?filename=a.csv HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
-                b"Content-Length: 40\r\n\r\na,b\n")
+        data = (b"POST /v1/files?filename=a.csv HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n" +
+                API.auth_line() + b"Content-Length: 40\r\n\r\na,b\n")
         replies = self.exchange_all(data, 1)
         self.assertTrue(replies, "no answer")
         self.assertEqual(replies[0].status, 400, replies[0])
@@ -570,15 +441,16 @@ class TestHostileHttp(ApiTestCase):
             piece = content[i:i + 7001]
             chunks += b"%x\r\n" % len(piece) + piece + b"\r\n"
         name = unique("chunked", "csv")
-        data = (b"POST /v1/files?filename=%s HTTP/1.1\r\nHost: x\r\n"
-                b"Transfer-Encoding: chunked\r\n\r\n" % name.encode()) + chunks + b"0\r\n\r\n"
+        data = (b"POST /v1/files?filename=%s HTTP/1.1\r\nHost: x\r\n%s"
+                b"Transfer-Encoding: chunked\r\n\r\n" % (name.encode(), API.auth_line()))
+        data += chunks + b"0\r\n\r\n"
         replies = self.exchange_all(data, 1)
         self.assertEqual(replies[0].status, 201, replies[0])
         self.assertEqual(replies[0].json()["sha256"], sha256(content))
         self.assertEqual(replies[0].json()["bytes"], len(content))
 
     def test_an_absurd_chunk_size_is_refused(self):
-        data = (b"POST /v1/files?filename=a.csv HTTP/1.1\r\nHost: x\r\n"
+        data = (b"POST /v1/files?filename=a.csv HTTP/1.1\r\nHost: x\r\n" + API.auth_line() +
                 b"Transfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFF\r\nabc\r\n")
         replies = self.exchange_all(data, 1)
         if replies:
@@ -588,8 +460,8 @@ class TestHostileHttp(ApiTestCase):
     def test_a_chunked_body_past_the_json_limit_is_413(self):
         piece = b"x" * (1 << 20)
         chunk = b"%x\r\n" % len(piece) + piece + b"\r\n"
-        data = (b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Transfer-Encoding: chunked\r\n\r\n") + chunk * 9 + b"0\r\n\r\n"
+        data = (b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+                API.auth_line() + b"Transfer-Encoding: chunked\r\n\r\n") + chunk * 9 + b"0\r\n\r\n"
         replies = self.exchange_all(data, 1)
         self.assertTrue(replies, "no answer")
         self.assertEqual(replies[0].status, 413, replies[0])
@@ -980,15 +852,17 @@ class TestUploadRefusals(ApiTestCase):
         for target, content_type in (("/v1/files?filename=huge.csv", "application/octet-stream"),
                                      ("/v1/files", "multipart/form-data; boundary=xyz")):
             with self.subTest(target=target):
-                head = ("POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\n"
+                head = ("POST %s HTTP/1.1\r\nHost: %s:%d\r\n%sContent-Type: %s\r\n"
                         "Content-Length: %d\r\n\r\n" %
-                        (target, API.host, API.port, content_type, 600 << 30)).encode()
+                        (target, API.host, API.port, API.auth_line().decode(), content_type,
+                         600 << 30)).encode()
                 reply = API.raw_exchange(head, timeout=30)
                 self.assertRefused(reply, 413, "payload_too_large")
 
     def test_json_body_over_limit(self):
-        head = ("POST /v1/sessions HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                "Content-Length: %d\r\n\r\n" % (API.host, API.port, 100 << 20)).encode()
+        head = ("POST /v1/sessions HTTP/1.1\r\nHost: %s:%d\r\n%sContent-Type: application/json\r\n"
+                "Content-Length: %d\r\n\r\n" % (API.host, API.port, API.auth_line().decode(),
+                                                  100 << 20)).encode()
         self.assertRefused(API.raw_exchange(head, timeout=30), 413, "payload_too_large")
 
 
@@ -1288,8 +1162,8 @@ class TestExecutions(SharedSessionTestCase):
         try:
             conn.request("POST", "/v1/sessions/%s/executions" % self.session_id,
                          body=json.dumps({"code": code}),
-                         headers={"Content-Type": "application/json",
-                                  "Accept": "text/event-stream"})
+                         headers=dict(API.auth_headers(), **{"Content-Type": "application/json",
+                                                             "Accept": "text/event-stream"}))
             response = conn.getresponse()
             self.assertEqual(response.status, 200)
             self.assertTrue(response.getheader("Content-Type").startswith("text/event-stream"))
@@ -1748,9 +1622,10 @@ class TestRestart(ApiTestCase):
             total = 50 << 20
             try:
                 sock = socket.create_connection((client.host, client.port), 30)
-                sock.sendall(("POST /v1/files?filename=big.csv HTTP/1.1\r\nHost: %s:%d\r\n"
+                sock.sendall(("POST /v1/files?filename=big.csv HTTP/1.1\r\nHost: %s:%d\r\n%s"
                               "Content-Type: text/csv\r\nContent-Length: %d\r\n\r\n" %
-                              (client.host, client.port, total)).encode())
+                              (client.host, client.port, client.auth_line().decode(),
+                               total)).encode())
                 line = b"region,month,amount\n" * 13107  # ~256 KiB
                 while sent[0] < total and not stop.is_set():
                     piece = line[:min(len(line), total - sent[0])]
