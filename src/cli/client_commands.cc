@@ -1,8 +1,9 @@
 // The client of a running `pycell serve` (REST API /v1):
 //   pycell files upload|list|get|download|rm, pycell sessions create|list|show|rm (here), and
 //   pycell exec (client_exec.cc).
-// Every command takes --url (or $PYCELL_URL) and --json (print each object the server returned
-// as one line of JSON instead of a table). Exit codes as in commands.h: a server's error answer or
+// Every command takes --url (or $PYCELL_URL), --key (or $PYCELL_KEY, or a data dir's admin.key:
+// client_common.h) and --json (print each object the server returned as one line of JSON
+// instead of a table). Exit codes as in commands.h: a server's error answer or
 // an unreachable server is 1, bad flags 2; exec adds the cell's own (0, 1, 124, 125).
 #include <fcntl.h>
 #include <stdio.h>
@@ -331,18 +332,6 @@ int SessionsRemove(const ClientFlags& flags, const std::vector<std::string>& ids
     }
   }
   return code;
-}
-
-// --- registration -----------------------------------------------------------------------------
-
-// Every command has its own --url and --json, bound to one shared ClientFlags: only the parsed
-// command's options are set. (So PYCELL_URL is read when connecting, not through CLI11's envname,
-// which would fill the options of every command.)
-void AddClientFlags(CLI::App* command, ClientFlags* flags) {
-  command->add_option(
-      "--url", flags->url,
-      std::string("the server's URL (default: $PYCELL_URL, else ") + kDefaultUrl + ")");
-  command->add_flag("--json", flags->json, "print the server's JSON objects, one per line");
 }
 
 }  // namespace

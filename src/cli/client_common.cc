@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
 #include <csignal>
@@ -51,7 +52,55 @@ Result<std::string> Sha256OfFd(int fd) {
   return hex;
 }
 
+// The first line of `path` without surrounding white space; "" when it cannot be read.
+std::string ReadKeyFile(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "re");
+  if (!file) return "";
+  char buffer[512];
+  size_t n = std::fread(buffer, 1, sizeof(buffer) - 1, file);
+  std::fclose(file);
+  std::string text(buffer, n);
+  text = text.substr(0, text.find('\n'));
+  auto blank = [](unsigned char c) { return std::isspace(c) != 0; };
+  while (!text.empty() && blank(static_cast<unsigned char>(text.back()))) text.pop_back();
+  size_t start = 0;
+  while (start < text.size() && blank(static_cast<unsigned char>(text[start]))) ++start;
+  return text.substr(start);
+}
+
 }  // namespace
+
+void AddClientFlags(CLI::App* command, ClientFlags* flags) {
+  command->add_option(
+      "--url", flags->url,
+      std::string("the server's URL (default: $PYCELL_URL, else ") + kDefaultUrl + ")");
+  command->add_option("--key", flags->key,
+                      "the API key (default: $PYCELL_KEY, else the admin.key of the data dir)");
+  command->add_flag("--json", flags->json, "print the server's JSON objects, one per line");
+}
+
+// --- the API key ------------------------------------------------------------------------------
+
+ResolvedKey ResolveKey(const ClientFlags& flags) {
+  if (!flags.key.empty()) return {flags.key, "--key"};
+  const char* env = std::getenv("PYCELL_KEY");
+  if (env && *env) return {env, "PYCELL_KEY"};
+  std::vector<std::string> dirs;
+  if (!flags.data_dir.empty()) dirs.push_back(flags.data_dir);
+  const char* env_dir = std::getenv("PYCELL_DATA_DIR");
+  if (env_dir && *env_dir) dirs.push_back(env_dir);
+  dirs.push_back("./var");
+  dirs.push_back("/var/lib/pycell");
+  std::string tried;
+  for (std::string dir : dirs) {
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    std::string path = dir + "/admin.key";
+    std::string token = ReadKeyFile(path);
+    if (!token.empty()) return {token, path};
+    tried += (tried.empty() ? "" : " or ") + path;
+  }
+  return {"", "no --key, no PYCELL_KEY, no readable " + tried};
+}
 
 // --- talking to the server --------------------------------------------------------------------
 
@@ -64,7 +113,16 @@ Result<std::unique_ptr<HttpClient>> Connect(const ClientFlags& flags) {
   action.sa_handler = OnInterrupt;
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
-  return HttpClient::Create(url);
+  ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> client, HttpClient::Create(url));
+  ResolvedKey key = ResolveKey(flags);
+  for (unsigned char c : key.token) {
+    if (c < 0x20 || c == 0x7f) {
+      return Status::InvalidArgument("the key from " + key.source +
+                                     " holds a control character; a key reads pyc_…");
+    }
+  }
+  client->SetBearerToken(std::move(key.token), std::move(key.source));
+  return client;
 }
 
 std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
@@ -108,13 +166,19 @@ Status Explain(const Status& failure, const HttpClient& client) {
   return failure;
 }
 
-Status HttpError(const HttpResponse& response) {
+Status HttpError(const HttpResponse& response, const HttpClient& client) {
   Json body = Json::parse(response.body, nullptr, false);
   std::string status = "HTTP " + std::to_string(response.status);
   if (body.is_object() && body.contains("error") && body["error"].is_object()) {
     const Json& error = body["error"];
-    return Status::Unavailable(error.value("message", std::string("(no message)")) + " (" +
-                               error.value("code", std::string("unknown")) + ", " + status + ")");
+    std::string message = error.value("message", std::string("(no message)")) + " (" +
+                          error.value("code", std::string("unknown")) + ", " + status + ")";
+    if (response.status == 401) {
+      message += client.has_token() ? "; the key sent came from " + client.token_source()
+                                    : "; no key was sent (" + client.token_source() +
+                                          "): pass --key KEY or set PYCELL_KEY";
+    }
+    return Status::Unavailable(message);
   }
   std::string text = response.body.substr(0, 200);
   return Status::Unavailable(status + (text.empty() ? "" : ": " + text) +
@@ -124,7 +188,7 @@ Status HttpError(const HttpResponse& response) {
 // The JSON object of a 2xx answer; anything else as an explained failure.
 Result<Json> JsonAnswer(const Result<HttpResponse>& response, const HttpClient& client) {
   if (!response.ok()) return Explain(response.status(), client);
-  if (!response->ok()) return HttpError(response.value());
+  if (!response->ok()) return HttpError(response.value(), client);
   Json j = Json::parse(response->body, nullptr, false);
   if (!j.is_object()) {
     return Status::Unavailable("the server at " + client.base_url() +
@@ -318,7 +382,7 @@ Status DownloadVerified(HttpClient& client, const std::string& id, int fd,
       [fd](std::string_view chunk) { return WriteAll(fd, chunk); }, bar.Callback());
   bar.Finish();
   if (!response.ok()) return Explain(response.status(), client);
-  if (!response->ok()) return HttpError(*response);
+  if (!response->ok()) return HttpError(*response, client);
   ASSIGN_OR_RETURN(std::string actual, Sha256OfFd(fd));
   if (actual != expected_sha256) {
     return Status::Internal("SHA-256 MISMATCH for " + id + ": the server says " + expected_sha256 +

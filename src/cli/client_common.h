@@ -17,6 +17,10 @@
 #include "common/status.h"
 #include "common/unique_fd.h"
 
+namespace CLI {
+class App;
+}
+
 namespace pycell::cli {
 
 using Json = nlohmann::json;
@@ -26,14 +30,37 @@ inline constexpr int kExitInterrupted = 130;  // Ctrl-C, as a shell reports it.
 
 // The flags every client command has.
 struct ClientFlags {
-  std::string url;    // --url; empty: $PYCELL_URL, else http://127.0.0.1:8080.
+  std::string url;  // --url; empty: $PYCELL_URL, else http://127.0.0.1:8080.
+  std::string key;  // --key; empty: see ResolveKey.
+  // --data-dir, for the commands that have it: where to look for admin.key first (and, for
+  // keys, projects and audit, the data dir to work on directly instead of the API).
+  std::string data_dir;
   bool json = false;  // --json: print each object the server returned as one line of JSON.
 };
 
+// Registers --url, --key and --json on `command`, bound to `flags`. Every command has its own,
+// bound to one shared ClientFlags: only the parsed command's options are set. (So PYCELL_URL and
+// PYCELL_KEY are read when connecting, not through CLI11's envname, which would fill the options
+// of every command.)
+void AddClientFlags(CLI::App* command, ClientFlags* flags);
+
+// --- the API key ---
+
+// Where the key comes from, first found wins: --key, $PYCELL_KEY, then the first readable,
+// non-empty admin.key in --data-dir (when the command has it), $PYCELL_DATA_DIR, ./var and
+// /var/lib/pycell (docs/access.md, "Bootstrap").
+struct ResolvedKey {
+  std::string token;  // "" when none was found: requests go without one (and get 401).
+  // "--key", "PYCELL_KEY" or the admin.key path; when no key was found, what was tried.
+  std::string source;
+};
+ResolvedKey ResolveKey(const ClientFlags& flags);
+
 // --- talking to the server ---
 
-// A client of the server the flags name. Also installs the SIGINT handler: the first Ctrl-C
-// stops the transfer in flight (HttpClient::CancelTransfers), the second quits at once.
+// A client of the server the flags name, sending the key ResolveKey finds. Also installs the
+// SIGINT handler: the first Ctrl-C stops the transfer in flight (HttpClient::CancelTransfers),
+// the second quits at once.
 Result<std::unique_ptr<HttpClient>> Connect(const ClientFlags& flags);
 
 // Percent-encodes one path segment or query value.
@@ -44,8 +71,9 @@ std::string Query(std::initializer_list<std::pair<const char*, std::string>> pai
 // A failed call worded for a person: an unreachable server says where it was looked for and how
 // to start one. Other failures are returned as they are.
 Status Explain(const Status& failure, const HttpClient& client);
-// An error answer (4xx, 5xx) as "<message> (<code>, HTTP <status>)".
-Status HttpError(const HttpResponse& response);
+// An error answer (4xx, 5xx) as "<message> (<code>, HTTP <status>)"; a 401 also says where the
+// key sent came from, or that none was sent, where one was looked for and how to give one.
+Status HttpError(const HttpResponse& response, const HttpClient& client);
 // The JSON object of a 2xx answer; anything else as a failure worded for a person.
 Result<Json> JsonAnswer(const Result<HttpResponse>& response, const HttpClient& client);
 

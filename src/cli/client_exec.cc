@@ -150,7 +150,7 @@ int ExecuteStreaming(HttpClient& client, const ClientFlags& flags, const ExecFla
   auto response =
       client.PostJsonForEvents("/v1/sessions/" + Escape(id) + "/executions", Dump(body), on_event);
   if (!response.ok()) return Fail(Explain(response.status(), client));
-  if (!response->ok()) return Fail(HttpError(*response));
+  if (!response->ok()) return Fail(HttpError(*response, client));
   if (!response->body.empty() && !record) {  // A server that answered JSON instead of events.
     Json j = Json::parse(response->body, nullptr, false);
     if (j.is_object() && j.contains("status")) record = std::move(j);

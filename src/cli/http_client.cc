@@ -162,6 +162,11 @@ Result<std::unique_ptr<HttpClient>> HttpClient::Create(std::string base_url) {
 
 HttpClient::~HttpClient() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 
+void HttpClient::SetBearerToken(std::string token, std::string source) {
+  token_ = std::move(token);
+  token_source_ = std::move(source);
+}
+
 void HttpClient::CancelTransfers() { g_cancelled = 1; }
 void HttpClient::ResumeTransfers() { g_cancelled = 0; }
 bool HttpClient::cancelled() { return g_cancelled != 0; }
@@ -176,6 +181,9 @@ Result<HttpResponse> HttpClient::Perform(Transfer& t) {
   curl_slist* headers = nullptr;
   headers = curl_slist_append(headers, ("Accept: " + t.accept).c_str());
   headers = curl_slist_append(headers, "Expect:");  // No 100-continue round trip for uploads.
+  if (!token_.empty()) {
+    headers = curl_slist_append(headers, ("Authorization: Bearer " + token_).c_str());
+  }
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
@@ -235,6 +243,14 @@ Result<HttpResponse> HttpClient::Delete(const std::string& path) {
 Result<HttpResponse> HttpClient::PostJson(const std::string& path, const std::string& json) {
   Transfer t;
   t.method = "POST";
+  t.path = path;
+  t.json_body = json;
+  return Perform(t);
+}
+
+Result<HttpResponse> HttpClient::PatchJson(const std::string& path, const std::string& json) {
+  Transfer t;
+  t.method = "PATCH";
   t.path = path;
   t.json_body = json;
   return Perform(t);

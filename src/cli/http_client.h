@@ -58,10 +58,18 @@ class HttpClient {
 
   const std::string& base_url() const { return base_url_; }
 
+  // Sends `Authorization: Bearer <token>` with every request from now on ("" sends none).
+  // `source` says where the token came from ("--key", "PYCELL_KEY", a file's path), for messages.
+  void SetBearerToken(std::string token, std::string source);
+  bool has_token() const { return !token_.empty(); }
+  const std::string& token_source() const { return token_source_; }
+
   Result<HttpResponse> Get(const std::string& path);
   Result<HttpResponse> Delete(const std::string& path);
   // POST with a JSON body.
   Result<HttpResponse> PostJson(const std::string& path, const std::string& json);
+  // PATCH with a JSON body.
+  Result<HttpResponse> PatchJson(const std::string& path, const std::string& json);
 
   // POST the contents of `local_path` as the raw body (application/octet-stream), read from disk
   // as it is sent. (pycell names a raw upload with ?filename= in `path`; unlike a multipart
@@ -94,6 +102,8 @@ class HttpClient {
   Result<HttpResponse> Perform(Transfer& transfer);
 
   std::string base_url_;
+  std::string token_;
+  std::string token_source_;
   void* curl_;  // CURL*: one handle, so connections are reused between calls.
 };
 

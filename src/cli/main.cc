@@ -20,6 +20,9 @@ int main(int argc, char** argv) {
   std::function<int()> doctor = pycell::cli::RegisterDoctor(app);
   std::function<int()> serve = pycell::cli::RegisterServe(app);
   std::function<int()> client = pycell::cli::RegisterClientCommands(app);
+  std::function<int()> access = pycell::cli::RegisterAccessCommands(app);
+  std::function<int()> audit = pycell::cli::RegisterAuditCommand(app);
+  std::function<int()> usage = pycell::cli::RegisterUsageCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -30,6 +33,8 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("repl")) return repl();
   if (app.got_subcommand("doctor")) return doctor();
   if (app.got_subcommand("serve")) return serve();
-  if (int code = client(); code >= 0) return code;
+  for (const auto& command : {client, access, audit, usage}) {
+    if (int code = command(); code >= 0) return code;
+  }
   return pycell::cli::kExitUsage;
 }

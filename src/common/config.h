@@ -88,7 +88,7 @@ struct PriceConfig {
 struct UsageConfig {
   // Sessions running longer than this are flagged (a warning in the log, and the session object
   // says over_expected_duration). 0: never.
-  std::chrono::seconds expected_session{3600};
+  std::chrono::seconds expected_session{1800};
 };
 
 // Everything `pycell serve` is configured with: file, then flags, then request bodies (within

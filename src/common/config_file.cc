@@ -215,9 +215,13 @@ Status ReadRoot(const toml::table& root, ServiceConfig* config) {
     RETURN_IF_ERROR(t.Double("price_per_gb_month", &c.per_gb_month));
     RETURN_IF_ERROR(t.Double("price_per_gb_transferred", &c.per_gb_transferred));
     RETURN_IF_ERROR(t.Finish());
-    for (double price : {c.per_session, c.per_cpu_hour, c.per_gb_month, c.per_gb_transferred}) {
+    for (auto [key, price] : {std::pair{"price_per_session", c.per_session},
+                              {"price_per_cpu_hour", c.per_cpu_hour},
+                              {"price_per_gb_month", c.per_gb_month},
+                              {"price_per_gb_transferred", c.per_gb_transferred}}) {
       if (!(price >= 0 && price < 1e9)) {
-        return Status::InvalidArgument("prices: every price must be a number from 0 up");
+        return Status::InvalidArgument(std::string("prices.") + key +
+                                       ": must be a number from 0 up");
       }
     }
     if (c.currency.empty() || c.currency.size() > 8) {

@@ -82,6 +82,22 @@ TEST(ConfigFileTest, RefusesWhatIsWrongAndSaysWhere) {
   ExpectRefused("[engine]\nmax_sessions = \"many\"\n", "engine.max_sessions");
   ExpectRefused("[retention]\ninput_files_days = 1.5\n", "retention.input_files_days");
   ExpectRefused("pools = 3\n", "pools");
+  ExpectRefused("[prices]\nprice_per_cpu_hour = -1\n", "prices.price_per_cpu_hour");
+  ExpectRefused("[prices]\nprice_per_sesion = 0.03\n", "prices.price_per_sesion");
+  ExpectRefused("[prices]\ncurrency = \"\"\n", "prices.currency");
+  ExpectRefused("[usage]\nexpected_session_s = -5\n", "usage.expected_session_s");
+}
+
+TEST(ConfigFileTest, PricesAndUsageAreRead) {
+  auto config = ParseConfig(
+      "[prices]\ncurrency = \"EUR\"\nprice_per_session = 0.03\nprice_per_cpu_hour = 2\n"
+      "[usage]\nexpected_session_s = 600\n",
+      "t.toml");
+  ASSERT_OK(config);
+  EXPECT_EQ(config->prices.currency, "EUR");
+  EXPECT_DOUBLE_EQ(config->prices.per_session, 0.03);
+  EXPECT_DOUBLE_EQ(config->prices.per_cpu_hour, 2);  // An integer is a number too.
+  EXPECT_EQ(config->usage.expected_session, std::chrono::seconds(600));
 }
 
 TEST(ConfigFileTest, SyntaxErrorsNameTheLine) {

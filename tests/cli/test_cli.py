@@ -1,13 +1,17 @@
 #!/usr/bin/python3
-"""The `pycell` client commands (files, sessions, exec) against a real `pycell serve`.
+"""The `pycell` client commands (files, sessions, exec, lineage, keys, projects, audit, usage)
+against a real `pycell serve`.
 
 Usage:
   test_cli.py --pycell PATH [unittest arguments, e.g. -v or -k Exec]
 
 One server runs for the whole module: port 0, a temporary data dir, stopped with SIGTERM at the
-end. Every test runs the client binary as a person or a script would (PYCELL_URL in the
-environment, or --url) and checks its exit code, its stdout and stderr, and the files it wrote.
-One test talks to a fake server (http.server) that lies about a file's SHA-256.
+end. Every test runs the client binary as a person or a script would (PYCELL_URL and PYCELL_KEY
+— the admin key the server wrote to <data dir>/admin.key — in the environment, or --url and
+--key) and checks its exit code, its stdout and stderr, and the files it wrote. One test talks to
+a fake server (http.server) that lies about a file's SHA-256; DataDirTest runs a second server of
+its own, which it stops to work on its data dir directly (keys, projects, audit verify) and to
+tamper with the audit log in SQLite.
 
 Only the standard library.
 """
@@ -20,6 +24,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -36,7 +41,11 @@ SERVER = None  # The module's `pycell serve` process.
 URL = None  # Its base URL.
 
 RUNTIME_DIR = "/run/pycell-cli-tests"
-ID_RE = {p: re.compile(p + "[0-9a-zA-Z]{26}") for p in ("file_", "sess_", "exec_")}
+DATA_DIR_RUNTIME_DIR = "/run/pycell-cli-tests-data-dir"  # DataDirTest's own server.
+ID_RE = {p: re.compile(p + "[0-9a-zA-Z]{26}") for p in ("file_", "sess_", "exec_", "key_",
+                                                          "proj_")}
+KEY_RE = re.compile(r"pyc_[0-9A-Za-z]{26}_[0-9A-Za-z]{32}")
+ADMIN = object()  # pycell(key=ADMIN): the module server's admin key.
 MISSING_FILE_ID = "file_" + "0" * 26
 MISSING_SESSION_ID = "sess_" + "0" * 26
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -94,15 +103,31 @@ class Run:
             " ".join(self.args), self.code, self.out[-3000:], self.err[-3000:])
 
 
-def pycell(*args, stdin=None, cwd=None, url=True, timeout=180):
-    """Runs the client with PYCELL_URL pointing at the module's server (unless url=False)."""
+def client_env(url=True, key=ADMIN, extra=None):
+    """The environment the client runs in: PYCELL_URL pointing at the module's server (a URL,
+    or None for none; True: the module's), PYCELL_KEY (the admin key by default; None for none),
+    and no PYCELL_DATA_DIR unless `extra` sets it."""
     env = dict(os.environ)
-    env.pop("PYCELL_URL", None)
+    for name in ("PYCELL_URL", "PYCELL_KEY", "PYCELL_DATA_DIR"):
+        env.pop(name, None)
     if url:
-        env["PYCELL_URL"] = URL
+        env["PYCELL_URL"] = URL if url is True else url
+    if key is ADMIN:
+        key = SERVER.admin_key
+    if key is not None:
+        env["PYCELL_KEY"] = key
+    env.update(extra or {})
+    return env
+
+
+def pycell(*args, stdin=None, cwd=None, url=True, key=ADMIN, env=None, timeout=180):
+    """Runs the client with PYCELL_URL and PYCELL_KEY set as client_env() sets them. The working
+    folder is a fresh empty one unless `cwd` is given, so no ./var/admin.key is found by accident."""
+    if cwd is None:
+        cwd = tempfile.mkdtemp(dir=WORK_DIR)
     proc = subprocess.run([PYCELL] + list(args), input=stdin.encode() if stdin else b"",
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
-                          timeout=timeout)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                          env=client_env(url, key, env), timeout=timeout)
     return Run(list(args), proc)
 
 
@@ -380,7 +405,7 @@ class ExecTest(CliTestCase):
                 "print('to stderr', file=sys.stderr, flush=True)\n"
                 "time.sleep(2.5)\n"
                 "print('second', flush=True)\n")
-        env = dict(os.environ, PYCELL_URL=URL)
+        env = client_env()
         start = time.monotonic()
         proc = subprocess.Popen([PYCELL, "exec"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=env)
@@ -398,7 +423,7 @@ class ExecTest(CliTestCase):
 
     def test_ctrl_c_ends_the_session_it_made(self):
         before = self.active_sessions()
-        env = dict(os.environ, PYCELL_URL=URL)
+        env = client_env()
         proc = subprocess.Popen([PYCELL, "exec"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env)
         proc.stdin.write(b"import time\nprint('started', flush=True)\ntime.sleep(120)\n")
@@ -537,7 +562,7 @@ class UrlTest(CliTestCase):
             self.assertIn("cannot reach a pycell server at http://127.0.0.1:1", run.err)
             self.assertIn("pycell serve", run.err)
         # PYCELL_URL is read when --url is not given; --url wins over it.
-        env = dict(os.environ, PYCELL_URL="http://127.0.0.1:1")
+        env = client_env(url="http://127.0.0.1:1")
         proc = subprocess.run([PYCELL, "sessions", "list"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, timeout=60)
         self.assertEqual(proc.returncode, 1)
@@ -550,6 +575,474 @@ class UrlTest(CliTestCase):
         run = pycell("files", "list", "--url", URL + "/v1")
         self.assertExit(run, 1)
         self.assertIn("(not_found, HTTP 404)", run.err)
+
+
+# --- keys, projects, audit, usage (docs/access.md) ----------------------------------------------
+
+
+def rand(stem):
+    return "%s-%s" % (stem, os.urandom(3).hex())
+
+
+class KeysTest(CliTestCase):
+    def test_create_use_list_revoke(self):
+        principal = rand("alice")
+        run = pycell("keys", "create", "--principal", principal)
+        self.assertExit(run, 0)
+        token = KEY_RE.search(run.out)
+        self.assertIsNotNone(token, run)
+        token = token.group(0)
+        key_id = ID_RE["key_"].search(run.out).group(0)
+        self.assertEqual(token[4:30], key_id[4:])  # pyc_<the id's 26 characters>_<secret>
+        self.assertIn("shown only this once", run.out)
+        self.assertIn("role user, project default", run.out)
+
+        # The new key works for a user's work; the admin key is not needed.
+        path = self.write("mine.csv", "a\n1\n")
+        run = pycell("files", "upload", path, "--json", key=token)
+        self.assertExit(run, 0)
+        file_id = run.json()["id"]
+        run = pycell("files", "upload", path, "--key", token, key=None)  # --key instead of env.
+        self.assertExit(run, 0)
+        # …but not for an admin's.
+        run = pycell("keys", "list", key=token)
+        self.assertExit(run, 1)
+        self.assertIn("(permission_denied, HTTP 403)", run.err)
+
+        run = pycell("keys", "list")
+        self.assertExit(run, 0)
+        self.assertTrue(run.out.startswith("ID "), run)
+        self.assertRegex(run.out, re.escape(key_id) + r"\s+" + re.escape(principal) +
+                         r"\s+user\s+default\s")
+        self.assertNotIn(token, run.out)
+        run = pycell("keys", "list", "--project", "default", "--json")
+        self.assertExit(run, 0)
+        listed = {k["id"]: k for k in run.json()["data"]}
+        self.assertEqual(listed[key_id]["principal"], principal)
+        self.assertNotIn("key", listed[key_id])  # Never the secret again.
+
+        run = pycell("keys", "revoke", key_id)
+        self.assertExit(run, 0)
+        self.assertRegex(run.out, r"^revoked %s \(principal %s, role user\) at \S+\n$" %
+                         (key_id, re.escape(principal)))
+        # Revoked: refused at once, with a clear message and exit 1.
+        run = pycell("files", "get", file_id, key=token)
+        self.assertExit(run, 1)
+        self.assertIn("(unauthenticated, HTTP 401)", run.err)
+        self.assertIn("the key sent came from PYCELL_KEY", run.err)
+        run = pycell("files", "upload", path, key=token)
+        self.assertExit(run, 1)
+        self.assertIn("(unauthenticated, HTTP 401)", run.err)
+        run = pycell("keys", "list", "--json")
+        self.assertNotIn(key_id, {k["id"] for k in run.json()["data"]})
+        run = pycell("keys", "list", "--include-revoked", "--json")
+        revoked = {k["id"]: k for k in run.json()["data"]}[key_id]
+        self.assertIsNotNone(revoked["revoked_at"])
+
+    def test_create_json_roles_and_errors(self):
+        run = pycell("keys", "create", "--principal", rand("audit-bot"), "--role", "auditor",
+                     "--all-projects", "--json")
+        self.assertExit(run, 0)
+        key = run.json()
+        self.assertEqual(key["object"], "key")
+        self.assertEqual(key["role"], "auditor")
+        self.assertTrue(key["all_projects"])
+        self.assertRegex(key["key"], KEY_RE)
+        self.assertRegex(key["id"], ID_RE["key_"])
+        # An auditor reads the audit log, and may verify it (it sees every project).
+        run = pycell("audit", "verify", key=key["key"])
+        self.assertExit(run, 0)
+        self.assertExit(pycell("keys", "revoke", key["id"]), 0)
+        # An auditor of one project sees only its events, which are no whole chain: verify says
+        # so rather than report the gaps as a broken chain.
+        run = pycell("keys", "create", "--principal", rand("project-auditor"), "--role",
+                     "auditor", "--json")
+        self.assertExit(run, 0)
+        scoped = run.json()
+        self.assertFalse(scoped["all_projects"])
+        run = pycell("audit", "verify", key=scoped["key"])
+        self.assertExit(run, 1)
+        self.assertIn("auditor of one project", run.err)
+        self.assertNotIn("BROKEN", run.out)
+        run = pycell("audit", "list", "--limit", "1", "--json", key=scoped["key"])
+        self.assertExit(run, 0)  # Listing its project's events is fine.
+        self.assertExit(pycell("keys", "revoke", scoped["id"]), 0)
+
+        run = pycell("keys", "create", "--principal", "x", "--role", "king")
+        self.assertExit(run, 2)
+        run = pycell("keys", "create", "--role", "user")
+        self.assertExit(run, 2)  # --principal is required.
+        run = pycell("keys", "create", "--principal", "x", "--project", "no-such-project")
+        self.assertExit(run, 1)
+        self.assertIn("not_found", run.err)
+        run = pycell("keys", "revoke", "key_" + "0" * 26)
+        self.assertExit(run, 1)
+        self.assertIn("(not_found, HTTP 404)", run.err)
+        run = pycell("keys", "list", "--url", URL, "--data-dir", self.dir)
+        self.assertExit(run, 2)  # --data-dir works without a server: not with --url.
+
+
+class ProjectsTest(CliTestCase):
+    def test_create_list_update(self):
+        name = rand("finance")
+        run = pycell("projects", "create", name, "--max-concurrent-sessions", "2",
+                     "--max-storage-bytes", "1g", "--max-cpu-hours-per-day", "1.5", "--json")
+        self.assertExit(run, 0)
+        project = run.json()
+        self.assertRegex(project["id"], ID_RE["proj_"])
+        self.assertEqual(project["name"], name)
+        self.assertFalse(project["share_sessions"])
+        self.assertEqual(project["quotas"]["concurrent_sessions"], 2)
+        self.assertEqual(project["quotas"]["storage_bytes"], 1 << 30)
+        self.assertEqual(project["quotas"]["cpu_hours_per_day"], 1.5)
+        self.assertIsNone(project["quotas"]["sessions_per_day"])
+
+        run = pycell("projects", "list")
+        self.assertExit(run, 0)
+        self.assertTrue(run.out.startswith("ID "), run)
+        self.assertRegex(run.out, re.escape(project["id"]) + r"\s+" + re.escape(name) +
+                         r"\s+no\s+2\s+-\s+1\.5\s+1\.0 GiB\s")
+        self.assertRegex(run.out, r"proj_0{26}\s+default\s")
+        run = pycell("projects", "list", "--json")
+        self.assertExit(run, 0)
+        self.assertIn(project["id"], {p["id"] for p in run.json()["data"]})
+
+        # By name; 0 lifts a quota.
+        run = pycell("projects", "update", name, "--share-sessions", "--max-sessions-per-day",
+                     "5", "--max-concurrent-sessions", "0")
+        self.assertExit(run, 0)
+        self.assertIn("share_sessions: true\n", run.out)
+        self.assertIn("quotas: sessions_per_day 5, cpu_hours_per_day 1.5, storage_bytes 1.0 GiB\n",
+                      run.out)
+        run = pycell("projects", "update", project["id"], "--no-share-sessions", "--json")
+        self.assertExit(run, 0)
+        updated = run.json()
+        self.assertFalse(updated["share_sessions"])
+        self.assertEqual(updated["quotas"]["sessions_per_day"], 5)
+        self.assertIsNone(updated["quotas"]["concurrent_sessions"])
+
+        # A key in the project.
+        run = pycell("keys", "create", "--principal", rand("bob"), "--project", name, "--json")
+        self.assertExit(run, 0)
+        self.assertEqual(run.json()["project_id"], project["id"])
+
+        run = pycell("projects", "update", name)
+        self.assertExit(run, 2)  # Nothing to change.
+        run = pycell("projects", "update", name, "--share-sessions", "--no-share-sessions")
+        self.assertExit(run, 2)
+        run = pycell("projects", "create", name)
+        self.assertExit(run, 1)  # Exists already.
+        run = pycell("projects", "create", "Not A Name")
+        self.assertExit(run, 1)
+        self.assertIn("invalid_request", run.err)
+        run = pycell("projects", "update", "no-such-project", "--share-sessions")
+        self.assertExit(run, 1)
+        self.assertIn("not_found", run.err)
+
+
+class AuditTest(CliTestCase):
+    def test_list_shows_the_actions(self):
+        run = pycell("files", "upload", self.write("audited.csv", "a\n1\n"), "--json")
+        self.assertExit(run, 0)
+        file_id = run.json()["id"]
+        self.assertExit(pycell("files", "download", file_id, "-o", self.dir + "/back.csv"), 0)
+        self.assertExit(pycell("files", "rm", file_id), 0)
+
+        run = pycell("audit", "list", "--target", file_id, "--json")
+        self.assertExit(run, 0)
+        listed = run.json()
+        self.assertEqual(listed["object"], "list")
+        events = listed["data"]
+        self.assertEqual([e["action"] for e in events],
+                         ["file.upload", "file.download", "file.delete"])
+        for e in events:
+            self.assertEqual(e["principal"], "admin")
+            self.assertEqual(e["outcome"], "ok")
+            self.assertRegex(e["hash"], r"^[0-9a-f]{64}$")
+        seqs = [e["seq"] for e in events]
+        self.assertEqual(seqs, sorted(seqs))
+
+        run = pycell("audit", "list", "--target", file_id)
+        self.assertExit(run, 0)
+        lines = run.out.splitlines()
+        self.assertRegex(lines[0], r"^SEQ\s+TIME\s+PRINCIPAL\s+ACTION\s+TARGET\s+OUTCOME$")
+        self.assertEqual(len(lines), 4, run)
+        self.assertRegex(lines[1], r"^%d\s+\S+\s+admin\s+file\.upload\s+%s\s+ok$" %
+                         (seqs[0], file_id))
+
+        run = pycell("audit", "list", "--action", "file.upload", "--principal", "admin", "--json")
+        self.assertExit(run, 0)
+        uploads = run.json()["data"]
+        self.assertTrue(uploads)
+        self.assertEqual({e["action"] for e in uploads}, {"file.upload"})
+        self.assertIn(file_id, {e["target"] for e in uploads})
+        run = pycell("audit", "list", "--limit", "2", "--json")
+        self.assertExit(run, 0)
+        self.assertEqual(len(run.json()["data"]), 2)
+        self.assertTrue(run.json()["has_more"])
+        run = pycell("audit", "list", "--from", "2999-01-01", "--json")
+        self.assertExit(run, 0)
+        self.assertEqual(run.json()["data"], [])
+        # A failed authentication is there too.
+        self.assertExit(pycell("files", "list", key="pyc_" + "0" * 26 + "_" + "0" * 32), 1)
+        run = pycell("audit", "list", "--action", "auth.denied", "--json")
+        self.assertExit(run, 0)
+        self.assertTrue(run.json()["data"], run)
+
+    def test_verify_and_export(self):
+        run = pycell("audit", "verify")
+        self.assertExit(run, 0)
+        match = re.match(r"^audit chain verified: (\d+) events, last hash ([0-9a-f]{64})\n$",
+                         run.out)
+        self.assertIsNotNone(match, run)
+        self.assertGreater(int(match.group(1)), 0)
+        run = pycell("audit", "verify", "--json")
+        self.assertExit(run, 0)
+        self.assertTrue(run.json()["verified"])
+
+        out = os.path.join(self.dir, "audit.jsonl")
+        run = pycell("audit", "export", "--out", out)
+        self.assertExit(run, 0)
+        with open(out) as f:
+            events = [json.loads(line) for line in f]
+        self.assertGreaterEqual(len(events), int(match.group(1)))
+        self.assertEqual([e["seq"] for e in events], list(range(1, len(events) + 1)))
+        self.assertEqual(events[0]["prev_hash"], "0" * 64)
+        for before, after in zip(events, events[1:]):
+            self.assertEqual(after["prev_hash"], before["hash"])
+        run = pycell("audit", "export")
+        self.assertExit(run, 0)
+        self.assertEqual(run.json_lines()[:len(events)], events)
+
+    def test_a_user_key_cannot_read_it(self):
+        run = pycell("keys", "create", "--principal", rand("carol"), "--json")
+        self.assertExit(run, 0)
+        token = run.json()["key"]
+        for args in (["audit", "list"], ["audit", "verify"], ["usage"]):
+            run = pycell(*args, key=token)
+            self.assertExit(run, 1)
+            self.assertIn("(permission_denied, HTTP 403)", run.err)
+
+
+class UsageTest(CliTestCase):
+    FIELDS = ["sessions", "session_seconds", "executions", "cpu_seconds", "peak_memory_bytes",
+              "bytes_uploaded", "bytes_downloaded", "storage_byte_hours"]
+
+    def test_json_csv_and_table(self):
+        self.assertExit(pycell("exec", stdin="sum(range(10**6))"), 0)
+        run = pycell("usage", "--json")
+        self.assertExit(run, 0)
+        report = run.json()
+        self.assertEqual(report["object"], "usage")
+        self.assertEqual(report["group_by"], "project")
+        rows = {r["key"]: r for r in report["data"]}
+        self.assertIn("proj_" + "0" * 26, rows, report)  # Grouped by project id.
+        for row in report["data"] + [report["total"]]:
+            for field in self.FIELDS:
+                self.assertIsInstance(row[field], (int, float), (field, row))
+            self.assertIn("total", row["cost"])
+        self.assertGreaterEqual(report["total"]["sessions"], 1)
+        self.assertGreaterEqual(report["total"]["executions"], 1)
+
+        run = pycell("usage", "--csv")
+        self.assertExit(run, 0)
+        lines = run.out.splitlines()
+        self.assertEqual(lines[0].split(","), ["key"] + self.FIELDS + [
+            "cost_sessions", "cost_cpu", "cost_storage", "cost_transfer", "cost_total"])
+        self.assertEqual(len(lines), 1 + len(report["data"]), run)
+        for line in lines[1:]:
+            cells = line.split(",")
+            self.assertEqual(len(cells), 14, line)
+            for cell in cells[1:]:
+                float(cell)
+
+        run = pycell("usage")
+        self.assertExit(run, 0)
+        self.assertRegex(run.out, r"\nPROJECT\s+SESSIONS\s.*\ndefault\s+\d+\s")  # Named.
+        run = pycell("usage", "--group-by", "principal")
+        self.assertExit(run, 0)
+        self.assertRegex(run.out, r"\nPRINCIPAL\s+SESSIONS\s+SESSION H\s+EXECUTIONS\s")
+        self.assertRegex(run.out, r"\nadmin\s+\d+\s")
+        self.assertRegex(run.out, r"\nTOTAL\s+\d+\s")
+        run = pycell("usage", "--group-by", "day", "--from", "2000-01-01", "--json")
+        self.assertExit(run, 0)
+        self.assertEqual(run.json()["group_by"], "day")
+        self.assertExit(pycell("usage", "--group-by", "colour"), 2)
+        self.assertExit(pycell("usage", "--json", "--csv"), 2)
+
+
+class KeySourceTest(CliTestCase):
+    """--key, then PYCELL_KEY, then the admin.key of --data-dir, $PYCELL_DATA_DIR, ./var,
+    /var/lib/pycell."""
+
+    def test_admin_key_file(self):
+        # ./var/admin.key of the working folder.
+        var = os.path.join(self.dir, "var")
+        os.makedirs(var)
+        with open(os.path.join(var, "admin.key"), "w") as f:
+            f.write(SERVER.admin_key + "\n")
+        run = pycell("files", "list", key=None, cwd=self.dir)
+        self.assertExit(run, 0)
+        # $PYCELL_DATA_DIR: the server's own data dir.
+        run = pycell("sessions", "list", key=None, env={"PYCELL_DATA_DIR": SERVER.data_dir})
+        self.assertExit(run, 0)
+        # PYCELL_KEY wins over the file, and --key over PYCELL_KEY.
+        wrong = "pyc_" + "1" * 26 + "_" + "1" * 32
+        run = pycell("files", "list", key=wrong, cwd=self.dir)
+        self.assertExit(run, 1)
+        self.assertIn("(unauthenticated, HTTP 401)", run.err)
+        run = pycell("files", "list", "--key", SERVER.admin_key, key=wrong)
+        self.assertExit(run, 0)
+
+    def test_no_key_is_a_clear_401(self):
+        if os.access("/var/lib/pycell/admin.key", os.R_OK):
+            self.skipTest("/var/lib/pycell/admin.key exists on this machine")
+        for args in (["files", "list"], ["sessions", "list"], ["keys", "list"]):
+            run = pycell(*args, key=None)
+            self.assertExit(run, 1)
+            self.assertIn("(unauthenticated, HTTP 401)", run.err)
+            self.assertIn("no key was sent", run.err)
+            self.assertIn("PYCELL_KEY", run.err)
+        run = pycell("exec", key=None, stdin="1")
+        self.assertExit(run, 1)
+        self.assertIn("(unauthenticated, HTTP 401)", run.err)
+
+
+class DataDirTest(CliTestCase):
+    """keys, projects and audit on a data dir directly, with its server stopped; and a log
+    tampered with in SQLite is caught by `audit verify --data-dir`."""
+
+    def test_stopped_server(self):
+        data = os.path.join(WORK_DIR, "stopped-data")
+        os.makedirs(data)
+        server = pycell_server.ServeProcess(PYCELL, data, DATA_DIR_RUNTIME_DIR,
+                                            os.path.join(WORK_DIR, "stopped-server.log"))
+        server.start()
+        try:
+            url = server.url()
+            path = self.write("before.csv", "a\n1\n")
+            run = pycell("files", "upload", path, "--url", url, "--key", server.admin_key)
+            self.assertExit(run, 0)
+            self.assertEqual(server.stop(), 0, server.log_tail())
+            self.offline_work(server, data, url, path)
+        finally:
+            if server.proc.poll() is None:
+                server.kill()
+
+    def offline_work(self, server, data, url, path):
+        # No server: the API answers nothing…
+        run = pycell("keys", "list", "--url", url, key=server.admin_key)
+        self.assertExit(run, 1)
+        self.assertIn("cannot reach", run.err)
+        # …but the data dir does.
+        run = pycell("keys", "create", "--principal", "offline", "--data-dir", data, "--json",
+                     url=None, key=None)
+        self.assertExit(run, 0)
+        made = run.json()
+        self.assertRegex(made["key"], KEY_RE)
+        self.assertEqual(made["principal"], "offline")
+        run = pycell("keys", "create", "--principal", "offline2", "--data-dir", data,
+                     url=None, key=None)
+        self.assertExit(run, 0)
+        self.assertIn("shown only this once", run.out)
+        run = pycell("keys", "list", "--data-dir", data, url=None, key=None)
+        self.assertExit(run, 0)
+        self.assertRegex(run.out, re.escape(made["id"]) + r"\s+offline\s+user\s+default\s")
+        self.assertRegex(run.out, r"\s+admin\s+admin\s+default\s")
+        run = pycell("projects", "create", "offline-team", "--max-sessions-per-day", "3",
+                     "--data-dir", data, url=None, key=None)
+        self.assertExit(run, 0)
+        self.assertIn("name: offline-team\n", run.out)
+        run = pycell("projects", "update", "offline-team", "--share-sessions", "--data-dir", data,
+                     "--json", url=None, key=None)
+        self.assertExit(run, 0)
+        self.assertTrue(run.json()["share_sessions"])
+        run = pycell("projects", "list", "--data-dir", data, "--json", url=None, key=None)
+        self.assertExit(run, 0)
+        self.assertEqual(sorted(p["name"] for p in run.json()["data"]),
+                         ["default", "offline-team"])
+        revoked = pycell("keys", "create", "--principal", "gone", "--data-dir", data, "--json",
+                         url=None, key=None).json()
+        run = pycell("keys", "revoke", revoked["id"], "--data-dir", data, url=None, key=None)
+        self.assertExit(run, 0)
+
+        # The changes are audited, by the local administrator.
+        run = pycell("audit", "list", "--action", "key.create", "--data-dir", data, "--json",
+                     url=None, key=None)
+        self.assertExit(run, 0)
+        local = [e for e in run.json()["data"] if e["target"] == made["id"]]
+        self.assertEqual(len(local), 1, run)
+        self.assertTrue(local[0]["principal"].startswith("local:"), local[0])
+        run = pycell("audit", "verify", "--data-dir", data, url=None, key=None)
+        self.assertExit(run, 0)
+        count = int(re.match(r"^audit chain verified: (\d+) events", run.out).group(1))
+        run = pycell("audit", "export", "--data-dir", data, url=None, key=None)
+        self.assertExit(run, 0)
+        exported = run.json_lines()
+        self.assertEqual(len(exported), count)
+        self.assertEqual({"file.upload", "key.create", "key.revoke", "project.create",
+                          "project.update"} - {e["action"] for e in exported}, set())
+        run = pycell("audit", "verify", "--data-dir", os.path.join(self.dir, "nothing-here"),
+                     url=None, key=None)
+        self.assertExit(run, 1)
+        self.assertIn("no pycell database", run.err)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "nothing-here")))
+
+        # Restarted, the server takes the key made offline, and refuses the revoked one.
+        server.start()
+        run = pycell("files", "upload", path, "--url", server.url(), "--key", made["key"],
+                     key=None)
+        self.assertExit(run, 0)
+        run = pycell("files", "list", "--url", server.url(), "--key", revoked["key"], key=None)
+        self.assertExit(run, 1)
+        self.assertIn("(unauthenticated, HTTP 401)", run.err)
+        run = pycell("audit", "verify", "--url", server.url(), key=server.admin_key)
+        self.assertExit(run, 0)
+        self.assertEqual(server.stop(), 0, server.log_tail())
+
+        self.tamper(data)
+
+    def tamper(self, data):
+        def verify():
+            return pycell("audit", "verify", "--data-dir", data, url=None, key=None)
+
+        run = verify()
+        self.assertExit(run, 0)
+        db = sqlite3.connect(os.path.join(data, "pycell.db"))
+        try:
+            # Append-only: the triggers refuse changes…
+            with self.assertRaises(sqlite3.DatabaseError):
+                with db:
+                    db.execute("UPDATE audit_events SET principal = 'x' WHERE seq = 1")
+            # …so a forger drops them first; the chain still tells.
+            with db:
+                db.execute("DROP TRIGGER audit_events_no_update")
+                db.execute("DROP TRIGGER audit_events_no_delete")
+            seq, event_id, principal = db.execute(
+                "SELECT seq, id, principal FROM audit_events ORDER BY seq LIMIT 1 OFFSET 2"
+            ).fetchone()
+            forged = chr(ord(principal[0]) ^ 1) + principal[1:]  # One byte changed.
+            with db:
+                db.execute("UPDATE audit_events SET principal = ? WHERE seq = ?", (forged, seq))
+            run = verify()
+            self.assertExit(run, 1)
+            self.assertRegex(run.out, r"^audit chain BROKEN at event %d \(%s\): .*hash" %
+                             (seq, re.escape(event_id)))
+            run = pycell("audit", "verify", "--data-dir", data, "--json", url=None, key=None)
+            self.assertExit(run, 1)
+            self.assertEqual((run.json()["verified"], run.json()["seq"]), (False, seq))
+
+            # Put back, it verifies again; a deleted event is named too.
+            with db:
+                db.execute("UPDATE audit_events SET principal = ? WHERE seq = ?", (principal, seq))
+            self.assertExit(verify(), 0)
+            with db:
+                db.execute("DELETE FROM audit_events WHERE seq = ?", (seq + 1,))
+            run = verify()
+            self.assertExit(run, 1)
+            self.assertRegex(run.out, r"^audit chain BROKEN at event %d \(" % (seq + 1))
+        finally:
+            db.close()
 
 
 def main():
