@@ -11,6 +11,7 @@ Client sends each request on a fresh connection, with `Authorization: Bearer <ke
 key. Standard library only.
 """
 
+import argparse
 import hashlib
 import http.client
 import io
@@ -326,3 +327,15 @@ class HttpAssertions:
         if message_contains is not None:
             self.assertIn(message_contains, message, reply)
         return body["error"]
+
+
+def parse_pycell_argument(doc):
+    """The absolute path of the binary given as --pycell (exits with usage when it is not an
+    executable) and the remaining arguments, for unittest."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--pycell", required=True, help="the pycell binary")
+    args, rest = parser.parse_known_args()
+    pycell = os.path.abspath(args.pycell)
+    if not os.access(pycell, os.X_OK):
+        parser.error("%s is not an executable" % pycell)
+    return pycell, rest

@@ -227,6 +227,28 @@ Result<bool> Bootstrap(store::MetadataStore& store, const std::string& key_path,
   return true;
 }
 
+Result<Json> ProjectList(store::MetadataStore& store, const Caller& caller) {
+  ASSIGN_OR_RETURN(auto rows, store.ListProjects());
+  Json data = Json::array();
+  for (const store::ProjectRow& row : rows) {
+    if (SeesProject(caller, row.id)) data.push_back(ProjectJson(row));
+  }
+  return Json{{"object", "list"}, {"data", data}, {"has_more", false}};
+}
+
+Result<Json> KeyList(store::MetadataStore& store, const std::string& project,
+                     bool include_revoked) {
+  std::string project_id;
+  if (!project.empty()) {
+    ASSIGN_OR_RETURN(store::ProjectRow row, FindProject(store, project));
+    project_id = row.id;
+  }
+  ASSIGN_OR_RETURN(auto rows, store.ListKeys(project_id, include_revoked));
+  Json data = Json::array();
+  for (const store::KeyRow& row : rows) data.push_back(KeyJson(row));
+  return Json{{"object", "list"}, {"data", data}, {"has_more", false}};
+}
+
 Json ProjectJson(const store::ProjectRow& row) {
   return {{"id", row.id},
           {"object", "project"},

@@ -60,6 +60,12 @@ Result<store::KeyRow> RevokeKey(store::MetadataStore& store, const Caller& by,
 // whether it made one.
 Result<bool> Bootstrap(store::MetadataStore& store, const std::string& key_path, int64_t now_ms);
 
+// The list objects of GET /v1/projects (the projects `caller` sees) and GET /v1/keys (of one
+// project by id or name, or of all when `project` is "").
+Result<nlohmann::json> ProjectList(store::MetadataStore& store, const Caller& caller);
+Result<nlohmann::json> KeyList(store::MetadataStore& store, const std::string& project,
+                               bool include_revoked);
+
 nlohmann::json ProjectJson(const store::ProjectRow& row);
 nlohmann::json KeyJson(const store::KeyRow& row);  // Never the secret.
 

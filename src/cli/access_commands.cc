@@ -53,15 +53,7 @@ class Directory {
           Query({{"project", project}, {"include_revoked", include_revoked ? "true" : ""}});
       return JsonAnswer(client_->Get("/v1/keys" + query), *client_);
     }
-    std::string project_id;
-    if (!project.empty()) {
-      ASSIGN_OR_RETURN(store::ProjectRow row, auth::FindProject(*store_, project));
-      project_id = row.id;
-    }
-    ASSIGN_OR_RETURN(auto rows, store_->ListKeys(project_id, include_revoked));
-    Json data = Json::array();
-    for (const store::KeyRow& row : rows) data.push_back(auth::KeyJson(row));
-    return List(std::move(data));
+    return auth::KeyList(*store_, project, include_revoked);
   }
 
   Result<Json> RevokeKey(const std::string& id) {
@@ -93,10 +85,7 @@ class Directory {
 
   Result<Json> ListProjects() {
     if (client_) return JsonAnswer(client_->Get("/v1/projects"), *client_);
-    ASSIGN_OR_RETURN(auto rows, store_->ListProjects());
-    Json data = Json::array();
-    for (const store::ProjectRow& row : rows) data.push_back(auth::ProjectJson(row));
-    return List(std::move(data));
+    return auth::ProjectList(*store_, LocalCaller());
   }
 
   // Project names by id, for showing keys; empty when the projects cannot be listed.
@@ -109,10 +98,6 @@ class Directory {
   }
 
  private:
-  static Json List(Json data) {
-    return Json{{"object", "list"}, {"data", std::move(data)}, {"has_more", false}};
-  }
-
   // Exactly one is set.
   std::unique_ptr<HttpClient> client_;
   std::unique_ptr<store::MetadataStore> store_;

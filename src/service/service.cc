@@ -952,12 +952,7 @@ Result<Json> Service::GetProject(const auth::Caller& caller, const std::string& 
 }
 
 Result<Json> Service::ListProjects(const auth::Caller& caller) {
-  ASSIGN_OR_RETURN(auto rows, store_->ListProjects());
-  Json data = Json::array();
-  for (const store::ProjectRow& row : rows) {
-    if (auth::SeesProject(caller, row.id)) data.push_back(auth::ProjectJson(row));
-  }
-  return Json{{"object", "list"}, {"data", data}, {"has_more", false}};
+  return auth::ProjectList(*store_, caller);
 }
 
 Result<Json> Service::CreateKey(const auth::Caller& caller, const auth::KeySpec& spec) {
@@ -978,15 +973,7 @@ Result<Json> Service::GetKey(const auth::Caller&, const std::string& id) {
 
 Result<Json> Service::ListKeys(const auth::Caller&, const std::string& project,
                                bool include_revoked) {
-  std::string project_id;
-  if (!project.empty()) {
-    ASSIGN_OR_RETURN(store::ProjectRow row, auth::FindProject(*store_, project));
-    project_id = row.id;
-  }
-  ASSIGN_OR_RETURN(auto rows, store_->ListKeys(project_id, include_revoked));
-  Json data = Json::array();
-  for (const store::KeyRow& row : rows) data.push_back(auth::KeyJson(row));
-  return Json{{"object", "list"}, {"data", data}, {"has_more", false}};
+  return auth::KeyList(*store_, project, include_revoked);
 }
 
 Result<Json> Service::RevokeKey(const auth::Caller& caller, const std::string& id) {

@@ -19,7 +19,6 @@ out for a minute), bootstrap, and tampering with the audit log in SQLite (the se
 Only the standard library (sqlite3 for the tampering).
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -1693,12 +1692,7 @@ class TestAuditTampering(AccessTestCase):
 
 def main():
     global PYCELL
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pycell", required=True, help="the pycell binary")
-    args, rest = parser.parse_known_args()
-    PYCELL = os.path.abspath(args.pycell)
-    if not os.access(PYCELL, os.X_OK):
-        parser.error("%s is not an executable" % PYCELL)
+    PYCELL, rest = pycell_server.parse_pycell_argument(__doc__)
     unittest.main(argv=[sys.argv[0]] + rest)
 
 

@@ -15,7 +15,6 @@ Sessions are real sandboxes and cells real Python, so tests share a session wher
 need a fresh one (each class makes the few it needs in setUpClass).
 """
 
-import argparse
 import csv
 import http.client
 import io
@@ -1715,12 +1714,7 @@ class TestRestart(ApiTestCase):
 
 def main():
     global PYCELL
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pycell", required=True, help="the pycell binary")
-    args, rest = parser.parse_known_args()
-    PYCELL = os.path.abspath(args.pycell)
-    if not os.access(PYCELL, os.X_OK):
-        parser.error("%s is not an executable" % PYCELL)
+    PYCELL, rest = pycell_server.parse_pycell_argument(__doc__)
     unittest.main(argv=[sys.argv[0]] + rest)
 
 

@@ -16,7 +16,6 @@ tamper with the audit log in SQLite.
 Only the standard library.
 """
 
-import argparse
 import hashlib
 import http.server
 import json
@@ -1047,12 +1046,7 @@ class DataDirTest(CliTestCase):
 
 def main():
     global PYCELL
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pycell", required=True, help="the pycell binary")
-    args, rest = parser.parse_known_args()
-    PYCELL = os.path.abspath(args.pycell)
-    if not os.access(PYCELL, os.X_OK):
-        parser.error("%s is not an executable" % PYCELL)
+    PYCELL, rest = pycell_server.parse_pycell_argument(__doc__)
     unittest.main(argv=[sys.argv[0]] + rest)
 
 
