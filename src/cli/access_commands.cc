@@ -318,15 +318,13 @@ std::function<int()> RegisterAccessCommands(CLI::App& app) {
     std::vector<std::string> ids;
     ProjectFlags project_create;
     ProjectFlags project_update;
-    std::vector<std::pair<CLI::App*, std::function<int()>>> commands;
+    Subcommands subcommands{&client};
   };
   auto state = std::make_shared<State>();
   State& s = *state;
   auto add = [&](CLI::App* parent, const char* name, const char* help, std::function<int()> run) {
-    CLI::App* command = parent->add_subcommand(name, help);
-    AddClientFlags(command, &s.client);
+    CLI::App* command = s.subcommands.Add(parent, name, help, std::move(run));
     AddDataDirFlag(command, &s.client, "when the server is down");
-    s.commands.emplace_back(command, std::move(run));
     return command;
   };
 
@@ -388,12 +386,7 @@ std::function<int()> RegisterAccessCommands(CLI::App& app) {
                  "users see only their own sessions")
       ->excludes(share);
   add_quota_options(update, &s.project_update);
-  return [state]() -> int {
-    for (auto& [command, run] : state->commands) {
-      if (command->parsed()) return run();
-    }
-    return -1;
-  };
+  return [state] { return state->subcommands.Run(); };
 }
 
 }  // namespace pycell::cli

@@ -318,19 +318,17 @@ std::function<int()> RegisterAuditCommand(CLI::App& app) {
   struct State {
     ClientFlags client;
     AuditFlags audit;
-    std::vector<std::pair<CLI::App*, std::function<int()>>> commands;
+    Subcommands subcommands{&client};
   };
   auto state = std::make_shared<State>();
   State& s = *state;
   auto add = [&](CLI::App* parent, const char* name, const char* help, std::function<int()> run) {
-    CLI::App* command = parent->add_subcommand(name, help);
-    AddClientFlags(command, &s.client);
+    CLI::App* command = s.subcommands.Add(parent, name, help, std::move(run));
     CLI::Option* data_dir =
         command->add_option("--data-dir", s.client.data_dir,
                             "read this data dir's database directly instead of asking a server");
     data_dir->excludes(command->get_option("--url"));
     data_dir->excludes(command->get_option("--key"));
-    s.commands.emplace_back(command, std::move(run));
     return command;
   };
 
@@ -350,12 +348,7 @@ std::function<int()> RegisterAuditCommand(CLI::App& app) {
   add(audit, "export", "write every event as JSON lines", [&s] {
     return AuditExport(s.client, s.audit);
   })->add_option("--out", s.audit.out, "the file to write (default: standard output)");
-  return [state]() -> int {
-    for (auto& [command, run] : state->commands) {
-      if (command->parsed()) return run();
-    }
-    return -1;
-  };
+  return [state] { return state->subcommands.Run(); };
 }
 
 }  // namespace pycell::cli

@@ -345,15 +345,12 @@ std::function<int()> RegisterClientCommands(CLI::App& app) {
     DownloadFlags download;
     CreateFlags create;
     ExecFlags exec;
-    std::vector<std::pair<CLI::App*, std::function<int()>>> commands;
+    Subcommands subcommands{&client};
   };
   auto state = std::make_shared<State>();
   State& s = *state;
   auto add = [&](CLI::App* parent, const char* name, const char* help, std::function<int()> run) {
-    CLI::App* command = parent->add_subcommand(name, help);
-    AddClientFlags(command, &s.client);
-    s.commands.emplace_back(command, std::move(run));
-    return command;
+    return s.subcommands.Add(parent, name, help, std::move(run));
   };
 
   CLI::App* files = app.add_subcommand("files", "files on a running server (pycell serve)");
@@ -422,12 +419,7 @@ std::function<int()> RegisterClientCommands(CLI::App& app) {
   exec->add_option("--file", s.exec.files, "a file to upload into /mnt/data (repeatable)")
       ->allow_extra_args(false);
 
-  return [state]() -> int {
-    for (auto& [command, run] : state->commands) {
-      if (command->parsed()) return run();
-    }
-    return -1;
-  };
+  return [state] { return state->subcommands.Run(); };
 }
 
 }  // namespace pycell::cli

@@ -79,6 +79,21 @@ void AddClientFlags(CLI::App* command, ClientFlags* flags) {
   command->add_flag("--json", flags->json, "print the server's JSON objects, one per line");
 }
 
+CLI::App* Subcommands::Add(CLI::App* parent, const char* name, const char* help,
+                           std::function<int()> run) {
+  CLI::App* command = parent->add_subcommand(name, help);
+  AddClientFlags(command, flags_);
+  commands_.emplace_back(command, std::move(run));
+  return command;
+}
+
+int Subcommands::Run() const {
+  for (const auto& [command, run] : commands_) {
+    if (command->parsed()) return run();
+  }
+  return -1;
+}
+
 // --- the API key ------------------------------------------------------------------------------
 
 ResolvedKey ResolveKey(const ClientFlags& flags) {

@@ -44,6 +44,19 @@ struct ClientFlags {
 // of every command.)
 void AddClientFlags(CLI::App* command, ClientFlags* flags);
 
+// The subcommands of a client command ("files upload", "keys create", …) and what each runs:
+// Add registers one with the client flags; Run runs the one the command line chose (-1: none).
+class Subcommands {
+ public:
+  explicit Subcommands(ClientFlags* flags) : flags_(flags) {}
+  CLI::App* Add(CLI::App* parent, const char* name, const char* help, std::function<int()> run);
+  int Run() const;
+
+ private:
+  ClientFlags* flags_;
+  std::vector<std::pair<CLI::App*, std::function<int()>>> commands_;
+};
+
 // --- the API key ---
 
 // Where the key comes from, first found wins: --key, $PYCELL_KEY, then the first readable,
