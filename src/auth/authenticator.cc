@@ -40,7 +40,7 @@ Result<Caller> Authenticator::Authenticate(const std::string& authorization,
                       it->second.start + kFailureWindow - now)
                       .count() +
                   1;
-      ++failures_;
+      Count("too_many_failures");
       return Status::ResourceExhausted(
                  "too many failed authentications from " + address + "; try again in " +
                  std::to_string(left) + " s with a valid key")
@@ -94,8 +94,8 @@ Status Authenticator::Fail(const std::string& address, const std::string& reques
     Window& window = windows_[address];
     if (window.failures == 0) window.start = now;
     ++window.failures;
-    ++failures_;
   }
+  Count(reason);
   store::Trail trail;
   trail.audit.emplace();
   audit::AuditEvent& event = *trail.audit;
@@ -115,10 +115,7 @@ Status Authenticator::Fail(const std::string& address, const std::string& reques
 }
 
 Status Authenticator::Deny(const Caller& caller, Permission permission, const std::string& route) {
-  {
-    std::lock_guard lock(mu_);
-    ++failures_;
-  }
+  Count("permission");
   store::Trail trail;
   trail.audit = EventBy(caller, "auth.denied", "", WallMs(clock_));
   trail.audit->outcome = "denied";
@@ -133,11 +130,6 @@ Status Authenticator::Deny(const Caller& caller, Permission permission, const st
   return Status::PermissionDenied(std::string("the role ") + RoleName(caller.role) +
                                   " may not do this (it needs " + PermissionName(permission) +
                                   "); see docs/access.md for what each role may do");
-}
-
-int64_t Authenticator::failures() const {
-  std::lock_guard lock(mu_);
-  return failures_;
 }
 
 void Authenticator::Prune(std::chrono::steady_clock::time_point now) {

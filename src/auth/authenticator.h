@@ -18,6 +18,7 @@
 #include "auth/roles.h"
 #include "common/clock.h"
 #include "common/status.h"
+#include "metrics/metrics.h"
 #include "store/metadata_store.h"
 
 namespace pycell::auth {
@@ -27,7 +28,9 @@ class Authenticator {
   static constexpr int kMaxFailures = 20;
   static constexpr std::chrono::seconds kFailureWindow{60};
 
-  Authenticator(store::MetadataStore* store, Clock* clock) : store_(store), clock_(clock) {}
+  // `metrics` (may be null) counts every refusal by reason.
+  Authenticator(store::MetadataStore* store, Clock* clock, metrics::Metrics* metrics = nullptr)
+      : store_(store), clock_(clock), metrics_(metrics) {}
 
   // The caller of a request with header `authorization` ("" when absent) from `peer`
   // ("address:port"). Unauthenticated (401) for a missing, malformed, unknown, wrong or revoked
@@ -39,9 +42,6 @@ class Authenticator {
   // The PermissionDenied (403) for a valid caller without `permission`, after auditing it.
   Status Deny(const Caller& caller, Permission permission, const std::string& route);
 
-  // How many failures were answered since start (for metrics).
-  int64_t failures() const;
-
  private:
   // Records the failure, audits it, and returns the 401 to send.
   Status Fail(const std::string& address, const std::string& request_id,
@@ -51,13 +51,16 @@ class Authenticator {
 
   store::MetadataStore* const store_;
   Clock* const clock_;
+  metrics::Metrics* const metrics_;
+  void Count(const std::string& reason) {
+    if (metrics_) metrics_->AuthFailure(reason);
+  }
   mutable std::mutex mu_;
   struct Window {
     std::chrono::steady_clock::time_point start;
     int failures = 0;
   };
   std::map<std::string, Window> windows_;  // GUARDED_BY(mu_): by source address.
-  int64_t failures_ = 0;                   // GUARDED_BY(mu_)
 };
 
 }  // namespace pycell::auth

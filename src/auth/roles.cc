@@ -28,6 +28,7 @@ constexpr Grant kGrants[] = {
     {Permission::kUsageRead,       "usage.read",       true,  false, false, true},
     {Permission::kPoolsRead,       "pools.read",       true,  true,  false, false},
     {Permission::kConfigRead,      "config.read",      true,  true,  false, false},
+    {Permission::kMetricsRead,     "metrics.read",     true,  true,  false, true},
     {Permission::kProjectsRead,    "projects.read",    true,  true,  true,  true},
     {Permission::kProjectsManage,  "projects.manage",  true,  false, false, false},
     {Permission::kKeysManage,      "keys.manage",      true,  false, false, false},

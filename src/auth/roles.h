@@ -31,6 +31,7 @@ enum class Permission {
   kUsageRead,
   kPoolsRead,
   kConfigRead,
+  kMetricsRead,     // GET /metrics.
   kProjectsRead,
   kProjectsManage,
   kKeysManage,

@@ -28,6 +28,7 @@ std::function<int()> RegisterServe(CLI::App& app) {
     std::string runtime_dir;
     bool allow_weaker_sandbox = false;
     int ready_sessions = -1;
+    std::string metrics_listen;
   };
   auto flags = std::make_shared<Flags>();
   CLI::App* serve = app.add_subcommand("serve", "run the HTTP service (REST API /v1)");
@@ -36,6 +37,8 @@ std::function<int()> RegisterServe(CLI::App& app) {
   serve->add_option("--data-dir", flags->data_dir, "folder for the database and file contents (default ./var)");
   serve->add_option("--runtime-dir", flags->runtime_dir, "folder for live sessions' mount points");
   serve->add_option("--ready-sessions", flags->ready_sessions, "warm sessions per pool");
+  serve->add_option("--metrics-listen", flags->metrics_listen,
+                    "loopback host:port serving only /metrics, without keys (port 0: any free)");
   serve->add_flag("--allow-weaker-sandbox", flags->allow_weaker_sandbox,
                   "run even where a protection is missing (see pycell doctor)");
   return [flags]() -> int {
@@ -51,6 +54,7 @@ std::function<int()> RegisterServe(CLI::App& app) {
     if (!flags->listen.empty()) config.server.listen = flags->listen;
     if (!flags->data_dir.empty()) config.server.data_dir = flags->data_dir;
     if (!flags->runtime_dir.empty()) config.engine.runtime_dir = flags->runtime_dir;
+    if (!flags->metrics_listen.empty()) config.server.metrics_listen = flags->metrics_listen;
     if (flags->allow_weaker_sandbox) config.engine.allow_weaker_sandbox = true;
     if (flags->ready_sessions >= 0) {
       for (auto& pool : config.pools) pool.ready_sessions = static_cast<uint32_t>(flags->ready_sessions);
@@ -96,10 +100,33 @@ std::function<int()> RegisterServe(CLI::App& app) {
     server::HttpServerOptions options;
     options.config = config.server;
     options.max_streamed_body_bytes = (*service)->max_upload_bytes();
+    metrics::Metrics* metrics = &(*service)->metrics();
+    options.on_request = [metrics](const std::string& method, const std::string& route,
+                                   int status, double seconds) {
+      metrics->HttpRequest(method, route, status, seconds);
+    };
     auto server = server::HttpServer::Start(options, &router);
     if (!server.ok()) {
       std::cerr << "pycell serve: " << server.status().message() << "\n";
       return 1;
+    }
+    // The scrape-only listener: /metrics and nothing else, no keys, loopback only.
+    server::Router metrics_router;
+    std::unique_ptr<server::HttpServer> metrics_server;
+    if (!config.server.metrics_listen.empty()) {
+      server::AddMetricsRoute(&metrics_router, service->get(), auth::Permission::kPublic);
+      server::HttpServerOptions metrics_options;
+      metrics_options.config = config.server;
+      metrics_options.config.listen = config.server.metrics_listen;
+      metrics_options.config.max_connections = 16;
+      auto started = server::HttpServer::Start(metrics_options, &metrics_router);
+      if (!started.ok()) {
+        std::cerr << "pycell serve: metrics listener: " << started.status().message() << "\n";
+        return 1;
+      }
+      metrics_server = std::move(*started);
+      std::cout << "pycell serve: metrics on http://" << metrics_server->host() << ":"
+                << metrics_server->port() << "/metrics" << std::endl;
     }
     // The one line scripts wait for (tests read the port from it).
     std::cout << "pycell serve: listening on http://" << (*server)->host() << ":"
@@ -109,6 +136,7 @@ std::function<int()> RegisterServe(CLI::App& app) {
     sigwait(&signals, &signal_number);
     LOG_WARN("signal {}: stopping; requests in flight have {} s", signal_number,
                     config.server.shutdown_grace.count());
+    if (metrics_server) metrics_server->StopAccepting();
     (*server)->StopAccepting();
     if (!(*server)->WaitIdle(config.server.shutdown_grace)) {
       LOG_WARN("{} requests still running: interrupting their cells", (*server)->in_flight());
@@ -118,6 +146,7 @@ std::function<int()> RegisterServe(CLI::App& app) {
     (*service)->Shutdown();
     (*server)->Join();
     server->reset();
+    metrics_server.reset();
     service->reset();
     std::cout << "pycell serve: stopped" << std::endl;
     return 0;

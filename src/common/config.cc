@@ -43,6 +43,16 @@ Status ServerConfig::Validate() const {
     return Status::InvalidArgument("server timeouts must be at least 1 s");
   }
   if (max_header_bytes < 1024) return Status::InvalidArgument("max_header_bytes must be ≥ 1k");
+  if (!metrics_listen.empty()) {
+    // Without keys, so never beyond this machine.
+    bool loopback = metrics_listen.rfind("127.", 0) == 0 || metrics_listen.rfind("[::1]:", 0) == 0 ||
+                    metrics_listen.rfind("localhost:", 0) == 0;
+    if (metrics_listen.find(':') == std::string::npos || !loopback) {
+      return Status::InvalidArgument(
+          "server.metrics_listen must be a loopback host:port such as 127.0.0.1:9464 (it "
+          "answers without keys); leave it empty to serve /metrics on server.listen with keys");
+    }
+  }
   return Status::Ok();
 }
 

@@ -65,6 +65,9 @@ struct ServerConfig {
   std::chrono::seconds shutdown_grace{30};  // SIGTERM: in-flight requests get this long.
   uint64_t max_header_bytes = 16 << 10;
   uint64_t max_json_body_bytes = 8 << 20;  // Request bodies other than uploads (code, JSON).
+  // A second listener serving only GET /metrics, without keys, for a local scraper; loopback
+  // addresses only. "" = none (/metrics is then served on `listen`, to keys that may read it).
+  std::string metrics_listen;
 
   Status Validate() const;
 };

@@ -86,6 +86,7 @@ TEST(ConfigFileTest, RefusesWhatIsWrongAndSaysWhere) {
   ExpectRefused("[prices]\nprice_per_sesion = 0.03\n", "prices.price_per_sesion");
   ExpectRefused("[prices]\ncurrency = \"\"\n", "prices.currency");
   ExpectRefused("[usage]\nexpected_session_s = -5\n", "usage.expected_session_s");
+  ExpectRefused("[server]\nmetrics_listen = \"0.0.0.0:9464\"\n", "server.metrics_listen");
 }
 
 TEST(ConfigFileTest, PricesAndUsageAreRead) {

@@ -606,6 +606,10 @@ void HttpServer::Serve(int fd, std::string peer) {
       ok = WriteResponse(stream, response, head_only, keep_alive, request.request_id);
     }
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    if (options_.on_request) {
+      options_.on_request(request.method, match.route ? match.route->pattern : "unmatched",
+                          status_code, ms / 1000);
+    }
     LOG_INFO("{} {} {} {} {:.2f}ms {}", peer, request.method, request.target, status_code,
                      ms, request.request_id);
     RequestDone();

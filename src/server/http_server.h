@@ -17,6 +17,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,6 +33,11 @@ namespace pycell::server {
 struct HttpServerOptions {
   ServerConfig config;
   uint64_t max_streamed_body_bytes = 512ull << 20;  // Upload routes.
+  // Called once per answered request with its method, the route's pattern ("unmatched" when no
+  // route matched: raw paths would make a label per id), status and seconds taken.
+  std::function<void(const std::string& method, const std::string& route, int status,
+                     double seconds)>
+      on_request;
 };
 
 class HttpServer {

@@ -626,12 +626,25 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
   });
 
   // --- operations ---
+  AddMetricsRoute(router, service, P::kMetricsRead);
   add("GET", "/v1/pools", P::kPoolsRead, [&s](Request&, ResponseStream&) -> Result<Response> {
     return JsonResponse(200, s.Pools());
   });
   add("GET", "/v1/config", P::kConfigRead, [&s](Request&, ResponseStream&) -> Result<Response> {
     return JsonResponse(200, s.ConfigJson());
   });
+}
+
+void AddMetricsRoute(Router* router, Service* service, auth::Permission permission) {
+  router->Add(Route{"GET", "/metrics", permission,
+                    [service](Request&, ResponseStream&) -> Result<Response> {
+                      Response r;
+                      r.headers = {{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"},
+                                   {"Cache-Control", "no-store"}};
+                      r.body = service->metrics().Scrape();
+                      return r;
+                    },
+                    false});
 }
 
 }  // namespace pycell::server

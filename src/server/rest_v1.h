@@ -10,5 +10,8 @@
 namespace pycell::server {
 
 void AddRestV1Routes(Router* router, service::Service* service, const std::string* openapi_json);
+// GET /metrics (Prometheus text). On the main router it needs metrics.read (AddRestV1Routes adds
+// it); on the scrape-only listener (server.metrics_listen, loopback) it is public.
+void AddMetricsRoute(Router* router, service::Service* service, auth::Permission permission);
 
 }  // namespace pycell::server

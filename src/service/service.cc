@@ -121,6 +121,7 @@ Result<Json> Upload::Finish() {
       s->DropUnnamedBlob(row.sha256);  // Nothing of a refused upload is kept.
       return put;
     }
+    s->metrics_->Upload(static_cast<uint64_t>(row.bytes));
   }
   return s->FileJson(row);
 }
@@ -138,8 +139,9 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
   ASSIGN_OR_RETURN(bool bootstrapped,
                    auth::Bootstrap(*service->store_, data + "/admin.key", service->NowMs()));
   (void)bootstrapped;  // Bootstrap logs it.
-  service->authenticator_ =
-      std::make_unique<auth::Authenticator>(service->store_.get(), clock);
+  service->authenticator_ = std::make_unique<auth::Authenticator>(
+      service->store_.get(), clock, service->metrics_.get());
+  service->metrics_->SetSampler([self = service.get()] { return self->SampleState(); });
 
   // What a crash left behind: sessions recorded as active (their processes died with the old
   // server), and blobs whose record was never written.
@@ -161,6 +163,9 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
     engine.state_dir = data;
     ASSIGN_OR_RETURN(auto manager, session::SessionManager::Create(engine, clock));
     Service* self = service.get();
+    manager->SetLaunchObserver([self](const session::LaunchTimings& t) {
+      self->metrics_->PoolRefill(t.total_ms / 1000);
+    });
     manager->SetEndObserver([self](const session::Session& s) {
       Status status = self->RecordEnd(s);
       if (!status.ok()) LOG_ERROR("recording the end of {}: {}", s.id(), status.ToString());
@@ -273,7 +278,9 @@ Status Service::RecordDownload(const auth::Caller& caller, const store::FileRow&
       Json{{"bytes", bytes}, {"sha256", file.sha256}, {"file_project_id", file.project_id}}.dump();
   trail.usage.push_back({now, now, caller.project_id, caller.principal, "", "", "download_bytes",
                          static_cast<int64_t>(bytes)});
-  return store_->Record(trail);
+  RETURN_IF_ERROR(store_->Record(trail));
+  metrics_->Download(bytes);
+  return Status::Ok();
 }
 
 void Service::DropUnnamedBlob(const std::string& sha256) {
@@ -366,6 +373,7 @@ Json Service::SessionJson(const store::SessionRow& row) const {
 Status Service::QuotaRefused(const auth::Caller& caller, const std::string& target,
                              Status refusal) {
   if (refusal.reason() != "quota_exceeded") return refusal;  // The store failed: no refusal.
+  metrics_->QuotaRefusal(usage::QuotaOf(refusal));
   store::Trail trail;
   trail.audit = auth::EventBy(caller, "quota.exceeded", target, NowMs());
   trail.audit->outcome = "quota_exceeded";
@@ -468,6 +476,7 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
     std::lock_guard<std::mutex> lock(rows_mu_);
     active_rows_[row.id] = row;
   }
+  metrics_->SessionCreated(row.pool);
   return SessionJson(row);
 }
 
@@ -498,7 +507,9 @@ Status Service::RecordEnd(const session::Session& s) {
                                   {"wall_seconds", (row.ended_at_ms - row.created_at_ms) / 1000.0},
                                   {"cpu_seconds", row.cpu_ms / 1000}}
                                  .dump();
-  return store_->PutSession(row, trail);
+  RETURN_IF_ERROR(store_->PutSession(row, trail));
+  metrics_->SessionEnded(row.pool, row.end_reason, (row.ended_at_ms - row.created_at_ms) / 1000.0);
+  return Status::Ok();
 }
 
 Result<store::SessionRow> Service::VisibleSession(const auth::Caller& caller,
@@ -796,6 +807,10 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
     return recorded;
   }
   blob_lock.unlock();
+  metrics_->Execution(exec.status, exec.duration_ms / 1000);
+  if (exec.status == "timeout") metrics_->SandboxEvent("timeout_" + record.timeout_action);
+  if (record.session_end_reason == "memory") metrics_->SandboxEvent("memory_kill");
+  if (exec.status == "crashed") metrics_->SandboxEvent("crashed");
   if (ended_meanwhile) {
     return EndedError(session_id, row.end_reason.empty() ? "crashed" : row.end_reason);
   }
@@ -808,6 +823,8 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
     end.audit = auth::EventBy(system, "session.end", row.id, row.ended_at_ms);
     end.audit->detail_json = Json{{"reason", row.end_reason}, {"execution_id", exec.id}}.dump();
     RETURN_IF_ERROR(store_->Record(end));
+    metrics_->SessionEnded(row.pool, row.end_reason,
+                           (row.ended_at_ms - row.created_at_ms) / 1000.0);
   }
   return std::move(exec.record_json);
 }
@@ -1072,6 +1089,28 @@ Json Service::ConfigJson() const {
             {"price_per_gb_month", p.per_gb_month},
             {"price_per_gb_transferred", p.per_gb_transferred}}},
           {"usage", {{"expected_session_s", config_.usage.expected_session.count()}}}};
+}
+
+metrics::StateSample Service::SampleState() {
+  metrics::StateSample sample;
+  for (const auto& [name, manager] : pools_) {
+    metrics::PoolState pool{name, static_cast<double>(manager->ReadyCount()), 0, 0};
+    for (const auto& s : manager->Sessions()) {
+      pool.active += 1;
+      pool.executing += s->busy() ? 1 : 0;
+    }
+    sample.pools.push_back(pool);
+  }
+  if (auto totals = store_->Totals(); totals.ok()) {
+    sample.files_stored = static_cast<double>(totals->files);
+    sample.bytes_stored = static_cast<double>(totals->bytes);
+    sample.audit_events = static_cast<double>(totals->audit_events);
+  }
+  {
+    std::lock_guard<std::mutex> lock(rows_mu_);
+    sample.sessions_over_expected = static_cast<double>(flagged_long_.size());
+  }
+  return sample;
 }
 
 int Service::FlagLongSessions() {

@@ -42,6 +42,7 @@
 #include "auth/directory.h"
 #include "files/file_store.h"
 #include "kernel/kernel.h"
+#include "metrics/metrics.h"
 #include "session/session_manager.h"
 #include "store/metadata_store.h"
 
@@ -171,7 +172,11 @@ class Service {
   Result<int> SweepExpiredFiles();
   // Logs, once per session, those running past usage.expected_session. Returns how many are.
   int FlagLongSessions();
+  // What the state gauges of /metrics show now.
+  metrics::StateSample SampleState();
 
+  // The metrics every part of the service records into (GET /metrics scrapes them).
+  metrics::Metrics& metrics() { return *metrics_; }
   // Checks API keys against this service's store (the server's Router::Authorize uses it).
   auth::Authenticator& authenticator() { return *authenticator_; }
   const ServiceConfig& config() const { return config_; }
@@ -212,6 +217,7 @@ class Service {
   Clock* const clock_;
   std::unique_ptr<store::MetadataStore> store_;
   std::unique_ptr<files::FileStore> blobs_;
+  std::unique_ptr<metrics::Metrics> metrics_ = std::make_unique<metrics::Metrics>();
   std::unique_ptr<auth::Authenticator> authenticator_;
   std::map<std::string, std::unique_ptr<session::SessionManager>> pools_;  // Fixed after Open.
   // Held while a blob is committed and its record written, and while a record is deleted and

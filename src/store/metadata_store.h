@@ -70,6 +70,13 @@ struct UsageEvent {
   int64_t amount = 0;
 };
 
+// Counts for metrics: file records, their bytes, and the audit log's length (its last seq).
+struct StoreTotals {
+  int64_t files = 0;
+  int64_t bytes = 0;
+  int64_t audit_events = 0;
+};
+
 // What a write records besides its rows (see the top of this file).
 struct Trail {
   std::optional<audit::AuditEvent> audit;
@@ -240,6 +247,8 @@ class MetadataStore {
   virtual Result<int64_t> CountSessionsSince(const std::string& project_id, int64_t since_ms) = 0;
   virtual Result<double> CpuMsSince(const std::string& project_id, int64_t since_ms) = 0;
   virtual Result<int64_t> StoredBytes(const std::string& project_id) = 0;
+
+  virtual Result<StoreTotals> Totals() = 0;
 
   // The schema version the database is at (the number of the last migration applied).
   virtual Result<int> SchemaVersion() = 0;

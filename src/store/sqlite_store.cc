@@ -629,6 +629,17 @@ class SqliteStore : public MetadataStore {
     return Count("SELECT COALESCE(SUM(bytes), 0) FROM files WHERE project_id = ?", {project_id});
   }
 
+  Result<StoreTotals> Totals() override {
+    std::lock_guard lock(mu_);
+    ASSIGN_OR_RETURN(Statement select,
+                     db_->Prepare("SELECT (SELECT COUNT(*) FROM files), "
+                                  "(SELECT COALESCE(SUM(bytes), 0) FROM files), "
+                                  "(SELECT COALESCE(MAX(seq), 0) FROM audit_events)"));
+    ASSIGN_OR_RETURN(bool has_row, select.Step());
+    CHECK(has_row);
+    return StoreTotals{select.ColumnInt64(0), select.ColumnInt64(1), select.ColumnInt64(2)};
+  }
+
   Result<int> SchemaVersion() override {
     std::lock_guard lock(mu_);
     return CurrentSchemaVersion(*db_);

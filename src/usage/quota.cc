@@ -36,6 +36,17 @@ std::string Number(double v) {
 
 }  // namespace
 
+std::string QuotaOf(const Status& status) {
+  if (status.reason() != "quota_exceeded") return "";
+  // Exceeded() wrote "… reached its quota <name> (limit …".
+  static constexpr std::string_view kMarker = "reached its quota ";
+  const std::string& m = status.message();
+  size_t at = m.find(kMarker);
+  if (at == std::string::npos) return "";
+  at += kMarker.size();
+  return m.substr(at, m.find(' ', at) - at);
+}
+
 int64_t DayStartMs(int64_t now_ms) { return now_ms - ((now_ms % kDayMs) + kDayMs) % kDayMs; }
 
 Status CheckSessionQuotas(store::MetadataStore& store, const store::ProjectRow& project,

@@ -9,11 +9,15 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "common/status.h"
 #include "store/metadata_store.h"
 
 namespace pycell::usage {
+
+// The quota a quota_exceeded Status names ("sessions_per_day", …), or "" for another Status.
+std::string QuotaOf(const Status& status);
 
 // Midnight UTC at or before `now_ms`.
 int64_t DayStartMs(int64_t now_ms);
