@@ -23,9 +23,11 @@ RUNTIME_PACKAGES=(
   uidmap
 )
 BENCH_PACKAGES=(python3-jupyter-client python3-ipykernel)
+# For the tests: promtool (tests/api/test_metrics.py checks a live scrape with it).
+TEST_PACKAGES=(prometheus)
 
 missing=()
-for p in "${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}" "${BENCH_PACKAGES[@]}"; do
+for p in "${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}" "${BENCH_PACKAGES[@]}" "${TEST_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -34,7 +36,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
+  # Debian's prometheus package is installed for its promtool only: its server must not start
+  # (nor be enabled) because of us. policy-rc.d refuses service starts during the install.
+  installing_prometheus=""
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    installing_prometheus=1
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+  fi
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if [ -n "$installing_prometheus" ]; then
+    $SUDO rm -f /usr/sbin/policy-rc.d
+    if [ -d /run/systemd/system ]; then $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
+  fi
 fi
 
 # Subordinate ids for the sessions (pycell runs them as unprivileged host uids from this range).

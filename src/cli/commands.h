@@ -33,10 +33,14 @@ std::function<int()> RegisterServe(CLI::App& app);
 // them was parsed, or returns -1 when none was.
 std::function<int()> RegisterClientCommands(CLI::App& app);
 // pycell keys … and pycell projects … (access_commands.cc), pycell audit … (audit_command.cc),
-// pycell usage (usage_command.cc): like RegisterClientCommands, -1 when none was parsed.
+// pycell usage (usage_command.cc), pycell metrics … (metrics_command.cc): like
+// RegisterClientCommands, -1 when none was parsed.
 std::function<int()> RegisterAccessCommands(CLI::App& app);
 std::function<int()> RegisterAuditCommand(CLI::App& app);
 std::function<int()> RegisterUsageCommand(CLI::App& app);
+std::function<int()> RegisterMetricsCommand(CLI::App& app);
+// pycell show, pycell config check|diff (show_command.cc): -1 when none was parsed.
+std::function<int()> RegisterShowCommands(CLI::App& app);
 
 // Exit codes shared by run and repl.
 inline constexpr int kExitCellError = 1;

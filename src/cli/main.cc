@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "common/build_info.h"
 #include "common/logging.h"
 #include "kernel/zygote_main.h"
 
@@ -13,6 +14,7 @@ int main(int argc, char** argv) {
   if (int code; pycell::kernel::MaybeRunZygote(argc, argv, &code)) return code;
   CLI::App app{"pycell: a self-hosted, sandboxed Python code interpreter"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "pycell " PYCELL_VERSION " (commit " PYCELL_GIT_COMMIT ", " PYCELL_BUILD_TYPE ")");
   std::string log_level = "warn";
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
   std::function<int()> run = pycell::cli::RegisterRun(app);
@@ -23,6 +25,8 @@ int main(int argc, char** argv) {
   std::function<int()> access = pycell::cli::RegisterAccessCommands(app);
   std::function<int()> audit = pycell::cli::RegisterAuditCommand(app);
   std::function<int()> usage = pycell::cli::RegisterUsageCommand(app);
+  std::function<int()> metrics = pycell::cli::RegisterMetricsCommand(app);
+  std::function<int()> show = pycell::cli::RegisterShowCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -33,7 +37,7 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("repl")) return repl();
   if (app.got_subcommand("doctor")) return doctor();
   if (app.got_subcommand("serve")) return serve();
-  for (const auto& command : {client, access, audit, usage}) {
+  for (const auto& command : {client, access, audit, usage, metrics, show}) {
     if (int code = command(); code >= 0) return code;
   }
   return pycell::cli::kExitUsage;

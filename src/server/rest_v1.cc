@@ -633,6 +633,10 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
   add("GET", "/v1/config", P::kConfigRead, [&s](Request&, ResponseStream&) -> Result<Response> {
     return JsonResponse(200, s.ConfigJson());
   });
+  add("GET", "/v1/service", P::kConfigRead, [&s](Request&, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json info, s.ServiceInfo());
+    return JsonResponse(200, info);
+  });
 }
 
 void AddMetricsRoute(Router* router, Service* service, auth::Permission permission) {

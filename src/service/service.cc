@@ -7,12 +7,15 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/config_json.h"
 #include "common/crypto.h"
 #include "common/fs.h"
 #include "common/ids.h"
 #include "common/logging.h"
 #include "common/utf8.h"
+#include "common/build_info.h"
 #include "files/media_type.h"
+#include "sandbox/host_probe.h"
 #include "usage/quota.h"
 #include "usage/usage.h"
 
@@ -52,18 +55,6 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-Json LimitsJson(const SessionLimits& l) {
-  return {{"memory_bytes", l.memory_bytes},
-          {"max_pids", l.max_pids},
-          {"cpus", l.cpus},
-          {"data_bytes", l.data_bytes},
-          {"max_file_bytes", l.max_file_bytes},
-          {"max_output_bytes", l.max_output_bytes},
-          {"execution_timeout_s", l.execution_timeout.count()},
-          {"max_execution_timeout_s", l.max_execution_timeout.count()},
-          {"idle_timeout_s", l.idle_timeout.count()},
-          {"active_lifetime_s", l.active_lifetime.count()}};
-}
 
 // One page of a list as {"object": "list", "data", "has_more", "last_id"}: asks the store for one
 // row more than the page holds, to know whether another page follows.
@@ -134,6 +125,13 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
   }
   RETURN_IF_ERROR(MakeDirs(data, 0700));
   std::unique_ptr<Service> service(new Service(config, clock));
+  service->started_at_ms_ = service->NowMs();
+  // Probed once, before any thread or session: what `pycell show` reports as in force.
+  Json protections = Json::array();
+  for (const sandbox::Protection& p : sandbox::ProbeHost().protections) {
+    protections.push_back({{"name", p.name}, {"available", p.available}, {"detail", p.detail}});
+  }
+  service->host_protections_json_ = protections.dump();
   ASSIGN_OR_RETURN(service->store_, store::OpenSqliteStore(data + "/pycell.db"));
   ASSIGN_OR_RETURN(service->blobs_, files::FileStore::Open(data + "/files"));
   ASSIGN_OR_RETURN(bool bootstrapped,
@@ -442,7 +440,7 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
   row.created_at_ms = ToWallMs(session->created_at());
   row.last_active_at_ms = ToWallMs(session->last_active_at());
   row.expires_at_ms = ToWallMs(session->expires_at());
-  row.limits_json = LimitsJson(limits).dump();
+  row.limits_json = LimitsToJson(limits).dump();
   row.metadata_json = request.metadata && !request.metadata->is_null() ? request.metadata->dump() : "{}";
   row.project_id = caller.project_id;
   row.principal = caller.principal;
@@ -1052,43 +1050,42 @@ Json Service::Pools() const {
                     {"active", manager->Sessions().size()},
                     {"executing", running},
                     {"preload", manager->config().pool.preload},
-                    {"limits", LimitsJson(manager->config().pool.limits)}});
+                    {"limits", LimitsToJson(manager->config().pool.limits)}});
   }
   return Json{{"object", "list"}, {"data", data}, {"has_more", false}};
 }
 
 Json Service::ConfigJson() const {
-  const ServerConfig& server = config_.server;
-  Json pools = Json::array();
-  for (const PoolConfig& pool : config_.pools) {
-    pools.push_back({{"name", pool.name},
-                     {"preload", pool.preload},
-                     {"ready_sessions", pool.ready_sessions},
-                     {"limits", LimitsJson(pool.limits)}});
-  }
-  const PriceConfig& p = config_.prices;
-  return {{"object", "config"},
-          {"server",
-           {{"listen", server.listen},
-            {"data_dir", server.data_dir},
-            {"max_connections", server.max_connections},
-            {"request_timeout_s", server.request_timeout.count()},
-            {"keep_alive_timeout_s", server.keep_alive_timeout.count()},
-            {"shutdown_grace_s", server.shutdown_grace.count()},
-            {"max_header", server.max_header_bytes},
-            {"max_json_body", server.max_json_body_bytes}}},
-          {"pools", pools},
-          {"retention",
-           {{"input_files_days", config_.retention.input_files.count() / 86400},
-            {"output_files_days", config_.retention.output_files.count() / 86400},
-            {"sweep_interval_s", config_.retention.sweep_interval.count()}}},
-          {"prices",
-           {{"currency", p.currency},
-            {"price_per_session", p.per_session},
-            {"price_per_cpu_hour", p.per_cpu_hour},
-            {"price_per_gb_month", p.per_gb_month},
-            {"price_per_gb_transferred", p.per_gb_transferred}}},
-          {"usage", {{"expected_session_s", config_.usage.expected_session.count()}}}};
+  Json config = ConfigToJson(config_);
+  config["object"] = "config";
+  return config;
+}
+
+Result<Json> Service::ServiceInfo() {
+  ASSIGN_OR_RETURN(int schema, store_->SchemaVersion());
+  ASSIGN_OR_RETURN(auto keys, store_->ListKeys("", /*include_revoked=*/false));
+  Json by_role = {{"admin", 0}, {"operator", 0}, {"user", 0}, {"auditor", 0}};
+  for (const store::KeyRow& key : keys) by_role[key.role] = by_role.value(key.role, 0) + 1;
+  int64_t now = NowMs();
+  return Json{{"object", "service"},
+              {"version", PYCELL_VERSION},
+              {"build", {{"commit", PYCELL_GIT_COMMIT},
+                         {"type", PYCELL_BUILD_TYPE},
+                         {"compiler", PYCELL_COMPILER}}},
+              {"started_at", TimeOrNull(started_at_ms_)},
+              {"uptime_s", (now - started_at_ms_) / 1000},
+              {"listen", config_.server.listen},
+              {"metrics_listen", config_.server.metrics_listen.empty()
+                                     ? Json(nullptr)
+                                     : Json(config_.server.metrics_listen)},
+              {"data_dir", config_.server.data_dir},
+              {"store", {{"backend", "sqlite"},
+                         {"path", config_.server.data_dir + "/pycell.db"},
+                         {"schema_version", schema}}},
+              {"host_protections", Json::parse(host_protections_json_)},
+              {"pools", Pools()["data"]},
+              {"keys_by_role", by_role},
+              {"config", ConfigToJson(config_)}};
 }
 
 metrics::StateSample Service::SampleState() {

@@ -161,6 +161,9 @@ class Service {
   // secret is in it).
   Json Pools() const;
   Json ConfigJson() const;
+  // What `pycell show` prints: version and build, uptime, addresses, the data dir and store, the
+  // host's sandbox protections (probed at start), pools, keys by role, and the configuration.
+  Result<Json> ServiceInfo();
 
   // Sends every running cell a KeyboardInterrupt (shutdown, after the grace period).
   void InterruptAll();
@@ -215,6 +218,8 @@ class Service {
 
   const ServiceConfig config_;
   Clock* const clock_;
+  int64_t started_at_ms_ = 0;
+  std::string host_protections_json_;  // From sandbox::ProbeHost at Open.
   std::unique_ptr<store::MetadataStore> store_;
   std::unique_ptr<files::FileStore> blobs_;
   std::unique_ptr<metrics::Metrics> metrics_ = std::make_unique<metrics::Metrics>();

@@ -870,6 +870,69 @@ class UsageTest(CliTestCase):
         self.assertExit(pycell("usage", "--json", "--csv"), 2)
 
 
+class ShowAndConfigTest(CliTestCase):
+    """pycell show, config check and config diff against the module's server."""
+
+    def live_toml(self, memory="2g"):
+        """A file saying what the module's server runs with (its flags, and the defaults)."""
+        return self.write("expected.toml", """
+[server]
+listen = "127.0.0.1:0"
+data_dir = "%s"
+[engine]
+runtime_dir = "%s"
+[[pools]]
+name = "default"
+ready_sessions = 1
+[pools.limits]
+memory = "%s"
+""" % (SERVER.data_dir, RUNTIME_DIR, memory))
+
+    def test_show(self):
+        run = pycell("show", "--json")
+        self.assertExit(run, 0)
+        info = json.loads(run.out)
+        self.assertEqual(info["object"], "service")
+        self.assertRegex(info["version"], r"^\d+\.\d+\.\d+$")
+        self.assertRegex(info["build"]["commit"], r"^([0-9a-f]{12}(-dirty)?|unknown)$")
+        self.assertEqual(info["data_dir"], os.path.abspath(SERVER.data_dir))
+        self.assertEqual(info["store"]["backend"], "sqlite")
+        self.assertGreaterEqual(info["store"]["schema_version"], 3)
+        self.assertGreaterEqual(info["keys_by_role"]["admin"], 1)
+        self.assertTrue(all(p["available"] for p in info["host_protections"]), info)
+        self.assertEqual([p["name"] for p in info["pools"]], ["default"])
+        self.assertNotIn(SERVER.admin_key, run.out)  # No secret in it.
+        run = pycell("show")
+        self.assertExit(run, 0)
+        self.assertIn("Host protections:", run.out)
+        self.assertRegex(run.out, r"keys\s+admin \d+")
+        # An operator may look; a user may not.
+        user = pycell("keys", "create", "--principal", "show-user", "--json").json()["key"]
+        self.assertExit(pycell("show", key=user), 1)
+
+    def test_config_check(self):
+        self.assertExit(pycell("config", "check", self.live_toml(), url=None, key=None), 0)
+        bad = self.write("bad.toml", "[[pools]]\nname = \"a\"\n[pools.limits]\nmemroy = \"1g\"\n")
+        run = pycell("config", "check", bad, url=None, key=None)
+        self.assertExit(run, 1)
+        self.assertIn("pools[0].limits.memroy", run.err)
+
+    def test_config_diff_finds_a_changed_limit(self):
+        run = pycell("config", "diff", self.live_toml())
+        self.assertExit(run, 0)
+        self.assertIn("matches", run.out)
+        run = pycell("config", "diff", self.live_toml(memory="1g"))
+        self.assertExit(run, 1)
+        self.assertIn("pools[0].limits.memory_bytes: expected 1073741824, live 2147483648",
+                      run.out)
+        run = pycell("config", "diff", self.live_toml(memory="1g"), "--json")
+        self.assertExit(run, 1)
+        report = json.loads(run.out)
+        self.assertFalse(report["equal"])
+        self.assertEqual([d["key"] for d in report["differences"]],
+                         ["pools[0].limits.memory_bytes"])
+
+
 class KeySourceTest(CliTestCase):
     """--key, then PYCELL_KEY, then the admin.key of --data-dir, $PYCELL_DATA_DIR, ./var,
     /var/lib/pycell."""

@@ -1,0 +1,88 @@
+#include "common/config_json.h"
+
+namespace pycell {
+
+using Json = nlohmann::json;
+
+Json LimitsToJson(const SessionLimits& l) {
+  return {{"memory_bytes", l.memory_bytes},
+          {"max_pids", l.max_pids},
+          {"cpus", l.cpus},
+          {"data_bytes", l.data_bytes},
+          {"tmp_bytes", l.tmp_bytes},
+          {"max_file_bytes", l.max_file_bytes},
+          {"max_open_files", l.max_open_files},
+          {"max_output_bytes", l.max_output_bytes},
+          {"execution_timeout_s", l.execution_timeout.count()},
+          {"max_execution_timeout_s", l.max_execution_timeout.count()},
+          {"idle_timeout_s", l.idle_timeout.count()},
+          {"active_lifetime_s", l.active_lifetime.count()}};
+}
+
+Json ConfigToJson(const ServiceConfig& config) {
+  const ServerConfig& server = config.server;
+  const EngineConfig& engine = config.engine;
+  Json pools = Json::array();
+  for (const PoolConfig& pool : config.pools) {
+    pools.push_back({{"name", pool.name},
+                     {"preload", pool.preload},
+                     {"ready_sessions", pool.ready_sessions},
+                     {"limits", LimitsToJson(pool.limits)}});
+  }
+  const PriceConfig& p = config.prices;
+  return {{"server",
+           {{"listen", server.listen},
+            {"metrics_listen", server.metrics_listen},
+            {"data_dir", server.data_dir},
+            {"max_connections", server.max_connections},
+            {"request_timeout_s", server.request_timeout.count()},
+            {"keep_alive_timeout_s", server.keep_alive_timeout.count()},
+            {"shutdown_grace_s", server.shutdown_grace.count()},
+            {"max_header", server.max_header_bytes},
+            {"max_json_body", server.max_json_body_bytes}}},
+          {"engine",
+           {{"python", engine.python},
+            {"runtime_dir", engine.runtime_dir},
+            {"cgroup_parent", engine.cgroup_parent},
+            {"max_sessions", engine.max_sessions},
+            {"interrupt_grace_ms", engine.interrupt_grace.count()},
+            {"allow_weaker_sandbox", engine.allow_weaker_sandbox}}},
+          {"pools", pools},
+          {"retention",
+           {{"input_files_days", config.retention.input_files.count() / 86400},
+            {"output_files_days", config.retention.output_files.count() / 86400},
+            {"sweep_interval_s", config.retention.sweep_interval.count()}}},
+          {"prices",
+           {{"currency", p.currency},
+            {"price_per_session", p.per_session},
+            {"price_per_cpu_hour", p.per_cpu_hour},
+            {"price_per_gb_month", p.per_gb_month},
+            {"price_per_gb_transferred", p.per_gb_transferred}}},
+          {"usage", {{"expected_session_s", config.usage.expected_session.count()}}}};
+}
+
+namespace {
+
+void Flatten(const Json& json, const std::string& path, std::map<std::string, Json>* out) {
+  if (json.is_object() && !json.empty()) {
+    for (const auto& [key, value] : json.items()) {
+      Flatten(value, path.empty() ? key : path + "." + key, out);
+    }
+  } else if (json.is_array() && !json.empty() && (json[0].is_object() || json[0].is_array())) {
+    for (size_t i = 0; i < json.size(); ++i) {
+      Flatten(json[i], path + "[" + std::to_string(i) + "]", out);
+    }
+  } else {
+    (*out)[path] = json;  // Scalars, and lists of scalars (preload) as one value.
+  }
+}
+
+}  // namespace
+
+std::map<std::string, Json> FlattenJson(const Json& json) {
+  std::map<std::string, Json> out;
+  Flatten(json, "", &out);
+  return out;
+}
+
+}  // namespace pycell
