@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -184,6 +185,11 @@ class MetadataStore {
   virtual Result<std::vector<KeyRow>> ListKeys(const std::string& project_id,
                                                bool include_revoked) = 0;
   virtual Result<int64_t> CountKeys() = 0;
+
+  // Called with every audit event once its transaction has committed (with its seq and hash),
+  // on the writing thread, with the store's lock held: it must be quick and must not call the
+  // store (diagnostic settings queue it). Set once, before the store is shared.
+  virtual void SetAuditListener(std::function<void(const audit::AuditEvent&)> listener) = 0;
 
   // Audit. Record writes the trail alone (for actions that change no row: downloads, denials).
   virtual Status Record(const Trail& trail) = 0;

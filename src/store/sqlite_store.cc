@@ -330,6 +330,11 @@ class SqliteStore : public MetadataStore {
 
   // --- audit ---
 
+  void SetAuditListener(std::function<void(const audit::AuditEvent&)> listener) override {
+    std::lock_guard lock(mu_);
+    audit_listener_ = std::move(listener);
+  }
+
   Status Record(const Trail& trail) override {
     std::lock_guard lock(mu_);
     return Write(trail, [] { return Status::Ok(); });
@@ -399,6 +404,7 @@ class SqliteStore : public MetadataStore {
                                   "ended_at_ms = ? WHERE status = 'active'"));
     update.Bind(1, reason).Bind(2, now_ms);
     RETURN_IF_ERROR(update.Run());
+    std::vector<audit::AuditEvent> events;
     for (const auto& [id, project] : active) {
       audit::AuditEvent event;
       event.time_ms = now_ms;
@@ -408,8 +414,12 @@ class SqliteStore : public MetadataStore {
       event.target = id;
       event.detail_json = "{\"reason\":\"" + reason + "\"}";
       RETURN_IF_ERROR(AppendAudit(&event));
+      events.push_back(std::move(event));
     }
     RETURN_IF_ERROR(transaction.Commit());
+    if (audit_listener_) {
+      for (const audit::AuditEvent& event : events) audit_listener_(event);
+    }
     return static_cast<int64_t>(active.size());
   }
 
@@ -677,15 +687,17 @@ class SqliteStore : public MetadataStore {
   Status Write(const Trail& trail, Change change) {
     ASSIGN_OR_RETURN(Transaction transaction, Transaction::BeginImmediate(*db_));
     RETURN_IF_ERROR(change());
-    if (trail.audit) {
-      audit::AuditEvent event = *trail.audit;
-      Status appended = AppendAudit(&event);
+    std::optional<audit::AuditEvent> event = trail.audit;
+    if (event) {
+      Status appended = AppendAudit(&*event);
       // Whatever the database said, failing to record the event is the server's failure (500),
       // not the caller's: the action is refused and rolled back.
       if (!appended.ok()) return Status::Internal(appended.message());
     }
     for (const UsageEvent& usage : trail.usage) RETURN_IF_ERROR(InsertUsage(usage));
-    return transaction.Commit();
+    RETURN_IF_ERROR(transaction.Commit());
+    if (event && audit_listener_) audit_listener_(*event);
+    return Status::Ok();
   }
 
   // Appends `event` to the chain: its seq and prev_hash follow the last stored event, its hash
@@ -769,6 +781,7 @@ class SqliteStore : public MetadataStore {
 
   std::mutex mu_;
   const std::unique_ptr<SqliteDb> db_;  // GUARDED_BY(mu_)
+  std::function<void(const audit::AuditEvent&)> audit_listener_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace

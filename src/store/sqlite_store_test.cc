@@ -879,6 +879,23 @@ TEST_F(SqliteStoreTest, AnActionWhoseEventCannotBeWrittenLeavesNothing) {
   EXPECT_OK(kept);  // Still there.
 }
 
+TEST_F(SqliteStoreTest, TheAuditListenerHearsCommittedEventsOnly) {
+  ASSERT_NO_FATAL_FAILURE(Open());
+  std::vector<audit::AuditEvent> heard;
+  store_->SetAuditListener([&](const audit::AuditEvent& e) { heard.push_back(e); });
+  ASSERT_OK(store_->PutFile(MakeFile(1), AuditTrail("file.upload", Id("file", 1), "evt_one")));
+  EXPECT_FALSE(
+      store_->PutFile(MakeFile(2), AuditTrail("file.upload", Id("file", 2), "evt_one")).ok());
+  ASSERT_EQ(heard.size(), 1u);  // The refused write's event was rolled back, and not heard.
+  EXPECT_EQ(heard[0].seq, 1);
+  EXPECT_EQ(heard[0].hash, audit::EventHash(heard[0]));
+  ASSERT_OK(store_->PutSession(MakeSession(1)));
+  ASSERT_OK(store_->EndActiveSessions("server_restart", 99));
+  ASSERT_EQ(heard.size(), 2u);
+  EXPECT_EQ(heard[1].action, "session.end");
+  EXPECT_EQ(heard[1].principal, "system");
+}
+
 TEST_F(SqliteStoreTest, TheAuditTableRefusesUpdatesAndDeletes) {
   ASSERT_NO_FATAL_FAILURE(Open());
   ASSERT_OK(store_->Record(AuditTrail("file.download", "x")));
