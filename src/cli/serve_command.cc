@@ -101,9 +101,8 @@ std::function<int()> RegisterServe(CLI::App& app) {
     options.config = config.server;
     options.max_streamed_body_bytes = (*service)->max_upload_bytes();
     metrics::Metrics* metrics = &(*service)->metrics();
-    options.on_request = [metrics](const std::string& method, const std::string& route,
-                                   int status, double seconds) {
-      metrics->HttpRequest(method, route, status, seconds);
+    options.on_request = [metrics](const server::RequestLog& r) {
+      metrics->HttpRequest(r.method, r.route, r.status, r.seconds);
     };
     auto server = server::HttpServer::Start(options, &router);
     if (!server.ok()) {

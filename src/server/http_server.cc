@@ -607,8 +607,10 @@ void HttpServer::Serve(int fd, std::string peer) {
     }
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
     if (options_.on_request) {
-      options_.on_request(request.method, match.route ? match.route->pattern : "unmatched",
-                          status_code, ms / 1000);
+      options_.on_request(RequestLog{request.method,
+                                     match.route ? match.route->pattern : "unmatched",
+                                     request.target, status_code, ms / 1000, request.request_id,
+                                     peer, request.caller.principal, request.caller.project_id});
     }
     LOG_INFO("{} {} {} {} {:.2f}ms {}", peer, request.method, request.target, status_code,
                      ms, request.request_id);

@@ -30,14 +30,24 @@
 
 namespace pycell::server {
 
+// One answered request, as the access log and the metrics see it.
+struct RequestLog {
+  std::string method;
+  std::string route;   // The route's pattern ("/v1/sessions/{id}"), or "unmatched".
+  std::string target;  // As sent, query included.
+  int status = 0;
+  double seconds = 0;
+  std::string request_id;
+  std::string peer;
+  std::string principal;  // "" when no key was checked (public routes, refusals).
+  std::string project_id;
+};
+
 struct HttpServerOptions {
   ServerConfig config;
   uint64_t max_streamed_body_bytes = 512ull << 20;  // Upload routes.
-  // Called once per answered request with its method, the route's pattern ("unmatched" when no
-  // route matched: raw paths would make a label per id), status and seconds taken.
-  std::function<void(const std::string& method, const std::string& route, int status,
-                     double seconds)>
-      on_request;
+  // Called once per answered request (metrics, the access log of diagnostic settings).
+  std::function<void(const RequestLog&)> on_request;
 };
 
 class HttpServer {
