@@ -52,6 +52,7 @@ constexpr double kUploadTargetRatio = 0.85;
 struct Flags {
   std::string pycell = "build/pycell";
   std::string data_dir;
+  std::string config_path;  // --config: passed to `pycell serve` (e.g. diagnostic settings).
   std::string runtime_dir = "/run/pycell-http-bench";
   std::string json_path;
   std::string jupyter_script = PYCELL_BENCH_JUPYTER_SCRIPT;
@@ -67,6 +68,7 @@ struct Flags {
 constexpr char kUsage[] =
     "usage: http_bench --pycell PATH [options]\n"
     "  --data-dir DIR      server data dir (default: a new temporary folder)\n"
+    "  --config FILE       the server's configuration file (default: none)\n"
     "  --cells N           trivial round trips (default 1000)\n"
     "  --sessions N        new-session samples (default 30)\n"
     "  --concurrent N      sessions at once for throughput (default 50)\n"
@@ -224,9 +226,15 @@ int Main(const Flags& flags) {
     dup2(out[1], 1);
     close(out[0]);
     close(out[1]);
-    execl(flags.pycell.c_str(), flags.pycell.c_str(), "serve", "--listen", "127.0.0.1:0",
-          "--data-dir", data_dir.c_str(), "--runtime-dir", flags.runtime_dir.c_str(),
-          "--ready-sessions", "4", static_cast<char*>(nullptr));
+    std::vector<const char*> args = {flags.pycell.c_str(), "serve", "--listen", "127.0.0.1:0",
+                                     "--data-dir", data_dir.c_str(), "--runtime-dir",
+                                     flags.runtime_dir.c_str(), "--ready-sessions", "4"};
+    if (!flags.config_path.empty()) {
+      args.push_back("--config");
+      args.push_back(flags.config_path.c_str());
+    }
+    args.push_back(nullptr);
+    execv(flags.pycell.c_str(), const_cast<char* const*>(args.data()));
     _exit(127);
   }
   close(out[1]);
@@ -401,6 +409,7 @@ int main(int argc, char** argv) {
     };
     if (arg == "--pycell") flags.pycell = next();
     else if (arg == "--data-dir") flags.data_dir = next();
+    else if (arg == "--config") flags.config_path = next();
     else if (arg == "--json") flags.json_path = next();
     else if (arg == "--cells") flags.cells = std::stoi(next());
     else if (arg == "--sessions") flags.sessions = std::stoi(next());

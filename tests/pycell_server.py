@@ -53,14 +53,16 @@ class ServeProcess:
         self._lines_cv = threading.Condition()
         self._reader = None
 
-    def start(self, listen_timeout=60, ready_timeout=120, extra_args=()):
+    def start(self, listen_timeout=60, ready_timeout=120, extra_args=(), ready_sessions=1):
         """Starts the server and returns once /readyz says 200; host, port and admin_key are
-        then set."""
+        then set. ready_sessions=None leaves the pools' ready sessions to the configuration."""
         log = open(self.log_path, "ab")
         self.stdout_lines = []
         self.proc = subprocess.Popen(
             [self.pycell, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
-             "--runtime-dir", self.runtime_dir, "--ready-sessions", "1", *extra_args],
+             "--runtime-dir", self.runtime_dir,
+             *(("--ready-sessions", str(ready_sessions)) if ready_sessions is not None else ()),
+             *extra_args],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
         log.close()
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)

@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "common/config_file.h"
@@ -20,16 +21,63 @@
 
 namespace pycell::cli {
 
+namespace {
+
+struct ServeFlags {
+  std::string config_path;
+  std::string listen;
+  std::string data_dir;
+  std::string runtime_dir;
+  bool allow_weaker_sandbox = false;
+  int ready_sessions = -1;
+  std::string metrics_listen;
+};
+
+// The configuration file (when given), then the flags over it, validated: at the start, and
+// again on every SIGHUP.
+Result<ServiceConfig> BuildConfig(const ServeFlags& flags) {
+  ServiceConfig config;
+  if (!flags.config_path.empty()) {
+    ASSIGN_OR_RETURN(config, LoadConfigFile(flags.config_path));
+  }
+  if (!flags.listen.empty()) config.server.listen = flags.listen;
+  if (!flags.data_dir.empty()) config.server.data_dir = flags.data_dir;
+  if (!flags.runtime_dir.empty()) config.engine.runtime_dir = flags.runtime_dir;
+  if (!flags.metrics_listen.empty()) config.server.metrics_listen = flags.metrics_listen;
+  if (flags.allow_weaker_sandbox) config.engine.allow_weaker_sandbox = true;
+  if (flags.ready_sessions >= 0) {
+    for (auto& pool : config.pools) pool.ready_sessions = static_cast<uint32_t>(flags.ready_sessions);
+  }
+  std::string& data = config.server.data_dir;
+  data = std::filesystem::absolute(data).lexically_normal().string();
+  if (!data.empty() && data.back() == '/') data.pop_back();
+  config.engine.state_dir = data;
+  RETURN_IF_ERROR(config.Validate());
+  return config;
+}
+
+// SIGHUP: reads the configuration again and applies what can change live (Service::Reload).
+void Reload(const ServeFlags& flags, service::Service* service) {
+  if (flags.config_path.empty()) {
+    LOG_WARN("SIGHUP: pycell serve was started without --config; nothing to reload");
+    return;
+  }
+  auto config = BuildConfig(flags);
+  if (!config.ok()) {
+    LOG_ERROR("SIGHUP: {} is invalid, the configuration in force is kept: {}", flags.config_path,
+              config.status().message());
+    return;
+  }
+  auto result = service->Reload(auth::Caller::System(), *config);
+  if (!result.ok()) {
+    LOG_ERROR("SIGHUP: the configuration in force is kept: {}", result.status().message());
+  }
+}
+
+}  // namespace
+
 std::function<int()> RegisterServe(CLI::App& app) {
-  struct Flags {
-    std::string config_path;
-    std::string listen;
-    std::string data_dir;
-    std::string runtime_dir;
-    bool allow_weaker_sandbox = false;
-    int ready_sessions = -1;
-    std::string metrics_listen;
-  };
+  using Flags = ServeFlags;
   auto flags = std::make_shared<Flags>();
   CLI::App* serve = app.add_subcommand("serve", "run the HTTP service (REST API /v1)");
   serve->add_option("--config", flags->config_path, "TOML configuration file (docs/configuration.md)");
@@ -42,35 +90,16 @@ std::function<int()> RegisterServe(CLI::App& app) {
   serve->add_flag("--allow-weaker-sandbox", flags->allow_weaker_sandbox,
                   "run even where a protection is missing (see pycell doctor)");
   return [flags]() -> int {
-    ServiceConfig config;
-    if (!flags->config_path.empty()) {
-      auto loaded = LoadConfigFile(flags->config_path);
-      if (!loaded.ok()) {
-        std::cerr << "pycell serve: invalid configuration: " << loaded.status().message() << "\n";
-        return 1;
-      }
-      config = std::move(*loaded);
+    auto loaded = BuildConfig(*flags);
+    if (!loaded.ok()) {
+      std::cerr << "pycell serve: invalid configuration: " << loaded.status().message() << "\n";
+      return 1;
     }
-    if (!flags->listen.empty()) config.server.listen = flags->listen;
-    if (!flags->data_dir.empty()) config.server.data_dir = flags->data_dir;
-    if (!flags->runtime_dir.empty()) config.engine.runtime_dir = flags->runtime_dir;
-    if (!flags->metrics_listen.empty()) config.server.metrics_listen = flags->metrics_listen;
-    if (flags->allow_weaker_sandbox) config.engine.allow_weaker_sandbox = true;
-    if (flags->ready_sessions >= 0) {
-      for (auto& pool : config.pools) pool.ready_sessions = static_cast<uint32_t>(flags->ready_sessions);
-    }
+    ServiceConfig config = std::move(*loaded);
     // The data dir holds every record and file: only its owner may enter it.
     std::error_code ec;
     if (std::filesystem::create_directories(config.server.data_dir, ec)) {
       std::filesystem::permissions(config.server.data_dir, std::filesystem::perms::owner_all, ec);
-    }
-    config.server.data_dir = std::filesystem::absolute(config.server.data_dir).lexically_normal().string();
-    if (!config.server.data_dir.empty() && config.server.data_dir.back() == '/') config.server.data_dir.pop_back();
-    config.engine.state_dir = config.server.data_dir;
-    Status valid = config.Validate();
-    if (!valid.ok()) {
-      std::cerr << "pycell serve: invalid configuration: " << valid.message() << "\n";
-      return 1;
     }
 
     // Sessions' mounts stay in this process's own mount namespace; signals are taken by sigwait
@@ -86,6 +115,7 @@ std::function<int()> RegisterServe(CLI::App& app) {
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     ::signal(SIGPIPE, SIG_IGN);
 
@@ -100,9 +130,17 @@ std::function<int()> RegisterServe(CLI::App& app) {
     server::HttpServerOptions options;
     options.config = config.server;
     options.max_streamed_body_bytes = (*service)->max_upload_bytes();
-    metrics::Metrics* metrics = &(*service)->metrics();
-    options.on_request = [metrics](const server::RequestLog& r) {
-      metrics->HttpRequest(r.method, r.route, r.status, r.seconds);
+    service::Service* svc = service->get();
+    options.on_request = [svc](const server::RequestLog& r) {
+      svc->metrics().HttpRequest(r.method, r.route, r.status, r.seconds);
+      svc->Emit(diagnostics::kRequests, [&r] {
+        service::Json event = {{"event", "http.request"}, {"method", r.method},
+                               {"route", r.route},        {"target", r.target},
+                               {"status", r.status},      {"seconds", r.seconds},
+                               {"request_id", r.request_id}, {"peer", r.peer},
+                               {"principal", r.principal}, {"project_id", r.project_id}};
+        return event;
+      });
     };
     auto server = server::HttpServer::Start(options, &router);
     if (!server.ok()) {
@@ -132,7 +170,9 @@ std::function<int()> RegisterServe(CLI::App& app) {
               << (*server)->port() << " (data " << config.server.data_dir << ")" << std::endl;
 
     int signal_number = 0;
-    sigwait(&signals, &signal_number);
+    while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+      Reload(*flags, service->get());
+    }
     LOG_WARN("signal {}: stopping; requests in flight have {} s", signal_number,
                     config.server.shutdown_grace.count());
     if (metrics_server) metrics_server->StopAccepting();

@@ -8,6 +8,8 @@
 //                                    starting anything; exit 0 when valid, 1 with the reason.
 //   pycell config diff FILE          FILE (with defaults filled in) against GET /v1/config, one
 //                                    line per differing field; exit 0 when equal, 1 when not.
+//   pycell diagnostic-settings list  GET /v1/diagnostic-settings: each setting's sink and
+//                                    categories, with events sent, failed, dropped and queued.
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -92,19 +94,10 @@ int Diff(const ClientFlags& flags, const std::string& path) {
   auto live = JsonAnswer((*client)->Get("/v1/config"), **client);
   if (!live.ok()) return Fail(live.status());
   live->erase("object");
-  auto want = FlattenJson(ConfigToJson(*expected));
-  auto have = FlattenJson(*live);
   Json differences = Json::array();
-  for (const auto& [key, value] : want) {
-    auto it = have.find(key);
-    if (it == have.end() || it->second != value) {
-      differences.push_back({{"key", key},
-                             {"expected", value},
-                             {"live", it == have.end() ? Json(nullptr) : it->second}});
-    }
-  }
-  for (const auto& [key, value] : have) {
-    if (!want.count(key)) differences.push_back({{"key", key}, {"expected", nullptr}, {"live", value}});
+  for (const ConfigChange& change : DiffConfigJson(*live, ConfigToJson(*expected))) {
+    differences.push_back(
+        {{"key", change.key}, {"expected", change.after}, {"live", change.before}});
   }
   if (flags.json) {
     std::cout << Json{{"equal", differences.empty()}, {"differences", differences}}.dump(2) << "\n";
@@ -119,6 +112,34 @@ int Diff(const ClientFlags& flags, const std::string& path) {
               << " between " << path << " and the live configuration\n";
   }
   return differences.empty() ? 0 : 1;
+}
+
+int ListDiagnosticSettings(const ClientFlags& flags) {
+  auto client = Connect(flags);
+  if (!client.ok()) return Fail(client.status());
+  auto list = JsonAnswer((*client)->Get("/v1/diagnostic-settings"), **client);
+  if (!list.ok()) return Fail(list.status());
+  if (flags.json) {
+    std::cout << list->dump(2) << "\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const Json& d : list->value("data", Json::array())) {
+    std::string categories;
+    for (const Json& c : d.value("categories", Json::array())) {
+      categories += (categories.empty() ? "" : ",") + (c.is_string() ? c.get<std::string>() : "");
+    }
+    rows.push_back({Field(d, "name"), Field(d, "sink"), categories, Field(d, "sent"),
+                    Field(d, "failed"), Field(d, "dropped"), Field(d, "queued"),
+                    Field(d, "last_error")});
+  }
+  if (rows.empty()) {
+    std::cout << "no diagnostic settings (add [[diagnostic_settings]] to the configuration)\n";
+    return 0;
+  }
+  PrintTable({"NAME", "SINK", "CATEGORIES", "SENT", "FAILED", "DROPPED", "QUEUED", "LAST ERROR"},
+             rows);
+  return 0;
 }
 
 }  // namespace
@@ -143,6 +164,12 @@ std::function<int()> RegisterShowCommands(CLI::App& app) {
   s.subcommands.Add(config, "diff", "compare a file with the live configuration; exit 1 when "
                                     "they differ", [&s] { return Diff(s.client, s.path); })
       ->add_option("file", s.path, "the expected TOML file")->required();
+  CLI::App* diagnostic = app.add_subcommand(
+      "diagnostic-settings", "where log categories go (audit, executions, sessions, requests, "
+                             "security) and how each sink is doing");
+  diagnostic->require_subcommand(1);
+  s.subcommands.Add(diagnostic, "list", "each setting with events sent, failed, dropped, queued",
+                    [&s] { return ListDiagnosticSettings(s.client); });
   return [state, check]() -> int {
     if (state->show->parsed()) return Show(state->client);
     if (check->parsed()) return Check(state->path);

@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
+#include <set>
 
 namespace pycell {
 
@@ -62,8 +63,98 @@ EngineConfig ServiceConfig::EngineFor(const PoolConfig& pool) const {
   return config;
 }
 
+namespace {
+
+template <size_t N>
+bool OneOf(const std::array<std::string_view, N>& names, const std::string& value) {
+  for (std::string_view name : names) {
+    if (name == value) return true;
+  }
+  return false;
+}
+
+template <size_t N>
+std::string ListOf(const std::array<std::string_view, N>& names) {
+  std::string list;
+  for (std::string_view name : names) list += (list.empty() ? "" : ", ") + std::string(name);
+  return list;
+}
+
+Status ValidateDiagnosticSetting(const DiagnosticSetting& s, const std::string& where) {
+  auto refuse = [&](const char* key, const std::string& why) {
+    return Status::InvalidArgument(where + "." + key + ": " + why);
+  };
+  if (s.name.empty() || s.name.size() > 64) return refuse("name", "must be 1-64 characters");
+  if (s.categories.empty()) {
+    return refuse("categories", "name at least one of " + ListOf(kDiagnosticCategories));
+  }
+  for (const std::string& category : s.categories) {
+    if (!OneOf(kDiagnosticCategories, category)) {
+      return refuse("categories", "unknown category \"" + category + "\" (expected " +
+                                      ListOf(kDiagnosticCategories) + ")");
+    }
+  }
+  if (s.sink.empty()) return refuse("sink", "required: one of " + ListOf(kDiagnosticSinks));
+  if (!OneOf(kDiagnosticSinks, s.sink)) {
+    return refuse("sink",
+                  "unknown sink \"" + s.sink + "\" (expected " + ListOf(kDiagnosticSinks) + ")");
+  }
+  if (s.queue_max < 1 || s.queue_max > 10'000'000) {
+    return refuse("queue_max", "must be between 1 and 10000000 events");
+  }
+  if (s.max_retries > 100) return refuse("max_retries", "must be at most 100");
+  if (s.backoff.count() < 1 || s.backoff.count() > 600'000) {
+    return refuse("backoff_ms", "must be between 1 and 600000");
+  }
+  if (s.sink == "file") {
+    if (s.path.empty()) return refuse("path", "required for a file sink");
+    if (s.max_bytes < 1024) return refuse("max_bytes", "must be at least 1k");
+    if (s.keep > 1000) return refuse("keep", "must be at most 1000");
+  } else if (s.sink == "syslog") {
+    if (!OneOf(kSyslogFacilities, s.facility)) {
+      return refuse("facility", "unknown facility \"" + s.facility + "\" (expected " +
+                                    ListOf(kSyslogFacilities) + ")");
+    }
+    if (s.ident.empty() || s.ident.size() > 48) return refuse("ident", "must be 1-48 characters");
+    if (s.socket.empty() || s.socket[0] != '/' || s.socket.size() > 107) {
+      return refuse("socket", "must be an absolute path of at most 107 bytes (a Unix socket)");
+    }
+  } else if (s.sink == "webhook") {
+    if (s.url.empty()) return refuse("url", "required for a webhook sink");
+    if (s.url.rfind("http://", 0) != 0 && s.url.rfind("https://", 0) != 0) {
+      return refuse("url", "must be an http:// or https:// URL");
+    }
+    if (s.batch_max < 1 || s.batch_max > 10'000) {
+      return refuse("batch_max", "must be between 1 and 10000 events");
+    }
+    if (s.flush_interval.count() < 0 || s.flush_interval.count() > 3'600'000) {
+      return refuse("flush_interval_ms", "must be between 0 and 3600000");
+    }
+    if (s.timeout.count() < 1 || s.timeout.count() > 600'000) {
+      return refuse("timeout_ms", "must be between 1 and 600000");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ValidateDiagnosticSettings(const std::vector<DiagnosticSetting>& settings) {
+  std::set<std::string> names;
+  for (size_t i = 0; i < settings.size(); ++i) {
+    std::string where = "diagnostic_settings[" + std::to_string(i) + "]";
+    RETURN_IF_ERROR(ValidateDiagnosticSetting(settings[i], where));
+    if (!names.insert(settings[i].name).second) {
+      return Status::InvalidArgument(where + ".name: diagnostic setting \"" + settings[i].name +
+                                     "\" is defined twice");
+    }
+  }
+  return Status::Ok();
+}
+
 Status ServiceConfig::Validate() const {
   RETURN_IF_ERROR(server.Validate());
+  RETURN_IF_ERROR(ValidateDiagnosticSettings(diagnostic_settings));
   if (pools.empty()) return Status::InvalidArgument("at least one pool must be configured");
   for (size_t i = 0; i < pools.size(); ++i) {
     const PoolConfig& pool = pools[i];

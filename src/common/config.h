@@ -3,9 +3,11 @@
 // fills it calls Validate() before use.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -94,6 +96,50 @@ struct UsageConfig {
   std::chrono::seconds expected_session{1800};
 };
 
+// What diagnostic events are about, and where a diagnostic setting can send them
+// (docs/configuration.md, "Diagnostic settings").
+inline constexpr std::array<std::string_view, 5> kDiagnosticCategories = {
+    "audit", "executions", "sessions", "requests", "security"};
+inline constexpr std::array<std::string_view, 4> kDiagnosticSinks = {"file", "stdout", "syslog",
+                                                                     "webhook"};
+inline constexpr std::array<std::string_view, 13> kSyslogFacilities = {
+    "user",   "daemon", "auth",   "authpriv", "syslog", "local0", "local1",
+    "local2", "local3", "local4", "local5",   "local6", "local7"};
+
+// One `[[diagnostic_settings]]` table: these categories go to this sink (src/diagnostics). Keys
+// of other sinks are not allowed in the file; here they simply keep their defaults.
+struct DiagnosticSetting {
+  std::string name;                     // Unique; how `diagnostic-settings list` names it.
+  std::vector<std::string> categories;  // At least one, from kDiagnosticCategories.
+  std::string sink;                     // One of kDiagnosticSinks; no default.
+  // Every sink: events wait in a queue of their own (full: new events are dropped and counted);
+  // a failed write is retried max_retries times, waiting backoff, then twice as long, ….
+  uint32_t queue_max = 10000;
+  uint32_t max_retries = 5;
+  std::chrono::milliseconds backoff{500};
+  // file: JSON lines at `path`; past max_bytes it is renamed path.1 (path.1 to path.2, …) and
+  // a new one started; `keep` renamed files are kept (0: none, the full file is deleted).
+  std::string path;
+  uint64_t max_bytes = 64ull << 20;  // 64 MiB
+  uint32_t keep = 5;
+  // syslog: one JSON object per message, at priority info of `facility`, sent to the Unix
+  // datagram socket `socket` (the local syslog daemon's; rsyslog and journald listen there).
+  std::string facility = "user";
+  std::string ident = "pycell";
+  std::string socket = "/dev/log";
+  // webhook: POST of a JSON array of up to batch_max events to `url`, sent when the batch is
+  // full or its first event has waited flush_interval; a 2xx answer within `timeout` delivers.
+  std::string url;
+  uint32_t batch_max = 100;
+  std::chrono::milliseconds flush_interval{1000};
+  std::chrono::milliseconds timeout{5000};
+};
+
+// The semantic checks of a list of settings (known categories and sinks, a path or url where
+// the sink needs one, unique names). InvalidArgument naming the key, as
+// "diagnostic_settings[1].sink: …".
+Status ValidateDiagnosticSettings(const std::vector<DiagnosticSetting>& settings);
+
 // Everything `pycell serve` is configured with: file, then flags, then request bodies (within
 // the pools' limits). engine.pool is unused here: each of `pools` gets its own engine.
 struct ServiceConfig {
@@ -103,6 +149,7 @@ struct ServiceConfig {
   RetentionConfig retention;
   PriceConfig prices;
   UsageConfig usage;
+  std::vector<DiagnosticSetting> diagnostic_settings;  // None by default.
 
   // The engine configuration of one pool.
   EngineConfig EngineFor(const PoolConfig& pool) const;

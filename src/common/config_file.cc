@@ -1,5 +1,6 @@
 #include "common/config_file.h"
 
+#include <cstdint>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -48,6 +49,16 @@ class TableReader {
     *out = std::chrono::seconds(value);
     return Status::Ok();
   }
+
+  Status Milliseconds(std::string_view key, std::chrono::milliseconds* out, int64_t min,
+                      int64_t max) {
+    int64_t value = out->count();
+    RETURN_IF_ERROR(Integer(key, &value, min, max));
+    *out = std::chrono::milliseconds(value);
+    return Status::Ok();
+  }
+
+  bool Has(std::string_view key) const { return table_.contains(key); }
 
   Status Double(std::string_view key, double* out) {
     const toml::node* node = Take(key);
@@ -163,6 +174,58 @@ Status ReadPool(const toml::table& table, const std::string& where, PoolConfig* 
   return r.Finish();
 }
 
+// Keys only some sinks have, with the sink they belong to.
+constexpr std::pair<std::string_view, std::string_view> kSinkKeys[] = {
+    {"path", "file"},          {"max_bytes", "file"},
+    {"keep", "file"},          {"facility", "syslog"},
+    {"ident", "syslog"},       {"socket", "syslog"},
+    {"url", "webhook"},
+    {"batch_max", "webhook"},  {"flush_interval_ms", "webhook"},
+    {"timeout_ms", "webhook"},
+};
+
+// Ranges here only keep the numbers in their types; ValidateDiagnosticSettings (config.cc) says
+// what is sensible, for settings from anywhere.
+Status ReadDiagnosticSetting(const toml::table& table, const std::string& where,
+                             DiagnosticSetting* setting) {
+  TableReader r(table, where);
+  constexpr int64_t kU32 = UINT32_MAX;
+  RETURN_IF_ERROR(r.String("name", &setting->name));
+  RETURN_IF_ERROR(r.Strings("categories", &setting->categories));
+  RETURN_IF_ERROR(r.String("sink", &setting->sink));
+  RETURN_IF_ERROR(r.Integer("queue_max", &setting->queue_max, 0, kU32));
+  RETURN_IF_ERROR(r.Integer("max_retries", &setting->max_retries, 0, kU32));
+  RETURN_IF_ERROR(r.Milliseconds("backoff_ms", &setting->backoff, 0, INT32_MAX));
+  const std::string& sink = setting->sink;
+  bool known = false;
+  for (std::string_view name : kDiagnosticSinks) known = known || name == sink;
+  // A key of another sink is a mistake worth naming; with an unknown sink every sink key is
+  // read, so that Validate reports the sink itself.
+  for (auto [key, owner] : kSinkKeys) {
+    if (known && owner != sink && r.Has(key)) {
+      return Status::InvalidArgument(r.Key(key) + ": only " + std::string(owner) +
+                                     " sinks have it (this one is \"" + sink + "\")");
+    }
+  }
+  if (!known || sink == "file") {
+    RETURN_IF_ERROR(r.String("path", &setting->path));
+    RETURN_IF_ERROR(r.Bytes("max_bytes", &setting->max_bytes));
+    RETURN_IF_ERROR(r.Integer("keep", &setting->keep, 0, kU32));
+  }
+  if (!known || sink == "syslog") {
+    RETURN_IF_ERROR(r.String("facility", &setting->facility));
+    RETURN_IF_ERROR(r.String("ident", &setting->ident));
+    RETURN_IF_ERROR(r.String("socket", &setting->socket));
+  }
+  if (!known || sink == "webhook") {
+    RETURN_IF_ERROR(r.String("url", &setting->url));
+    RETURN_IF_ERROR(r.Integer("batch_max", &setting->batch_max, 0, kU32));
+    RETURN_IF_ERROR(r.Milliseconds("flush_interval_ms", &setting->flush_interval, 0, INT32_MAX));
+    RETURN_IF_ERROR(r.Milliseconds("timeout_ms", &setting->timeout, 0, INT32_MAX));
+  }
+  return r.Finish();
+}
+
 Status ReadRoot(const toml::table& root, ServiceConfig* config) {
   TableReader r(root, "");
   Status error;
@@ -246,6 +309,20 @@ Status ReadRoot(const toml::table& root, ServiceConfig* config) {
       PoolConfig pool;
       RETURN_IF_ERROR(ReadPool(*table, where, &pool));
       config->pools.push_back(std::move(pool));
+    }
+  }
+  RETURN_IF_ERROR(error);
+  if (const toml::array* settings = r.Array("diagnostic_settings", &error)) {
+    config->diagnostic_settings.clear();
+    for (size_t i = 0; i < settings->size(); ++i) {
+      std::string where = "diagnostic_settings[" + std::to_string(i) + "]";
+      const toml::table* table = (*settings)[i].as_table();
+      if (!table) {
+        return Status::InvalidArgument(where + ": expected a table ([[diagnostic_settings]])");
+      }
+      DiagnosticSetting setting;
+      RETURN_IF_ERROR(ReadDiagnosticSetting(*table, where, &setting));
+      config->diagnostic_settings.push_back(std::move(setting));
     }
   }
   RETURN_IF_ERROR(error);

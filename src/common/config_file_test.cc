@@ -41,6 +41,24 @@ TEST(ConfigFileTest, TheExampleFileParsesToTheDefaults) {
   EXPECT_EQ(config->pools[0].limits.memory_bytes, defaults.pools[0].limits.memory_bytes);
   EXPECT_EQ(config->pools[0].limits.idle_timeout, defaults.pools[0].limits.idle_timeout);
   EXPECT_EQ(config->pools[0].preload, defaults.pools[0].preload);
+  EXPECT_TRUE(config->diagnostic_settings.empty());
+}
+
+// The example's diagnostic settings are commented out; uncommented, they are a valid setting.
+TEST(ConfigFileTest, TheExampleDiagnosticSettingsParseWhenUncommented) {
+  std::ifstream in(std::string(PYCELL_SOURCE_DIR) + "/pycell.example.toml");
+  ASSERT_TRUE(in.good());
+  std::string text;
+  bool in_example = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line == "# [[diagnostic_settings]]") in_example = true;
+    if (in_example && line.rfind("# ", 0) == 0) text += line.substr(2) + "\n";
+    if (in_example && line == "#") text += "\n";
+  }
+  ASSERT_FALSE(text.empty());
+  auto config = ParseConfig(text, "uncommented example");
+  ASSERT_OK(config);
+  EXPECT_EQ(config->diagnostic_settings.size(), 3u);
 }
 
 TEST(ConfigFileTest, ReadsPoolsAndLimits) {
@@ -99,6 +117,87 @@ TEST(ConfigFileTest, PricesAndUsageAreRead) {
   EXPECT_DOUBLE_EQ(config->prices.per_session, 0.03);
   EXPECT_DOUBLE_EQ(config->prices.per_cpu_hour, 2);  // An integer is a number too.
   EXPECT_EQ(config->usage.expected_session, std::chrono::seconds(600));
+}
+
+TEST(ConfigFileTest, ReadsDiagnosticSettings) {
+  auto config = ParseConfig(R"(
+[[diagnostic_settings]]
+name = "audit-to-file"
+categories = ["audit", "security"]
+sink = "file"
+path = "/var/log/pycell/audit.jsonl"
+max_bytes = "10m"
+keep = 3
+
+[[diagnostic_settings]]
+name = "siem"
+categories = ["security"]
+sink = "webhook"
+url = "https://siem.example/ingest"
+batch_max = 50
+flush_interval_ms = 2000
+max_retries = 8
+backoff_ms = 250
+queue_max = 500
+timeout_ms = 3000
+
+[[diagnostic_settings]]
+name = "journal"
+categories = ["requests"]
+sink = "syslog"
+facility = "local0"
+ident = "pycell-api"
+)",
+                            "t.toml");
+  ASSERT_OK(config);
+  ASSERT_EQ(config->diagnostic_settings.size(), 3u);
+  const DiagnosticSetting& file = config->diagnostic_settings[0];
+  EXPECT_EQ(file.name, "audit-to-file");
+  EXPECT_EQ(file.categories, (std::vector<std::string>{"audit", "security"}));
+  EXPECT_EQ(file.sink, "file");
+  EXPECT_EQ(file.path, "/var/log/pycell/audit.jsonl");
+  EXPECT_EQ(file.max_bytes, 10ull << 20);
+  EXPECT_EQ(file.keep, 3u);
+  EXPECT_EQ(file.queue_max, DiagnosticSetting().queue_max);  // Defaults where left out.
+  const DiagnosticSetting& hook = config->diagnostic_settings[1];
+  EXPECT_EQ(hook.url, "https://siem.example/ingest");
+  EXPECT_EQ(hook.batch_max, 50u);
+  EXPECT_EQ(hook.flush_interval, std::chrono::milliseconds(2000));
+  EXPECT_EQ(hook.max_retries, 8u);
+  EXPECT_EQ(hook.backoff, std::chrono::milliseconds(250));
+  EXPECT_EQ(hook.queue_max, 500u);
+  EXPECT_EQ(hook.timeout, std::chrono::milliseconds(3000));
+  EXPECT_EQ(config->diagnostic_settings[2].facility, "local0");
+  EXPECT_EQ(config->diagnostic_settings[2].ident, "pycell-api");
+  EXPECT_TRUE(ParseConfig("", "t.toml")->diagnostic_settings.empty());
+}
+
+// A [[diagnostic_settings]] table "a" for the audit category, with `rest` after.
+std::string AuditSetting(const std::string& rest) {
+  return "[[diagnostic_settings]]\nname = \"a\"\ncategories = [\"audit\"]\n" + rest;
+}
+
+TEST(ConfigFileTest, RefusesWrongDiagnosticSettingsAndSaysWhere) {
+  const std::string file = AuditSetting("sink = \"file\"\npath = \"/tmp/a.jsonl\"\n");
+  ASSERT_OK(ParseConfig(file, "t.toml"));
+  ExpectRefused(file + "pth = \"x\"\n", "diagnostic_settings[0].pth");
+  ExpectRefused(file + "url = \"http://127.0.0.1:1/\"\n", "diagnostic_settings[0].url");
+  ExpectRefused(file + "keep = \"3\"\n", "diagnostic_settings[0].keep");
+  ExpectRefused(file + "keep = -1\n", "diagnostic_settings[0].keep");
+  ExpectRefused(file + "max_bytes = \"1q\"\n", "diagnostic_settings[0].max_bytes");
+  ExpectRefused(file + file, "diagnostic_settings[1].name");
+  ExpectRefused(file + AuditSetting("sink = \"kafka\"\nurl = \"x\"\n"),
+                "diagnostic_settings[1].sink");
+  ExpectRefused(AuditSetting(""), "diagnostic_settings[0].sink");
+  ExpectRefused(AuditSetting("sink = \"file\"\n"), "diagnostic_settings[0].path");
+  ExpectRefused(AuditSetting("sink = \"webhook\"\nbatch_max = 10\n"), "diagnostic_settings[0].url");
+  ExpectRefused(AuditSetting("sink = \"syslog\"\nfacility = \"kern\"\n"),
+                "diagnostic_settings[0].facility");
+  ExpectRefused("[[diagnostic_settings]]\nname = \"a\"\ncategories = [\"audits\"]\n",
+                "diagnostic_settings[0].categories");
+  ExpectRefused("[[diagnostic_settings]]\nname = \"a\"\ncategories = \"audit\"\n",
+                "diagnostic_settings[0].categories");
+  ExpectRefused("diagnostic_settings = 1\n", "diagnostic_settings");
 }
 
 TEST(ConfigFileTest, SyntaxErrorsNameTheLine) {

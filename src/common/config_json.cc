@@ -1,8 +1,60 @@
 #include "common/config_json.h"
 
+#include <curl/curl.h>
+
+#include <memory>
+
 namespace pycell {
 
 using Json = nlohmann::json;
+
+std::string RedactUrl(const std::string& url) {
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), curl_url_cleanup);
+  if (!parsed || curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
+    return "(redacted: not a URL)";
+  }
+  char* part = nullptr;
+  auto has = [&](CURLUPart which) {
+    bool present = curl_url_get(parsed.get(), which, &part, 0) == CURLUE_OK && part && *part;
+    curl_free(part);
+    part = nullptr;
+    return present;
+  };
+  if (has(CURLUPART_USER)) curl_url_set(parsed.get(), CURLUPART_USER, "redacted", 0);
+  if (has(CURLUPART_PASSWORD)) curl_url_set(parsed.get(), CURLUPART_PASSWORD, "redacted", 0);
+  if (has(CURLUPART_QUERY)) curl_url_set(parsed.get(), CURLUPART_QUERY, "redacted", 0);
+  if (has(CURLUPART_FRAGMENT)) curl_url_set(parsed.get(), CURLUPART_FRAGMENT, nullptr, 0);
+  if (curl_url_get(parsed.get(), CURLUPART_URL, &part, 0) != CURLUE_OK || !part) {
+    return "(redacted: not a URL)";
+  }
+  std::string redacted = part;
+  curl_free(part);
+  return redacted;
+}
+
+Json DiagnosticSettingToJson(const DiagnosticSetting& s) {
+  Json j = {{"name", s.name},
+            {"categories", s.categories},
+            {"sink", s.sink},
+            {"queue_max", s.queue_max},
+            {"max_retries", s.max_retries},
+            {"backoff_ms", s.backoff.count()}};
+  if (s.sink == "file") {
+    j["path"] = s.path;
+    j["max_bytes"] = s.max_bytes;
+    j["keep"] = s.keep;
+  } else if (s.sink == "syslog") {
+    j["facility"] = s.facility;
+    j["ident"] = s.ident;
+    j["socket"] = s.socket;
+  } else if (s.sink == "webhook") {
+    j["url"] = RedactUrl(s.url);
+    j["batch_max"] = s.batch_max;
+    j["flush_interval_ms"] = s.flush_interval.count();
+    j["timeout_ms"] = s.timeout.count();
+  }
+  return j;
+}
 
 Json LimitsToJson(const SessionLimits& l) {
   return {{"memory_bytes", l.memory_bytes},
@@ -30,6 +82,10 @@ Json ConfigToJson(const ServiceConfig& config) {
                      {"limits", LimitsToJson(pool.limits)}});
   }
   const PriceConfig& p = config.prices;
+  Json diagnostic_settings = Json::array();
+  for (const DiagnosticSetting& setting : config.diagnostic_settings) {
+    diagnostic_settings.push_back(DiagnosticSettingToJson(setting));
+  }
   return {{"server",
            {{"listen", server.listen},
             {"metrics_listen", server.metrics_listen},
@@ -58,7 +114,8 @@ Json ConfigToJson(const ServiceConfig& config) {
             {"price_per_cpu_hour", p.per_cpu_hour},
             {"price_per_gb_month", p.per_gb_month},
             {"price_per_gb_transferred", p.per_gb_transferred}}},
-          {"usage", {{"expected_session_s", config.usage.expected_session.count()}}}};
+          {"usage", {{"expected_session_s", config.usage.expected_session.count()}}},
+          {"diagnostic_settings", diagnostic_settings}};
 }
 
 namespace {
@@ -82,6 +139,26 @@ void Flatten(const Json& json, const std::string& path, std::map<std::string, Js
 std::map<std::string, Json> FlattenJson(const Json& json) {
   std::map<std::string, Json> out;
   Flatten(json, "", &out);
+  return out;
+}
+
+std::vector<ConfigChange> DiffConfigJson(const Json& before, const Json& after) {
+  std::map<std::string, Json> old_leaves = FlattenJson(before);
+  std::map<std::string, Json> new_leaves = FlattenJson(after);
+  std::map<std::string, ConfigChange> changes;
+  for (const auto& [key, value] : old_leaves) {
+    auto it = new_leaves.find(key);
+    if (it == new_leaves.end()) {
+      changes[key] = {key, value, nullptr};
+    } else if (it->second != value) {
+      changes[key] = {key, value, it->second};
+    }
+  }
+  for (const auto& [key, value] : new_leaves) {
+    if (!old_leaves.count(key)) changes[key] = {key, nullptr, value};
+  }
+  std::vector<ConfigChange> out;
+  for (auto& [key, change] : changes) out.push_back(std::move(change));
   return out;
 }
 

@@ -633,6 +633,9 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
   add("GET", "/v1/config", P::kConfigRead, [&s](Request&, ResponseStream&) -> Result<Response> {
     return JsonResponse(200, s.ConfigJson());
   });
+  add("GET", "/v1/diagnostic-settings", P::kConfigRead, [&s](Request&, ResponseStream&) -> Result<Response> {
+    return JsonResponse(200, s.DiagnosticSettings());
+  });
   add("GET", "/v1/service", P::kConfigRead, [&s](Request&, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(Json info, s.ServiceInfo());
     return JsonResponse(200, info);

@@ -73,6 +73,15 @@ Result<Json> ListPage(const store::Page& page, Fetch fetch, ToJson to_json) {
               {"last_id", rows.empty() ? Json(nullptr) : Json(rows.back().id)}};
 }
 
+// Who a diagnostic event is about: the caller, and the request (also in the audit event and the
+// X-Request-Id header).
+void AddCaller(const auth::Caller& caller, Json* event) {
+  (*event)["principal"] = caller.principal;
+  (*event)["project_id"] = caller.project_id;
+  (*event)["key_id"] = caller.key_id;
+  (*event)["request_id"] = caller.request_id;
+}
+
 Json MetadataOf(const store::SessionRow& row) {
   Json metadata = Json::parse(row.metadata_json, nullptr, false);
   return metadata.is_discarded() ? Json::object() : metadata;
@@ -92,7 +101,7 @@ Result<Json> Upload::Finish() {
   row.media_type = media_type;
   row.purpose = "input";
   row.created_at_ms = s->NowMs();
-  auto keep = s->config_.retention.input_files;
+  auto keep = s->LiveConfig()->retention.input_files;
   row.expires_at_ms = keep.count() > 0 ? row.created_at_ms + keep.count() * 1000 : 0;
   row.project_id = caller_.project_id;
   row.principal = caller_.principal;
@@ -133,6 +142,11 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
   }
   service->host_protections_json_ = protections.dump();
   ASSIGN_OR_RETURN(service->store_, store::OpenSqliteStore(data + "/pycell.db"));
+  // Diagnostic settings first, so that every audit event of this run reaches them.
+  ASSIGN_OR_RETURN(service->diagnostics_,
+                   diagnostics::Diagnostics::Create(config.diagnostic_settings, {clock}));
+  service->store_->SetAuditListener(
+      [self = service.get()](const audit::AuditEvent& event) { self->EmitAudit(event); });
   ASSIGN_OR_RETURN(service->blobs_, files::FileStore::Open(data + "/files"));
   ASSIGN_OR_RETURN(bool bootstrapped,
                    auth::Bootstrap(*service->store_, data + "/admin.key", service->NowMs()));
@@ -176,6 +190,10 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
 
 Service::~Service() {
   {
+    std::lock_guard<std::mutex> lock(diagnostics_mu_);
+    if (diagnostics_) diagnostics_->Close(diagnostics::Diagnostics::kCloseDeadline);
+  }
+  {
     std::lock_guard<std::mutex> lock(sweep_mu_);
     stopping_ = true;
   }
@@ -194,7 +212,9 @@ int64_t Service::ToWallMs(std::chrono::steady_clock::time_point t) const {
 
 uint64_t Service::max_upload_bytes() const {
   uint64_t max = 0;
-  for (const PoolConfig& pool : config_.pools) max = std::max(max, pool.limits.max_file_bytes);
+  for (const PoolConfig& pool : LiveConfig()->pools) {
+    max = std::max(max, pool.limits.max_file_bytes);
+  }
   return max;
 }
 
@@ -332,7 +352,7 @@ Result<int> Service::SweepExpiredFiles() {
 void Service::SweepLoop() {
   std::unique_lock<std::mutex> lock(sweep_mu_);
   while (!stopping_) {
-    sweep_cv_.wait_for(lock, config_.retention.sweep_interval, [&] { return stopping_; });
+    sweep_cv_.wait_for(lock, LiveConfig()->retention.sweep_interval, [&] { return stopping_; });
     if (stopping_) break;
     lock.unlock();
     auto swept = SweepExpiredFiles();
@@ -346,7 +366,7 @@ void Service::SweepLoop() {
 
 Json Service::SessionJson(const store::SessionRow& row) const {
   Json limits = Json::parse(row.limits_json, nullptr, false);
-  auto expected = config_.usage.expected_session;
+  auto expected = LiveConfig()->usage.expected_session;
   bool over = row.status == "active" && expected.count() > 0 &&
               NowMs() - row.created_at_ms > expected.count() * 1000;
   return {{"id", row.id},
@@ -388,7 +408,7 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
     for (const auto& [name, m] : pools_) names += (names.empty() ? "" : ", ") + name;
     return Status::InvalidArgument("no pool named \"" + request.pool + "\"; pools: " + names);
   }
-  const SessionLimits& bounds = pool->second->config().pool.limits;
+  const SessionLimits bounds = pool->second->Limits();
   if (request.memory_bytes && (*request.memory_bytes > bounds.memory_bytes ||
                                *request.memory_bytes < (64ull << 20))) {
     return Status::InvalidArgument("limits.memory_bytes must be between 67108864 (64 MiB) and " +
@@ -670,7 +690,7 @@ Result<store::FileRow> Service::StoreArtifact(session::Session& session,
   row.media_type = files::GuessMediaType(row.filename, writer->head());
   row.purpose = "output";
   row.created_at_ms = NowMs();
-  auto keep = config_.retention.output_files;
+  auto keep = LiveConfig()->retention.output_files;
   row.expires_at_ms = keep.count() > 0 ? row.created_at_ms + keep.count() * 1000 : 0;
   row.session_id = session.id();
   row.execution_id = execution_id;
@@ -806,9 +826,29 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
   }
   blob_lock.unlock();
   metrics_->Execution(exec.status, exec.duration_ms / 1000);
-  if (exec.status == "timeout") metrics_->SandboxEvent("timeout_" + record.timeout_action);
-  if (record.session_end_reason == "memory") metrics_->SandboxEvent("memory_kill");
-  if (exec.status == "crashed") metrics_->SandboxEvent("crashed");
+  std::string sandbox_event;
+  if (exec.status == "timeout") sandbox_event = "timeout_" + record.timeout_action;
+  if (record.session_end_reason == "memory") sandbox_event = "memory_kill";
+  if (exec.status == "crashed") sandbox_event = "crashed";
+  if (!sandbox_event.empty()) metrics_->SandboxEvent(sandbox_event);
+  Emit(diagnostics::kExecutions, [&] {
+    Json event = Json::parse(exec.record_json, nullptr, false);
+    if (!event.is_object()) event = Json{{"id", exec.id}};
+    event["event"] = "execution.completed";
+    AddCaller(caller, &event);
+    return event;
+  });
+  if (!sandbox_event.empty()) {
+    Emit(diagnostics::kSecurity, [&] {
+      Json event = {{"event", "sandbox." + sandbox_event},
+                    {"session_id", session_id},
+                    {"execution_id", exec.id},
+                    {"status", exec.status},
+                    {"session_end_reason", record.session_end_reason}};
+      AddCaller(caller, &event);
+      return event;
+    });
+  }
   if (ended_meanwhile) {
     return EndedError(session_id, row.end_reason.empty() ? "crashed" : row.end_reason);
   }
@@ -1035,7 +1075,7 @@ Result<Json> Service::Usage(const auth::Caller& caller, const std::string& group
   }
   std::string scope = auth::ProjectScope(caller);
   if (!scope.empty()) query.project_id = scope;
-  return usage::Report(*store_, config_.prices, query, NowMs());
+  return usage::Report(*store_, LiveConfig()->prices, query, NowMs());
 }
 
 Json Service::Pools() const {
@@ -1046,17 +1086,99 @@ Json Service::Pools() const {
     data.push_back({{"name", name},
                     {"object", "pool"},
                     {"ready", manager->ReadyCount()},
-                    {"target_ready", manager->config().pool.ready_sessions},
+                    {"target_ready", manager->PoolTarget()},
                     {"active", manager->Sessions().size()},
                     {"executing", running},
                     {"preload", manager->config().pool.preload},
-                    {"limits", LimitsToJson(manager->config().pool.limits)}});
+                    {"limits", LimitsToJson(manager->Limits())}});
   }
   return Json{{"object", "list"}, {"data", data}, {"has_more", false}};
 }
 
+std::shared_ptr<const ServiceConfig> Service::LiveConfig() const {
+  std::lock_guard<std::mutex> lock(live_config_mu_);
+  return live_config_;
+}
+
+Result<Json> Service::Reload(const auth::Caller& caller, const ServiceConfig& requested) {
+  std::lock_guard<std::mutex> reload_lock(reload_mu_);
+  RETURN_IF_ERROR(requested.Validate());
+  std::shared_ptr<const ServiceConfig> current = LiveConfig();
+  // What may change live is taken from `requested`; the rest stays as it is.
+  ServiceConfig next = requested;
+  next.server = current->server;
+  next.engine = current->engine;
+  bool same_pools = next.pools.size() == current->pools.size();
+  for (size_t i = 0; same_pools && i < next.pools.size(); ++i) {
+    same_pools = next.pools[i].name == current->pools[i].name;
+  }
+  if (!same_pools) next.pools = current->pools;
+  for (size_t i = 0; i < next.pools.size(); ++i) next.pools[i].preload = current->pools[i].preload;
+
+  Json before = ConfigToJson(*current);
+  std::vector<ConfigChange> wanted = DiffConfigJson(before, ConfigToJson(requested));
+  std::set<std::string> applied_keys;
+  for (const ConfigChange& change : DiffConfigJson(before, ConfigToJson(next))) {
+    applied_keys.insert(change.key);
+  }
+  Json applied = Json::array();
+  Json needs_restart = Json::array();
+  for (const ConfigChange& change : wanted) {
+    Json item = {{"key", change.key}, {"from", change.before}, {"to", change.after}};
+    (applied_keys.count(change.key) ? applied : needs_restart).push_back(std::move(item));
+  }
+  Json result = {{"applied", applied}, {"needs_restart", needs_restart}};
+  if (wanted.empty()) return result;
+
+  // The new diagnostic settings start before anything changes: a sink that cannot start (a file
+  // that cannot be opened) refuses the whole reload.
+  std::shared_ptr<diagnostics::Diagnostics> fresh;
+  bool new_settings = ConfigToJson(next)["diagnostic_settings"] != before["diagnostic_settings"];
+  if (new_settings) {
+    auto created = diagnostics::Diagnostics::Create(next.diagnostic_settings, {clock_});
+    if (!created.ok()) return Status::InvalidArgument(created.status().message());
+    fresh = std::move(*created);
+  }
+  store::Trail trail;
+  trail.audit = auth::EventBy(caller, "config.change", "", NowMs());
+  trail.audit->detail_json = result.dump();
+  Status recorded = store_->Record(trail);
+  if (!recorded.ok()) {
+    if (fresh) fresh->Close(std::chrono::milliseconds(0));
+    return recorded;
+  }
+
+  for (size_t i = 0; i < next.pools.size(); ++i) {
+    session::SessionManager& manager = *pools_.at(next.pools[i].name);
+    if (LimitsToJson(next.pools[i].limits) != LimitsToJson(current->pools[i].limits)) {
+      manager.SetLimits(next.pools[i].limits);
+    }
+    if (next.pools[i].ready_sessions != current->pools[i].ready_sessions) {
+      manager.SetPoolTarget(next.pools[i].ready_sessions);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(live_config_mu_);
+    live_config_ = std::make_shared<const ServiceConfig>(std::move(next));
+  }
+  if (fresh) {
+    {
+      std::lock_guard<std::mutex> lock(diagnostics_mu_);
+      diagnostics_.swap(fresh);
+    }
+    fresh->Close(diagnostics::Diagnostics::kCloseDeadline);  // The old settings' queues.
+  }
+  LOG_INFO("configuration reloaded: {} change(s) applied, {} need a restart", applied.size(),
+           needs_restart.size());
+  for (const Json& item : needs_restart) {
+    LOG_WARN("configuration: {} changed from {} to {}; it needs a restart (kept as it was)",
+             item["key"].get<std::string>(), item["from"].dump(), item["to"].dump());
+  }
+  return result;
+}
+
 Json Service::ConfigJson() const {
-  Json config = ConfigToJson(config_);
+  Json config = ConfigToJson(*LiveConfig());
   config["object"] = "config";
   return config;
 }
@@ -1085,7 +1207,70 @@ Result<Json> Service::ServiceInfo() {
               {"host_protections", Json::parse(host_protections_json_)},
               {"pools", Pools()["data"]},
               {"keys_by_role", by_role},
-              {"config", ConfigToJson(config_)}};
+              {"config", ConfigToJson(*LiveConfig())}};
+}
+
+void Service::Emit(std::string_view category, const std::function<Json()>& make) {
+  std::shared_ptr<diagnostics::Diagnostics> current;
+  {
+    std::lock_guard<std::mutex> lock(diagnostics_mu_);
+    current = diagnostics_;
+  }
+  if (current && current->Wants(category)) current->Emit(category, make());
+}
+
+// Every audit event goes to `audit` as the API shows it; session lifecycle events also to
+// `sessions`, and refusals (failed logins, denied permissions, quotas) also to `security`.
+void Service::EmitAudit(const audit::AuditEvent& event) {
+  Emit(diagnostics::kAudit, [&] { return audit::EventToJson(event); });
+  if (event.action == "session.create" || event.action == "session.end") {
+    Emit(diagnostics::kSessions, [&] {
+      Json detail = Json::parse(event.detail_json, nullptr, false);
+      Json out = {{"event", event.action == "session.create" ? "session.created"
+                                                              : "session.ended"},
+                  {"session_id", event.target},
+                  {"principal", event.principal},
+                  {"project_id", event.project_id},
+                  {"request_id", event.request_id},
+                  {"audit_event_id", event.id}};
+      if (detail.is_object()) {
+        for (auto& [key, value] : detail.items()) out[key] = value;
+      }
+      return out;
+    });
+  }
+  if (event.action == "auth.denied" || event.action == "quota.exceeded" ||
+      event.outcome == "denied") {
+    Emit(diagnostics::kSecurity, [&] {
+      Json out = audit::EventToJson(event);
+      out["event"] = event.action;
+      out["audit_event_id"] = event.id;
+      return out;
+    });
+  }
+}
+
+Json Service::DiagnosticSettings() const {
+  std::shared_ptr<diagnostics::Diagnostics> current;
+  {
+    std::lock_guard<std::mutex> lock(diagnostics_mu_);
+    current = diagnostics_;
+  }
+  Json data = Json::array();
+  if (current) {
+    for (const diagnostics::Diagnostics::SinkState& state : current->States()) {
+      data.push_back({{"name", state.name},
+                      {"sink", state.sink},
+                      {"categories", state.categories},
+                      {"sent", state.sent},
+                      {"failed", state.failed},
+                      {"dropped", state.dropped},
+                      {"queued", state.queued},
+                      {"last_error", state.last_error.empty() ? Json(nullptr)
+                                                              : Json(state.last_error)}});
+    }
+  }
+  return Json{{"object", "list"}, {"data", data}};
 }
 
 metrics::StateSample Service::SampleState() {
@@ -1111,7 +1296,7 @@ metrics::StateSample Service::SampleState() {
 }
 
 int Service::FlagLongSessions() {
-  auto expected = config_.usage.expected_session;
+  auto expected = LiveConfig()->usage.expected_session;
   if (expected.count() <= 0) return 0;
   int64_t now = NowMs();
   int over = 0;
@@ -1153,7 +1338,7 @@ void Service::Shutdown() {
 
 bool Service::Ready() const {
   for (const auto& [name, manager] : pools_) {
-    if (manager->ReadyCount() < manager->config().pool.ready_sessions) return false;
+    if (manager->ReadyCount() < manager->PoolTarget()) return false;
   }
   return true;
 }

@@ -40,6 +40,7 @@
 #include "auth/authenticator.h"
 #include "auth/caller.h"
 #include "auth/directory.h"
+#include "diagnostics/diagnostics.h"
 #include "files/file_store.h"
 #include "kernel/kernel.h"
 #include "metrics/metrics.h"
@@ -178,16 +179,38 @@ class Service {
   // What the state gauges of /metrics show now.
   metrics::StateSample SampleState();
 
+  // Hands a diagnostic event of `category` (diagnostics/diagnostics.h) to the diagnostic
+  // settings' sinks; `make` builds it, and is called only when some setting lists the category.
+  // The service emits audit, executions, sessions and security itself; the server, requests.
+  void Emit(std::string_view category, const std::function<Json()>& make);
+  // The diagnostic settings with their sinks' state (`pycell diagnostic-settings list`).
+  Json DiagnosticSettings() const;
+
   // The metrics every part of the service records into (GET /metrics scrapes them).
   metrics::Metrics& metrics() { return *metrics_; }
   // Checks API keys against this service's store (the server's Router::Authorize uses it).
   auth::Authenticator& authenticator() { return *authenticator_; }
+  // The configuration the service started with; server and engine settings never change.
   const ServiceConfig& config() const { return config_; }
+  // The configuration in force: the start's, with what reloads changed (pools' limits and ready
+  // sessions, retention, prices, usage, diagnostic settings).
+  std::shared_ptr<const ServiceConfig> LiveConfig() const;
+
+  // Applies `next` (a configuration file read again on SIGHUP): what can change live changes
+  // now — new sessions get the new limits (ready ones are replaced), prices, retention, usage and
+  // diagnostic settings apply at once — and the rest (server, engine, the set of pools and their
+  // preloads) is reported as needing a restart and kept. Audited as config.change with every
+  // changed key (by `caller`); InvalidArgument, with nothing applied, when `next` is invalid or
+  // a diagnostic setting cannot start. Returns {applied: [...], needs_restart: [...]}, each
+  // {key, from, to}.
+  Result<Json> Reload(const auth::Caller& caller, const ServiceConfig& next);
   uint64_t max_upload_bytes() const;
 
  private:
   friend class Upload;
-  Service(ServiceConfig config, Clock* clock) : config_(std::move(config)), clock_(clock) {}
+  Service(ServiceConfig config, Clock* clock)
+      : config_(std::move(config)), clock_(clock),
+        live_config_(std::make_shared<const ServiceConfig>(config_)) {}
 
   // The records the caller may see, or NotFound worded as for an id that never existed.
   Result<store::SessionRow> VisibleSession(const auth::Caller& caller, const std::string& id);
@@ -199,6 +222,8 @@ class Service {
   // Records a refusal past a quota (quota.exceeded) and returns it.
   Status QuotaRefused(const auth::Caller& caller, const std::string& target, Status refusal);
   Status RecordEnd(const session::Session& session);
+  // The diagnostic events an audit event makes (the store's audit listener).
+  void EmitAudit(const audit::AuditEvent& event);
   Result<store::FileRow> StoreArtifact(session::Session& session, const store::SessionRow& owner,
                                        const auth::Caller& caller, const std::string& execution_id,
                                        const files::FileChange& change);
@@ -218,12 +243,18 @@ class Service {
 
   const ServiceConfig config_;
   Clock* const clock_;
+  mutable std::mutex live_config_mu_;
+  std::shared_ptr<const ServiceConfig> live_config_;  // GUARDED_BY(live_config_mu_)
+  std::mutex reload_mu_;  // One reload at a time.
   int64_t started_at_ms_ = 0;
   std::string host_protections_json_;  // From sandbox::ProbeHost at Open.
   std::unique_ptr<store::MetadataStore> store_;
   std::unique_ptr<files::FileStore> blobs_;
   std::unique_ptr<metrics::Metrics> metrics_ = std::make_unique<metrics::Metrics>();
   std::unique_ptr<auth::Authenticator> authenticator_;
+  // Replaced whole when the settings change; Emit works on the instance it copied.
+  mutable std::mutex diagnostics_mu_;
+  std::shared_ptr<diagnostics::Diagnostics> diagnostics_;  // GUARDED_BY(diagnostics_mu_)
   std::map<std::string, std::unique_ptr<session::SessionManager>> pools_;  // Fixed after Open.
   // Held while a blob is committed and its record written, and while a record is deleted and
   // its blob removed: a delete can never remove a blob a new record is about to name.

@@ -94,6 +94,7 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Create(const EngineConfi
   manager->zygote_options_.cache_dir = config.state_dir + "/cache";
   RETURN_IF_ERROR(manager->LiveZygote().status());
   manager->pool_target_ = config.pool.ready_sessions;
+  manager->limits_ = config.pool.limits;
   manager->refill_thread_ = std::thread([m = manager.get()] { m->RefillLoop(); });
   return manager;
 }
@@ -273,8 +274,10 @@ void SessionManager::RefillLoop() {
       continue;
     }
     ++launching_;
+    SessionLimits limits = limits_;
+    uint64_t generation = limits_generation_;
     lock.unlock();
-    auto session = Launch(config_.pool.limits);
+    auto session = Launch(limits);
     lock.lock();
     --launching_;
     if (!session.ok()) {
@@ -283,7 +286,8 @@ void SessionManager::RefillLoop() {
       cv_.wait_for(lock, std::chrono::seconds(1));  // Do not spin on a broken host.
       continue;
     }
-    if (stopping_ || ready_.size() >= pool_target_) {  // Stopped, or the target was lowered.
+    // Stopped, the target was lowered, or the limits changed while it launched.
+    if (stopping_ || ready_.size() >= pool_target_ || generation != limits_generation_) {
       (*session)->End(EndReason::kShutdown);
       if (stopping_) break;
       continue;
@@ -294,7 +298,7 @@ void SessionManager::RefillLoop() {
 }
 
 Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOptions& options) {
-  SessionLimits limits = config_.pool.limits;
+  SessionLimits limits = Limits();
   bool custom = false;
   if (options.memory_bytes && *options.memory_bytes != limits.memory_bytes) {
     if (*options.memory_bytes > limits.memory_bytes) {
@@ -409,6 +413,28 @@ void SessionManager::SetPoolTarget(uint32_t ready_sessions) {
   }
   cv_.notify_all();
   for (auto& s : dropped) s->End(EndReason::kShutdown);
+}
+
+uint32_t SessionManager::PoolTarget() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return pool_target_;
+}
+
+void SessionManager::SetLimits(const SessionLimits& limits) {
+  std::deque<std::shared_ptr<Session>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    limits_ = limits;
+    ++limits_generation_;
+    dropped.swap(ready_);
+  }
+  cv_.notify_all();
+  for (auto& s : dropped) s->End(EndReason::kShutdown);
+}
+
+SessionLimits SessionManager::Limits() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return limits_;
 }
 
 void SessionManager::SetLaunchObserver(std::function<void(const LaunchTimings&)> observer) {

@@ -60,8 +60,15 @@ class SessionManager {
   void ExpireSessions();
   // Blocks until the pool holds its target of ready sessions (or `timeout` passes).
   bool WaitForWarmPool(std::chrono::milliseconds timeout);
-  // Stops refilling the pool and drops its ready sessions (for benchmarks of the cold path).
+  // Sets how many ready sessions the pool keeps; lowering it drops the ready sessions above
+  // it (0 stops refilling: benchmarks of the cold path).
   void SetPoolTarget(uint32_t ready_sessions);
+  uint32_t PoolTarget() const;
+  // The limits of sessions created from now on (a configuration reload). Ready sessions were
+  // contained with the old limits: they are dropped and the pool refills with the new ones.
+  // Running sessions keep the limits they started with. REQUIRES: limits.Validate() is OK.
+  void SetLimits(const SessionLimits& limits);
+  SessionLimits Limits() const;
 
   // Called after every successful cold launch (the pool's refills included), on the launching
   // thread. Set it before launches start, or with the pool at its target.
@@ -76,6 +83,8 @@ class SessionManager {
   std::vector<std::shared_ptr<Session>> Sessions() const;
   size_t ReadyCount() const;
   size_t ActiveCount() const;
+  // The configuration the pool was created with (its limits and ready target: Limits(),
+  // PoolTarget()).
   const EngineConfig& config() const { return config_; }
 
  private:
@@ -108,6 +117,8 @@ class SessionManager {
   std::deque<std::shared_ptr<Session>> ready_;                  // GUARDED_BY(mu_)
   std::map<std::string, std::shared_ptr<Session>> sessions_;    // GUARDED_BY(mu_), handed out
   uint32_t pool_target_ = 0;                                    // GUARDED_BY(mu_)
+  SessionLimits limits_;                                        // GUARDED_BY(mu_)
+  uint64_t limits_generation_ = 0;  // GUARDED_BY(mu_); +1 at each SetLimits
   size_t launching_ = 0;                                        // GUARDED_BY(mu_)
   bool stopping_ = false;                                       // GUARDED_BY(mu_)
   std::function<void(const LaunchTimings&)> launch_observer_;   // GUARDED_BY(mu_)

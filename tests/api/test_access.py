@@ -371,6 +371,7 @@ ROUTES = [
     Route("usage.read", "GET", "/v1/usage"),
     Route("pools.read", "GET", "/v1/pools"),
     Route("config.read", "GET", "/v1/config"),
+    Route("config.read", "GET", "/v1/diagnostic-settings"),
     Route("projects.read", "GET", "/v1/projects"),
     Route("projects.read", "GET", "/v1/projects/{id}", target="project"),
     Route("projects.manage", "POST", "/v1/projects",
