@@ -12,7 +12,7 @@ BUILD_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libboost-dev nlohmann-json3-dev
   libseccomp-dev libssl-dev libspdlog-dev libcli11-dev libtomlplusplus-dev libsqlite3-dev
-  libmagic-dev libcurl4-openssl-dev prometheus-cpp-dev
+  libmagic-dev libcurl4-openssl-dev prometheus-cpp-dev libarchive-dev
   libgtest-dev libgmock-dev libbenchmark-dev python3-dev
 )
 RUNTIME_PACKAGES=(

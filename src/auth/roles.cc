@@ -25,6 +25,7 @@ constexpr Grant kGrants[] = {
     {Permission::kExecutionsRun,   "executions.run",   true,  false, true,  false},
     {Permission::kExecutionsRead,  "executions.read",  true,  false, true,  true},
     {Permission::kAuditRead,       "audit.read",       true,  false, false, true},
+    {Permission::kEvidenceExport,  "evidence.export",  true,  false, false, true},
     {Permission::kUsageRead,       "usage.read",       true,  false, false, true},
     {Permission::kPoolsRead,       "pools.read",       true,  true,  false, false},
     {Permission::kConfigRead,      "config.read",      true,  true,  false, false},

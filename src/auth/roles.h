@@ -28,6 +28,7 @@ enum class Permission {
   kExecutionsRun,
   kExecutionsRead,  // Execution records: code, outputs, timings.
   kAuditRead,
+  kEvidenceExport,  // Signed evidence bundles (GET /v1/evidence).
   kUsageRead,
   kPoolsRead,
   kConfigRead,

@@ -41,6 +41,8 @@ std::function<int()> RegisterUsageCommand(CLI::App& app);
 std::function<int()> RegisterMetricsCommand(CLI::App& app);
 // pycell show, pycell config check|diff (show_command.cc): -1 when none was parsed.
 std::function<int()> RegisterShowCommands(CLI::App& app);
+// pycell evidence export|verify (evidence_command.cc): -1 when neither was parsed.
+std::function<int()> RegisterEvidenceCommand(CLI::App& app);
 
 // Exit codes shared by run and repl.
 inline constexpr int kExitCellError = 1;

@@ -42,6 +42,9 @@ int Show(const ClientFlags& flags) {
   const Json store = i.value("store", Json::object());
   std::cout << "  store       " << Field(store, "backend") << " " << Field(store, "path")
             << " (schema " << Field(store, "schema_version") << ")\n";
+  const Json evidence_key = i.value("evidence_public_key", Json::object());
+  std::cout << "  evidence    Ed25519 key sha256 " << Field(evidence_key, "sha256")
+            << " (PEM: GET /v1/evidence/public-key, or `pycell show --json`)\n";
   std::cout << "  keys        ";
   const Json roles = i.value("keys_by_role", Json::object());
   bool first = true;

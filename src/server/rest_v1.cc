@@ -419,6 +419,34 @@ Result<Json> ParseObject(const Request& request) {
   return j;
 }
 
+// GET /v1/evidence: a signed bundle (docs/evidence.md) of ?session=ID, or of ?from=&to=.
+Result<Response> EvidenceResponse(Service& service, const Request& request) {
+  service::EvidenceRequest evidence;
+  evidence.session_id = request.Query("session");
+  ASSIGN_OR_RETURN(evidence.from_ms, TimeQuery(request, "from", 0));
+  ASSIGN_OR_RETURN(evidence.to_ms, TimeQuery(request, "to", 0));
+  bool has_period = evidence.from_ms != 0 || evidence.to_ms != 0;
+  if (evidence.session_id.empty() == !has_period) {
+    return Status::InvalidArgument("give either session=ID or from=…&to=… (RFC 3339 times)");
+  }
+  if (has_period && (evidence.from_ms == 0 || evidence.to_ms == 0)) {
+    return Status::InvalidArgument("a period needs both from and to");
+  }
+  const std::string& with_files = request.Query("with_files");
+  if (!with_files.empty() && with_files != "true" && with_files != "false") {
+    return Status::InvalidArgument("with_files must be true or false");
+  }
+  evidence.with_files = with_files == "true";
+  ASSIGN_OR_RETURN(service::EvidenceBundle bundle, service.ExportEvidence(request.caller, evidence));
+  Response r;
+  r.headers = {{"Content-Type", "application/gzip"},
+               {"Content-Disposition", ContentDisposition(bundle.filename)},
+               {"X-Evidence-Manifest-Sha256", bundle.manifest_sha256},
+               {"Cache-Control", "no-store"}};
+  r.file = FileBody{std::move(bundle.fd), 0, bundle.bytes};
+  return r;
+}
+
 }  // namespace
 
 void AddRestV1Routes(Router* router, Service* service, const std::string* openapi_json) {
@@ -608,6 +636,12 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
     ASSIGN_OR_RETURN(store::AuditFilter filter, AuditFilterFrom(r));
     ASSIGN_OR_RETURN(Json list, s.ListAudit(r.caller, filter, r.Query("project")));
     return JsonResponse(200, list);
+  });
+  add("GET", "/v1/evidence", P::kEvidenceExport, [&s](Request& r, ResponseStream&) {
+    return EvidenceResponse(s, r);
+  });
+  add("GET", "/v1/evidence/public-key", P::kWhoAmI, [&s](Request&, ResponseStream&) -> Result<Response> {
+    return JsonResponse(200, s.EvidencePublicKey());
   });
   add("GET", "/v1/usage", P::kUsageRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
     // Default period: this UTC month so far.

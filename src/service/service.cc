@@ -148,6 +148,10 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
   service->store_->SetAuditListener(
       [self = service.get()](const audit::AuditEvent& event) { self->EmitAudit(event); });
   ASSIGN_OR_RETURN(service->blobs_, files::FileStore::Open(data + "/files"));
+  // The key that signs evidence bundles: made at the first start, never replaced.
+  ASSIGN_OR_RETURN(evidence::SigningKey evidence_key,
+                   evidence::SigningKey::LoadOrCreate(data + "/evidence.key"));
+  service->evidence_key_.emplace(std::move(evidence_key));
   ASSIGN_OR_RETURN(bool bootstrapped,
                    auth::Bootstrap(*service->store_, data + "/admin.key", service->NowMs()));
   (void)bootstrapped;  // Bootstrap logs it.
@@ -1207,6 +1211,7 @@ Result<Json> Service::ServiceInfo() {
               {"host_protections", Json::parse(host_protections_json_)},
               {"pools", Pools()["data"]},
               {"keys_by_role", by_role},
+              {"evidence_public_key", EvidencePublicKey()},
               {"config", ConfigToJson(*LiveConfig())}};
 }
 

@@ -41,6 +41,7 @@
 #include "auth/caller.h"
 #include "auth/directory.h"
 #include "diagnostics/diagnostics.h"
+#include "evidence/signing_key.h"
 #include "files/file_store.h"
 #include "kernel/kernel.h"
 #include "metrics/metrics.h"
@@ -84,6 +85,23 @@ struct CreateSessionRequest {
 struct FileContent {
   store::FileRow row;
   UniqueFd fd;
+};
+
+// What an evidence bundle covers (docs/evidence.md): one session, or a period [from_ms, to_ms).
+struct EvidenceRequest {
+  std::string session_id;  // Set: the session, from its creation to its end (or now).
+  int64_t from_ms = 0;
+  int64_t to_ms = 0;
+  bool with_files = false;  // Include file contents as files/<sha256>.
+};
+
+// A signed bundle, built in an unlinked temporary file under the data dir (so a bundle with file
+// contents is never held in memory, and a crash leaves nothing behind).
+struct EvidenceBundle {
+  UniqueFd fd;  // Read it with pread from offset 0.
+  uint64_t bytes = 0;
+  std::string manifest_sha256;
+  std::string filename;  // A suggested name: pycell-evidence-<session or period>.tar.gz.
 };
 
 class Service {
@@ -165,6 +183,13 @@ class Service {
   // What `pycell show` prints: version and build, uptime, addresses, the data dir and store, the
   // host's sandbox protections (probed at start), pools, keys by role, and the configuration.
   Result<Json> ServiceInfo();
+
+  // Evidence bundles (evidence_export.cc): a signed tar.gz of the configuration, the audit chain
+  // segment, executions, lineage, files, usage and metrics of a session or period, within the
+  // caller's scope (as ListAudit); audited as evidence.export. with_files needs the
+  // files.content permission too. The public half of the signing key: {algorithm, pem, sha256}.
+  Result<EvidenceBundle> ExportEvidence(const auth::Caller& caller, const EvidenceRequest& request);
+  Json EvidencePublicKey() const;
 
   // Sends every running cell a KeyboardInterrupt (shutdown, after the grace period).
   void InterruptAll();
@@ -252,6 +277,7 @@ class Service {
   std::unique_ptr<files::FileStore> blobs_;
   std::unique_ptr<metrics::Metrics> metrics_ = std::make_unique<metrics::Metrics>();
   std::unique_ptr<auth::Authenticator> authenticator_;
+  std::optional<evidence::SigningKey> evidence_key_;  // <data-dir>/evidence.key; set by Open.
   // Replaced whole when the settings change; Emit works on the instance it copied.
   mutable std::mutex diagnostics_mu_;
   std::shared_ptr<diagnostics::Diagnostics> diagnostics_;  // GUARDED_BY(diagnostics_mu_)
