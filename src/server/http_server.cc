@@ -599,10 +599,17 @@ void HttpServer::Serve(int fd, std::string peer) {
     if (chunked.begun()) {
       ok = !chunked.failed() && chunked.End().ok();
       status_code = 200;
-      if (!result.ok()) LOG_WARN("{} {}: {}", request.method, request.path, result.status().ToString());
+      if (!result.ok()) {
+        LOG_WARN("{} {} {}: {}", request.request_id, request.method, request.path,
+                 result.status().ToString());
+      }
     } else {
       Response response = result.ok() ? std::move(*result) : ErrorResponse(result.status());
       status_code = response.status;
+      if (!result.ok() && status_code >= 500) {  // The client sees the code; the log, why.
+        LOG_WARN("{} {} {}: {}", request.request_id, request.method, request.path,
+                 result.status().ToString());
+      }
       ok = WriteResponse(stream, response, head_only, keep_alive, request.request_id);
     }
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
