@@ -18,9 +18,11 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -329,6 +331,36 @@ class HttpAssertions:
         if message_contains is not None:
             self.assertIn(message_contains, message, reply)
         return body["error"]
+
+
+def start_for_module(server, setup, **start_args):
+    """setUpModule's body: starts `server` (ServeProcess.start's arguments), then runs `setup()`
+    (the module's workload) and returns what it returns. On any failure the server's log is shown
+    and the server killed before the error goes on."""
+    try:
+        server.start(**start_args)
+        return setup()
+    except BaseException:
+        if server.proc is not None:
+            print(server.log_tail(60), file=sys.stderr)
+            if server.proc.poll() is None:
+                server.kill()
+        raise
+
+
+def stop_for_module(server, work_dir):
+    """tearDownModule's body: the server must exit 0 after SIGTERM; `work_dir` is removed unless
+    PYCELL_API_KEEP is set (to look at what a failed run left)."""
+    try:
+        if server is None or server.proc is None or server.proc.poll() is not None:
+            return
+        rc = server.stop(timeout=60)
+        if rc != 0:
+            raise AssertionError("after SIGTERM the server exited %s (want 0)\n%s" %
+                                 (rc, server.log_tail()))
+    finally:
+        if work_dir and os.environ.get("PYCELL_API_KEEP") is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def parse_pycell_argument(doc):

@@ -26,7 +26,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -266,32 +265,22 @@ def setUpModule():
         f.write(config_text(DIAG_DIR, RECEIVER.port, free_port(), SYSLOG.path))
     SERVER = pycell_server.ServeProcess(PYCELL, data_dir, RUNTIME_DIR,
                                         os.path.join(WORK_DIR, "server.log"))
-    try:
-        SERVER.start(extra_args=("--config", config_path))
+    def setup():
+        global ADMIN
         ADMIN = SERVER.client()
-        RUN = Workload()
-    except BaseException:
-        if SERVER.proc is not None:
-            print(SERVER.log_tail(60), file=sys.stderr)
-            if SERVER.proc.poll() is None:
-                SERVER.kill()
-        raise
+        return Workload()
+
+    RUN = pycell_server.start_for_module(SERVER, setup, extra_args=("--config", config_path))
 
 
 def tearDownModule():
     try:
-        if SERVER is not None and SERVER.proc is not None and SERVER.proc.poll() is None:
-            rc = SERVER.stop(timeout=60)
-            if rc != 0:
-                raise AssertionError("after SIGTERM the server exited %s (want 0)\n%s" %
-                                     (rc, SERVER.log_tail()))
+        pycell_server.stop_for_module(SERVER, WORK_DIR)
     finally:
         if RECEIVER:
             RECEIVER.close()
         if SYSLOG:
             SYSLOG.close()
-        if os.environ.get("PYCELL_API_KEEP") is None:
-            shutil.rmtree(WORK_DIR, ignore_errors=True)
 
 
 class TestFileSink(unittest.TestCase):

@@ -23,13 +23,11 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import unittest
-import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import pycell_server  # noqa: E402  (tests/pycell_server.py)
@@ -165,29 +163,17 @@ def setUpModule():
     data_dir = path("data")
     os.makedirs(data_dir)
     SERVER = pycell_server.ServeProcess(PYCELL, data_dir, RUNTIME_DIR, path("server.log"))
-    try:
-        SERVER.start()
+
+    def setup():
+        global ADMIN
         ADMIN = SERVER.client()
-        RUN = Workload()
-    except BaseException:
-        if SERVER.proc is not None:
-            print(SERVER.log_tail(60), file=sys.stderr)
-            if SERVER.proc.poll() is None:
-                SERVER.kill()
-        raise
+        return Workload()
+
+    RUN = pycell_server.start_for_module(SERVER, setup)
 
 
 def tearDownModule():
-    try:
-        if SERVER is None or SERVER.proc is None or SERVER.proc.poll() is not None:
-            return
-        rc = SERVER.stop(timeout=60)
-        if rc != 0:
-            raise AssertionError("after SIGTERM the server exited %s (want 0)\n%s" %
-                                 (rc, SERVER.log_tail()))
-    finally:
-        if os.environ.get("PYCELL_API_KEEP") is None:
-            shutil.rmtree(WORK_DIR, ignore_errors=True)
+    pycell_server.stop_for_module(SERVER, WORK_DIR)
 
 
 class EvidenceCase(pycell_server.HttpAssertions, unittest.TestCase):

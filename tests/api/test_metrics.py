@@ -268,30 +268,18 @@ def setUpModule():
     os.makedirs(data_dir)
     SERVER = pycell_server.ServeProcess(PYCELL, data_dir, RUNTIME_DIR,
                                         os.path.join(WORK_DIR, "server.log"))
-    try:
-        SERVER.start(extra_args=("--metrics-listen", "127.0.0.1:0"))
+    def setup():
+        global ADMIN
         SERVER.metrics_host, SERVER.metrics_port = metrics_listener_address(SERVER)
         ADMIN = SERVER.client()
-        RUN = Workload()
-    except BaseException:
-        if SERVER.proc is not None:
-            print(SERVER.log_tail(60), file=sys.stderr)
-            if SERVER.proc.poll() is None:
-                SERVER.kill()
-        raise
+        return Workload()
+
+    RUN = pycell_server.start_for_module(SERVER, setup,
+                                         extra_args=("--metrics-listen", "127.0.0.1:0"))
 
 
 def tearDownModule():
-    try:
-        if SERVER is None or SERVER.proc is None or SERVER.proc.poll() is not None:
-            return
-        rc = SERVER.stop(timeout=60)
-        if rc != 0:
-            raise AssertionError("after SIGTERM the server exited %s (want 0)\n%s" %
-                                 (rc, SERVER.log_tail()))
-    finally:
-        if os.environ.get("PYCELL_API_KEEP") is None:
-            shutil.rmtree(WORK_DIR, ignore_errors=True)
+    pycell_server.stop_for_module(SERVER, WORK_DIR)
 
 
 def listener():
