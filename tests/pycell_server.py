@@ -333,6 +333,33 @@ class HttpAssertions:
         return body["error"]
 
 
+def run_pycell(pycell, args, cwd, timeout=180):
+    """`pycell ARGS` in `cwd` with no PYCELL_* variables from the environment: (exit code,
+    stdout, stderr) as text."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYCELL_")}
+    proc = subprocess.run([pycell, *args], capture_output=True, timeout=timeout, env=env, cwd=cwd)
+    return (proc.returncode, proc.stdout.decode("utf-8", "replace"),
+            proc.stderr.decode("utf-8", "replace"))
+
+
+def expect(reply, status, what):
+    """The JSON body of `reply` (None when it is not JSON); AssertionError naming `what` unless
+    the status is `status`."""
+    if reply.status != status:
+        raise AssertionError("%s: want HTTP %d, got %r" % (what, status, reply))
+    if (reply.header("content-type") or "").startswith("application/json"):
+        return reply.json()
+    return None
+
+
+def create_key(admin, principal, project, role):
+    """A new key (the secret) made with the `admin` client."""
+    created = expect(admin.post_json("/v1/keys", {"principal": principal, "project": project,
+                                                  "role": role}),
+                     201, "POST /v1/keys (%s)" % role)
+    return created["key"]
+
+
 def start_for_module(server, setup, **start_args):
     """setUpModule's body: starts `server` (ServeProcess.start's arguments), then runs `setup()`
     (the module's workload) and returns what it returns. On any failure the server's log is shown

@@ -49,27 +49,14 @@ MEMBERS = {"config.json", "audit.json", "executions.json", "lineage.json", "file
 
 
 def run_cli(*args, timeout=180):
-    """`pycell ARGS` without PYCELL_* variables: (exit code, stdout, stderr)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYCELL_")}
-    proc = subprocess.run([PYCELL, *args], capture_output=True, timeout=timeout, env=env,
-                          cwd=WORK_DIR)
-    return (proc.returncode, proc.stdout.decode("utf-8", "replace"),
-            proc.stderr.decode("utf-8", "replace"))
+    return pycell_server.run_pycell(PYCELL, args, WORK_DIR, timeout)
 
 
-def expect(reply, status, what):
-    if reply.status != status:
-        raise AssertionError("%s: want HTTP %d, got %r" % (what, status, reply))
-    if (reply.header("content-type") or "").startswith("application/json"):
-        return reply.json()
-    return None
+expect = pycell_server.expect
 
 
 def make_key(principal, project, role):
-    created = expect(ADMIN.post_json("/v1/keys", {"principal": principal, "project": project,
-                                                  "role": role}),
-                     201, "POST /v1/keys (%s)" % role)
-    return created["key"]
+    return pycell_server.create_key(ADMIN, principal, project, role)
 
 
 def path(name):
