@@ -31,20 +31,7 @@ namespace {
 using Json = nlohmann::json;
 using std::chrono::milliseconds;
 
-// A folder made with mkdtemp, removed with everything in it at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/pycell-diagnostics-XXXXXX";
-    CHECK(::mkdtemp(pattern) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using pycell::testing::TempDir;
 
 // The JSON lines of a file.
 std::vector<Json> ReadLines(const std::string& path) {

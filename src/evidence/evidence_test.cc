@@ -25,20 +25,7 @@ namespace {
 
 using Json = nlohmann::json;
 
-class TempDir {
- public:
-  TempDir() {
-    char name[] = "/tmp/pycell-evidence-test-XXXXXX";
-    CHECK(::mkdtemp(name) != nullptr);
-    path_ = name;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using pycell::testing::TempDir;
 
 std::string ReadText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

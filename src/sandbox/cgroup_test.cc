@@ -33,24 +33,7 @@ std::string ReadFile(const std::string& path) {
 
 bool Exists(const std::string& path) { return std::filesystem::exists(path); }
 
-// A folder made with mkdtemp, removed with everything in it at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/cgroup_test.XXXXXX";
-    EXPECT_NE(::mkdtemp(pattern), nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string Make(const std::string& relative) const {
-    std::filesystem::create_directories(path_ + "/" + relative);
-    return path_ + "/" + relative;
-  }
-
- private:
-  std::string path_;
-};
+using pycell::testing::TempDir;
 
 // One mountinfo line for a cgroup (v1) hierarchy with the given controllers at `mount_point`.
 std::string V1Line(int id, const std::string& mount_point, const std::string& controllers) {
