@@ -8,7 +8,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DPYCELL_WERROR=ON
 endif
 
-.PHONY: all deps build run repl test bench bench-http sanitize clean format
+.PHONY: all deps build run repl test bench bench-http sanitize clean format install uninstall
 
 all: build
 
@@ -47,3 +47,50 @@ format:
 
 clean:
 	rm -rf $(BUILD) build-asan
+
+# `make install` (as root, after `make build`): the binary, the systemd unit, the production
+# configuration and its documentation (docs/production.md). DESTDIR stages the tree elsewhere (for a
+# package); PREFIX defaults to /usr/local. The unit goes to $(PREFIX)/lib/systemd/system, a folder
+# systemd searches for /usr/local and /usr, so /etc/systemd/system stays the operator's (drop-ins,
+# `systemctl edit pycell`) and an upgrade can replace the unit. runner.py and the OpenAPI document
+# are compiled into the binary. /etc/pycell/pycell.toml is written only where none exists: an
+# operator's file is never overwritten. Nothing is started: docs/production.md says what to run.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+SYSTEMD_UNIT_DIR ?= $(PREFIX)/lib/systemd/system
+PYCELL_BINARY ?= $(BUILD)/pycell
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+DOCDIR = $(DESTDIR)$(PREFIX)/share/doc/pycell
+UNIT = $(DESTDIR)$(SYSTEMD_UNIT_DIR)/pycell.service
+CONFIG = $(DESTDIR)$(SYSCONFDIR)/pycell/pycell.toml
+
+install:
+	@test -x $(PYCELL_BINARY) || { echo "install: no $(PYCELL_BINARY); run make build first" >&2; exit 1; }
+	install -D -m 0755 $(PYCELL_BINARY) $(BINDIR)/pycell
+	install -d -m 0755 $(DESTDIR)$(SYSTEMD_UNIT_DIR)
+	sed -e 's|/usr/local/bin/pycell|$(PREFIX)/bin/pycell|g' \
+	    -e 's|/usr/local/share/doc/pycell|$(PREFIX)/share/doc/pycell|g' \
+	    -e 's|/etc/pycell/|$(SYSCONFDIR)/pycell/|g' packaging/pycell.service > $(UNIT).tmp
+	chmod 0644 $(UNIT).tmp && mv $(UNIT).tmp $(UNIT)
+	install -d -m 0755 $(DOCDIR)
+	install -m 0644 docs/production.md docs/configuration.md pycell.example.toml $(DOCDIR)/
+	install -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/pycell
+	@if [ -e $(CONFIG) ]; then \
+	  echo "install: kept $(CONFIG) (yours); the packaged one is $(DOCDIR)/pycell.toml"; \
+	else \
+	  install -m 0640 packaging/pycell.toml $(CONFIG) && echo "install: wrote $(CONFIG)"; \
+	fi
+	install -m 0644 packaging/pycell.toml $(DOCDIR)/pycell.toml
+	@echo "install: done; now: systemctl daemon-reload && systemctl enable --now pycell"
+
+# Removes what `make install` put in place but the configuration when it was changed, and never
+# /var/lib/pycell (records, files, keys) or /var/log/pycell. Stop the service first:
+# systemctl disable --now pycell.
+uninstall:
+	@if [ -e $(CONFIG) ] && cmp -s $(CONFIG) $(DOCDIR)/pycell.toml; then \
+	  rm -f $(CONFIG) && rmdir $(DESTDIR)$(SYSCONFDIR)/pycell 2>/dev/null || true; \
+	elif [ -e $(CONFIG) ]; then \
+	  echo "uninstall: kept $(CONFIG) (changed); /var/lib/pycell and /var/log/pycell are kept too"; \
+	fi
+	rm -f $(BINDIR)/pycell $(UNIT)
+	rm -rf $(DOCDIR)
