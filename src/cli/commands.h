@@ -40,9 +40,12 @@ std::function<int()> RegisterAuditCommand(CLI::App& app);
 std::function<int()> RegisterUsageCommand(CLI::App& app);
 std::function<int()> RegisterMetricsCommand(CLI::App& app);
 // pycell show, pycell config check|diff (show_command.cc): -1 when none was parsed.
+std::function<int()> RegisterNotebookCommand(CLI::App& app);
 std::function<int()> RegisterShowCommands(CLI::App& app);
 // pycell evidence export|verify (evidence_command.cc): -1 when neither was parsed.
 std::function<int()> RegisterEvidenceCommand(CLI::App& app);
+// pycell mcp (mcp_command.cc): MCP over stdio, bridged to a server's /mcp; -1 when not parsed.
+std::function<int()> RegisterMcpCommand(CLI::App& app);
 
 // Exit codes shared by run and repl.
 inline constexpr int kExitCellError = 1;

@@ -27,7 +27,9 @@ int main(int argc, char** argv) {
   std::function<int()> usage = pycell::cli::RegisterUsageCommand(app);
   std::function<int()> metrics = pycell::cli::RegisterMetricsCommand(app);
   std::function<int()> show = pycell::cli::RegisterShowCommands(app);
+  std::function<int()> notebook = pycell::cli::RegisterNotebookCommand(app);
   std::function<int()> evidence = pycell::cli::RegisterEvidenceCommand(app);
+  std::function<int()> mcp = pycell::cli::RegisterMcpCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -38,7 +40,7 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("repl")) return repl();
   if (app.got_subcommand("doctor")) return doctor();
   if (app.got_subcommand("serve")) return serve();
-  for (const auto& command : {client, access, audit, usage, metrics, show, evidence}) {
+  for (const auto& command : {client, access, audit, usage, metrics, show, evidence, notebook, mcp}) {
     if (int code = command(); code >= 0) return code;
   }
   return pycell::cli::kExitUsage;

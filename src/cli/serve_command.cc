@@ -16,6 +16,8 @@
 #include "kernel/openapi_source.h"
 #include "sandbox/mount_ns.h"
 #include "server/http_server.h"
+#include "server/aca_routes.h"
+#include "server/mcp_routes.h"
 #include "server/rest_v1.h"
 #include "service/service.h"
 
@@ -127,6 +129,8 @@ std::function<int()> RegisterServe(CLI::App& app) {
     static const std::string openapi(kOpenApiSource);
     server::Router router;
     server::AddRestV1Routes(&router, service->get(), &openapi);
+    server::AddAcaRoutes(&router, service->get(), config.server.aca_prefix);
+    server::AddMcpRoutes(&router, service->get());
     server::HttpServerOptions options;
     options.config = config.server;
     options.max_streamed_body_bytes = (*service)->max_upload_bytes();

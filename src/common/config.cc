@@ -44,6 +44,13 @@ Status ServerConfig::Validate() const {
     return Status::InvalidArgument("server timeouts must be at least 1 s");
   }
   if (max_header_bytes < 1024) return Status::InvalidArgument("max_header_bytes must be ≥ 1k");
+  if (!aca_prefix.empty() &&
+      (aca_prefix[0] != '/' || aca_prefix.back() == '/' || aca_prefix == "/v1" ||
+       aca_prefix.find_first_of("{}?#") != std::string::npos || aca_prefix.find("//") != std::string::npos)) {
+    return Status::InvalidArgument(
+        "server.aca_prefix must be \"\" or a path such as \"/aca\" (leading slash, none at the end, "
+        "not /v1)");
+  }
   if (!metrics_listen.empty()) {
     // Without keys, so never beyond this machine.
     bool loopback = metrics_listen.rfind("127.", 0) == 0 || metrics_listen.rfind("[::1]:", 0) == 0 ||

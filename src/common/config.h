@@ -70,6 +70,10 @@ struct ServerConfig {
   // A second listener serving only GET /metrics, without keys, for a local scraper; loopback
   // addresses only. "" = none (/metrics is then served on `listen`, to keys that may read it).
   std::string metrics_listen;
+  // Where the Azure Container Apps dynamic sessions data plane is served (docs/aca.md): "" or a
+  // path such as "/aca" (no trailing slash); clients use http://host:port/aca as their pool
+  // management endpoint.
+  std::string aca_prefix = "/aca";
 
   Status Validate() const;
 };

@@ -89,6 +89,7 @@ Json ConfigToJson(const ServiceConfig& config) {
   return {{"server",
            {{"listen", server.listen},
             {"metrics_listen", server.metrics_listen},
+            {"aca_prefix", server.aca_prefix},
             {"data_dir", server.data_dir},
             {"max_connections", server.max_connections},
             {"request_timeout_s", server.request_timeout.count()},

@@ -520,7 +520,16 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
   });
 
   add("POST", "/v1/sessions", P::kSessionsCreate, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json body, ParseBody(r, {"pool", "file_ids", "limits", "metadata"}));
+    ASSIGN_OR_RETURN(Json body, ParseBody(r, {"pool", "file_ids", "limits", "metadata", "restore_from"}));
+    if (body.contains("restore_from") && !body["restore_from"].is_null()) {
+      if (!body["restore_from"].is_string()) return Status::InvalidArgument("restore_from must be a session id");
+      if (body.size() > 1) {
+        return Status::InvalidArgument("restore_from takes the pool, limits, files and metadata "
+                                       "from the old session; send it alone");
+      }
+      ASSIGN_OR_RETURN(Json session, s.RestoreSession(r.caller, body["restore_from"].get<std::string>()));
+      return JsonResponse(201, session);
+    }
     ASSIGN_OR_RETURN(service::CreateSessionRequest create, CreateRequestFrom(body));
     ASSIGN_OR_RETURN(Json session, s.CreateSession(r.caller, create));
     return JsonResponse(201, session);
@@ -578,6 +587,18 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
     ASSIGN_OR_RETURN(store::Page page, PageFrom(r));
     ASSIGN_OR_RETURN(Json list, s.ListExecutions(r.caller, r.params.at("id"), page));
     return JsonResponse(200, list);
+  });
+  add("POST", "/v1/sessions/{id}/replay", P::kExecutionsRun, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json body, ParseBody(r, {"keep"}));
+    if (body.contains("keep") && !body["keep"].is_boolean()) return Status::InvalidArgument("keep must be true or false");
+    ASSIGN_OR_RETURN(Json report, s.Replay(r.caller, r.params.at("id"), body.value("keep", false)));
+    return JsonResponse(200, report);
+  });
+  add("GET", "/v1/sessions/{id}/notebook", P::kExecutionsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json notebook, s.Notebook(r.caller, r.params.at("id")));
+    Response response = JsonResponse(200, notebook);
+    response.headers.push_back({"Content-Disposition", ContentDisposition(r.params.at("id") + ".ipynb")});
+    return response;
   });
   add("GET", "/v1/executions/{id}", P::kExecutionsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(std::string execution, s.GetExecution(r.caller, r.params.at("id")));

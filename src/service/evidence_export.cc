@@ -26,6 +26,7 @@
 #include "evidence/audit_segment.h"
 #include "evidence/bundle.h"
 #include "service/service.h"
+#include "service/service_json.h"
 
 namespace pycell::service {
 namespace {
@@ -33,11 +34,6 @@ namespace {
 // The store's largest page of audit events, and of other rows.
 constexpr int kAuditPage = 10000;
 constexpr int kRowPage = 1000;
-
-Json TimeJson(int64_t ms) {
-  if (ms == 0) return nullptr;
-  return FormatRfc3339(std::chrono::system_clock::time_point(std::chrono::milliseconds(ms)));
-}
 
 // An unlinked file in `dir` to build the bundle in.
 Result<UniqueFd> AnonymousFile(const std::string& dir) {
@@ -201,7 +197,7 @@ Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
       }
       if (!entry.contains("placed_in")) entry["placed_in"] = Json::array();
       entry["placed_in"].push_back(
-          {{"session_id", session.id}, {"placed_at", TimeJson(input.placed_at_ms)}});
+          {{"session_id", session.id}, {"placed_at", TimeOrNull(input.placed_at_ms)}});
     }
     store::FileFilter filter{.purpose = "output", .session_id = session.id};
     store::Page file_page{kRowPage, ""};
@@ -277,7 +273,7 @@ Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
   Json metadata = {
       {"object", "evidence_manifest"},
       {"format", 1},
-      {"created_at", TimeJson(now)},
+      {"created_at", TimeOrNull(now)},
       {"server", {{"version", PYCELL_VERSION}, {"commit", PYCELL_GIT_COMMIT}}},
       {"exported_by",
        {{"principal", caller.principal},
@@ -287,8 +283,8 @@ Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
         {"request_id", caller.request_id}}},
       {"scope",
        {{"session_id", request.session_id.empty() ? Json(nullptr) : Json(request.session_id)},
-        {"from", TimeJson(from)},
-        {"to", TimeJson(to)},
+        {"from", TimeOrNull(from)},
+        {"to", TimeOrNull(to)},
         {"project_id", scope.empty() ? Json(nullptr) : Json(scope)}}},
       {"with_files", request.with_files},
       {"audit",
@@ -309,8 +305,8 @@ Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
   bundle.manifest_sha256 = manifest_sha256;
   bundle.filename =
       "pycell-evidence-" +
-      (request.session_id.empty() ? TimeJson(from).get<std::string>().substr(0, 10) + "-to-" +
-                                        TimeJson(to).get<std::string>().substr(0, 10)
+      (request.session_id.empty() ? TimeOrNull(from).get<std::string>().substr(0, 10) + "-to-" +
+                                        TimeOrNull(to).get<std::string>().substr(0, 10)
                                   : request.session_id) +
       ".tar.gz";
 
@@ -319,8 +315,8 @@ Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
   trail.audit = auth::EventBy(caller, "evidence.export", request.session_id, NowMs());
   trail.audit->detail_json = Json{
       {"session_id", request.session_id.empty() ? Json(nullptr) : Json(request.session_id)},
-      {"from", TimeJson(from)},
-      {"to", TimeJson(to)},
+      {"from", TimeOrNull(from)},
+      {"to", TimeOrNull(to)},
       {"with_files", request.with_files},
       {"bytes", bundle.bytes},
       {"manifest_sha256", manifest_sha256},

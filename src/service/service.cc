@@ -16,10 +16,17 @@
 #include "common/build_info.h"
 #include "files/media_type.h"
 #include "sandbox/host_probe.h"
+#include "service/service_json.h"
 #include "usage/quota.h"
 #include "usage/usage.h"
 
 namespace pycell::service {
+
+Json TimeOrNull(int64_t ms) {
+  if (ms == 0) return nullptr;
+  return FormatRfc3339(std::chrono::system_clock::time_point(std::chrono::milliseconds(ms)));
+}
+
 namespace {
 
 using std::chrono::duration_cast;
@@ -27,11 +34,6 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 constexpr size_t kMaxArtifactsPerExecution = 100;
-
-Json TimeOrNull(int64_t ms) {
-  if (ms == 0) return nullptr;
-  return FormatRfc3339(std::chrono::system_clock::time_point(milliseconds(ms)));
-}
 
 // The error a client gets for a session that no longer runs, typed by why it ended.
 Status EndedError(const std::string& id, const std::string& reason) {

@@ -141,15 +141,36 @@ class Service {
   }
   // What is in /mnt/data now.
   Result<Json> ListSessionFiles(const auth::Caller& caller, const std::string& session_id);
+  // A file in the session's /mnt/data by its path (relative to it), opened read-only through
+  // the session's safe folder, audited as session.files.get and metered as a download; its
+  // record (row) carries only filename, bytes and media type. For the Azure-compatible routes
+  // (aca_support.cc), which name session files by path rather than by file id.
+  Result<FileContent> OpenSessionFile(const auth::Caller& caller, const std::string& session_id,
+                                      const std::string& path);
 
   // Runs one cell; `observer` sees output as it comes (for streaming). The execution object as
   // JSON text (what is stored is what is returned: one serialization).
   Result<std::string> Execute(const auth::Caller& caller, const std::string& session_id,
                               const std::string& code, std::optional<std::chrono::seconds> timeout,
                               const kernel::ExecuteObserver& observer = {});
+  // Sends the session's running cell (if any) a KeyboardInterrupt, as a timeout would; audited
+  // as execution.interrupt. For MCP's notifications/cancelled (mcp_support.cc).
+  Status InterruptSession(const auth::Caller& caller, const std::string& session_id);
   Result<std::string> GetExecution(const auth::Caller& caller, const std::string& id);
   Result<Json> ListExecutions(const auth::Caller& caller, const std::string& session_id,
                               const store::Page& page);
+
+  // The session's cells and outputs as a Jupyter notebook (nbformat 4.5) with provenance in its
+  // metadata (notebook_export.cc; docs/notebooks.md).
+  Result<Json> Notebook(const auth::Caller& caller, const std::string& session_id);
+
+  // Runs the session's cells again, in order, in a new session with the same pool, limits and
+  // input files (by SHA-256), and reports cell by cell whether the outputs match (replay.cc;
+  // docs/notebooks.md). The new session is ended afterwards unless `keep`.
+  Result<Json> Replay(const auth::Caller& caller, const std::string& session_id, bool keep);
+  // A new session made from an ended (or live) one's record: its cells are run again silently,
+  // then it is handed over — variables and /mnt/data as the cells left them.
+  Result<Json> RestoreSession(const auth::Caller& caller, const std::string& from);
 
   // Where a file came from and where it went: for an output, the execution that wrote it, its
   // session (pool, limits, principal, metadata) and the files in /mnt/data when the cell
@@ -241,6 +262,12 @@ class Service {
   Result<store::SessionRow> VisibleSession(const auth::Caller& caller, const std::string& id);
   Result<store::FileRow> VisibleFile(const auth::Caller& caller, const std::string& id);
   Result<store::ExecutionRow> VisibleExecution(const auth::Caller& caller, const std::string& id);
+  // A new session like `original` (pool, limits, input files checked by SHA-256), its metadata
+  // with link_key: original.id.
+  Result<Json> StartFromRecord(const auth::Caller& caller, const store::SessionRow& original,
+                               const std::string& link_key);
+  // Every execution of a session, oldest first.
+  Result<std::vector<store::ExecutionRow>> SessionExecutions(const std::string& session_id);
   // The live session the caller may use, or the typed error its record explains.
   Result<std::shared_ptr<session::Session>> LiveSession(const auth::Caller& caller,
                                                         const std::string& id);

@@ -368,6 +368,9 @@ ROUTES = [
           body=lambda key: {"code": "'run by %s'" % key.label}),
     Route("executions.read", "GET", "/v1/sessions/{id}/executions", target="session"),
     Route("executions.read", "GET", "/v1/executions/{id}", target="execution"),
+    Route("executions.read", "GET", "/v1/sessions/{id}/notebook", target="session"),
+    Route("executions.run", "POST", "/v1/sessions/{id}/replay", target="session",
+          body=lambda key: {}),
     Route("audit.read", "GET", "/v1/audit"),
     Route("evidence.export", "GET", "/v1/evidence?session={id}", target="session"),
     Route("whoami", "GET", "/v1/evidence/public-key"),
@@ -555,6 +558,7 @@ class TestScope(AccessTestCase):
                  ("sessions.files", "GET", "/v1/sessions/{id}/files", "session"),
                  ("sessions.files", "POST", "/v1/sessions/{id}/files", "session"),
                  ("executions.read", "GET", "/v1/sessions/{id}/executions", "session"),
+                 ("executions.read", "GET", "/v1/sessions/{id}/notebook", "session"),
                  ("executions.run", "POST", "/v1/sessions/{id}/executions", "session"),
                  ("sessions.end", "DELETE", "/v1/sessions/{id}", "session"),
                  ("executions.read", "GET", "/v1/executions/{id}", "execution")]

@@ -1,0 +1,335 @@
+#include "aca/aca_api.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include <nlohmann/json.hpp>
+
+namespace pycell::aca {
+namespace {
+
+bool EqualsNoCase(const std::string& a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string JoinedVersions() {
+  std::string list;
+  for (const std::string& v : SupportedApiVersions()) list += (list.empty() ? "" : ", ") + v;
+  return list;
+}
+
+// The fields both contracts share, from the object that holds them.
+Result<ExecuteRequest> ExecuteFields(const Json& fields, bool current) {
+  ExecuteRequest request;
+  if (fields.contains("codeInputType") && !fields["codeInputType"].is_null()) {
+    const Json& type = fields["codeInputType"];
+    if (!type.is_string() || !EqualsNoCase(type.get<std::string>(), "inline")) {
+      return Status::InvalidArgument("codeInputType must be \"inline\"");
+    }
+  }
+  if (fields.contains("executionType") && !fields["executionType"].is_null()) {
+    const Json& type = fields["executionType"];
+    std::string value = type.is_string() ? type.get<std::string>() : "";
+    if (EqualsNoCase(value, "asynchronous")) {
+      request.asynchronous = true;
+    } else if (!EqualsNoCase(value, "synchronous")) {
+      return Status::InvalidArgument("executionType must be \"synchronous\" or \"asynchronous\"");
+    }
+  }
+  if (!fields.contains("code") || !fields["code"].is_string()) {
+    return Status::InvalidArgument("code is required: a string of Python");
+  }
+  request.code = fields["code"].get<std::string>();
+  if (fields.contains("timeoutInSeconds") && !fields["timeoutInSeconds"].is_null()) {
+    const Json& t = fields["timeoutInSeconds"];
+    if (!t.is_number_integer() || t.get<int64_t>() < 1 || t.get<int64_t>() > 86400) {
+      return Status::InvalidArgument("timeoutInSeconds must be an integer from 1 to 86400");
+    }
+    request.timeout = std::chrono::seconds(t.get<int64_t>());
+  }
+  if (current && fields.contains("outputStreamsMaxLength") &&
+      !fields["outputStreamsMaxLength"].is_null()) {
+    const Json& m = fields["outputStreamsMaxLength"];
+    if (!m.is_number_integer() || m.get<int64_t>() < 0) {
+      return Status::InvalidArgument("outputStreamsMaxLength must be an integer ≥ 0");
+    }
+    request.output_streams_max_length = m.get<uint64_t>();
+  }
+  return request;
+}
+
+Result<Json> ParseObject(std::string_view body) {
+  Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return Status::InvalidArgument(
+        "the body is not valid JSON; send {\"properties\": {\"codeInputType\": \"inline\", "
+        "\"executionType\": \"synchronous\", \"code\": \"1+1\"}}");
+  }
+  if (!j.is_object()) return Status::InvalidArgument("the body must be a JSON object");
+  return j;
+}
+
+const Json& Field(const Json& object, const char* key) {
+  static const Json kNull;
+  auto it = object.find(key);
+  return it == object.end() ? kNull : *it;
+}
+
+std::string StringField(const Json& object, const char* key) {
+  const Json& v = Field(object, key);
+  return v.is_string() ? v.get<std::string>() : "";
+}
+
+int64_t IntField(const Json& object, const char* key) {
+  const Json& v = Field(object, key);
+  return v.is_number() ? v.get<int64_t>() : 0;
+}
+
+// UTF-8 safe cut to at most `n` bytes (never inside a character).
+std::string Cut(const std::string& text, uint64_t n) {
+  if (text.size() <= n) return text;
+  size_t end = n;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return text.substr(0, end);
+}
+
+std::string BaseName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// "/mnt/data/a/b.csv" → "a/b.csv".
+std::string RelativeToData(const std::string& path) {
+  static const std::string kData = "/mnt/data/";
+  return path.rfind(kData, 0) == 0 ? path.substr(kData.size()) : path;
+}
+
+}  // namespace
+
+const std::vector<std::string>& SupportedApiVersions() {
+  static const std::vector<std::string> kVersions = {
+      "2024-02-02-preview", "2024-08-02-preview", "2024-10-02-preview",
+      "2025-02-02-preview", "2025-10-02-preview"};
+  return kVersions;
+}
+
+Result<Contract> ParseApiVersion(const std::string& api_version) {
+  if (api_version.empty()) {
+    return Status::InvalidArgument("api-version is required; supported: " + JoinedVersions());
+  }
+  const auto& versions = SupportedApiVersions();
+  auto it = std::find(versions.begin(), versions.end(), api_version);
+  if (it == versions.end()) {
+    return Status::InvalidArgument("api-version " + api_version.substr(0, 64) +
+                                   " is not supported; supported: " + JoinedVersions());
+  }
+  return it - versions.begin() < 2 ? Contract::kLegacy : Contract::kCurrent;
+}
+
+Status CheckIdentifier(const std::string& identifier) {
+  static constexpr std::string_view kSpecial = "|-&^%$#(){}[];<>";
+  bool ok = identifier.size() >= 4 && identifier.size() <= 128;
+  for (char c : identifier) {
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) ||
+                kSpecial.find(c) != std::string_view::npos);
+  }
+  if (!ok) {
+    return Status::InvalidArgument(
+        "identifier must be 4-128 characters, each a letter, a digit or one of |-&^%$#(){}[];<> "
+        "(a UUID works)");
+  }
+  return Status::Ok();
+}
+
+Result<ExecuteRequest> ParseLegacyExecute(std::string_view body) {
+  ASSIGN_OR_RETURN(Json j, ParseObject(body));
+  const Json& properties = Field(j, "properties");
+  if (!properties.is_object()) {
+    return Status::InvalidArgument(
+        "the body must hold \"properties\": {\"codeInputType\": \"inline\", \"executionType\": "
+        "\"synchronous\", \"code\": …}");
+  }
+  return ExecuteFields(properties, /*current=*/false);
+}
+
+Result<ExecuteRequest> ParseExecution(std::string_view body) {
+  ASSIGN_OR_RETURN(Json j, ParseObject(body));
+  return ExecuteFields(j, /*current=*/true);
+}
+
+Json ResultOf(const Json& execution) {
+  const Json& outputs = Field(execution, "outputs");
+  if (!outputs.is_array()) return "";
+  // The last image wins: a chart is what a cell that draws one is about.
+  for (auto it = outputs.rbegin(); it != outputs.rend(); ++it) {
+    const Json& data = Field(*it, "data");
+    if (data.is_object() && data.contains("image/png") && data["image/png"].is_string()) {
+      std::string base64 = data["image/png"].get<std::string>();
+      base64.erase(std::remove(base64.begin(), base64.end(), '\n'), base64.end());
+      return Json{{"type", "image"}, {"format", "png"}, {"base64_data", base64}};
+    }
+  }
+  for (const Json& output : outputs) {
+    if (StringField(output, "output_type") != "execute_result") continue;
+    const Json& data = Field(output, "data");
+    if (!data.is_object()) continue;
+    if (data.contains("application/json")) return data["application/json"];
+    std::string text = StringField(data, "text/plain");
+    Json number = Json::parse(text, nullptr, false);
+    if (!number.is_discarded() && number.is_number()) return number;
+    return text;
+  }
+  return "";
+}
+
+std::string StderrOf(const Json& execution) {
+  std::string text = StringField(execution, "stderr");
+  const Json& error = Field(execution, "error");
+  if (error.is_object()) {
+    if (!text.empty() && text.back() != '\n') text += '\n';
+    const Json& traceback = Field(error, "traceback");
+    if (traceback.is_array() && !traceback.empty()) {
+      for (const Json& line : traceback) {
+        if (line.is_string()) text += line.get<std::string>() + "\n";
+      }
+    } else {
+      text += StringField(error, "ename") + ": " + StringField(error, "evalue") + "\n";
+    }
+  }
+  const std::string& status = StringField(execution, "status");
+  if (status == "timeout" || status == "crashed") {
+    if (!text.empty() && text.back() != '\n') text += '\n';
+    text += status == "timeout" ? "the execution timed out\n" : "the session crashed\n";
+  }
+  return text;
+}
+
+Json LegacyExecuteResponse(const Json& execution) {
+  bool ok = StringField(execution, "status") == "ok";
+  Json result = ResultOf(execution);
+  return {{"properties",
+           {{"$id", StringField(execution, "id")},
+            {"status", ok ? "Success" : "Failure"},
+            {"stdout", StringField(execution, "stdout")},
+            {"stderr", StderrOf(execution)},
+            {"result", result},
+            {"executionResult", result},
+            {"executionTimeInMilliseconds", IntField(execution, "duration_ms")}}}};
+}
+
+Json ExecutionResponse(const Json& execution, const std::string& identifier, bool asynchronous,
+                       std::optional<uint64_t> max_length) {
+  const std::string& status = StringField(execution, "status");
+  const char* azure_status = status == "ok"                     ? "Succeeded"
+                             : !Field(execution, "interrupted_by").is_null() ? "Cancelled"
+                                                                : "Failed";
+  std::string out = StringField(execution, "stdout");
+  std::string err = StderrOf(execution);
+  if (max_length) {
+    out = Cut(out, *max_length);
+    err = Cut(err, *max_length);
+  }
+  return {{"id", StringField(execution, "id")},
+          {"identifier", identifier},
+          {"sessionId", identifier},
+          {"executionType", asynchronous ? "Asynchronous" : "Synchronous"},
+          {"status", azure_status},
+          {"result",
+           {{"stdout", out},
+            {"stderr", err},
+            {"executionResult", ResultOf(execution)},
+            {"executionTimeInMilliseconds", IntField(execution, "duration_ms")}}}};
+}
+
+Result<std::string> SessionFileName(const std::string& raw, bool top_level) {
+  std::string name = RelativeToData(raw);
+  if (name == "/mnt/data") name.clear();
+  auto invalid = [&](const char* why) {
+    return Status::InvalidArgument(std::string("file name \"") + raw.substr(0, 200) + "\": " + why);
+  };
+  if (name.empty()) return invalid("give a file name relative to /mnt/data");
+  if (name.size() > 1024) return invalid("too long");
+  if (name.find('\0') != std::string::npos) return invalid("holds a NUL character");
+  if (name.front() == '/') return invalid("give a path inside /mnt/data");
+  size_t start = 0;
+  while (true) {
+    size_t slash = name.find('/', start);
+    std::string segment = name.substr(start, slash == std::string::npos ? slash : slash - start);
+    if (segment.empty() || segment == "." || segment == "..") {
+      return invalid("segments may not be empty, \".\" or \"..\"");
+    }
+    if (slash == std::string::npos) break;
+    if (top_level) return invalid("uploads go to the top of /mnt/data; give a plain file name");
+    start = slash + 1;
+  }
+  return name;
+}
+
+Json LegacyFileEntry(const Json& session_file) {
+  std::string name = RelativeToData(StringField(session_file, "path"));
+  return {{"$id", name},
+          {"properties",
+           {{"$id", name},
+            {"filename", name},
+            {"size", IntField(session_file, "bytes")},
+            {"lastModifiedTime", StringField(session_file, "modified_at")},
+            {"type", "file"}}}};
+}
+
+Json CurrentFileEntry(const Json& session_file) {
+  std::string name = RelativeToData(StringField(session_file, "path"));
+  return {{"name", name},
+          {"sizeInBytes", IntField(session_file, "bytes")},
+          {"lastModifiedAt", StringField(session_file, "modified_at")},
+          {"contentType", "application/octet-stream"},
+          {"type", "File"}};
+}
+
+Json FileList(const Json& session_files, Contract contract) {
+  Json value = Json::array();
+  const Json& data = Field(session_files, "data");
+  if (data.is_array()) {
+    for (const Json& file : data) {
+      value.push_back(contract == Contract::kLegacy ? LegacyFileEntry(file)
+                                                    : CurrentFileEntry(file));
+    }
+  }
+  return {{"value", value}};
+}
+
+Result<Json> FindFile(const Json& session_files, const std::string& name) {
+  const Json& data = Field(session_files, "data");
+  if (data.is_array()) {
+    for (const Json& file : data) {
+      if (RelativeToData(StringField(file, "path")) == name) return file;
+    }
+  }
+  return Status::NotFound("no file " + BaseName(name) + " in /mnt/data of this session");
+}
+
+Json SessionResponse(const Json& session, const std::string& identifier) {
+  auto time = [&](const char* key) {
+    const Json& v = Field(session, key);
+    return v.is_string() ? v : Json(nullptr);
+  };
+  return {{"identifier", identifier},
+          {"sessionId", identifier},
+          {"createdAt", time("created_at")},
+          {"lastAccessedAt", time("last_active_at").is_null() ? time("created_at")
+                                                              : time("last_active_at")},
+          {"expireAt", time("expires_at")},
+          {"expiresAt", time("expires_at")},
+          {"status", StringField(session, "status") == "active" ? "Running" : "Stopped"}};
+}
+
+Json SessionList(const std::vector<Json>& sessions) {
+  Json value = Json::array();
+  for (const Json& s : sessions) value.push_back(s);
+  return {{"value", value}, {"nextLink", nullptr}};
+}
+
+}  // namespace pycell::aca

@@ -1,0 +1,58 @@
+#include "aca/identifier_sessions.h"
+
+namespace pycell::aca {
+
+Result<std::string> IdentifierSessions::Resolve(const auth::Caller& caller,
+                                                const std::string& identifier, bool create) {
+  std::shared_ptr<Entry> entry;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(KeyOf(caller, identifier));
+    if (it != entries_.end()) {
+      entry = it->second;
+    } else if (create) {
+      entry = std::make_shared<Entry>();
+      entries_.emplace(KeyOf(caller, identifier), entry);
+    }
+  }
+  auto not_found = [&] {
+    return Status::NotFound("no session has identifier " + identifier +
+                            "; running code with it (POST code/execute or executions) makes one");
+  };
+  if (!entry) return not_found();
+  std::lock_guard<std::mutex> lock(entry->mu);
+  if (!entry->session_id.empty() && is_live_(caller, entry->session_id).ok()) {
+    return entry->session_id;
+  }
+  if (!create) return not_found();
+  ASSIGN_OR_RETURN(entry->session_id, create_(caller, identifier));
+  return entry->session_id;
+}
+
+void IdentifierSessions::Forget(const auth::Caller& caller, const std::string& identifier) {
+  std::lock_guard<std::mutex> lock(mu_);
+  entries_.erase(KeyOf(caller, identifier));
+}
+
+std::vector<std::pair<std::string, std::string>> IdentifierSessions::List(
+    const auth::Caller& caller) {
+  std::vector<std::pair<std::string, std::shared_ptr<Entry>>> mine;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, entry] : entries_) {
+      if (std::get<0>(key) == caller.project_id && std::get<1>(key) == caller.principal) {
+        mine.emplace_back(std::get<2>(key), entry);
+      }
+    }
+  }
+  std::vector<std::pair<std::string, std::string>> live;
+  for (const auto& [identifier, entry] : mine) {
+    std::lock_guard<std::mutex> lock(entry->mu);
+    if (!entry->session_id.empty() && is_live_(caller, entry->session_id).ok()) {
+      live.emplace_back(identifier, entry->session_id);
+    }
+  }
+  return live;
+}
+
+}  // namespace pycell::aca

@@ -1,0 +1,614 @@
+#include "mcp/mcp_tools.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <regex>
+
+#include "common/crypto.h"
+#include "common/utf8.h"
+#include "evidence/signing_key.h"
+#include "service/service.h"
+
+namespace pycell::mcp {
+namespace {
+
+using P = auth::Permission;
+using service::Service;
+
+// --- arguments ------------------------------------------------------------------------------
+
+// InvalidArgument naming the first argument not in `allowed`.
+Status AllowOnly(const Json& arguments, std::initializer_list<const char*> allowed) {
+  for (const auto& [key, value] : arguments.items()) {
+    bool known = false;
+    for (const char* a : allowed) known = known || key == a;
+    if (!known) {
+      std::string list;
+      for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      return Status::InvalidArgument("unknown argument \"" + key + "\"; allowed: " + list);
+    }
+  }
+  return Status::Ok();
+}
+
+// The string argument `name`, or "" when absent or null; InvalidArgument when another type.
+Result<std::string> OptionalString(const Json& arguments, const char* name) {
+  if (!arguments.contains(name) || arguments[name].is_null()) return std::string();
+  if (!arguments[name].is_string()) {
+    return Status::InvalidArgument(std::string(name) + " must be a string");
+  }
+  return arguments[name].get<std::string>();
+}
+
+Result<std::string> RequiredString(const Json& arguments, const char* name, const char* what) {
+  ASSIGN_OR_RETURN(std::string value, OptionalString(arguments, name));
+  if (value.empty()) return Status::InvalidArgument(std::string(name) + " is required: " + what);
+  return value;
+}
+
+// file_ids and metadata, checked as POST /v1/sessions checks them (rest_v1.cc).
+Result<std::vector<std::string>> FileIds(const Json& arguments) {
+  std::vector<std::string> ids;
+  if (!arguments.contains("file_ids") || arguments["file_ids"].is_null()) return ids;
+  const Json& list = arguments["file_ids"];
+  if (!list.is_array()) return Status::InvalidArgument("file_ids must be an array of file ids");
+  if (list.size() > 100) return Status::InvalidArgument("at most 100 file_ids at once");
+  for (const Json& id : list) {
+    if (!id.is_string()) return Status::InvalidArgument("file_ids must be an array of strings");
+    ids.push_back(id.get<std::string>());
+  }
+  return ids;
+}
+
+Status CheckMetadata(const Json& metadata) {
+  if (!metadata.is_object())
+    return Status::InvalidArgument("metadata must be an object of strings");
+  if (metadata.size() > 32) return Status::InvalidArgument("metadata holds at most 32 keys");
+  for (const auto& [key, value] : metadata.items()) {
+    if (key.empty() || key.size() > 64 || !value.is_string() ||
+        value.get<std::string>().size() > 512) {
+      return Status::InvalidArgument(
+          "metadata keys must be 1-64 characters and values strings of at most 512");
+    }
+  }
+  return Status::Ok();
+}
+
+// --- content --------------------------------------------------------------------------------
+
+Json Text(const std::string& text) { return {{"type", "text"}, {"text", text}}; }
+
+std::string FileUri(const std::string& file_id) { return "pycell://files/" + file_id; }
+
+std::string WithoutAnsi(const std::string& text) {
+  static const std::regex kAnsi("\x1b\\[[0-9;]*[A-Za-z]");
+  return std::regex_replace(text, kAnsi, "");
+}
+
+// The text of the last expression's value, or null.
+Json ResultText(const Json& execution) {
+  for (const Json& output : execution.value("outputs", Json::array())) {
+    if (output.value("output_type", "") != "execute_result") continue;
+    const Json& data = output.value("data", Json::object());
+    if (data.contains("text/plain") && data["text/plain"].is_string()) return data["text/plain"];
+  }
+  return nullptr;
+}
+
+// What a cell did, as a model reads it: its result alone when that is all, else labelled parts.
+std::string CellText(const Json& execution, const Json& result) {
+  std::string stdout_text = execution.value("stdout", ""),
+              stderr_text = execution.value("stderr", "");
+  const Json& error = execution.value("error", Json());
+  std::string status = execution.value("status", "");
+  if (stdout_text.empty() && stderr_text.empty() && error.is_null() && status == "ok") {
+    return result.is_string() ? result.get<std::string>() : "(no output)";
+  }
+  std::string text;
+  auto part = [&text](const std::string& label, const std::string& body) {
+    if (body.empty()) return;
+    if (!text.empty()) text += "\n";
+    text += "[" + label + "]\n" + body;
+    if (text.back() != '\n') text += "\n";
+  };
+  part("stdout", stdout_text);
+  part("stderr", stderr_text);
+  if (result.is_string()) part("result", result.get<std::string>());
+  if (error.is_object()) {
+    std::string trace;
+    for (const Json& line : error.value("traceback", Json::array())) {
+      if (line.is_string()) trace += WithoutAnsi(line.get<std::string>()) + "\n";
+    }
+    part("error", error.value("ename", "") + ": " + error.value("evalue", "") + "\n" + trace);
+  }
+  if (status == "timeout") {
+    part("timeout",
+         "the cell ran past its timeout and was " + execution.value("timeout_action", "stopped"));
+  }
+  if (execution.contains("session_end_reason")) {
+    part("session ended", execution["session_end_reason"].dump());
+  }
+  return text;
+}
+
+// --- schemas --------------------------------------------------------------------------------
+
+Json StringSchema(const std::string& description) {
+  return {{"type", "string"}, {"description", description}};
+}
+
+Json ObjectSchema(Json properties, std::vector<std::string> required) {
+  Json schema = {{"type", "object"}, {"properties", std::move(properties)}};
+  if (!required.empty()) schema["required"] = required;
+  return schema;
+}
+
+const char* kSessionIdHelp = "A session id (sess_…) from execute_python or create_session.";
+
+Json SessionOutputSchema() {
+  return ObjectSchema(
+      {{"session_id", {{"type", "string"}}},
+       {"status", {{"type", "string"}, {"enum", {"active", "ended"}}}},
+       {"expires_at", {{"type", {"string", "null"}}}},
+       {"end_reason", {{"type", {"string", "null"}}}},
+       {"session", {{"type", "object"}, {"description", "The session object of REST /v1."}}}},
+      {"session_id", "status", "expires_at", "session"});
+}
+
+Json SessionStructured(const Json& session) {
+  return {{"session_id", session["id"]},
+          {"status", session["status"]},
+          {"expires_at", session.value("expires_at", Json())},
+          {"end_reason", session.value("end_reason", Json())},
+          {"session", session}};
+}
+
+// --- the tools ------------------------------------------------------------------------------
+
+Tool ExecutePython(Service* s) {
+  Tool tool;
+  tool.name = "execute_python";
+  tool.title = "Run Python";
+  tool.description =
+      "Runs Python code in a sandboxed, stateful IPython session (no network) and returns what it "
+      "printed, the value of its last expression, charts (matplotlib figures as PNG images) and "
+      "the files it wrote under /mnt/data (as resource links; fetch them with download_file). "
+      "Variables, imports and files persist between calls with the same session_id. Without "
+      "session_id a new session is created; every answer says its session_id and expires_at. "
+      "pandas, numpy and matplotlib are preinstalled; input files are in /mnt/data.";
+  tool.input_schema = {
+      {"type", "object"},
+      {"properties",
+       {{"code", StringSchema("Python source of one cell.")},
+        {"session_id", StringSchema(std::string(kSessionIdHelp) + " Omit to start a new session.")},
+        {"timeout_s",
+         {{"type", "number"},
+          {"minimum", 1},
+          {"description", "Seconds before the cell is interrupted (default: the session's)."}}}}},
+      {"required", {"code"}},
+      {"additionalProperties", false}};
+  tool.output_schema = ObjectSchema(
+      {{"session_id", {{"type", "string"}}},
+       {"expires_at",
+        {{"type", {"string", "null"}},
+         {"description", "When the session ends unless used (RFC 3339)."}}},
+       {"session_created", {{"type", "boolean"}}},
+       {"execution_id", {{"type", "string"}}},
+       {"status", {{"type", "string"}, {"enum", {"ok", "error", "timeout", "crashed"}}}},
+       {"stdout", {{"type", "string"}}},
+       {"stderr", {{"type", "string"}}},
+       {"result",
+        {{"type", {"string", "null"}},
+         {"description", "text/plain of the last expression's value."}}},
+       {"error",
+        {{"type", {"object", "null"}},
+         {"properties",
+          {{"ename", {{"type", "string"}}},
+           {"evalue", {{"type", "string"}}},
+           {"traceback", {{"type", "array"}, {"items", {{"type", "string"}}}}}}}}},
+       {"artifacts",
+        {{"type", "array"},
+         {"items", ObjectSchema({{"file_id", {{"type", "string"}}},
+                                 {"filename", {{"type", "string"}}},
+                                 {"path", {{"type", "string"}}},
+                                 {"bytes", {{"type", "integer"}}},
+                                 {"sha256", {{"type", "string"}}},
+                                 {"media_type", {{"type", "string"}}},
+                                 {"uri", {{"type", "string"}}}},
+                                {"file_id", "filename", "path", "bytes", "media_type", "uri"})}}}},
+      {"session_id", "expires_at", "execution_id", "status", "stdout", "stderr", "result", "error",
+       "artifacts"});
+  tool.handler = [s](const Json& args, ToolContext& ctx) -> Result<ToolResult> {
+    RETURN_IF_ERROR(AllowOnly(args, {"code", "session_id", "timeout_s"}));
+    if (!args.contains("code") || !args["code"].is_string()) {
+      return Status::InvalidArgument("code is required: a string of Python");
+    }
+    std::optional<std::chrono::seconds> timeout;
+    if (args.contains("timeout_s") && !args["timeout_s"].is_null()) {
+      if (!args["timeout_s"].is_number() || args["timeout_s"].get<double>() < 1) {
+        return Status::InvalidArgument("timeout_s must be a number of seconds ≥ 1");
+      }
+      double t = args["timeout_s"].get<double>();
+      if (t > 86400) return Status::InvalidArgument("timeout_s is too large");
+      timeout = std::chrono::seconds(static_cast<int64_t>(t));
+    }
+    ASSIGN_OR_RETURN(std::string session_id, OptionalString(args, "session_id"));
+    RETURN_IF_ERROR(ctx.Require(P::kExecutionsRun));
+    bool created = session_id.empty();
+    if (created) {
+      RETURN_IF_ERROR(ctx.Require(P::kSessionsCreate));
+      ASSIGN_OR_RETURN(Json session,
+                       s->CreateSession(ctx.caller(), service::CreateSessionRequest{}));
+      session_id = session["id"].get<std::string>();
+    }
+    const auth::Caller caller = ctx.caller();
+    ctx.OnCancel([s, caller, session_id] { (void)s->InterruptSession(caller, session_id); });
+    kernel::ExecuteObserver observer;
+    auto chunk = [&ctx](const char* label, std::string_view text) {
+      std::string message = std::string(label) + ": " + std::string(text.substr(0, 200));
+      ctx.Progress(message);
+    };
+    observer.on_stdout = [&](std::string_view text) { chunk("stdout", text); };
+    observer.on_stderr = [&](std::string_view text) { chunk("stderr", text); };
+    observer.on_output = [&](const kernel::Output&) { ctx.Progress("display output"); };
+    auto record =
+        s->Execute(caller, session_id, args["code"].get<std::string>(), timeout, observer);
+    if (!record.ok()) {
+      if (!created) return record.status();
+      return record.status().WithContext("in the new session " + session_id);
+    }
+    Json execution = Json::parse(*record);
+    Json expires_at = nullptr;
+    if (auto session = s->GetSession(caller, session_id); session.ok()) {
+      expires_at = session->value("expires_at", Json());
+    }
+    Json result = ResultText(execution);
+    ToolResult out;
+    out.content.push_back(Text(CellText(execution, result)));
+    for (const Json& output : execution.value("outputs", Json::array())) {
+      const Json& data = output.value("data", Json::object());
+      if (data.contains("image/png") && data["image/png"].is_string()) {
+        std::string png = data["image/png"].get<std::string>();
+        png.erase(std::remove(png.begin(), png.end(), '\n'), png.end());
+        out.content.push_back({{"type", "image"}, {"data", png}, {"mimeType", "image/png"}});
+      }
+    }
+    Json artifacts = Json::array();
+    for (const Json& a : execution.value("artifacts", Json::array())) {
+      std::string uri = FileUri(a["id"].get<std::string>());
+      out.content.push_back(
+          {{"type", "resource_link"},
+           {"uri", uri},
+           {"name", a["filename"]},
+           {"description",
+            "written by the cell at " + a["path"].get<std::string>() +
+                "; fetch it with download_file {file_id: " + a["id"].get<std::string>() + "}"},
+           {"mimeType", a["media_type"]},
+           {"size", a["bytes"]}});
+      artifacts.push_back({{"file_id", a["id"]},
+                           {"filename", a["filename"]},
+                           {"path", a["path"]},
+                           {"bytes", a["bytes"]},
+                           {"sha256", a["sha256"]},
+                           {"media_type", a["media_type"]},
+                           {"uri", uri}});
+    }
+    std::string status = execution.value("status", "");
+    out.content.push_back(
+        Text("session_id: " + session_id +
+             (expires_at.is_string() ? ", expires_at: " + expires_at.get<std::string>() : "")));
+    out.structured = {{"session_id", session_id},
+                      {"expires_at", expires_at},
+                      {"session_created", created},
+                      {"execution_id", execution["id"]},
+                      {"status", status},
+                      {"stdout", execution.value("stdout", "")},
+                      {"stderr", execution.value("stderr", "")},
+                      {"result", result},
+                      {"error", execution.value("error", Json())},
+                      {"artifacts", artifacts}};
+    out.is_error = status != "ok";
+    return out;
+  };
+  return tool;
+}
+
+Tool UploadFile(Service* s) {
+  Tool tool;
+  tool.name = "upload_file";
+  tool.title = "Upload a file";
+  tool.description =
+      "Stores a file (content_base64 with its filename) and, with session_id, places it in that "
+      "session's /mnt/data where code can read it. With file_id instead of content, places an "
+      "already stored file into the session (session_id required). Without session_id the file "
+      "is only stored: pass its file_id to create_session.";
+  tool.input_schema = {
+      {"type", "object"},
+      {"properties",
+       {{"filename",
+         StringSchema("The file's name in /mnt/data, e.g. sales.csv (with content_base64).")},
+        {"content_base64", StringSchema("The file's bytes, base64 (RFC 4648).")},
+        {"file_id", StringSchema("A stored file (file_…) to place into the session instead.")},
+        {"session_id", StringSchema(kSessionIdHelp)}}},
+      {"additionalProperties", false}};
+  tool.output_schema = ObjectSchema(
+      {{"file_id", {{"type", "string"}}},
+       {"filename", {{"type", "string"}}},
+       {"bytes", {{"type", "integer"}}},
+       {"session_id", {{"type", {"string", "null"}}}},
+       {"path", {{"type", {"string", "null"}}, {"description", "Where it is in the session."}}}},
+      {"file_id", "filename", "bytes", "session_id", "path"});
+  tool.handler = [s](const Json& args, ToolContext& ctx) -> Result<ToolResult> {
+    RETURN_IF_ERROR(AllowOnly(args, {"filename", "content_base64", "file_id", "session_id"}));
+    ASSIGN_OR_RETURN(std::string session_id, OptionalString(args, "session_id"));
+    ASSIGN_OR_RETURN(std::string file_id, OptionalString(args, "file_id"));
+    bool has_content = args.contains("content_base64") && !args["content_base64"].is_null();
+    if (has_content == !file_id.empty()) {
+      return Status::InvalidArgument("give either content_base64 (with filename) or file_id");
+    }
+    Json structured = {{"session_id", session_id.empty() ? Json(nullptr) : Json(session_id)},
+                       {"path", nullptr}};
+    if (has_content) {
+      ASSIGN_OR_RETURN(std::string filename, RequiredString(args, "filename", "the file's name"));
+      if (!args["content_base64"].is_string()) {
+        return Status::InvalidArgument("content_base64 must be a string of base64");
+      }
+      std::string encoded = args["content_base64"].get<std::string>();
+      std::erase_if(encoded,
+                    [](char c) { return c == '\n' || c == '\r' || c == ' ' || c == '\t'; });
+      auto bytes = evidence::Base64Decode(encoded);
+      if (!bytes.ok()) return Status::InvalidArgument("content_base64 is not valid base64");
+      RETURN_IF_ERROR(ctx.Require(P::kFilesWrite));
+      if (!session_id.empty()) {
+        RETURN_IF_ERROR(ctx.Require(P::kSessionsFiles));
+        RETURN_IF_ERROR(s->RequireLive(ctx.caller(), session_id));
+      }
+      ASSIGN_OR_RETURN(auto upload, s->BeginUpload(ctx.caller(), filename));
+      RETURN_IF_ERROR(upload->Write(*bytes));
+      ASSIGN_OR_RETURN(Json file, upload->Finish());
+      file_id = file["id"].get<std::string>();
+      structured["file_id"] = file_id;
+      structured["filename"] = file["filename"];
+      structured["bytes"] = file["bytes"];
+    } else if (session_id.empty()) {
+      return Status::InvalidArgument(
+          "file_id places a stored file into a session: give session_id too");
+    }
+    if (!session_id.empty()) {
+      RETURN_IF_ERROR(ctx.Require(P::kSessionsFiles));
+      ASSIGN_OR_RETURN(Json placed, s->PutSessionFiles(ctx.caller(), session_id, {file_id}));
+      const Json& first = placed["data"].at(0);
+      std::string path = first["path"].get<std::string>();
+      structured["file_id"] = first["file_id"];
+      structured["bytes"] = first["bytes"];
+      structured["path"] = path;
+      if (!structured.contains("filename"))
+        structured["filename"] = path.substr(path.rfind('/') + 1);
+    }
+    ToolResult out;
+    std::string text = "stored " + structured["filename"].get<std::string>() + " as " + file_id +
+                       " (" + std::to_string(structured["bytes"].get<int64_t>()) + " bytes)";
+    if (structured["path"].is_string()) {
+      text += "; in session " + session_id + " at " + structured["path"].get<std::string>();
+    }
+    out.content.push_back(Text(text));
+    out.structured = std::move(structured);
+    return out;
+  };
+  return tool;
+}
+
+Tool ListFiles(Service* s) {
+  Tool tool;
+  tool.name = "list_files";
+  tool.title = "List session files";
+  tool.description = "Lists every file under /mnt/data of a session now, with its size.";
+  tool.input_schema = {{"type", "object"},
+                       {"properties", {{"session_id", StringSchema(kSessionIdHelp)}}},
+                       {"required", {"session_id"}},
+                       {"additionalProperties", false}};
+  tool.output_schema =
+      ObjectSchema({{"session_id", {{"type", "string"}}},
+                    {"files",
+                     {{"type", "array"},
+                      {"items", ObjectSchema({{"path", {{"type", "string"}}},
+                                              {"bytes", {{"type", "integer"}}},
+                                              {"modified_at", {{"type", "string"}}}},
+                                             {"path", "bytes"})}}}},
+                   {"session_id", "files"});
+  tool.handler = [s](const Json& args, ToolContext& ctx) -> Result<ToolResult> {
+    RETURN_IF_ERROR(AllowOnly(args, {"session_id"}));
+    ASSIGN_OR_RETURN(std::string session_id, RequiredString(args, "session_id", kSessionIdHelp));
+    RETURN_IF_ERROR(ctx.Require(P::kSessionsFiles));
+    ASSIGN_OR_RETURN(Json list, s->ListSessionFiles(ctx.caller(), session_id));
+    std::string text;
+    for (const Json& f : list["data"]) {
+      text += f["path"].get<std::string>() + " (" + std::to_string(f["bytes"].get<int64_t>()) +
+              " bytes)\n";
+    }
+    ToolResult out;
+    out.content.push_back(Text(text.empty() ? "/mnt/data is empty" : text));
+    out.structured = {{"session_id", session_id}, {"files", list["data"]}};
+    return out;
+  };
+  return tool;
+}
+
+// Reads all of `fd` (at most `bytes`, which the caller checked against kMaxEmbeddedBytes).
+Result<std::string> ReadAll(int fd, uint64_t bytes) {
+  std::string data(bytes, '\0');
+  uint64_t done = 0;
+  while (done < bytes) {
+    ssize_t n = ::pread(fd, data.data() + done, bytes - done, static_cast<off_t>(done));
+    if (n < 0) return Status::FromErrno("read the file");
+    if (n == 0) break;
+    done += static_cast<uint64_t>(n);
+  }
+  data.resize(done);
+  return data;
+}
+
+bool IsTextType(const std::string& media_type) {
+  return media_type.rfind("text/", 0) == 0 || media_type.find("json") != std::string::npos ||
+         media_type.find("xml") != std::string::npos || media_type == "application/javascript";
+}
+
+Tool DownloadFile(Service* s) {
+  Tool tool;
+  tool.name = "download_file";
+  tool.title = "Download a file";
+  tool.description =
+      "Returns a file's contents as an embedded resource (text, or base64 for binary files): a "
+      "stored file by file_id (e.g. an artifact execute_python reported), or a file in a "
+      "session's /mnt/data by session_id and path. Files over 16 MiB are not embedded.";
+  tool.input_schema = {
+      {"type", "object"},
+      {"properties",
+       {{"session_id", StringSchema(std::string(kSessionIdHelp) + " Needed with path.")},
+        {"path", StringSchema("A path under /mnt/data, e.g. /mnt/data/out.csv or out.csv.")},
+        {"file_id", StringSchema("A stored file id (file_…).")}}},
+      {"additionalProperties", false}};
+  tool.output_schema = ObjectSchema({{"filename", {{"type", "string"}}},
+                                     {"bytes", {{"type", "integer"}}},
+                                     {"media_type", {{"type", "string"}}},
+                                     {"sha256", {{"type", "string"}}},
+                                     {"uri", {{"type", "string"}}},
+                                     {"file_id", {{"type", {"string", "null"}}}},
+                                     {"path", {{"type", {"string", "null"}}}}},
+                                    {"filename", "bytes", "media_type", "sha256", "uri"});
+  tool.handler = [s](const Json& args, ToolContext& ctx) -> Result<ToolResult> {
+    RETURN_IF_ERROR(AllowOnly(args, {"session_id", "path", "file_id"}));
+    ASSIGN_OR_RETURN(std::string session_id, OptionalString(args, "session_id"));
+    ASSIGN_OR_RETURN(std::string path, OptionalString(args, "path"));
+    ASSIGN_OR_RETURN(std::string file_id, OptionalString(args, "file_id"));
+    if (path.empty() == file_id.empty()) {
+      return Status::InvalidArgument("give either file_id, or session_id and path");
+    }
+    RETURN_IF_ERROR(ctx.Require(P::kFilesContent));
+    service::FileContent content;
+    std::string uri;
+    if (!file_id.empty()) {
+      ASSIGN_OR_RETURN(content, s->OpenFile(ctx.caller(), file_id));
+      if (static_cast<uint64_t>(content.row.bytes) > kMaxEmbeddedBytes) {
+        return Status::ResourceExhausted("the file has " + std::to_string(content.row.bytes) +
+                                         " bytes, more than download_file embeds; fetch it with "
+                                         "GET /v1/files/" +
+                                         file_id + "/content");
+      }
+      RETURN_IF_ERROR(s->RecordDownload(ctx.caller(), content.row, content.row.bytes));
+      uri = FileUri(file_id);
+    } else {
+      if (session_id.empty()) return Status::InvalidArgument("path needs session_id");
+      std::string relative = path;
+      if (relative.rfind("/mnt/data/", 0) == 0) relative = relative.substr(10);
+      while (!relative.empty() && relative.front() == '/') relative.erase(0, 1);
+      if (relative.empty()) return Status::InvalidArgument("path must name a file under /mnt/data");
+      ASSIGN_OR_RETURN(content, s->OpenSessionFile(ctx.caller(), session_id, relative));
+      if (static_cast<uint64_t>(content.row.bytes) > kMaxEmbeddedBytes) {
+        return Status::ResourceExhausted("the file has " + std::to_string(content.row.bytes) +
+                                         " bytes, more than download_file embeds");
+      }
+      path = "/mnt/data/" + relative;
+      uri = "pycell://sessions/" + session_id + "/files/" + relative;
+    }
+    ASSIGN_OR_RETURN(std::string data,
+                     ReadAll(content.fd.get(), static_cast<uint64_t>(content.row.bytes)));
+    Json resource = {{"uri", uri}, {"mimeType", content.row.media_type}};
+    if (IsTextType(content.row.media_type) && IsValidUtf8(data)) {
+      resource["text"] = data;
+    } else {
+      resource["blob"] = evidence::Base64Encode(data);
+    }
+    ToolResult out;
+    out.content.push_back({{"type", "resource"}, {"resource", std::move(resource)}});
+    out.structured = {{"filename", content.row.filename},
+                      {"bytes", static_cast<int64_t>(data.size())},
+                      {"media_type", content.row.media_type},
+                      {"sha256", Sha256Hex(data)},
+                      {"uri", uri},
+                      {"file_id", file_id.empty() ? Json(nullptr) : Json(file_id)},
+                      {"path", path.empty() ? Json(nullptr) : Json(path)}};
+    return out;
+  };
+  return tool;
+}
+
+Tool CreateSession(Service* s) {
+  Tool tool;
+  tool.name = "create_session";
+  tool.title = "Create a session";
+  tool.description =
+      "Starts a new sandboxed Python session, optionally with stored files (file_ids from "
+      "upload_file) placed in /mnt/data and metadata (e.g. agent_id, thread_id, run_id) recorded "
+      "with it. Returns its session_id for execute_python.";
+  tool.input_schema = {
+      {"type", "object"},
+      {"properties",
+       {{"file_ids",
+         {{"type", "array"},
+          {"items", {{"type", "string"}}},
+          {"maxItems", 100},
+          {"description", "Stored files (file_…) to place in /mnt/data."}}},
+        {"metadata",
+         {{"type", "object"},
+          {"additionalProperties", {{"type", "string"}}},
+          {"description", "Up to 32 string values, e.g. agent_id, thread_id, run_id."}}}}},
+      {"additionalProperties", false}};
+  tool.output_schema = SessionOutputSchema();
+  tool.handler = [s](const Json& args, ToolContext& ctx) -> Result<ToolResult> {
+    RETURN_IF_ERROR(AllowOnly(args, {"file_ids", "metadata"}));
+    service::CreateSessionRequest request;
+    ASSIGN_OR_RETURN(request.file_ids, FileIds(args));
+    Json metadata = args.value("metadata", Json());
+    if (!metadata.is_null()) {
+      RETURN_IF_ERROR(CheckMetadata(metadata));
+      request.metadata = &metadata;
+    }
+    RETURN_IF_ERROR(ctx.Require(P::kSessionsCreate));
+    ASSIGN_OR_RETURN(Json session, s->CreateSession(ctx.caller(), request));
+    ToolResult out;
+    out.content.push_back(
+        Text("session " + session["id"].get<std::string>() + " is ready" +
+             (session["expires_at"].is_string()
+                  ? " (expires at " + session["expires_at"].get<std::string>() + ")"
+                  : std::string())));
+    out.structured = SessionStructured(session);
+    return out;
+  };
+  return tool;
+}
+
+Tool EndSession(Service* s) {
+  Tool tool;
+  tool.name = "end_session";
+  tool.title = "End a session";
+  tool.description =
+      "Ends a session: its processes stop and its /mnt/data is removed (files the "
+      "cells wrote stay stored).";
+  tool.input_schema = {{"type", "object"},
+                       {"properties", {{"session_id", StringSchema(kSessionIdHelp)}}},
+                       {"required", {"session_id"}},
+                       {"additionalProperties", false}};
+  tool.output_schema = SessionOutputSchema();
+  tool.handler = [s](const Json& args, ToolContext& ctx) -> Result<ToolResult> {
+    RETURN_IF_ERROR(AllowOnly(args, {"session_id"}));
+    ASSIGN_OR_RETURN(std::string session_id, RequiredString(args, "session_id", kSessionIdHelp));
+    RETURN_IF_ERROR(ctx.Require(P::kSessionsEnd));
+    ASSIGN_OR_RETURN(Json session, s->EndSession(ctx.caller(), session_id));
+    ToolResult out;
+    out.content.push_back(Text("session " + session_id + " ended"));
+    out.structured = SessionStructured(session);
+    return out;
+  };
+  return tool;
+}
+
+}  // namespace
+
+std::vector<Tool> PycellTools(Service* service) {
+  return {ExecutePython(service), UploadFile(service),    ListFiles(service),
+          DownloadFile(service),  CreateSession(service), EndSession(service)};
+}
+
+}  // namespace pycell::mcp

@@ -1,0 +1,39 @@
+// Comparing a cell's two runs, for replay (Service::Replay, docs/notebooks.md): the original
+// execution record against the replayed one. Text (stdout, stderr, the error, every text MIME type)
+// must match exactly; images are equal when their bytes are, and otherwise when their decoded
+// pixels are — which the caller decides (decoding runs inside a sandboxed session, never in the
+// server), so CompareExecutions only lists the image pairs it could not settle by bytes.
+//
+// A text difference that touches something that looks like a time, a date or a memory address
+// gets a note: those are the usual nondeterminism (time.time(), datetime.now(), object reprs).
+//
+// Thread-safety: pure functions.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace pycell::notebook {
+
+struct ImagePair {
+  std::string where;     // "outputs[2].image/png"
+  std::string original;  // Base64, as in the records.
+  std::string replay;
+};
+
+struct CellComparison {
+  // {what, original, replay} for each difference, values cut to a few hundred bytes.
+  nlohmann::json differences = nlohmann::json::array();
+  nlohmann::json notes = nlohmann::json::array();  // Strings.
+  std::vector<ImagePair> images_to_decode;         // Bytes differ: equal only if pixels are.
+};
+
+CellComparison CompareExecutions(const nlohmann::json& original, const nlohmann::json& replay);
+
+// Python for a sandboxed session that decodes each pair's PNGs and prints one JSON line: a list
+// of booleans, true where the pixels are identical (same shape, same values).
+std::string PixelComparisonCode(const std::vector<ImagePair>& pairs);
+
+}  // namespace pycell::notebook

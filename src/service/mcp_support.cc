@@ -1,0 +1,20 @@
+// The one domain call MCP needs beyond /v1's: interrupting a session's running cell when the
+// client cancels the tools/call that runs it (notifications/cancelled).
+#include <nlohmann/json.hpp>
+
+#include "service/service.h"
+
+namespace pycell::service {
+
+Status Service::InterruptSession(const auth::Caller& caller, const std::string& session_id) {
+  ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
+  bool running = session->busy();
+  store::Trail trail;
+  trail.audit = auth::EventBy(caller, "execution.interrupt", session_id, NowMs());
+  trail.audit->detail_json = Json{{"running", running}}.dump();
+  RETURN_IF_ERROR(store_->Record(trail));
+  if (running) session->Interrupt();
+  return Status::Ok();
+}
+
+}  // namespace pycell::service

@@ -1,0 +1,80 @@
+// Service::Notebook: a session's cells as a Jupyter notebook (src/notebook), with the
+// provenance an auditor needs to tie it to the records: the session, who ran it for which
+// agent/thread/run, each execution's id and timing, and the input files with their SHA-256.
+#include <algorithm>
+
+#include "common/build_info.h"
+#include "notebook/notebook.h"
+#include "service/service.h"
+#include "service/service_json.h"
+
+namespace pycell::service {
+
+Result<std::vector<store::ExecutionRow>> Service::SessionExecutions(const std::string& session_id) {
+  std::vector<store::ExecutionRow> all;
+  store::Page page;
+  page.limit = 1000;
+  while (true) {
+    ASSIGN_OR_RETURN(auto rows, store_->ListExecutions(session_id, page));
+    for (auto& row : rows) all.push_back(std::move(row));
+    if (rows.size() < static_cast<size_t>(page.limit)) break;
+    page.after = all.back().id;
+  }
+  std::reverse(all.begin(), all.end());  // The store lists newest first.
+  return all;
+}
+
+Result<Json> Service::Notebook(const auth::Caller& caller, const std::string& session_id) {
+  ASSIGN_OR_RETURN(store::SessionRow session, VisibleSession(caller, session_id));
+  ASSIGN_OR_RETURN(std::vector<store::ExecutionRow> rows, SessionExecutions(session_id));
+  ASSIGN_OR_RETURN(std::vector<store::SessionInput> inputs, store_->SessionInputs(session_id));
+  std::vector<Json> executions;
+  Json timeline = Json::array();
+  for (const store::ExecutionRow& row : rows) {
+    Json record = Json::parse(row.record_json, nullptr, false);
+    if (!record.is_object()) return Status::Internal("execution " + row.id + " has no record");
+    timeline.push_back({{"id", row.id},
+                        {"status", row.status},
+                        {"principal", row.principal},
+                        {"started_at", TimeOrNull(row.started_at_ms)},
+                        {"duration_ms", row.duration_ms},
+                        {"code_sha256", row.code_sha256}});
+    executions.push_back(std::move(record));
+  }
+  Json files = Json::array();
+  for (const store::SessionInput& input : inputs) {
+    files.push_back({{"file_id", input.file_id},
+                     {"filename", input.filename},
+                     {"sha256", input.sha256},
+                     {"placed_at", TimeOrNull(input.placed_at_ms)}});
+  }
+  Json metadata = Json::parse(session.metadata_json, nullptr, false);
+  if (!metadata.is_object()) metadata = Json::object();
+  auto id_of = [&](const char* key) {
+    return metadata.contains(key) && metadata[key].is_string() ? metadata[key] : Json(nullptr);
+  };
+  Json limits = Json::parse(session.limits_json, nullptr, false);
+  Json provenance = {{"session_id", session.id},
+                     {"pool", session.pool},
+                     {"project_id", session.project_id},
+                     {"principal", session.principal},
+                     {"agent_id", id_of("agent_id")},
+                     {"thread_id", id_of("thread_id")},
+                     {"run_id", id_of("run_id")},
+                     {"session_metadata", metadata},
+                     {"limits", limits.is_discarded() ? Json(nullptr) : limits},
+                     {"status", session.status},
+                     {"created_at", TimeOrNull(session.created_at_ms)},
+                     {"ended_at", TimeOrNull(session.ended_at_ms)},
+                     {"end_reason", session.end_reason.empty() ? Json(nullptr)
+                                                               : Json(session.end_reason)},
+                     {"input_files", files},
+                     {"executions", timeline},
+                     {"exported_at", TimeOrNull(NowMs())},
+                     {"exported_by", caller.principal},
+                     {"server_version", PYCELL_VERSION},
+                     {"server_commit", PYCELL_GIT_COMMIT}};
+  return notebook::MakeNotebook(provenance, executions);
+}
+
+}  // namespace pycell::service
