@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -54,6 +55,14 @@ class ServeProcess:
         self.stdout_lines = []
         self._lines_cv = threading.Condition()
         self._reader = None
+
+    @classmethod
+    def in_new_folder(cls, pycell, prefix, runtime_dir):
+        """A server whose data dir and log live in a new temporary folder: (server, folder)."""
+        folder = tempfile.mkdtemp(prefix=prefix)
+        data_dir = os.path.join(folder, "data")
+        os.makedirs(data_dir)
+        return cls(pycell, data_dir, runtime_dir, os.path.join(folder, "server.log")), folder
 
     def start(self, listen_timeout=60, ready_timeout=120, extra_args=(), ready_sessions=1):
         """Starts the server and returns once /readyz says 200; host, port and admin_key are

@@ -47,34 +47,6 @@ Result<std::string> RequiredString(const Json& arguments, const char* name, cons
   return value;
 }
 
-// file_ids and metadata, checked as POST /v1/sessions checks them (rest_v1.cc).
-Result<std::vector<std::string>> FileIds(const Json& arguments) {
-  std::vector<std::string> ids;
-  if (!arguments.contains("file_ids") || arguments["file_ids"].is_null()) return ids;
-  const Json& list = arguments["file_ids"];
-  if (!list.is_array()) return Status::InvalidArgument("file_ids must be an array of file ids");
-  if (list.size() > 100) return Status::InvalidArgument("at most 100 file_ids at once");
-  for (const Json& id : list) {
-    if (!id.is_string()) return Status::InvalidArgument("file_ids must be an array of strings");
-    ids.push_back(id.get<std::string>());
-  }
-  return ids;
-}
-
-Status CheckMetadata(const Json& metadata) {
-  if (!metadata.is_object())
-    return Status::InvalidArgument("metadata must be an object of strings");
-  if (metadata.size() > 32) return Status::InvalidArgument("metadata holds at most 32 keys");
-  for (const auto& [key, value] : metadata.items()) {
-    if (key.empty() || key.size() > 64 || !value.is_string() ||
-        value.get<std::string>().size() > 512) {
-      return Status::InvalidArgument(
-          "metadata keys must be 1-64 characters and values strings of at most 512");
-    }
-  }
-  return Status::Ok();
-}
-
 // --- content --------------------------------------------------------------------------------
 
 Json Text(const std::string& text) { return {{"type", "text"}, {"text", text}}; }
@@ -558,13 +530,9 @@ Tool CreateSession(Service* s) {
   tool.output_schema = SessionOutputSchema();
   tool.handler = [s](const Json& args, ToolContext& ctx) -> Result<ToolResult> {
     RETURN_IF_ERROR(AllowOnly(args, {"file_ids", "metadata"}));
-    service::CreateSessionRequest request;
-    ASSIGN_OR_RETURN(request.file_ids, FileIds(args));
-    Json metadata = args.value("metadata", Json());
-    if (!metadata.is_null()) {
-      RETURN_IF_ERROR(CheckMetadata(metadata));
-      request.metadata = &metadata;
-    }
+    Json body = args;
+    ASSIGN_OR_RETURN(service::CreateSessionRequest request,
+                     service::CreateSessionRequestFromJson(body));
     RETURN_IF_ERROR(ctx.Require(P::kSessionsCreate));
     ASSIGN_OR_RETURN(Json session, s->CreateSession(ctx.caller(), request));
     ToolResult out;

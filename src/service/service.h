@@ -81,6 +81,13 @@ struct CreateSessionRequest {
   Json* metadata = nullptr;  // An object of strings, or null.
 };
 
+// POST /v1/sessions's body (also MCP's create_session arguments) as a request: pool, file_ids
+// (at most 100), limits {memory_bytes, execution_timeout_s}, metadata (at most 32 string values);
+// InvalidArgument saying what is wrong. `body` must outlive the request (metadata points into it).
+Result<CreateSessionRequest> CreateSessionRequestFromJson(Json& body);
+// A `file_ids` list of `body` (absent or null: none).
+Result<std::vector<std::string>> FileIdsFromJson(const Json& body);
+
 // A readable stored file: its record and an open descriptor on its contents.
 struct FileContent {
   store::FileRow row;

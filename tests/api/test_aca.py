@@ -21,7 +21,6 @@ import base64
 import json
 import os
 import sys
-import tempfile
 import unittest
 import urllib.parse
 import uuid
@@ -96,11 +95,7 @@ def legacy_execute(client, identifier, code, url=None, extra=None, headers=None)
 
 def setUpModule():
     global WORK_DIR, SERVER, ADMIN, USER_A, USER_B
-    WORK_DIR = tempfile.mkdtemp(prefix="pycell-aca-tests-")
-    data_dir = os.path.join(WORK_DIR, "data")
-    os.makedirs(data_dir)
-    SERVER = pycell_server.ServeProcess(PYCELL, data_dir, RUNTIME_DIR,
-                                        os.path.join(WORK_DIR, "server.log"))
+    SERVER, WORK_DIR = pycell_server.ServeProcess.in_new_folder(PYCELL, "pycell-aca-tests-", RUNTIME_DIR)
 
     def setup():
         global ADMIN, USER_A, USER_B

@@ -26,7 +26,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -249,11 +248,7 @@ class Workload:
 
 def setUpModule():
     global SERVER, ADMIN, WORK_DIR, RUN
-    WORK_DIR = tempfile.mkdtemp(prefix="pycell-metrics-tests-")
-    data_dir = os.path.join(WORK_DIR, "data")
-    os.makedirs(data_dir)
-    SERVER = pycell_server.ServeProcess(PYCELL, data_dir, RUNTIME_DIR,
-                                        os.path.join(WORK_DIR, "server.log"))
+    SERVER, WORK_DIR = pycell_server.ServeProcess.in_new_folder(PYCELL, "pycell-metrics-tests-", RUNTIME_DIR)
     def setup():
         global ADMIN
         SERVER.metrics_host, SERVER.metrics_port = metrics_listener_address(SERVER)

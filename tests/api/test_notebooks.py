@@ -19,7 +19,6 @@ import base64
 import json
 import os
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -63,11 +62,7 @@ class Workload:
 
 def setUpModule():
     global SERVER, ADMIN, WORK_DIR, RUN
-    WORK_DIR = tempfile.mkdtemp(prefix="pycell-notebook-tests-")
-    data_dir = os.path.join(WORK_DIR, "data")
-    os.makedirs(data_dir)
-    SERVER = pycell_server.ServeProcess(PYCELL, data_dir, RUNTIME_DIR,
-                                        os.path.join(WORK_DIR, "server.log"))
+    SERVER, WORK_DIR = pycell_server.ServeProcess.in_new_folder(PYCELL, "pycell-notebook-tests-", RUNTIME_DIR)
 
     def setup():
         global ADMIN

@@ -22,7 +22,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -72,11 +71,7 @@ def install_sdk():
 def setUpModule():
     global WORK_DIR, SERVER, ADMIN, SDK_RUN
     folder = install_sdk()
-    WORK_DIR = tempfile.mkdtemp(prefix="pycell-mcp-tests-")
-    data_dir = os.path.join(WORK_DIR, "data")
-    os.makedirs(data_dir)
-    SERVER = pycell_server.ServeProcess(PYCELL, data_dir, RUNTIME_DIR,
-                                        os.path.join(WORK_DIR, "server.log"))
+    SERVER, WORK_DIR = pycell_server.ServeProcess.in_new_folder(PYCELL, "pycell-mcp-tests-", RUNTIME_DIR)
 
     def setup():
         global ADMIN
