@@ -1,5 +1,7 @@
 #include "server/mcp_routes.h"
 
+#include <curl/curl.h>
+
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -40,7 +42,38 @@ struct McpEndpoint {
   mcp::McpSessions sessions;
 };
 
+// The transport's guard against DNS rebinding (MCP, "Streamable HTTP", security warning): a
+// request that carries an Origin (a browser's) must come from this server's own host or from
+// loopback. Clients outside browsers send none.
+Status CheckOrigin(const Request& request) {
+  const std::string& origin = request.Header("origin");
+  if (origin.empty()) return Status::Ok();
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> url(curl_url(), curl_url_cleanup);
+  char* host = nullptr;
+  char* port = nullptr;
+  bool parsed = url && curl_url_set(url.get(), CURLUPART_URL, origin.c_str(), 0) == CURLUE_OK &&
+                curl_url_get(url.get(), CURLUPART_HOST, &host, 0) == CURLUE_OK;
+  std::string origin_host = parsed && host ? host : "";
+  std::string origin_port;
+  if (parsed && curl_url_get(url.get(), CURLUPART_PORT, &port, 0) == CURLUE_OK && port) {
+    origin_port = port;
+  }
+  curl_free(host);
+  curl_free(port);
+  std::string authority = origin_host + (origin_port.empty() ? "" : ":" + origin_port);
+  bool loopback = origin_host == "localhost" || origin_host == "127.0.0.1" ||
+                  origin_host == "[::1]" || origin_host == "::1";
+  if (parsed && (loopback || authority == request.Header("host") ||
+                 origin_host == request.Header("host"))) {
+    return Status::Ok();
+  }
+  return Status::PermissionDenied("Origin " + origin +
+                                  " may not call /mcp: only this server's own origin and "
+                                  "loopback are allowed (DNS rebinding guard)");
+}
+
 Result<Response> Post(McpEndpoint& endpoint, Request& request, ResponseStream& stream) {
+  RETURN_IF_ERROR(CheckOrigin(request));
   const std::string& version = request.Header("mcp-protocol-version");
   if (!version.empty() && !mcp::IsSupportedProtocolVersion(version)) {
     std::string supported;
@@ -105,6 +138,7 @@ Result<Response> Post(McpEndpoint& endpoint, Request& request, ResponseStream& s
 }
 
 Result<Response> Delete(McpEndpoint& endpoint, const Request& request) {
+  RETURN_IF_ERROR(CheckOrigin(request));
   const std::string& session_id = request.Header("mcp-session-id");
   if (session_id.empty()) {
     return Status::InvalidArgument(

@@ -171,6 +171,16 @@ class TestTransport(unittest.TestCase):
         reply = ADMIN.get("/mcp", headers={"Accept": "text/event-stream"})
         self.assertEqual(reply.status, 405, reply)
 
+    def test_foreign_origin_refused(self):
+        # DNS rebinding: a page of another site in the user's browser must not reach /mcp.
+        reply = post(ADMIN, rpc("ping", id=1), headers={"Origin": "https://evil.example"})
+        self.assertEqual(reply.status, 403, reply)
+        self.assertIn("Origin", reply.json()["error"]["message"])
+        for origin in ("http://localhost:3000", "http://127.0.0.1",
+                       "http://%s:%d" % (SERVER.host, SERVER.port)):
+            reply = post(ADMIN, rpc("ping", id=2), headers={"Origin": origin})
+            self.assertEqual(reply.status, 200, (origin, reply))
+
     def test_key_required(self):
         reply = post(ADMIN.with_key(None), rpc("ping"))
         self.assertEqual(reply.status, 401, reply)
