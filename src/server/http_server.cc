@@ -606,7 +606,7 @@ void HttpServer::Serve(int fd, std::string peer) {
     } else {
       Response response = result.ok() ? std::move(*result) : ErrorResponse(result.status());
       status_code = response.status;
-      if (!result.ok() && status_code >= 500) {  // The client sees the code; the log, why.
+      if (!result.ok() && status_code == 500) {  // Internal: the log keeps the whole status.
         LOG_WARN("{} {} {}: {}", request.request_id, request.method, request.path,
                  result.status().ToString());
       }
