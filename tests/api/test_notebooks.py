@@ -226,7 +226,7 @@ class TestReplay(pycell_server.HttpAssertions, unittest.TestCase):
         ADMIN.delete("/v1/sessions/" + session["id"])
         self.assertEqual(ADMIN.delete("/v1/files/" + upload["id"]).status, 200)
         reply = ADMIN.post_json("/v1/sessions/%s/replay" % session["id"], {})
-        self.assertIn(reply.status, (409, 412), reply)
+        self.assertError(reply, 409, "conflict")
         self.assertIn(upload["id"], reply.json()["error"]["message"])
 
 
