@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -138,6 +139,10 @@ Status ContainChild(const Policy& policy, int keep_fds, int admission_fd, int li
   if (::dup2(admission_fd, keep_fds) < 0) return Status::FromErrno("dup2 admission fd");
   admission_fd = keep_fds;
   RETURN_IF_ERROR(CloseFrom(keep_fds + 1));
+  // The root below is built with mkdir and open, whose modes the umask trims: whatever the
+  // server was started with (systemd's UMask=0077), the session's folders must be 0755 and its
+  // files 0644, or uid 1000 cannot enter them. The session's code inherits this umask too.
+  ::umask(022);
   RETURN_IF_ERROR(user_ns::BecomeInsideRoot());
   RETURN_IF_ERROR(mount_ns::InitInChild(policy));
   RETURN_IF_ERROR(net_ns::InitInChild());

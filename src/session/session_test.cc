@@ -439,5 +439,26 @@ TEST(SessionExpiryTest, IdleAndLifetimeEndSessions) {
   EXPECT_EQ((*busy)->end_reason(), EndReason::kLifetime);
 }
 
+// Regression: a server started under umask 077 (systemd's UMask=0077) built every session's root
+// with folders uid 1000 could not enter, and each cell failed on /mnt/data.
+TEST(SessionUmaskTest, ARestrictiveUmaskOfTheServerDoesNotReachTheSession) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  EngineConfig config = TestConfig("umask");
+  config.pool.ready_sessions = 0;
+  mode_t old = ::umask(077);  // What the zygote inherits.
+  auto manager = SessionManager::Create(config);
+  ::umask(old);
+  ASSERT_OK(manager);
+  auto session = (*manager)->CreateSession();
+  ASSERT_OK(session);
+  auto record = (*session)->Execute(
+      {"import os\nopen('/mnt/data/x.txt', 'w').write('1')\n"
+       "print(sorted(os.listdir('/mnt/data')), oct(os.umask(0o22)), open('/etc/passwd').read()[:4])",
+       std::nullopt});
+  ASSERT_OK(record);
+  EXPECT_EQ(record->status, "ok") << record->stderr_text;
+  EXPECT_EQ(record->stdout_text, "['x.txt'] 0o22 root\n") << record->stderr_text;
+}
+
 }  // namespace
 }  // namespace pycell::session
