@@ -14,5 +14,7 @@ namespace pycell {
 Status MakeDir(const std::string& path, mode_t mode);
 // Creates every missing folder of the absolute `path`, each with `mode`.
 Status MakeDirs(const std::string& path, mode_t mode);
+// The whole of a small file the host controls (a /proc entry, a cgroup file): at most `max_bytes`.
+Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes = 1 << 20);
 
 }  // namespace pycell

@@ -209,6 +209,117 @@ Status SafeDir::CopyOut(const std::string& relative_path, const std::string& des
   return s;
 }
 
+namespace {
+// Copies the data of `from` into `to` segment by segment (SEEK_DATA / SEEK_HOLE), so the holes
+// of a sparse file stay holes instead of becoming zeros that fill the destination's quota.
+Status CopySparse(int from, int to, off_t size, const std::string& what) {
+  off_t data = 0;
+  while (data < size) {
+    data = ::lseek(from, data, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // Only a hole is left.
+      return Status::FromErrno("seek " + what);
+    }
+    off_t hole = ::lseek(from, data, SEEK_HOLE);
+    if (hole < 0) return Status::FromErrno("seek " + what);
+    if (::lseek(to, data, SEEK_SET) < 0) return Status::FromErrno("seek copy of " + what);
+    off_t offset = data;
+    while (offset < hole) {
+      ssize_t n = ::sendfile(to, from, &offset, static_cast<size_t>(hole - offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Status::FromErrno("copy " + what);
+      if (n == 0) break;  // Shrunk meanwhile.
+    }
+    data = hole;
+  }
+  if (::ftruncate(to, size) != 0) return Status::FromErrno("size copy of " + what);
+  return Status::Ok();
+}
+}  // namespace
+
+Status SafeDir::CopyTreeTo(const std::string& dest, uid_t uid, gid_t gid,
+                           const WalkLimits& limits) const {
+  UniqueFd dest_root(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dest_root.valid()) return Status::FromErrno("open " + dest);
+  struct stat root_st {};
+  if (::fstat(root_.get(), &root_st) != 0) return Status::FromErrno("fstat session folder");
+  size_t entries = 0;
+  std::function<Status(int, int, const std::string&, int)> copy =
+      [&](int from_dir, int to_dir, const std::string& prefix, int depth) -> Status {
+    int dup = ::openat(from_dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dup < 0) return Status::FromErrno("reopen folder");
+    DIR* dir = ::fdopendir(dup);
+    if (dir == nullptr) {
+      ::close(dup);
+      return Status::FromErrno("fdopendir");
+    }
+    Status result;
+    while (struct dirent* entry = ::readdir(dir)) {
+      std::string name = entry->d_name;
+      if (name == "." || name == "..") continue;
+      if (++entries > limits.max_entries) {
+        result = Status::ResourceExhausted("more than " + std::to_string(limits.max_entries) +
+                                           " entries to copy; the fork was not made");
+        break;
+      }
+      std::string path = prefix.empty() ? name : prefix + "/" + name;
+      struct stat st {};
+      if (::fstatat(from_dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // Raced.
+      if (st.st_dev != root_st.st_dev) continue;  // Another mount: never crossed.
+      mode_t mode = st.st_mode & 0777;
+      if (S_ISDIR(st.st_mode)) {
+        if (depth >= limits.max_depth) continue;
+        UniqueFd child(OpenBeneath(from_dir, name, O_RDONLY | O_DIRECTORY));
+        if (!child.valid()) continue;  // Replaced by a link or removed meanwhile.
+        if (::mkdirat(to_dir, name.c_str(), 0700) != 0) {
+          result = Status::FromErrno("create folder " + path);
+          break;
+        }
+        UniqueFd to_child(
+            ::openat(to_dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!to_child.valid()) {
+          result = Status::FromErrno("open copy of " + path);
+          break;
+        }
+        result = copy(child.get(), to_child.get(), path, depth + 1);
+        if (result.ok() && (::fchown(to_child.get(), uid, gid) != 0 ||
+                            ::fchmod(to_child.get(), mode | S_IRWXU) != 0)) {
+          result = Status::FromErrno("set owner of " + path);
+        }
+      } else if (S_ISREG(st.st_mode)) {
+        UniqueFd in(OpenBeneath(from_dir, name, O_RDONLY | O_NONBLOCK));
+        if (!in.valid()) continue;
+        struct stat in_st {};
+        if (::fstat(in.get(), &in_st) != 0 || !S_ISREG(in_st.st_mode)) continue;
+        UniqueFd out(::openat(to_dir, name.c_str(),
+                              O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (!out.valid()) {
+          result = Status::FromErrno("create copy of " + path);
+          break;
+        }
+        result = CopySparse(in.get(), out.get(), in_st.st_size, path);
+        if (result.ok() &&
+            (::fchown(out.get(), uid, gid) != 0 || ::fchmod(out.get(), mode) != 0)) {
+          result = Status::FromErrno("set owner of " + path);
+        }
+      } else if (S_ISLNK(st.st_mode)) {
+        char target[4096];
+        ssize_t n = ::readlinkat(from_dir, name.c_str(), target, sizeof target - 1);
+        if (n < 0) continue;
+        target[n] = '\0';
+        if (::symlinkat(target, to_dir, name.c_str()) != 0 ||
+            ::fchownat(to_dir, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+          result = Status::FromErrno("copy link " + path);
+        }
+      }
+      if (!result.ok()) break;
+    }
+    ::closedir(dir);
+    return result;
+  };
+  return copy(root_.get(), dest_root.get(), "", 0);
+}
+
 std::vector<FileChange> DiffSnapshots(const DirSnapshot& before, const DirSnapshot& after) {
   std::vector<FileChange> changes;
   for (const auto& [path, state] : after) {

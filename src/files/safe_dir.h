@@ -57,6 +57,12 @@ class SafeDir {
   // Copies the regular file `relative_path` to `dest_path` on the host (created 0644, replacing
   // a regular file there). Never follows a link on the session's side.
   Status CopyOut(const std::string& relative_path, const std::string& dest_path) const;
+  // Copies the whole tree into the empty folder `dest` (a session fork's /mnt/data or /tmp):
+  // folders, regular files (holes kept: a sparse file stays sparse) and symbolic links as links
+  // (never followed), all owned by uid/gid, modes without set-id bits; anything else (FIFOs,
+  // sockets, devices) and other mounts are left out. Stops at `limits`.
+  Status CopyTreeTo(const std::string& dest, uid_t uid, gid_t gid,
+                    const WalkLimits& limits = {}) const;
 
   int fd() const { return root_.get(); }
 

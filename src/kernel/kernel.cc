@@ -4,11 +4,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
+#include "common/fs.h"
 #include "common/logging.h"
 
 namespace pycell::kernel {
@@ -106,6 +109,107 @@ Status Kernel::WaitReady(std::chrono::milliseconds timeout) {
   Kill();
   std::string why = message.is_object() ? message.value("message", frame->payload) : frame->payload;
   return Status::Internal("session failed to start: " + why);
+}
+
+namespace {
+
+// The pids of `pid` in each pid namespace it is in, from the host's down to its own (NSpid).
+std::vector<pid_t> NamespacePids(pid_t pid) {
+  std::vector<pid_t> pids;
+  auto status = ReadSmallFile("/proc/" + std::to_string(pid) + "/status");
+  if (!status.ok()) return pids;  // Exited meanwhile.
+  size_t at = status->find("\nNSpid:");
+  if (at == std::string::npos) return pids;
+  std::istringstream fields(status->substr(at + 7, status->find('\n', at + 1) - at - 7));
+  for (pid_t p; fields >> p;) pids.push_back(p);
+  return pids;
+}
+
+// The child of `parent` (a host pid; the init of a session, or of a fork) whose pid in the
+// parent's own pid namespace is `ns_pid`.
+Result<pid_t> FindChildByNsPid(pid_t parent, pid_t ns_pid) {
+  size_t level = NamespacePids(parent).size();
+  if (level == 0) return Status::NotFound("the session's init is gone");
+  ASSIGN_OR_RETURN(std::string list,
+                   ReadSmallFile("/proc/" + std::to_string(parent) + "/task/" +
+                                 std::to_string(parent) + "/children"));
+  std::istringstream children(list);
+  for (pid_t child; children >> child;) {
+    std::vector<pid_t> pids = NamespacePids(child);
+    if (pids.size() >= level && pids[level - 1] == ns_pid) return child;
+  }
+  return Status::NotFound("no process " + std::to_string(ns_pid) + " in the session");
+}
+
+// Reads frames until one of type `want` (a display a background thread sent meanwhile is not
+// it), or fails with the runner's message.
+Result<json> AwaitFrame(int socket, FrameReader& reader, const std::string& want,
+                        Clock::time_point deadline) {
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return Status::DeadlineExceeded("the runner did not answer '" + want + "'");
+    ASSIGN_OR_RETURN(Frame frame, ReadFrame(socket, reader, left));
+    json message = json::parse(frame.payload, nullptr, false);
+    if (!message.is_object()) continue;
+    std::string type = message.value("type", "");
+    if (type == want) return message;
+    if (type == "fork_failed") {
+      return Status::FailedPrecondition("the session could not fork: " +
+                                        message.value("message", std::string("?")));
+    }
+  }
+}
+
+}  // namespace
+
+Result<ForkedKernel> Kernel::Fork(std::chrono::milliseconds timeout) {
+  if (dead_) return Status::FailedPrecondition("the session's process has ended");
+  auto deadline = Clock::now() + timeout;
+  RETURN_IF_ERROR(WriteFrame(control_.get(), R"({"type":"fork"})"));
+  ASSIGN_OR_RETURN(json forked, AwaitFrame(control_.get(), reader_, "forked", deadline));
+  const json& numbers = forked.contains("fds") ? forked["fds"] : json();
+  pid_t ns_pid = forked.value("pid", 0);
+  if (!numbers.is_array() || numbers.size() != 4 || ns_pid <= 1) {
+    return Status::Internal("the runner's fork answer is malformed");
+  }
+  // From here on the fork's first process exists: any failure must end it.
+  ForkedKernel result;
+  ASSIGN_OR_RETURN(result.pid, FindChildByNsPid(init_pid_, ns_pid));
+  UniqueFd fork_pidfd(static_cast<int>(::syscall(SYS_pidfd_open, result.pid, 0)));
+  if (!fork_pidfd.valid()) return Status::FromErrno("pidfd_open of the fork");
+  auto kill_fork = [&] { ::syscall(SYS_pidfd_send_signal, fork_pidfd.get(), SIGKILL, nullptr, 0); };
+  ASSIGN_OR_RETURN(pid_t worker, FindChildByNsPid(init_pid_, 2));
+  UniqueFd worker_pidfd(static_cast<int>(::syscall(SYS_pidfd_open, worker, 0)));
+  if (!worker_pidfd.valid()) {
+    kill_fork();
+    return Status::FromErrno("pidfd_open of the session's runner");
+  }
+  // stdout, stderr, go: pipes; control: a unix socket. Anything else is refused.
+  UniqueFd taken[4];
+  for (int i = 0; i < 4; ++i) {
+    int number = numbers[i].is_number_integer() ? numbers[i].get<int>() : -1;
+    taken[i].Reset(static_cast<int>(::syscall(SYS_pidfd_getfd, worker_pidfd.get(), number, 0)));
+    struct stat st {};
+    bool fits = taken[i].valid() && ::fstat(taken[i].get(), &st) == 0 &&
+                (i == 2 ? S_ISSOCK(st.st_mode) : S_ISFIFO(st.st_mode));
+    if (!fits) {
+      kill_fork();
+      return Status::Internal("the runner's fork descriptors are not its pipes and socket");
+    }
+  }
+  if (Status s = WriteFrame(control_.get(), R"({"type":"fork_release"})"); !s.ok()) {
+    kill_fork();
+    return s;
+  }
+  if (auto released = AwaitFrame(control_.get(), reader_, "released", deadline); !released.ok()) {
+    kill_fork();
+    return released.status();
+  }
+  ::fcntl(taken[3].get(), F_SETFD, FD_CLOEXEC);
+  result.go = std::move(taken[3]);
+  result.kernel = std::make_unique<Kernel>(result.pid, std::move(fork_pidfd), std::move(taken[2]),
+                                           std::move(taken[0]), std::move(taken[1]));
+  return result;
 }
 
 Result<KernelRun> Kernel::Execute(const std::string& code, const ExecuteOptions& options,

@@ -77,6 +77,15 @@ struct ExecuteObserver {
   std::function<void(const Output&)> on_output;
 };
 
+class Kernel;
+
+// A session fork as the host holds it before admission (see Kernel::Fork).
+struct ForkedKernel {
+  std::unique_ptr<Kernel> kernel;  // The fork's: WaitReady once admitted.
+  UniqueFd go;                     // One byte 'g' admits it, after its mounts and cgroup.
+  pid_t pid = -1;                  // Host pid of the fork's first process (its init).
+};
+
 class Kernel {
  public:
   // `init_pidfd` refers to the session's init (pidfd_open), so that a signal can never reach a
@@ -89,6 +98,12 @@ class Kernel {
   Status WaitReady(std::chrono::milliseconds timeout);
   Result<KernelRun> Execute(const std::string& code, const ExecuteOptions& options,
                             const ExecuteObserver& observer = {});
+  // Between cells (the caller makes sure no cell runs): asks the runner to fork the session
+  // (runner.py, "A session fork"; sandbox::ContainForkChild), finds the fork's first process
+  // among this session's, and takes the host's ends of its pipes and control socket out of the
+  // runner with pidfd_getfd, checking that each is what it claims to be. The fork then waits for
+  // its go byte.
+  Result<ForkedKernel> Fork(std::chrono::milliseconds timeout);
   // Sends the running cell a KeyboardInterrupt (SIGINT through the session's init).
   void Interrupt();
   // SIGKILLs the session's init; the kernel then ends every process of its pid namespace.

@@ -15,6 +15,14 @@ Protocol (src/kernel/frame.h): 4-byte big-endian length + UTF-8 JSON, on descrip
                      {"type": "error", "ename": str, "evalue": str, "traceback": [str]}
                      {"type": "done", "status": "ok" | "error", "execution_count": n,
                       "duration_ms": float}
+
+A session fork (Kernel::RequestFork, between cells):
+  server -> runner   {"type": "fork"}
+  runner -> server   {"type": "forked", "pid": n, "fds": [stdout, stderr, control, go]}
+                     | {"type": "fork_failed", "message": str}
+  server -> runner   {"type": "fork_release"}     (it took its copies of the descriptors)
+  runner -> server   {"type": "released"}
+  and, in the fork, on its own control socket: {"type": "ready", ...} once it is admitted.
 """
 
 import base64
@@ -215,12 +223,39 @@ def _run_cell(code):
     return status, (time.perf_counter() - started) * 1000.0
 
 
+def _open_control(control_fd):
+    import io
+    raw = os.fdopen(control_fd, "r+b", buffering=0, closefd=False)
+    return io.BufferedRWPair(raw, raw, 1 << 16)
+
+
+def _fork():
+    """Forks this session (the protocol above); returns in both the origin and the fork."""
+    global _control
+    import _pycell
+    try:
+        forked = _pycell.fork_session()
+    except OSError as e:
+        _send({"type": "fork_failed", "message": str(e)})
+        return
+    if forked is None:  # The fork's code process: descriptor 3 is its own socket now.
+        _control = _open_control(3)
+        _send({"type": "ready", "python": sys.version.split()[0]})
+        return
+    pid, *fds = forked
+    _send({"type": "forked", "pid": pid, "fds": fds})
+    try:
+        _recv()  # "fork_release", or nothing: either way these copies are not ours to keep.
+    finally:
+        for fd in fds:
+            os.close(fd)
+    _send({"type": "released"})
+
+
 def serve(control_fd, cpus):
     """The session's loop: one cell at a time, until the server closes the socket."""
     global _control
-    _control = os.fdopen(control_fd, "r+b", buffering=0)
-    import io
-    _control = io.BufferedRWPair(_control, _control, 1 << 16)
+    _control = _open_control(control_fd)
     _prepare_session(cpus)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _send({"type": "ready", "python": sys.version.split()[0]})
@@ -229,6 +264,9 @@ def serve(control_fd, cpus):
             message = _recv()
             if message is None or message.get("type") == "shutdown":
                 break
+            if message.get("type") == "fork":
+                _fork()
+                continue
             if message.get("type") != "execute":
                 continue
             status, duration_ms = _run_cell(str(message.get("code", "")))

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -38,7 +39,58 @@ Status PythonError(const char* what) {
   return Status::Internal(std::string("python: ") + what);
 }
 
+void ReportAndExit(const Status& status);
+
+// The module `_pycell`, built into the zygote for runner.py: fork_session() makes a session fork
+// (src/sandbox/contain.h, ContainForkChild). In the origin's code process it returns
+// (pid, stdout_read, stderr_read, control, go_write): the fork's first process as this session
+// numbers it, and the server's ends of the fork's pipes and control socket, which the server takes
+// with pidfd_getfd before runner.py closes them here. In the fork it returns None, in the fork's
+// code process, once the host has admitted it: descriptors 1, 2 and 3 are then the fork's own.
+PyObject* ForkSession(PyObject*, PyObject*) {
+  int out[2], err[2], ctl[2], go[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return PyErr_SetFromErrno(PyExc_OSError);
+  if (::pipe2(err, O_CLOEXEC) != 0 || ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) != 0 ||
+      ::pipe2(go, O_CLOEXEC) != 0) {
+    return PyErr_SetFromErrno(PyExc_OSError);  // What was made leaks into a failed fork only.
+  }
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof cwd) == nullptr) std::snprintf(cwd, sizeof cwd, "/mnt/data");
+  std::string here = cwd;
+  PyOS_BeforeFork();
+  pid_t pid = sandbox::CloneForFork();
+  if (pid == 0) {
+    int admission = ::fcntl(go[0], F_DUPFD_CLOEXEC, 10);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    ::dup2(ctl[1], kSessionControlFd);
+    for (int fd : {out[0], out[1], err[0], err[1], ctl[0], ctl[1], go[0], go[1]}) ::close(fd);
+    Status s = sandbox::ContainForkChild(admission, here);
+    if (!s.ok()) ReportAndExit(s.WithContext("fork"));
+    PyOS_AfterFork_Child();
+    Py_RETURN_NONE;
+  }
+  int saved = errno;
+  PyOS_AfterFork_Parent();
+  for (int fd : {out[1], err[1], ctl[1], go[0]}) ::close(fd);
+  if (pid < 0) {
+    for (int fd : {out[0], err[0], ctl[0], go[1]}) ::close(fd);
+    errno = saved;
+    return PyErr_SetFromErrno(PyExc_OSError);
+  }
+  return Py_BuildValue("(iiiii)", static_cast<int>(pid), out[0], err[0], ctl[0], go[1]);
+}
+
+PyMethodDef kPycellMethods[] = {
+    {"fork_session", ForkSession, METH_NOARGS, "Fork this session (see zygote_main.cc)."},
+    {nullptr, nullptr, 0, nullptr}};
+PyModuleDef kPycellModule = {PyModuleDef_HEAD_INIT, "_pycell", nullptr, -1, kPycellMethods};
+PyObject* InitPycellModule() { return PyModule_Create(&kPycellModule); }
+
 Status StartPython(const json& config) {
+  if (PyImport_AppendInittab("_pycell", &InitPycellModule) != 0) {
+    return Status::Internal("python: register _pycell");
+  }
   PyConfig py;
   PyConfig_InitPythonConfig(&py);
   py.parse_argv = 0;

@@ -1,5 +1,6 @@
 #include "sandbox/contain.h"
 
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
 #include <sched.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "sandbox/caps.h"
 #include "sandbox/mount_ns.h"
@@ -25,6 +27,8 @@ namespace pycell::sandbox {
 
 const unsigned long kCloneFlags =
     CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+
+const unsigned long kForkCloneFlags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_PARENT;
 
 namespace {
 
@@ -84,10 +88,10 @@ void ReapChildren() {
   }
 }
 
-// The init's half: no descriptors but the lifeline, no capabilities, seccomp; then reap until
-// the worker exits, or the lifeline hangs up (the server is gone: end the session with it).
-[[noreturn]] void RunInit(const Policy& policy, const seccomp::Program& program,
-                          int lifeline_fd) {
+// The init's half: no descriptors but the lifeline, no capabilities, seccomp (`program`, or
+// none when the filter is in place already); then reap until the worker exits, or the lifeline
+// hangs up (the server is gone: end the session with it).
+[[noreturn]] void RunInit(const seccomp::Program* program, int lifeline_fd) {
   if (lifeline_fd >= 0 && lifeline_fd != 0) {
     ::dup2(lifeline_fd, 0);
     lifeline_fd = 0;
@@ -106,7 +110,7 @@ void ReapChildren() {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   (void)caps::DropBoundingAndAmbient();
   if (!caps::DropAllExcept(CAP_KILL, /*dumpable=*/false).ok()) ::_exit(125);
-  if (policy.seccomp && !seccomp::Install(program).ok()) ::_exit(125);
+  if (program != nullptr && !seccomp::Install(*program).ok()) ::_exit(125);
   // SIGCHLD stays blocked except inside ppoll, so a child that exits between the reaping and the
   // wait still interrupts the wait.
   sigset_t chld, during_wait;
@@ -161,7 +165,52 @@ Status ContainChild(const Policy& policy, int keep_fds, int admission_fd, int li
     if (lifeline_fd >= 0) ::close(lifeline_fd);
     return ContainWorker(policy, program);
   }
-  RunInit(policy, program, lifeline_fd);
+  RunInit(policy.seccomp ? &program : nullptr, lifeline_fd);
+}
+
+pid_t CloneForFork() {
+  return static_cast<pid_t>(
+      ::syscall(SYS_clone, kForkCloneFlags | SIGCHLD, nullptr, nullptr, nullptr, 0));
+}
+
+namespace {
+Status WriteSelf(const char* name, const char* content) {
+  int fd = ::open(name, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(std::string("open ") + name);
+  ssize_t n = ::write(fd, content, ::strlen(content));
+  int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(::strlen(content))) {
+    return Status::FromErrno(std::string("write ") + name, err);
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+Status ContainForkChild(int admission_fd, const std::string& cwd) {
+  // The one mapping an unprivileged owner may write for its own namespace: its own ids.
+  RETURN_IF_ERROR(WriteSelf("/proc/self/setgroups", "deny"));
+  RETURN_IF_ERROR(WriteSelf("/proc/self/uid_map", "1000 1000 1\n"));
+  RETURN_IF_ERROR(WriteSelf("/proc/self/gid_map", "1000 1000 1\n"));
+  char admitted = 0;
+  while (::read(admission_fd, &admitted, 1) < 0 && errno == EINTR) {
+  }
+  if (admitted != 'g') return Status::Unavailable("the host did not admit the fork");
+  ::close(admission_fd);
+  worker_pid = ::fork();
+  if (worker_pid < 0) return Status::FromErrno("fork the session worker");
+  if (worker_pid == 0) {
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return Status::FromErrno("PR_SET_PDEATHSIG");
+    RETURN_IF_ERROR(caps::DropBoundingAndAmbient());
+    RETURN_IF_ERROR(caps::DropAll(/*dumpable=*/true));
+    if (::chdir(cwd.c_str()) != 0 && ::chdir("/mnt/data") != 0) {
+      return Status::FromErrno("chdir " + cwd);
+    }
+    return Status::Ok();
+  }
+  // Nothing of the code's may keep the init's descriptors busy (its pipes to the server).
+  (void)CloseFrom(0);
+  RunInit(/*program=*/nullptr, /*lifeline_fd=*/-1);
 }
 
 }  // namespace pycell::sandbox

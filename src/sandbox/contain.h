@@ -31,6 +31,15 @@ extern const unsigned long kCloneFlags;
 // of a new pid namespace), or -1 with errno.
 pid_t CloneContained();
 
+// A session fork (see ContainForkChild): a new user namespace that owns a new mount and a new pid
+// namespace, the child given to the origin's init as parent. Network, IPC and UTS stay the
+// origin's. The seccomp filter lets the code's process clone with exactly these flags and no
+// other namespace flags (docs/sandbox.md says why that gives the code nothing to use).
+extern const unsigned long kForkCloneFlags;
+
+// clone(2) with kForkCloneFlags: returns twice like fork, or -1 with errno.
+pid_t CloneForFork();
+
 // Host side, while the child waits for "go": writes its uid and gid maps.
 Status MapIds(pid_t child, const Policy& policy);
 
@@ -46,5 +55,16 @@ Status MapIds(pid_t child, const Policy& policy);
 // the session. (The zygote dying does not: sessions outlive it.) The worker does not keep it.
 Status ContainChild(const Policy& policy, int keep_fds, int admission_fd, int lifeline_fd,
                     const seccomp::Program& program);
+
+// Child side of a session fork, in the process cloned with kForkCloneFlags by the origin's code
+// process (pid 1 of its own pid namespace, with every capability of its own user namespace and
+// the origin's seccomp filter). Maps its user and group 1000 onto the origin's 1000, then waits
+// for one byte 'g' on `admission_fd`: the host has replaced /mnt/data, /tmp and /dev/shm in its
+// mount namespace by the fork's own copies (mount_ns::ReplaceForkMounts) and moved it into the
+// fork's cgroup. It then forks the worker, which drops every capability, returns to `cwd` (so a
+// relative path resolves in the fork's /mnt/data, not the origin's) and returns OK; the first
+// process stays as the fork's init (as in ContainChild) and never returns. Descriptors are kept
+// as the caller left them, as after fork(2); `admission_fd` is closed.
+Status ContainForkChild(int admission_fd, const std::string& cwd);
 
 }  // namespace pycell::sandbox

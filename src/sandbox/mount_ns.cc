@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -122,6 +123,65 @@ Status Unmount(const std::string& path) {
     return Status::FromErrno("umount " + path);
   }
   return Status::Ok();
+}
+
+namespace {
+Result<ino_t> MountNamespaceOf(pid_t pid) {
+  struct stat st {};
+  std::string path = "/proc/" + std::to_string(pid) + "/ns/mnt";
+  if (::stat(path.c_str(), &st) != 0) return Status::FromErrno("stat " + path);
+  return st.st_ino;
+}
+}  // namespace
+
+Status ReplaceForkMounts(pid_t pid, pid_t origin_pid, const std::string& data_dir,
+                         const std::string& tmp_dir, uint64_t shm_bytes) {
+  ASSIGN_OR_RETURN(ino_t target, MountNamespaceOf(pid));
+  ASSIGN_OR_RETURN(ino_t ours, MountNamespaceOf(::getpid()));
+  ASSIGN_OR_RETURN(ino_t origin, MountNamespaceOf(origin_pid));
+  if (target == ours || target == origin) {
+    return Status::FailedPrecondition("the fork did not get a mount namespace of its own");
+  }
+  UniqueFd ns(::open(("/proc/" + std::to_string(pid) + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns.valid()) return Status::FromErrno("open the fork's mount namespace");
+  // Detached copies of the host folders' mounts, made here where their paths mean something.
+  auto clone_tree = [](const std::string& path) {
+    return UniqueFd(static_cast<int>(
+        ::syscall(SYS_open_tree, AT_FDCWD, path.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)));
+  };
+  UniqueFd data = clone_tree(data_dir);
+  if (!data.valid()) return Status::FromErrno("open_tree " + data_dir);
+  UniqueFd tmp = clone_tree(tmp_dir);
+  if (!tmp.valid()) return Status::FromErrno("open_tree " + tmp_dir);
+  std::string shm_options = "size=" + std::to_string(shm_bytes) + ",mode=1777";
+  // After fork, only system calls: the parent has other threads.
+  pid_t child = ::fork();
+  if (child < 0) return Status::FromErrno("fork (mount helper)");
+  if (child == 0) {
+    if (::setns(ns.get(), CLONE_NEWNS) != 0) ::_exit(10);
+    if (::syscall(SYS_move_mount, data.get(), "", AT_FDCWD, "/mnt/data",
+                  MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+      ::_exit(11);
+    }
+    if (::syscall(SYS_move_mount, tmp.get(), "", AT_FDCWD, "/tmp", MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+      ::_exit(12);
+    }
+    if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                shm_options.c_str()) != 0) {
+      ::_exit(13);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::Ok();
+  static const char* const kSteps[] = {"enter its mount namespace", "mount /mnt/data",
+                                       "mount /tmp", "mount /dev/shm"};
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return Status::Internal(std::string("could not give the fork its folders: ") +
+                          (code >= 10 && code <= 13 ? kSteps[code - 10] : "helper died") +
+                          " failed");
 }
 
 Status InitInChild(const Policy& policy) {

@@ -24,6 +24,16 @@ Status MountQuotaTmpfs(const std::string& path, uint64_t bytes, uid_t uid, gid_t
 // Host side: detaches the mount at `path`; missing mounts are fine.
 Status Unmount(const std::string& path);
 
+// Host side, for a session fork: in the mount namespace of `pid` (the fork's first process,
+// which waits for it), puts the host folders `data_dir` and `tmp_dir` (the fork's own quota'd
+// tmpfs, holding copies of the origin's) over /mnt/data and /tmp, and a fresh tmpfs of
+// `shm_bytes` over /dev/shm. Refuses a namespace that is the caller's or `origin_pid`'s: the
+// origin's folders must never be covered. The work happens in a short-lived child process
+// (setns needs a single thread); nothing it does follows a path the session could have changed
+// but the three mount points, which sit on the session's read-only root.
+Status ReplaceForkMounts(pid_t pid, pid_t origin_pid, const std::string& data_dir,
+                         const std::string& tmp_dir, uint64_t shm_bytes);
+
 // Child side, as inside-root in the new mount namespace: builds the new root under
 // <session_dir>/root, pivots into it and makes it read-only.
 Status InitInChild(const Policy& policy);

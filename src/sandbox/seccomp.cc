@@ -15,9 +15,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <memory>
 
 #include "common/unique_fd.h"
+#include "sandbox/contain.h"
 
 namespace pycell::sandbox::seccomp {
 namespace {
@@ -122,6 +124,10 @@ Result<Program> Compile() {
   RETURN_IF_ERROR(Check(seccomp_rule_add(c, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
                                          SCMP_A0(SCMP_CMP_MASKED_EQ, kNamespaceFlags, 0)),
                         "clone"));
+  // A session fork (contain.h: kForkCloneFlags): exactly these flags, nothing added or removed.
+  RETURN_IF_ERROR(Check(seccomp_rule_add(c, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                                         SCMP_A0(SCMP_CMP_EQ, kForkCloneFlags | SIGCHLD)),
+                        "clone (session fork)"));
   for (int domain : {AF_UNIX, AF_INET, AF_INET6}) {
     RETURN_IF_ERROR(Check(seccomp_rule_add(c, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
                                            SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(domain))),

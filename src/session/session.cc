@@ -19,6 +19,7 @@ const char* EndReasonName(EndReason reason) {
     case EndReason::kKilledAfterTimeout: return "killed_after_timeout";
     case EndReason::kCrashed: return "crashed";
     case EndReason::kShutdown: return "shutdown";
+    case EndReason::kOriginEnded: return "origin_ended";
   }
   return "";
 }
@@ -87,6 +88,7 @@ Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
     cgroup->ResetPeak();
     usage_before = cgroup->ReadUsage();
   }
+  Touch();
   auto started = clock_->Now();
   kernel::ExecuteOptions options;
   options.timeout = timeout;
@@ -144,6 +146,7 @@ Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
     if (after.ok()) record.files = files::DiffSnapshots(before, *after);
   }
 
+  if (auto origin = origin_.lock()) origin->Touch();
   std::lock_guard<std::mutex> lock(state_mu_);
   running_cell_ = false;
   last_active_ = clock_->Now();
@@ -256,8 +259,62 @@ std::chrono::steady_clock::time_point Session::last_active_at() const {
 }
 
 std::chrono::steady_clock::time_point Session::expires_at() const {
+  std::chrono::steady_clock::time_point own;
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    own = std::min(created_ + limits_.active_lifetime, last_active_ + limits_.idle_timeout);
+  }
+  if (auto origin = origin_.lock()) own = std::min(own, origin->expires_at());
+  return own;
+}
+
+void Session::Touch() {
+  if (auto origin = origin_.lock()) origin->Touch();
   std::lock_guard<std::mutex> lock(state_mu_);
-  return std::min(created_ + limits_.active_lifetime, last_active_ + limits_.idle_timeout);
+  last_active_ = clock_->Now();
+}
+
+void Session::SetOrigin(const std::shared_ptr<Session>& origin) {
+  origin_ = origin;
+  origin_id_ = origin->id();
+}
+
+bool Session::OriginEnded() const {
+  if (origin_id_.empty()) return false;
+  auto origin = origin_.lock();
+  return !origin || origin->end_reason() != EndReason::kNone;
+}
+
+std::optional<std::pair<uid_t, gid_t>> Session::UserIds() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  if (end_reason_ != EndReason::kNone || !resources_.kernel) return std::nullopt;
+  return std::make_pair(resources_.user_uid, resources_.user_gid);
+}
+
+pid_t Session::InitPid() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return resources_.kernel ? resources_.kernel->init_pid() : -1;
+}
+
+Result<kernel::ForkedKernel> Session::ForkProcesses(const std::function<Status()>& copy_files) {
+  std::unique_lock<std::mutex> exec_lock(exec_mu_, std::try_to_lock);
+  if (!exec_lock.owns_lock()) {
+    return Status::FailedPrecondition("session " + id() +
+                                      " is running a cell; fork it between cells")
+        .WithReason("session_busy");
+  }
+  kernel::Kernel* kernel;
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    if (end_reason_ != EndReason::kNone) {
+      return Status::FailedPrecondition("session " + id() + " has ended (" +
+                                        EndReasonName(end_reason_) + "); it cannot be forked");
+    }
+    kernel = resources_.kernel.get();
+  }
+  RETURN_IF_ERROR(copy_files());
+  Touch();
+  return kernel->Fork(std::chrono::seconds(10));
 }
 
 std::vector<pid_t> Session::ProcessIds() const {

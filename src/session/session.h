@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,6 +35,7 @@ enum class EndReason {
   kKilledAfterTimeout,  // A cell ignored its interrupt past the grace period.
   kCrashed,             // Its runner died otherwise (e.g. killed itself).
   kShutdown,            // The engine stopped.
+  kOriginEnded,         // A fork whose origin ended (its processes live inside the origin's).
 };
 const char* EndReasonName(EndReason reason);
 
@@ -45,6 +47,9 @@ struct SessionResources {
   // process that died without cleaning up (SessionManager sweeps those at start).
   UniqueFd dir_lock;
   std::optional<sandbox::IdLease> ids;
+  // Host uid and gid of the code: the lease's, or for a fork (which has none) its origin's.
+  uid_t user_uid = 0;
+  gid_t user_gid = 0;
   std::unique_ptr<sandbox::Cgroup> cgroup;
   std::unique_ptr<kernel::Kernel> kernel;
   bool data_mounted = false;
@@ -82,6 +87,21 @@ class Session {
   // Opens a regular file under /mnt/data for reading, never following a link the code planted.
   Result<UniqueFd> OpenFile(const std::string& relative_path) const;
 
+  // The first half of a fork (SessionManager::ForkSession does the rest): between cells — a
+  // running cell gives FailedPrecondition ("busy") — runs `copy_files` (the caller copies
+  // /mnt/data and /tmp) and has the runner fork, holding the cell lock throughout so that the
+  // fork's files and memory are of one moment.
+  Result<kernel::ForkedKernel> ForkProcesses(const std::function<Status()>& copy_files);
+  // Host uid and gid the code runs as (a fork runs as the same); nullopt once ended.
+  std::optional<std::pair<uid_t, gid_t>> UserIds() const;
+  // Host pid of the session's init, or -1 once ended.
+  pid_t InitPid() const;
+  // A fork lives inside its origin's processes: it expires with it, and its cells count as
+  // activity of the origin so that the origin does not go idle under it.
+  void SetOrigin(const std::shared_ptr<Session>& origin);
+  const std::string& origin_id() const { return origin_id_; }
+  bool OriginEnded() const;
+
   // Kills the processes and releases every host resource; the first reason sticks.
   void End(EndReason reason);
   EndReason end_reason() const;
@@ -102,6 +122,10 @@ class Session {
 
  private:
   void ReleaseLocked();  // REQUIRES: state_mu_ held.
+  void Touch();
+
+  std::string origin_id_;          // Set once, before the session is shared.
+  std::weak_ptr<Session> origin_;
 
   SessionLimits limits_;
   std::chrono::milliseconds interrupt_grace_;

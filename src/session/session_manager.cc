@@ -14,6 +14,7 @@
 #include "common/ids.h"
 #include "common/logging.h"
 #include "sandbox/contain.h"
+#include "files/safe_dir.h"
 #include "sandbox/mount_ns.h"
 
 namespace pycell::session {
@@ -134,29 +135,12 @@ Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& lim
     }
   } guard{&r};
 
-  // The session's init runs as an unprivileged host uid and must traverse these to bind them.
-  RETURN_IF_ERROR(MakeDirWithMode(r.dir, 0711));
-  r.dir_lock.Reset(::open(r.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!r.dir_lock.valid() || ::flock(r.dir_lock.get(), LOCK_EX | LOCK_NB) != 0) {
-    return Status::FromErrno("lock " + r.dir);
-  }
-  RETURN_IF_ERROR(MakeDirWithMode(r.dir + "/root", 0755));
-  RETURN_IF_ERROR(MakeDirWithMode(r.dir + "/data", 0700));
-  RETURN_IF_ERROR(MakeDirWithMode(r.dir + "/tmp", 0700));
   ASSIGN_OR_RETURN(auto lease, sandbox::IdLease::Acquire(*ids_));
   r.ids.emplace(std::move(lease));
   const sandbox::IdLease& ids = *r.ids;
-  RETURN_IF_ERROR(sandbox::mount_ns::MountQuotaTmpfs(r.dir + "/data", limits.data_bytes,
-                                                     ids.user_uid(), ids.user_gid()));
-  r.data_mounted = true;
-  RETURN_IF_ERROR(sandbox::mount_ns::MountQuotaTmpfs(r.dir + "/tmp", limits.tmp_bytes,
-                                                     ids.user_uid(), ids.user_gid()));
-  r.tmp_mounted = true;
-  if (use_cgroups_) {
-    sandbox::CgroupLimits cg{limits.memory_bytes, limits.max_pids, limits.cpus};
-    ASSIGN_OR_RETURN(r.cgroup,
-                     sandbox::Cgroup::Create(cgroups_, config_.cgroup_parent, r.id, cg));
-  }
+  r.user_uid = ids.user_uid();
+  r.user_gid = ids.user_gid();
+  RETURN_IF_ERROR(PrepareHost(&r, limits, r.user_uid, r.user_gid));
 
   sandbox::Policy policy;
   policy.session_dir = r.dir;
@@ -218,6 +202,90 @@ Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& lim
     observer = launch_observer_;
   }
   if (observer) observer(timings);
+  return session;
+}
+
+Status SessionManager::PrepareHost(SessionResources* r, const SessionLimits& limits, uid_t uid,
+                                   gid_t gid) {
+  // The session's init runs as an unprivileged host uid and must traverse these to bind them.
+  RETURN_IF_ERROR(MakeDirWithMode(r->dir, 0711));
+  r->dir_lock.Reset(::open(r->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!r->dir_lock.valid() || ::flock(r->dir_lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    return Status::FromErrno("lock " + r->dir);
+  }
+  RETURN_IF_ERROR(MakeDirWithMode(r->dir + "/root", 0755));
+  RETURN_IF_ERROR(MakeDirWithMode(r->dir + "/data", 0700));
+  RETURN_IF_ERROR(MakeDirWithMode(r->dir + "/tmp", 0700));
+  RETURN_IF_ERROR(sandbox::mount_ns::MountQuotaTmpfs(r->dir + "/data", limits.data_bytes, uid, gid));
+  r->data_mounted = true;
+  RETURN_IF_ERROR(sandbox::mount_ns::MountQuotaTmpfs(r->dir + "/tmp", limits.tmp_bytes, uid, gid));
+  r->tmp_mounted = true;
+  if (use_cgroups_) {
+    sandbox::CgroupLimits cg{limits.memory_bytes, limits.max_pids, limits.cpus};
+    ASSIGN_OR_RETURN(r->cgroup,
+                     sandbox::Cgroup::Create(cgroups_, config_.cgroup_parent, r->id, cg));
+  }
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<Session>> SessionManager::ForkSession(const std::string& origin_id) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> origin, Get(origin_id));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (sessions_.size() >= config_.max_sessions) {
+      return Status::ResourceExhausted("the limit of " + std::to_string(config_.max_sessions) +
+                                       " concurrent sessions is reached; end one and retry");
+    }
+  }
+  auto user = origin->UserIds();
+  std::string origin_dir = origin->dir();
+  pid_t origin_init = origin->InitPid();
+  if (!user || origin_dir.empty() || origin_init < 0) {
+    return Status::FailedPrecondition("session " + origin_id + " has ended; it cannot be forked");
+  }
+  const SessionLimits limits = origin->limits();
+  SessionResources r;
+  r.id = NewId("sess_");
+  r.dir = config_.runtime_dir + "/sessions/" + r.id;
+  struct Guard {  // Releases whatever was made if we return early.
+    SessionResources* r;
+    ~Guard() {
+      if (r) ReleaseSessionResources(r);
+    }
+  } guard{&r};
+  // No id lease of its own: the fork runs as the origin's uids, inside the origin's pid
+  // namespace, and cannot outlive it.
+  r.user_uid = user->first;
+  r.user_gid = user->second;
+  RETURN_IF_ERROR(PrepareHost(&r, limits, r.user_uid, r.user_gid));
+  auto copy_files = [&]() -> Status {
+    for (const char* sub : {"/data", "/tmp"}) {
+      ASSIGN_OR_RETURN(files::SafeDir from, files::SafeDir::Open(origin_dir + sub));
+      RETURN_IF_ERROR(from.CopyTreeTo(r.dir + sub, user->first, user->second)
+                          .WithContext(std::string("copy the origin's ") +
+                                       (sub[1] == 'd' ? "/mnt/data" : "/tmp")));
+    }
+    return Status::Ok();
+  };
+  ASSIGN_OR_RETURN(kernel::ForkedKernel forked, origin->ForkProcesses(copy_files));
+  r.kernel = std::move(forked.kernel);
+  RETURN_IF_ERROR(sandbox::mount_ns::ReplaceForkMounts(forked.pid, origin_init, r.dir + "/data",
+                                                       r.dir + "/tmp", limits.tmp_bytes / 4 + 1));
+  if (r.cgroup) RETURN_IF_ERROR(r.cgroup->AddProcess(forked.pid));
+  if (::write(forked.go.get(), "g", 1) != 1) return Status::FromErrno("admit the fork");
+  RETURN_IF_ERROR(r.kernel->WaitReady(std::chrono::seconds(30)));
+
+  guard.r = nullptr;
+  auto session = std::make_shared<Session>(std::move(r), limits, config_.interrupt_grace, clock_);
+  session->SetOrigin(origin);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      session->End(EndReason::kShutdown);
+      return Status::Unavailable("the engine is stopping");
+    }
+    sessions_[session->id()] = session;
+  }
   return session;
 }
 
@@ -363,10 +431,16 @@ Status SessionManager::EndSession(const std::string& id, EndReason reason) {
   session->End(reason);
   if (end_observer_) end_observer_(*session);
   cv_.notify_all();
+  ExpireSessions();  // Its forks, whose processes ended with it.
   return Status::Ok();
 }
 
 void SessionManager::ExpireSessions() {
+  // Again until nothing ends: a fork is found ended only once its origin was.
+  for (bool any = true; any;) any = ExpireOnce();
+}
+
+bool SessionManager::ExpireOnce() {
   std::vector<std::pair<std::shared_ptr<Session>, EndReason>> expired;
   auto now = clock_->Now();
   {
@@ -376,6 +450,8 @@ void SessionManager::ExpireSessions() {
       EndReason reason = EndReason::kNone;
       if (s->end_reason() != EndReason::kNone) {
         reason = s->end_reason();  // Ended by its own cell (memory, crash): forget it.
+      } else if (s->OriginEnded()) {
+        reason = EndReason::kOriginEnded;
       } else if (now - s->created_at() >= s->limits().active_lifetime) {
         reason = EndReason::kLifetime;
       } else if (!s->busy() && now - s->last_active_at() >= s->limits().idle_timeout) {
@@ -394,6 +470,7 @@ void SessionManager::ExpireSessions() {
     if (end_observer_) end_observer_(*session);
   }
   if (!expired.empty()) cv_.notify_all();
+  return !expired.empty();
 }
 
 bool SessionManager::WaitForWarmPool(std::chrono::milliseconds timeout) {

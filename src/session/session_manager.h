@@ -52,6 +52,12 @@ class SessionManager {
   ~SessionManager();  // Ends every session; stops the zygote.
 
   Result<std::shared_ptr<Session>> CreateSession(const SessionOptions& options = {});
+  // A new session with a copy of `origin_id`'s live state — its variables (the runner's process
+  // forked copy-on-write into a new user, mount and pid namespace) and its /mnt/data and /tmp
+  // (copied) — in a cgroup of its own with the origin's limits. Between cells only. The fork
+  // runs inside the origin's processes: ending the origin ends it (kOriginEnded), and its
+  // activity keeps the origin from going idle.
+  Result<std::shared_ptr<Session>> ForkSession(const std::string& origin_id);
   Result<std::shared_ptr<Session>> Get(const std::string& id) const;
   Status EndSession(const std::string& id, EndReason reason = EndReason::kClosed);
 
@@ -91,7 +97,11 @@ class SessionManager {
   SessionManager(EngineConfig config, Clock* clock) : config_(std::move(config)), clock_(clock) {}
   // Builds and contains one session (the cold path). Does not register it.
   Result<std::shared_ptr<Session>> Launch(const SessionLimits& limits);
+  // The host side of a new session: its folder (locked), quota'd data and tmp, its cgroup.
+  Status PrepareHost(SessionResources* r, const SessionLimits& limits, uid_t uid, gid_t gid);
   void RefillLoop();
+  // One pass of ExpireSessions; true when it ended something.
+  bool ExpireOnce();
   // Removes session folders (and their cgroups) that no live process holds: leftovers of a
   // pycell that was killed. Returns how many.
   size_t SweepLeftovers();

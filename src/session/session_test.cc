@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -458,6 +459,105 @@ TEST(SessionUmaskTest, ARestrictiveUmaskOfTheServerDoesNotReachTheSession) {
   ASSERT_OK(record);
   EXPECT_EQ(record->status, "ok") << record->stderr_text;
   EXPECT_EQ(record->stdout_text, "['x.txt'] 0o22 root\n") << record->stderr_text;
+}
+
+// A fork starts from the origin's variables and files, and from then on the two are apart: a
+// change in one is invisible in the other, in memory, in /mnt/data, in /tmp and in /dev/shm.
+TEST_F(SessionTest, ForkCopiesStateAndThenTheTwoAreIndependent) {
+  auto origin = NewSession();
+  ASSERT_TRUE(origin);
+  ASSERT_EQ(Run(*origin,
+                "import os\n"
+                "x = [1, 2, 3]\n"
+                "open('/mnt/data/a.txt', 'w').write('origin')\n"
+                "os.makedirs('/mnt/data/sub', exist_ok=True)\n"
+                "open('/mnt/data/sub/b.txt', 'w').write('nested')\n"
+                "os.symlink('a.txt', '/mnt/data/link')\n"
+                "with open('/mnt/data/sparse', 'wb') as f: f.truncate(100 << 20)\n"
+                "open('/tmp/t.txt', 'w').write('tmp')\n"
+                "open('/dev/shm/s', 'w').write('shm')\n"
+                "os.chdir('/mnt/data/sub')")
+                .status,
+            "ok");
+  auto fork = manager_->ForkSession(origin->id());
+  ASSERT_OK(fork);
+  std::shared_ptr<Session> b = *fork;
+  EXPECT_NE(b->id(), origin->id());
+  EXPECT_EQ(b->origin_id(), origin->id());
+
+  ExecutionRecord r = Run(*b,
+                          "import os\n"
+                          "print(x, open('/mnt/data/a.txt').read(), open('b.txt').read(),\n"
+                          "      os.readlink('/mnt/data/link'), os.path.getsize('/mnt/data/sparse'),\n"
+                          "      os.stat('/mnt/data/sparse').st_blocks, open('/tmp/t.txt').read(),\n"
+                          "      os.path.exists('/dev/shm/s'), os.getcwd(), os.getuid())\n"
+                          "x.append(4)\n"
+                          "open('/mnt/data/a.txt', 'w').write('fork')\n"
+                          "open('/mnt/data/only-fork', 'w').write('1')\n"
+                          "open('/tmp/t.txt', 'w').write('fork tmp')");
+  ASSERT_EQ(r.status, "ok") << r.stderr_text;
+  EXPECT_EQ(r.stdout_text,
+            "[1, 2, 3] origin nested a.txt 104857600 0 tmp False /mnt/data/sub 1000\n");
+  r = Run(*origin,
+          "print(x, open('/mnt/data/a.txt').read(), os.path.exists('/mnt/data/only-fork'),\n"
+          "      open('/tmp/t.txt').read(), open('/dev/shm/s').read())");
+  ASSERT_EQ(r.status, "ok") << r.stderr_text;
+  EXPECT_EQ(r.stdout_text, "[1, 2, 3] origin False tmp shm\n");
+  // The host sees the fork's file in the fork's folder only.
+  EXPECT_EQ(ReadFile(b->dir() + "/data/a.txt"), "fork");
+  EXPECT_EQ(ReadFile(origin->dir() + "/data/a.txt"), "origin");
+
+  // Ending the fork leaves the origin as it was.
+  ASSERT_OK(manager_->EndSession(b->id()));
+  EXPECT_EQ(Run(*origin, "print(sum(x))").stdout_text, "6\n");
+}
+
+TEST_F(SessionTest, ForkEndsWithItsOriginAndRefusesABusyOrigin) {
+  auto origin = NewSession();
+  ASSERT_TRUE(origin);
+  ASSERT_EQ(Run(*origin, "import time\nv = 7").status, "ok");
+  std::thread busy([&] { Run(*origin, "time.sleep(2)"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto refused = manager_->ForkSession(origin->id());
+  EXPECT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("running a cell"), std::string::npos)
+      << refused.status().ToString();
+  busy.join();
+
+  auto fork = manager_->ForkSession(origin->id());
+  ASSERT_OK(fork);
+  std::shared_ptr<Session> b = *fork;
+  EXPECT_EQ(Run(*b, "print(v)").stdout_text, "7\n");
+  // A fork of a fork.
+  auto grandchild = manager_->ForkSession(b->id());
+  ASSERT_OK(grandchild);
+  EXPECT_EQ(Run(**grandchild, "print(v * 6)").stdout_text, "42\n");
+  ASSERT_OK(manager_->EndSession(origin->id()));
+  EXPECT_EQ(b->end_reason(), EndReason::kOriginEnded);
+  EXPECT_EQ((*grandchild)->end_reason(), EndReason::kOriginEnded);
+  EXPECT_FALSE(manager_->Get(b->id()).ok());
+  EXPECT_FALSE(manager_->ForkSession(origin->id()).ok());
+}
+
+// The fork's cgroup holds its processes (limits apply to it alone), and its code cannot use the
+// one clone it was made with to reach further: namespaces made that way still have no mounts.
+TEST_F(SessionTest, ForkHasItsOwnCgroupAndItsCodeGainsNothing) {
+  auto origin = NewSession();
+  ASSERT_TRUE(origin);
+  auto fork = manager_->ForkSession(origin->id());
+  ASSERT_OK(fork);
+  std::shared_ptr<Session> b = *fork;
+  std::vector<pid_t> theirs = b->ProcessIds();
+  std::vector<pid_t> ours = origin->ProcessIds();
+  ASSERT_EQ(theirs.size(), 2u);  // The fork's init and its runner.
+  for (pid_t pid : theirs) EXPECT_EQ(std::count(ours.begin(), ours.end(), pid), 0);
+  ExecutionRecord r = Run(*b,
+                          "import ctypes, os\n"
+                          "libc = ctypes.CDLL(None, use_errno=True)\n"
+                          "print(libc.mount(b'none', b'/mnt', b'tmpfs', 0, None), ctypes.get_errno())\n"
+                          "print(libc.unshare(0x10000000), ctypes.get_errno())");
+  ASSERT_EQ(r.status, "ok") << r.stderr_text;
+  EXPECT_EQ(r.stdout_text, "-1 1\n-1 1\n");
 }
 
 }  // namespace
