@@ -543,6 +543,12 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
     ASSIGN_OR_RETURN(Json report, s.Replay(r.caller, r.params.at("id"), body.value("keep", false)));
     return JsonResponse(200, report);
   });
+  add("POST", "/v1/sessions/{id}/fork", P::kSessionsCreate, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json body, ParseBody(r, {}));
+    (void)body;
+    ASSIGN_OR_RETURN(Json session, s.ForkSession(r.caller, r.params.at("id")));
+    return JsonResponse(201, session);
+  });
   add("GET", "/v1/sessions/{id}/notebook", P::kExecutionsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(Json notebook, s.Notebook(r.caller, r.params.at("id")));
     Response response = JsonResponse(200, notebook);

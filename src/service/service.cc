@@ -47,6 +47,12 @@ Status EndedError(const std::string& id, const std::string& reason) {
                                       " was ended by its user; create a new session")
         .WithReason("session_closed");
   }
+  if (reason == "origin_ended") {
+    return Status::FailedPrecondition("session " + id +
+                                      " was a fork, and the session it was forked from ended "
+                                      "(a fork lives inside its origin); create a new session")
+        .WithReason("session_killed");
+  }
   return Status::FailedPrecondition("session " + id + " was killed (" + reason +
                                     "); create a new session")
       .WithReason("session_killed");
@@ -391,7 +397,8 @@ Json Service::SessionJson(const store::SessionRow& row) const {
           {"peak_memory_bytes", row.peak_memory_bytes},
           {"over_expected_duration", over},
           {"limits", limits.is_discarded() ? Json::object() : limits},
-          {"metadata", MetadataOf(row)}};
+          {"metadata", MetadataOf(row)},
+          {"forked_from", row.forked_from.empty() ? Json(nullptr) : Json(row.forked_from)}};
 }
 
 Status Service::QuotaRefused(const auth::Caller& caller, const std::string& target,
@@ -493,6 +500,60 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
     Status recorded = store_->AddSessionInputs(placed);
     if (!recorded.ok()) {  // A session whose inputs are not on record must not run.
       (void)pool->second->EndSession(session->id(), session::EndReason::kClosed);
+      return recorded;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(rows_mu_);
+    active_rows_[row.id] = row;
+  }
+  metrics_->SessionCreated(row.pool);
+  return SessionJson(row);
+}
+
+Result<Json> Service::ForkSession(const auth::Caller& caller, const std::string& id) {
+  ASSIGN_OR_RETURN(std::shared_ptr<session::Session> live, LiveSession(caller, id));
+  ASSIGN_OR_RETURN(store::SessionRow origin, store_->GetSession(id));
+  auto pool = pools_.find(origin.pool);
+  if (pool == pools_.end()) return EndedError(id, "crashed");
+  ASSIGN_OR_RETURN(store::ProjectRow project, store_->GetProject(origin.project_id));
+  ASSIGN_OR_RETURN(std::vector<store::SessionInput> inputs, store_->SessionInputs(id));
+  std::unique_lock<std::mutex> quota_lock(quota_mu_);
+  Status quota = usage::CheckSessionQuotas(*store_, project, NowMs());
+  if (!quota.ok()) return QuotaRefused(caller, id, quota);
+  ASSIGN_OR_RETURN(std::shared_ptr<session::Session> fork, pool->second->ForkSession(id));
+  store::SessionRow row;
+  row.id = fork->id();
+  row.pool = origin.pool;
+  row.status = "active";
+  row.created_at_ms = ToWallMs(fork->created_at());
+  row.last_active_at_ms = ToWallMs(fork->last_active_at());
+  row.expires_at_ms = ToWallMs(fork->expires_at());
+  row.limits_json = LimitsToJson(fork->limits()).dump();
+  row.metadata_json = origin.metadata_json;
+  row.project_id = origin.project_id;
+  row.principal = caller.principal;
+  row.agent_id = origin.agent_id;
+  row.forked_from = id;
+  store::Trail trail;
+  trail.audit = auth::EventBy(caller, "session.fork", row.id, row.created_at_ms);
+  trail.audit->project_id = row.project_id;
+  trail.audit->detail_json =
+      Json{{"forked_from", id}, {"pool", row.pool}, {"metadata", MetadataOf(row)}}.dump();
+  Status put = store_->PutSession(row, trail);
+  quota_lock.unlock();
+  if (!put.ok()) {
+    (void)pool->second->EndSession(row.id, session::EndReason::kClosed);
+    return put;
+  }
+  for (store::SessionInput& input : inputs) {
+    input.session_id = row.id;
+    input.placed_at_ms = row.created_at_ms;
+  }
+  if (!inputs.empty()) {
+    Status recorded = store_->AddSessionInputs(inputs);
+    if (!recorded.ok()) {  // A session whose inputs are not on record must not run.
+      (void)pool->second->EndSession(row.id, session::EndReason::kClosed);
       return recorded;
     }
   }

@@ -138,6 +138,10 @@ class Service {
   Result<Json> ListSessions(const auth::Caller& caller, const std::string& status,
                             const std::string& project, const store::Page& page);
   Result<Json> EndSession(const auth::Caller& caller, const std::string& id);
+  // A new session with a copy of `id`'s live state (SessionManager::ForkSession), owned by the
+  // caller, in the origin's project, pool, limits and metadata, with the origin's input files on
+  // record as its own. Between cells only (409 session_busy otherwise).
+  Result<Json> ForkSession(const auth::Caller& caller, const std::string& id);
   // Places stored files into the session's /mnt/data; returns what was placed.
   Result<Json> PutSessionFiles(const auth::Caller& caller, const std::string& session_id,
                                const std::vector<std::string>& file_ids);

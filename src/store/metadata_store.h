@@ -112,6 +112,7 @@ struct SessionRow {
   std::string agent_id;           // metadata.agent_id, kept as a column for usage by agent.
   double cpu_ms = 0;              // Summed over its executions (from the cgroup).
   int64_t peak_memory_bytes = 0;  // The highest of its executions.
+  std::string forked_from;        // The session it is a fork of; empty for any other.
 };
 
 struct ExecutionRow {

@@ -173,10 +173,16 @@ CREATE TABLE usage_events (
 CREATE INDEX usage_events_by_time ON usage_events (time_ms);
 )sql";
 
+// A session fork names its origin (empty for every other session).
+constexpr char kMigration4[] = R"sql(
+ALTER TABLE sessions ADD COLUMN forked_from TEXT NOT NULL DEFAULT '';
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "sessions, executions and files", kMigration1},
     {2, "session inputs (lineage)", kMigration2},
     {3, "projects, keys, audit log and usage", kMigration3},
+    {4, "session forks", kMigration4},
 };
 
 }  // namespace

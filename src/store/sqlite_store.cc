@@ -32,8 +32,8 @@ int ClampLimit(int limit) { return std::clamp(limit, 1, kMaxPageLimit); }
 constexpr std::string_view kSessionColumns =
     "id, pool, status, end_reason, created_at_ms, last_active_at_ms, expires_at_ms, ended_at_ms, "
     "limits_json, metadata_json, execution_count, project_id, principal, agent_id, cpu_ms, "
-    "peak_memory_bytes";
-constexpr int kSessionColumnCount = 16;
+    "peak_memory_bytes, forked_from";
+constexpr int kSessionColumnCount = 17;
 
 void BindSession(Statement& s, const SessionRow& row) {
   s.Bind(1, row.id).Bind(2, row.pool).Bind(3, row.status).Bind(4, row.end_reason);
@@ -41,6 +41,7 @@ void BindSession(Statement& s, const SessionRow& row) {
   s.Bind(8, row.ended_at_ms).Bind(9, row.limits_json).Bind(10, row.metadata_json);
   s.Bind(11, row.execution_count).Bind(12, row.project_id).Bind(13, row.principal);
   s.Bind(14, row.agent_id).Bind(15, row.cpu_ms).Bind(16, row.peak_memory_bytes);
+  s.Bind(17, row.forked_from);
 }
 
 SessionRow ReadSession(const Statement& s) {
@@ -61,6 +62,7 @@ SessionRow ReadSession(const Statement& s) {
   row.agent_id = s.ColumnText(13);
   row.cpu_ms = s.ColumnDouble(14);
   row.peak_memory_bytes = s.ColumnInt64(15);
+  row.forked_from = s.ColumnText(16);
   return row;
 }
 
@@ -756,7 +758,8 @@ class SqliteStore : public MetadataStore {
                      "execution_count = excluded.execution_count, "
                      "project_id = excluded.project_id, principal = excluded.principal, "
                      "agent_id = excluded.agent_id, cpu_ms = excluded.cpu_ms, "
-                     "peak_memory_bytes = excluded.peak_memory_bytes"));
+                     "peak_memory_bytes = excluded.peak_memory_bytes, "
+                     "forked_from = excluded.forked_from"));
     BindSession(upsert, row);
     return upsert.Run();
   }

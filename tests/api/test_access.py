@@ -371,6 +371,8 @@ ROUTES = [
     Route("executions.read", "GET", "/v1/sessions/{id}/notebook", target="session"),
     Route("executions.run", "POST", "/v1/sessions/{id}/replay", target="session",
           body=lambda key: {}),
+    Route("sessions.create", "POST", "/v1/sessions/{id}/fork", target="session",
+          body=lambda key: {}),
     Route("audit.read", "GET", "/v1/audit"),
     Route("evidence.export", "GET", "/v1/evidence?session={id}", target="session"),
     Route("whoami", "GET", "/v1/evidence/public-key"),

@@ -12,7 +12,9 @@ whose cells are the session's cells in order with their outputs, and whose metad
 records: session, principal, agent/thread/run ids, each execution's id and timing, the input
 files with their SHA-256. Replay of that (deterministic) session reports every cell equal; a
 session using `random` and `time` reports those cells as different (with a note for the time);
-a session restored from an ended one has its variables and files back.
+a session restored from an ended one has its variables and files back. A fork
+(POST /v1/sessions/{id}/fork) starts from the origin's variables and files, then the two are
+independent; it is refused while a cell runs and ends with its origin.
 """
 
 import base64
@@ -266,6 +268,68 @@ class TestRestore(pycell_server.HttpAssertions, unittest.TestCase):
         self.assertError(ADMIN.post_json("/v1/sessions",
                                          {"restore_from": "sess_00000000000000000000000000"}),
                          404, "not_found")
+
+
+class TestFork(pycell_server.HttpAssertions, unittest.TestCase):
+    def fork(self, session_id):
+        return ADMIN.post_json("/v1/sessions/%s/fork" % session_id, {})
+
+    def test_a_fork_is_a_copy_then_independent(self):
+        upload = pycell_server.expect(ADMIN.upload_raw("in.csv", CSV), 201, "upload")
+        origin = pycell_server.expect(
+            ADMIN.create_session(file_ids=[upload["id"]], metadata={"agent_id": "a9"}), 201,
+            "POST /v1/sessions")
+        pycell_server.expect(ADMIN.execute(
+            origin["id"], "import pandas as pd\ndf = pd.read_csv('/mnt/data/in.csv')\n"
+                          "open('/mnt/data/note.txt', 'w').write('origin')"), 200, "cell")
+        fork = pycell_server.expect(self.fork(origin["id"]), 201, "POST fork")
+        self.assertNotEqual(fork["id"], origin["id"])
+        self.assertEqual(fork["forked_from"], origin["id"])
+        self.assertEqual(fork["status"], "active")
+        self.assertEqual(fork["metadata"]["agent_id"], "a9")
+        self.assertEqual(fork["limits"], origin["limits"])
+        self.assertIsNone(origin.get("forked_from"))
+
+        cell = pycell_server.expect(ADMIN.execute(
+            fork["id"], "df['late'] = df.late * 10\nopen('/mnt/data/note.txt', 'w').write('fork')\n"
+                        "print(int(df.late.sum()))"), 200, "fork cell")
+        self.assertEqual(cell["stdout"], "80\n")
+        self.assertEqual([f["path"] for f in cell["files"]], ["/mnt/data/note.txt"])
+        back = pycell_server.expect(ADMIN.execute(
+            origin["id"], "print(int(df.late.sum()), open('/mnt/data/note.txt').read())"),
+            200, "origin cell")
+        self.assertEqual(back["stdout"], "8 origin\n")
+        # The fork's input is on record as its own: its outputs trace back to the upload.
+        listed = pycell_server.expect(ADMIN.get("/v1/sessions/%s/files" % fork["id"]), 200, "ls")
+        self.assertIn("in.csv", json.dumps(listed))
+        events = pycell_server.expect(ADMIN.get("/v1/audit?action=session.fork"), 200, "audit")
+        mine = [e for e in events["data"] if e["target"] == fork["id"]]
+        self.assertEqual(len(mine), 1, events)
+        self.assertEqual(mine[0]["detail"]["forked_from"], origin["id"])
+
+        # Ending the origin ends the fork, which says why.
+        self.assertEqual(ADMIN.delete("/v1/sessions/" + origin["id"]).status, 200)
+        ended = pycell_server.expect(ADMIN.get("/v1/sessions/" + fork["id"]), 200, "GET fork")
+        self.assertEqual(ended["status"], "ended")
+        self.assertEqual(ended["end_reason"], "origin_ended")
+        self.assertError(self.fork(origin["id"]), 410, "session_closed")
+        gone = ADMIN.execute(fork["id"], "1")
+        self.assertError(gone, 410, "session_killed")
+        self.assertIn("origin", gone.json()["error"]["message"])
+
+    def test_busy_unknown_and_bad_body(self):
+        session = pycell_server.expect(ADMIN.create_session(), 201, "POST /v1/sessions")
+        import threading
+        slow = threading.Thread(target=ADMIN.execute, args=(session["id"], "import time\ntime.sleep(3)"))
+        slow.start()
+        import time
+        time.sleep(1)
+        self.assertError(self.fork(session["id"]), 409, "session_busy")
+        slow.join()
+        self.assertError(ADMIN.post_json("/v1/sessions/%s/fork" % session["id"], {"x": 1}),
+                         400, "invalid_request")
+        self.assertError(self.fork("sess_00000000000000000000000000"), 404, "not_found")
+        ADMIN.delete("/v1/sessions/" + session["id"])
 
 
 if __name__ == "__main__":
