@@ -269,9 +269,17 @@ Result<std::shared_ptr<Session>> SessionManager::ForkSession(const std::string& 
   };
   ASSIGN_OR_RETURN(kernel::ForkedKernel forked, origin->ForkProcesses(copy_files));
   r.kernel = std::move(forked.kernel);
-  RETURN_IF_ERROR(sandbox::mount_ns::ReplaceForkMounts(forked.pid, origin_init, r.dir + "/data",
-                                                       r.dir + "/tmp", limits.tmp_bytes / 4 + 1));
-  if (r.cgroup) RETURN_IF_ERROR(r.cgroup->AddProcess(forked.pid));
+  // The two waits of admission overlap: the mount helper's fork and setns, and the cgroup
+  // write (milliseconds on v1: it waits for an RCU grace period).
+  Status mounted;
+  std::thread mounter([&] {
+    mounted = sandbox::mount_ns::ReplaceForkMounts(forked.pid, origin_init, r.dir + "/data",
+                                                   r.dir + "/tmp", limits.tmp_bytes / 4 + 1);
+  });
+  Status joined = r.cgroup ? r.cgroup->AddProcess(forked.pid) : Status::Ok();
+  mounter.join();
+  RETURN_IF_ERROR(mounted);
+  RETURN_IF_ERROR(joined);
   if (::write(forked.go.get(), "g", 1) != 1) return Status::FromErrno("admit the fork");
   RETURN_IF_ERROR(r.kernel->WaitReady(std::chrono::seconds(30)));
 
