@@ -3,6 +3,8 @@
 // on standard output or into FILE.
 // pycell replay SESSION [--keep]: POST /v1/sessions/{id}/replay, the cells run again in a new
 // session and compared one by one; exit 0 when every cell matches, 1 when one differs.
+// pycell fork SESSION: POST /v1/sessions/{id}/fork, a new session with a copy of the live state;
+// prints the fork's id (the whole session object with --json).
 #include <fcntl.h>
 
 #include <CLI/CLI.hpp>
@@ -71,6 +73,20 @@ int Replay(const ClientFlags& flags, const std::string& session_id, bool keep) {
   return equal ? 0 : 1;
 }
 
+int Fork(const ClientFlags& flags, const std::string& session_id) {
+  auto client = Connect(flags);
+  if (!client.ok()) return Fail(client.status());
+  auto answer = JsonAnswer(
+      (*client)->PostJson("/v1/sessions/" + Escape(session_id) + "/fork", "{}"), **client);
+  if (!answer.ok()) return Fail(answer.status());
+  if (flags.json) {
+    std::cout << Dump(*answer) << "\n";
+  } else {
+    std::cout << Field(*answer, "id") << "\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 std::function<int()> RegisterNotebookCommand(CLI::App& app) {
@@ -79,6 +95,7 @@ std::function<int()> RegisterNotebookCommand(CLI::App& app) {
     NotebookFlags notebook;
     std::string replay_session;
     bool keep = false;
+    std::string fork_session;
   };
   auto state = std::make_shared<State>();
   CLI::App* command = app.add_subcommand(
@@ -93,9 +110,15 @@ std::function<int()> RegisterNotebookCommand(CLI::App& app) {
   AddClientFlags(replay, &state->client);
   replay->add_option("session", state->replay_session, "the session's id (sess_…)")->required();
   replay->add_flag("--keep", state->keep, "keep the replay session (default: end it)");
-  return [state, command, replay]() -> int {
+  CLI::App* fork = app.add_subcommand(
+      "fork", "a new session with a copy of a session's live state (variables, /mnt/data); "
+              "prints its id");
+  AddClientFlags(fork, &state->client);
+  fork->add_option("session", state->fork_session, "the session's id (sess_…)")->required();
+  return [state, command, replay, fork]() -> int {
     if (command->parsed()) return Notebook(state->client, state->notebook);
     if (replay->parsed()) return Replay(state->client, state->replay_session, state->keep);
+    if (fork->parsed()) return Fork(state->client, state->fork_session);
     return -1;
   };
 }

@@ -331,6 +331,24 @@ class TestFork(pycell_server.HttpAssertions, unittest.TestCase):
         self.assertError(self.fork("sess_00000000000000000000000000"), 404, "not_found")
         ADMIN.delete("/v1/sessions/" + session["id"])
 
+    def test_cli_forks(self):
+        session = pycell_server.expect(ADMIN.create_session(), 201, "POST /v1/sessions")
+        pycell_server.expect(ADMIN.execute(session["id"], "word = 'kept'"), 200, "cell")
+        code, out, err = pycell_server.run_pycell(
+            PYCELL, ("fork", session["id"], "--url", SERVER.url(), "--key", SERVER.admin_key),
+            WORK_DIR)
+        self.assertEqual(code, 0, err)
+        fork_id = out.strip()
+        self.assertTrue(fork_id.startswith("sess_"), out)
+        cell = pycell_server.expect(ADMIN.execute(fork_id, "print(word)"), 200, "fork cell")
+        self.assertEqual(cell["stdout"], "kept\n")
+        code, _, err = pycell_server.run_pycell(
+            PYCELL, ("fork", "sess_00000000000000000000000000", "--url", SERVER.url(), "--key",
+                     SERVER.admin_key), WORK_DIR)
+        self.assertNotEqual(code, 0)
+        self.assertIn("not_found", err)
+        ADMIN.delete("/v1/sessions/" + session["id"])
+
 
 if __name__ == "__main__":
     PYCELL, rest = pycell_server.parse_pycell_argument(__doc__)
