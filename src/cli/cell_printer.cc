@@ -95,11 +95,22 @@ Status SaveArtifacts(const session::Session& session, const session::ExecutionRe
     if (!file) return Status::Internal("could not write " + name);
     std::cerr << "saved " << name << "\n";
   }
-  for (const files::FileChange& change : record.files) {
+  // The same bounds as the server's artifacts (session::PlanExport).
+  uint64_t budget = session.limits().data_bytes;
+  session::ExportPlan plan = session::PlanExport(record.files, budget);
+  for (const session::SkippedArtifact& skipped : plan.skipped) {
+    std::cerr << "pycell: not copied: /mnt/data/" << skipped.path << ": " << skipped.reason
+              << "\n";
+  }
+  for (const files::FileChange& change : plan.files) {
     std::string dest = out_dir + "/" + change.path;
     auto slash = dest.rfind('/');
     RETURN_IF_ERROR(MakeDirs(dest.substr(0, slash), 0755));
-    Status copied = session.CopyFileOut(change.path, dest);
+    Status copied = session.CopyFileOut(change.path, dest, budget);
+    struct stat st {};
+    if (copied.ok() && ::stat(dest.c_str(), &st) == 0) {
+      budget -= std::min<uint64_t>(budget, static_cast<uint64_t>(st.st_size));
+    }
     if (!copied.ok()) {
       std::cerr << "pycell: not copied: /mnt/data/" << change.path << ": " << copied.message()
                 << "\n";

@@ -196,12 +196,26 @@ Status SafeDir::CreateFileFrom(const std::string& name, int source_fd, uid_t uid
   return s;
 }
 
-Status SafeDir::CopyOut(const std::string& relative_path, const std::string& dest_path) const {
+Status SafeDir::CopyOut(const std::string& relative_path, const std::string& dest_path,
+                        uint64_t max_bytes) const {
   ASSIGN_OR_RETURN(UniqueFd in, OpenFileForRead(relative_path));
+  struct stat st {};
+  if (::fstat(in.get(), &st) != 0) return Status::FromErrno("fstat " + relative_path);
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    return Status::ResourceExhausted(relative_path + " has " + std::to_string(st.st_size) +
+                                     " bytes, more than the " + std::to_string(max_bytes) +
+                                     " left to copy");
+  }
   std::string temp = dest_path + ".pycell-partial";
   UniqueFd out(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (!out.valid()) return Status::FromErrno("create " + temp);
   Status s = CopyFd(in.get(), out.get(), relative_path);
+  struct stat copied {};
+  if (s.ok() && (::fstat(out.get(), &copied) != 0 ||
+                 static_cast<uint64_t>(copied.st_size) > max_bytes)) {
+    s = Status::ResourceExhausted(relative_path + " grew past the " + std::to_string(max_bytes) +
+                                  " bytes left to copy");
+  }
   if (s.ok() && ::rename(temp.c_str(), dest_path.c_str()) != 0) {
     s = Status::FromErrno("rename to " + dest_path);
   }

@@ -55,8 +55,11 @@ class SafeDir {
   // and copies `source_fd`'s content into it. Refuses to replace anything already there.
   Status CreateFileFrom(const std::string& name, int source_fd, uid_t uid, gid_t gid) const;
   // Copies the regular file `relative_path` to `dest_path` on the host (created 0644, replacing
-  // a regular file there). Never follows a link on the session's side.
-  Status CopyOut(const std::string& relative_path, const std::string& dest_path) const;
+  // a regular file there). Never follows a link on the session's side. A file of more than
+  // `max_bytes` (when it is opened, or by growing during the copy) is refused, and nothing is
+  // left at `dest_path`.
+  Status CopyOut(const std::string& relative_path, const std::string& dest_path,
+                 uint64_t max_bytes = UINT64_MAX) const;
   // Copies the whole tree into the empty folder `dest` (a session fork's /mnt/data or /tmp):
   // folders, regular files (holes kept: a sparse file stays sparse) and symbolic links as links
   // (never followed), all owned by uid/gid, modes without set-id bits; anything else (FIFOs,

@@ -33,7 +33,6 @@ using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-constexpr size_t kMaxArtifactsPerExecution = 100;
 
 // The error a client gets for a session that no longer runs, typed by why it ended.
 Status EndedError(const std::string& id, const std::string& reason) {
@@ -743,9 +742,11 @@ Result<store::FileRow> Service::StoreArtifact(session::Session& session,
                                               const store::SessionRow& owner,
                                               const auth::Caller& caller,
                                               const std::string& execution_id,
-                                              const files::FileChange& change) {
+                                              const files::FileChange& change,
+                                              uint64_t max_bytes) {
   ASSIGN_OR_RETURN(UniqueFd fd, session.OpenFile(change.path));
-  ASSIGN_OR_RETURN(auto writer, blobs_->NewWriter(session.limits().max_file_bytes));
+  ASSIGN_OR_RETURN(auto writer,
+                   blobs_->NewWriter(std::min(session.limits().max_file_bytes, max_bytes)));
   RETURN_IF_ERROR(writer->WriteFrom(fd.get()));
   // The project the session belongs to pays for its outputs.
   ASSIGN_OR_RETURN(store::ProjectRow project, store_->GetProject(owner.project_id));
@@ -804,17 +805,18 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
 
   std::vector<store::FileRow> artifacts;
   std::unique_lock<std::mutex> blob_lock(blob_mu_);
-  for (const files::FileChange& change : record.files) {
-    if (artifacts.size() >= kMaxArtifactsPerExecution) {
-      record.artifacts_skipped.push_back({change.path, "too many files in one execution"});
-      continue;
-    }
-    auto row = StoreArtifact(*session, owner, caller, record.id, change);
+  session::ExportPlan plan = session::PlanExport(record.files, session->limits().data_bytes);
+  record.artifacts_skipped = std::move(plan.skipped);
+  uint64_t budget = session->limits().data_bytes;
+  for (const files::FileChange& change : plan.files) {
+    // A file may have grown since it was listed: what is stored stays within the budget.
+    auto row = StoreArtifact(*session, owner, caller, record.id, change, budget);
     if (!row.ok()) {
       // A file that vanished, became a link or grew past the limit is not an artifact.
       record.artifacts_skipped.push_back({change.path, row.status().message()});
       continue;
     }
+    budget -= std::min<uint64_t>(budget, static_cast<uint64_t>(row->bytes));
     record.artifacts.push_back({row->id, row->filename, row->path,
                                 static_cast<uint64_t>(row->bytes), row->sha256,
                                 row->media_type});

@@ -289,7 +289,7 @@ class Service {
   void EmitAudit(const audit::AuditEvent& event);
   Result<store::FileRow> StoreArtifact(session::Session& session, const store::SessionRow& owner,
                                        const auth::Caller& caller, const std::string& execution_id,
-                                       const files::FileChange& change);
+                                       const files::FileChange& change, uint64_t max_bytes);
   Json FileJson(const store::FileRow& row) const;
   static constexpr int kMaxLineageDepth = 16;
   Result<Json> ProducedBy(const auth::Caller& caller, const store::FileRow& output, int depth,

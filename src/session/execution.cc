@@ -94,4 +94,24 @@ std::string ExecutionRecord::ToJson(int indent) const {
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }
 
+ExportPlan PlanExport(const std::vector<files::FileChange>& changed, uint64_t budget_bytes) {
+  ExportPlan plan;
+  uint64_t used = 0;
+  for (const files::FileChange& change : changed) {
+    if (plan.files.size() >= kMaxExportedFiles) {
+      plan.skipped.push_back({change.path, "more than " + std::to_string(kMaxExportedFiles) +
+                                               " files in one execution"});
+    } else if (change.bytes > budget_bytes - used) {
+      plan.skipped.push_back(
+          {change.path, "the files of one execution may total " + std::to_string(budget_bytes) +
+                            " bytes (the session's /mnt/data quota, sparse files at their full "
+                            "size); this one would pass it"});
+    } else {
+      used += change.bytes;
+      plan.files.push_back(change);
+    }
+  }
+  return plan;
+}
+
 }  // namespace pycell::session

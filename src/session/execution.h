@@ -62,6 +62,17 @@ struct ExecutionRecord {
   std::string ToJson(int indent = -1) const;
 };
 
+// What of one execution's changed files may leave the session — as the server's artifacts or
+// the CLI's --out — in path order: at most kMaxExportedFiles files, and at most `budget_bytes`
+// (the session's /mnt/data quota) counted in logical size, since a copy writes every byte of a
+// sparse file that costs the session next to nothing. The rest are skipped, each with why.
+inline constexpr size_t kMaxExportedFiles = 100;
+struct ExportPlan {
+  std::vector<files::FileChange> files;
+  std::vector<SkippedArtifact> skipped;
+};
+ExportPlan PlanExport(const std::vector<files::FileChange>& changed, uint64_t budget_bytes);
+
 // One output as the record shows it ({"output_type", "data", "metadata"}), as JSON text: for
 // adapters that stream outputs before the record exists.
 std::string OutputToJson(const kernel::Output& output, int execution_count);

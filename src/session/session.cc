@@ -183,11 +183,12 @@ Result<files::DirSnapshot> Session::ListFiles() const {
   return dir.Snapshot();
 }
 
-Status Session::CopyFileOut(const std::string& relative_path, const std::string& dest) const {
+Status Session::CopyFileOut(const std::string& relative_path, const std::string& dest,
+                            uint64_t max_bytes) const {
   std::lock_guard<std::mutex> lock(state_mu_);
   if (end_reason_ != EndReason::kNone) return Status::FailedPrecondition("session has ended");
   ASSIGN_OR_RETURN(auto dir, files::SafeDir::Open(resources_.dir + "/data"));
-  return dir.CopyOut(relative_path, dest);
+  return dir.CopyOut(relative_path, dest, max_bytes);
 }
 
 Result<UniqueFd> Session::OpenFile(const std::string& relative_path) const {

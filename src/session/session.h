@@ -83,7 +83,8 @@ class Session {
   // Files in /mnt/data.
   Status PutFile(const std::string& name, int source_fd);
   Result<files::DirSnapshot> ListFiles() const;
-  Status CopyFileOut(const std::string& relative_path, const std::string& dest_path) const;
+  Status CopyFileOut(const std::string& relative_path, const std::string& dest_path,
+                     uint64_t max_bytes = UINT64_MAX) const;
   // Opens a regular file under /mnt/data for reading, never following a link the code planted.
   Result<UniqueFd> OpenFile(const std::string& relative_path) const;
 

@@ -560,5 +560,26 @@ TEST_F(SessionTest, ForkHasItsOwnCgroupAndItsCodeGainsNothing) {
   EXPECT_EQ(r.stdout_text, "-1 1\n-1 1\n");
 }
 
+// What one execution may export: by logical size (sparse files at their full size) within the
+// data quota, and at most kMaxExportedFiles files; the rest skipped with the reason.
+TEST(PlanExportTest, BoundsFilesAndLogicalBytes) {
+  constexpr uint64_t kMiB = 1 << 20;
+  std::vector<files::FileChange> changed = {
+      {"a", 400 * kMiB, true}, {"b", 400 * kMiB, true}, {"c", 400 * kMiB, true}, {"d", 1, true}};
+  ExportPlan plan = PlanExport(changed, 1024 * kMiB);
+  ASSERT_EQ(plan.files.size(), 3u);
+  EXPECT_EQ(plan.files[2].path, "d");
+  ASSERT_EQ(plan.skipped.size(), 1u);
+  EXPECT_EQ(plan.skipped[0].path, "c");
+  EXPECT_NE(plan.skipped[0].reason.find("quota"), std::string::npos);
+
+  std::vector<files::FileChange> many;
+  for (size_t i = 0; i < kMaxExportedFiles + 5; ++i) many.push_back({std::to_string(i), 1, true});
+  plan = PlanExport(many, 1024 * kMiB);
+  EXPECT_EQ(plan.files.size(), kMaxExportedFiles);
+  EXPECT_EQ(plan.skipped.size(), 5u);
+  EXPECT_TRUE(PlanExport({{"big", 2048 * kMiB, true}}, 1024 * kMiB).files.empty());
+}
+
 }  // namespace
 }  // namespace pycell::session
