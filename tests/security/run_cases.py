@@ -12,6 +12,10 @@ Each case is a Python file `NN_short_name.py` in DIR, run in a fresh session wit
   # expect: <rule>            (one or more lines; every rule must hold for every run)
   # args: <extra pycell flags>  (optional, e.g. --timeout 5 --memory 128m)
   # runs: <N> [parallel]      (optional; default 1. N sessions, one after the other or at once)
+  # known-hole: <why>         (optional) a hole this case shows that is not fixed yet (the README's
+                              "Failing, known" says which): its failure is reported as
+                              `KNOWN-HOLE name` and does not fail the suite; if it passes, the
+                              suite fails until the line is removed
 
 Expectation rules:
   blocked                    status ok, stdout contains "BLOCKED" (the attack was tried and failed)
@@ -22,6 +26,20 @@ Expectation rules:
   out-files=<a>[,<b>...]     (with `--out @OUT_DIR@`) the out folder holds exactly these regular
                              files (paths relative to it) and nothing that is not a file or folder
   out-lacks=<text>           (with `--out @OUT_DIR@`) no file in the out folder contains text
+  out-bytes-at-most=<n>      (with `--out @OUT_DIR@`) the out folder's files hold at most n bytes
+                             in all (their sizes: what the server exported)
+  out-count-at-most=<n>      (with `--out @OUT_DIR@`) the out folder holds at most n files
+  stdout-at-most=<n>         the record's stdout is at most n bytes (UTF-8)
+  stderr-contains=<text>     the record's stderr contains text
+  result-contains=<text>     a text/plain output of the record (the cell's value, a display)
+                             contains text
+  finishes-within=<s>        pycell returns within s seconds of its start (it is killed at s + 5,
+                             so a hang costs no more than that)
+  runs-overlap               (with `runs: N parallel`) the runs' cells were all running at one
+                             moment (from each record's started_at and duration_ms), so a case
+                             that looks for the other session really had one to find
+  host-absent=<glob>         nothing on the host matches glob after the case (where an escape
+                             would have written)
 
 Rules that hold for every case, whatever it expects:
   - pycell prints one JSON record and never fails itself (exit code 2), and exit code 0 goes with
@@ -44,7 +62,16 @@ a temporary copy):
   @HOST_IPS@      the host's own non-loopback IPv4 addresses, comma-separated
   @HOST_SECRET_FILE@ a host file (mode 0644, in a world-searchable folder) holding @HOST_SECRET@
   @HOST_SECRET@   a random marker: no session may ever produce it
+  @HOST_SECRET_DIR@ the folder of @HOST_SECRET_FILE@ (removed with everything in it at the end)
   @OUT_DIR@       a fresh empty folder, per run, removed afterwards
+  @HOST_ESCAPE_NAME@ a name unique to this runner (pycell-sec-escape-<pid>): escapes aim at
+                  /tmp/<it>... and `host-absent=/tmp/@HOST_ESCAPE_NAME@*` checks none landed
+  @EVIL_ZIP@, @EVIL_TAR@ hostile archives the runner builds (for `--file`, so they arrive in
+                  /mnt/data as evil.zip and evil.tar): members named ../../..(x12)/tmp/
+                  @HOST_ESCAPE_NAME@-* and /tmp/@HOST_ESCAPE_NAME@-*, symlinks to the host secret
+                  file, its folder, /usr/lib and upwards with members written through them, hard
+                  links to /etc/shadow and the secret file, a device node and a setuid file; see
+                  hostile_archives() for the exact members
 
 pycell runs with the runner's environment plus PYCELL_SEC_CANARY=canary-<random>, a variable no
 session may see.
@@ -55,7 +82,10 @@ Exit code 0 only when every case passed. Cases run one after the other.
 """
 
 import argparse
+import calendar
 import ctypes
+import glob
+import io
 import json
 import os
 import re
@@ -63,8 +93,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+import zipfile
 
 HEADER_RE = re.compile(r"^#\s*([a-z]+):\s*(.*?)\s*$")
 KNOWN_STATUSES = {"ok", "error", "timeout", "crashed"}
@@ -84,6 +116,7 @@ class Case:
         self.runs = 1
         self.parallel = False
         self.problems = []
+        self.known_hole = ""
         with open(path, encoding="utf-8") as f:
             self.code = f.read()
         for line in self.code.splitlines():
@@ -101,6 +134,8 @@ class Case:
                 self.expects.append(value)
             elif key == "args":
                 self.args = value.split()
+            elif key == "known-hole":
+                self.known_hole = value
             elif key == "runs":
                 parts = value.split()
                 self.runs = int(parts[0])
@@ -120,7 +155,7 @@ class Case:
 
 
 def check_rule_syntax(rule):
-    if rule in ("blocked", "differs-between-sessions"):
+    if rule in ("blocked", "differs-between-sessions", "runs-overlap"):
         return None
     key, sep, value = rule.partition("=")
     if not sep or not value:
@@ -128,8 +163,11 @@ def check_rule_syntax(rule):
     if key == "status":
         bad = [s for s in value.split("|") if s not in KNOWN_STATUSES]
         return "unknown status in '%s'" % rule if bad else None
-    if key in ("end-reason", "stdout-contains", "out-files", "out-lacks"):
+    if key in ("end-reason", "stdout-contains", "out-files", "out-lacks", "stderr-contains",
+               "result-contains", "host-absent"):
         return None
+    if key in ("out-bytes-at-most", "out-count-at-most", "stdout-at-most", "finishes-within"):
+        return None if value.isdigit() else "'%s' needs a whole number" % rule
     return "unknown expectation '%s'" % rule
 
 
@@ -168,6 +206,7 @@ class Decoys:
             "@HOST_ABSTRACT@": self.abstract_name,
             "@HOST_SYSV_KEY@": str(self.sysv_key),
             "@HOST_SECRET_FILE@": self.secret_file,
+            "@HOST_SECRET_DIR@": self.secret_dir,
             "@HOST_SECRET@": self.secret,
         }
 
@@ -216,6 +255,48 @@ def host_ipv4_addresses():
     finally:
         probe.close()
     return addresses
+
+
+def hostile_archives(folder, escape_name, secret_file):
+    """Builds evil.zip and evil.tar in folder (readable by all) and returns their paths. Every
+    member that could land outside the extraction folder aims at /tmp/<escape_name>-*, which the
+    cases check on the host with `host-absent`."""
+    up = "../" * 12
+    zip_path = os.path.join(folder, "evil.zip")
+    with zipfile.ZipFile(zip_path, "w") as z:
+        z.writestr(up + "tmp/%s-zip" % escape_name, "written by a ../ zip member\n")
+        z.writestr("/tmp/%s-zip-absolute" % escape_name, "written by an absolute zip member\n")
+        z.writestr("ok/normal.txt", "an ordinary member\n")
+        link = zipfile.ZipInfo("ok/link-to-secret")
+        link.create_system = 3  # Unix, so external_attr holds a mode.
+        link.external_attr = (0o120777 << 16)  # S_IFLNK: a symlink whose target is the data.
+        z.writestr(link, secret_file)
+    tar_path = os.path.join(folder, "evil.tar")
+    with tarfile.open(tar_path, "w", format=tarfile.GNU_FORMAT) as t:
+        def add(name, kind=tarfile.REGTYPE, data=b"", linkname="", mode=0o644, devmajor=0,
+                devminor=0):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.linkname = kind, mode, linkname
+            info.devmajor, info.devminor = devmajor, devminor
+            info.size = len(data) if kind == tarfile.REGTYPE else 0
+            t.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+        add(up + "tmp/%s-tar" % escape_name, data=b"written by a ../ tar member\n")
+        add("/tmp/%s-tar-absolute" % escape_name, data=b"written by an absolute tar member\n")
+        add("link-to-secret", tarfile.SYMTYPE, linkname=secret_file)
+        add("link-to-secret-dir", tarfile.SYMTYPE, linkname=os.path.dirname(secret_file))
+        add("link-to-secret-dir/%s-planted" % escape_name,
+            data=b"written through a symlink to a host folder\n")
+        add("link-to-usr", tarfile.SYMTYPE, linkname="/usr/lib")
+        add("link-to-usr/%s-planted" % escape_name, data=b"written through a symlink to /usr\n")
+        add("link-up", tarfile.SYMTYPE, linkname=up.rstrip("/"))
+        add("link-up/tmp/%s-tar-via-link" % escape_name, data=b"written through link-up\n")
+        add("hardlink-to-shadow", tarfile.LNKTYPE, linkname="/etc/shadow")
+        add("hardlink-to-secret", tarfile.LNKTYPE, linkname=secret_file)
+        add("dev-mem", tarfile.CHRTYPE, devmajor=1, devminor=1, mode=0o666)
+        add("setuid-sh", data=b"#!/bin/sh\nid\n", mode=0o4755)
+    for path in (zip_path, tar_path):
+        os.chmod(path, 0o644)
+    return zip_path, tar_path
 
 
 def subordinate_uid_range():
@@ -347,7 +428,12 @@ class Run:
         self.problem = None
         self.proc = None
         self.started = None
+        self.elapsed = None
         self.session_id = None
+        self.finishes_within = None
+        for rule in self.expects:
+            if rule.startswith("finishes-within="):
+                self.finishes_within = int(rule.partition("=")[2])
 
     def start(self):
         # The binary may be relinked under us (a build in progress): retry for a while.
@@ -368,6 +454,8 @@ class Run:
     def finish(self, timeout):
         if self.proc is None:
             return
+        if self.finishes_within is not None:
+            timeout = min(timeout, self.finishes_within + 5)
         remaining = max(1.0, timeout - (time.monotonic() - self.started))
         try:
             self.raw_stdout, self.raw_stderr = self.proc.communicate(timeout=remaining)
@@ -376,6 +464,7 @@ class Run:
             self.raw_stdout, self.raw_stderr = self.proc.communicate()
             self.problem = "pycell did not finish within %.0f s (killed)" % timeout
             return
+        self.elapsed = time.monotonic() - self.started
         self.returncode = self.proc.returncode
         try:
             self.record = json.loads(self.raw_stdout)
@@ -459,6 +548,32 @@ def check_run(case, run):
                     why.append("out folder holds %s, expected %s" % (files, want))
                 if odd:
                     why.append("out folder holds %s" % ", ".join(odd))
+            elif key == "out-bytes-at-most" or key == "out-count-at-most":
+                files, _ = out_dir_listing(run.out_dir)
+                if key == "out-count-at-most" and len(files) > int(value):
+                    why.append("out folder holds %d files, expected at most %s" % (
+                        len(files), value))
+                total = sum(os.lstat(os.path.join(run.out_dir, f)).st_size for f in files)
+                if key == "out-bytes-at-most" and total > int(value):
+                    why.append("out folder holds %d bytes in %d files, expected at most %s" % (
+                        total, len(files), value))
+            elif key == "stdout-at-most" and len(stdout.encode()) > int(value):
+                why.append("stdout holds %d bytes, expected at most %s" % (
+                    len(stdout.encode()), value))
+            elif key == "stderr-contains" and value not in str(r.get("stderr", "")):
+                why.append("stderr does not contain %r" % value)
+            elif key == "result-contains":
+                texts = [str((o.get("data") or {}).get("text/plain", ""))
+                         for o in r.get("outputs") or [] if isinstance(o, dict)]
+                if not any(value in t for t in texts):
+                    why.append("no text/plain output contains %r (outputs: %s)" % (
+                        value, " | ".join(texts)[:500]))
+            elif key == "finishes-within" and run.elapsed is not None and run.elapsed > int(value):
+                why.append("pycell took %.1f s, expected at most %s" % (run.elapsed, value))
+            elif key == "host-absent":
+                found = glob.glob(value)
+                if found:
+                    why.append("found on the host: %s" % ", ".join(sorted(found)))
             elif key == "out-lacks":
                 for root, _, names in os.walk(run.out_dir):
                     for name in names:
@@ -471,11 +586,28 @@ def check_run(case, run):
     return why
 
 
+def cell_window(record):
+    """(start, end) of a record's cell in seconds since the epoch, or None."""
+    try:
+        stamp, _, millis = str(record["started_at"]).rstrip("Z").partition(".")
+        start = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S")) + int(millis or 0) / 1000
+        return start, start + float(record["duration_ms"]) / 1000
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
 def check_between_runs(case, runs):
-    if "differs-between-sessions" not in case.expects:
-        return []
-    seen = {}
     why = []
+    if "runs-overlap" in case.expects:
+        windows = [cell_window(run.record) for run in runs if run.record is not None]
+        if len(windows) < 2 or None in windows:
+            why.append("runs-overlap: needs two or more records with started_at and duration_ms")
+        elif max(w[0] for w in windows) >= min(w[1] for w in windows):
+            why.append("the runs' cells never ran at the same time (%s): nothing was tested" % (
+                ", ".join("%.1f-%.1f" % w for w in windows)))
+    if "differs-between-sessions" not in case.expects:
+        return why
+    seen = {}
     for i, run in enumerate(runs):
         if run.record is None:
             continue
@@ -540,12 +672,19 @@ def main():
     cases = [Case(p) for p in paths if args.filter in os.path.basename(p)]
     uid_range = subordinate_uid_range()
     decoys = Decoys()
+    fixtures = tempfile.mkdtemp(prefix="pycell-sec-fixtures-")
+    os.chmod(fixtures, 0o755)
+    escape_name = "pycell-sec-escape-%d" % os.getpid()
+    evil_zip, evil_tar = hostile_archives(fixtures, escape_name, decoys.secret_file)
     subs = dict(decoys.substitutions(), **{
         "@STATE_DIR@": args.state_dir,
         "@RUNNER_PID@": str(os.getpid()),
         "@HOST_IPS@": ",".join(host_ipv4_addresses()),
+        "@HOST_ESCAPE_NAME@": escape_name,
+        "@EVIL_ZIP@": evil_zip,
+        "@EVIL_TAR@": evil_tar,
     })
-    passed = failed = 0
+    passed = failed = known = 0
     all_session_ids = []
     started = time.monotonic()
     try:
@@ -556,7 +695,15 @@ def main():
             case_started = time.monotonic()
             why, runs = run_case(case, args, subs, uid_range, decoys, all_session_ids)
             took = time.monotonic() - case_started
-            if why:
+            if why and case.known_hole:
+                known += 1
+                print("KNOWN-HOLE %s: %s  [%.1fs]" % (case.name, case.known_hole, took))
+                print("    failed as expected: %s" % "; ".join(why)[:2000])
+            elif not why and case.known_hole:
+                failed += 1
+                print("FAIL %s: passes now; remove its '# known-hole:' line and its entry in the "
+                      "README's \"Failing, known\"  [%.1fs]" % (case.name, took))
+            elif why:
                 failed += 1
                 print("FAIL %s: %s  [%.1fs]" % (case.name, "; ".join(why), took))
                 print("    case: %s" % case.what)
@@ -583,8 +730,15 @@ def main():
                       "left; no decoy reached)")
     finally:
         decoys.close()
+        shutil.rmtree(fixtures, ignore_errors=True)
+        # Escapes were reported by the cases' host-absent rules; leave the host as it was.
+        for path in glob.glob("/tmp/%s*" % escape_name) + glob.glob("/usr/lib/%s*" % escape_name):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
     print("suite runtime: %.1f s" % (time.monotonic() - started))
-    print("%d passed, %d failed" % (passed, failed))
+    print("%d passed, %d failed, %d known holes" % (passed, failed, known))
     return 0 if failed == 0 and passed > 0 else 1
 
 
