@@ -223,6 +223,34 @@ Status SafeDir::CopyOut(const std::string& relative_path, const std::string& des
   return s;
 }
 
+Status SafeDir::RemoveFile(const std::string& relative_path) const {
+  size_t slash = relative_path.rfind('/');
+  std::string parent = slash == std::string::npos ? "" : relative_path.substr(0, slash);
+  std::string name = slash == std::string::npos ? relative_path : relative_path.substr(slash + 1);
+  if (relative_path.empty() || relative_path[0] == '/' || !IsSafeFileName(name)) {
+    return Status::InvalidArgument("'" + relative_path + "' is not a path under /mnt/data");
+  }
+  UniqueFd dir(parent.empty() ? ::fcntl(root_.get(), F_DUPFD_CLOEXEC, 0)
+                              : OpenBeneath(root_.get(), parent, O_RDONLY | O_DIRECTORY));
+  if (!dir.valid()) {
+    if (errno == ENOENT) return Status::NotFound("no file " + relative_path + " in /mnt/data");
+    return ErrnoStatus("open the folder of " + relative_path, errno);
+  }
+  struct stat st {};
+  if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return Status::NotFound("no file " + relative_path + " in /mnt/data");
+    return Status::FromErrno("stat " + relative_path);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    return Status::InvalidArgument(relative_path + " is a folder; only files are removed");
+  }
+  if (::unlinkat(dir.get(), name.c_str(), 0) != 0) {
+    if (errno == ENOENT) return Status::NotFound("no file " + relative_path + " in /mnt/data");
+    return ErrnoStatus("remove " + relative_path, errno);
+  }
+  return Status::Ok();
+}
+
 namespace {
 // Copies the data of `from` into `to` segment by segment (SEEK_DATA / SEEK_HOLE), so the holes
 // of a sparse file stay holes instead of becoming zeros that fill the destination's quota.

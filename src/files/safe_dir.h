@@ -60,6 +60,9 @@ class SafeDir {
   // left at `dest_path`.
   Status CopyOut(const std::string& relative_path, const std::string& dest_path,
                  uint64_t max_bytes = UINT64_MAX) const;
+  // Removes the file or link `relative_path` beneath the root (a link itself, never its target;
+  // no link followed on the way). NotFound when absent; folders are refused.
+  Status RemoveFile(const std::string& relative_path) const;
   // Copies the whole tree into the empty folder `dest` (a session fork's /mnt/data or /tmp):
   // folders, regular files (holes kept: a sparse file stays sparse) and symbolic links as links
   // (never followed), all owned by uid/gid, modes without set-id bits; anything else (FIFOs,

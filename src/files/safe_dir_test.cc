@@ -496,5 +496,56 @@ TEST_F(SafeDirTest, FallbackWithoutOpenat2RefusesFilesOnOtherMounts) {
   RunWithoutOpenat2([&] { EXPECT_FALSE(dir_->OpenFileForRead("mnt/f").ok()); });
 }
 
+TEST_F(SafeDirTest, RemoveFileRemovesFilesAndLinksButNeverWhatTheyPointAt) {
+  PlantHostileTree();
+  ASSERT_OK(dir_->RemoveFile("sub/b.txt"));
+  EXPECT_FALSE(Exists(In("sub/b.txt")));
+  ASSERT_OK(dir_->RemoveFile("file_link"));  // The link goes; the secret stays.
+  EXPECT_FALSE(Exists(In("file_link")));
+  EXPECT_EQ(ReadFile(outside_ + "/secret"), "SECRET");
+  EXPECT_TRUE(dir_->RemoveFile("a.txt").ok());
+  EXPECT_TRUE(dir_->RemoveFile("a.txt").IsNotFound());
+}
+
+TEST_F(SafeDirTest, RemoveFileRefusesFoldersAndPathsThatLeaveTheRoot) {
+  PlantHostileTree();
+  // Through a link to a folder outside, up and out, absolute, a folder itself.
+  for (const char* path : {"dir_link/secret", "../outside/secret", "sub/../../outside/secret",
+                           "/etc/passwd", "sub", "sub/deeper", "", "proc_link/etc/hostname"}) {
+    EXPECT_FALSE(dir_->RemoveFile(path).ok()) << path;
+  }
+  EXPECT_EQ(ReadFile(outside_ + "/secret"), "SECRET");
+  EXPECT_TRUE(Exists(In("sub/deeper/c.bin")));
+}
+
+TEST_F(SafeDirTest, CopyTreeToCopiesFilesFoldersAndLinksAsLinks) {
+  PlantHostileTree();
+  ASSERT_EQ(::truncate(In("a.txt").c_str(), 64 << 20), 0);  // Sparse: 64 MiB, one page used.
+  std::string dest = base_ + "/copy";
+  ASSERT_EQ(::mkdir(dest.c_str(), 0700), 0);
+  ASSERT_OK(dir_->CopyTreeTo(dest, ::getuid(), ::getgid()));
+  EXPECT_EQ(ReadFile(dest + "/sub/b.txt"), "bravo");
+  EXPECT_EQ(ReadFile(dest + "/sub/deeper/c.bin"), std::string("char\0lie", 8));
+  struct stat st {};
+  ASSERT_EQ(::stat((dest + "/a.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 64 << 20);
+  EXPECT_LT(st.st_blocks * 512, 1 << 20) << "the copy of a sparse file is not sparse";
+  char target[256] = {};
+  ASSERT_GT(::readlink((dest + "/file_link").c_str(), target, sizeof target - 1), 0);
+  EXPECT_EQ(std::string(target), outside_ + "/secret");  // A link, not the secret's bytes.
+  ASSERT_EQ(::lstat((dest + "/file_link").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  EXPECT_FALSE(Exists(dest + "/fifo"));
+  EXPECT_FALSE(Exists(dest + "/socket"));
+}
+
+TEST_F(SafeDirTest, CopyOutRefusesAFileLargerThanItsBudget) {
+  WriteFile(In("big"), std::string(4096, 'b'));
+  std::string dest = base_ + "/copied";
+  EXPECT_FALSE(dir_->CopyOut("big", dest, 4095).ok());
+  EXPECT_FALSE(Exists(dest));
+  EXPECT_OK(dir_->CopyOut("big", dest, 4096));
+}
+
 }  // namespace
 }  // namespace pycell::files

@@ -116,6 +116,9 @@ struct Aca {
           "the multipart body has no part named \"file\"; send the file as the form field \"file\"");
     }
     ASSIGN_OR_RETURN(Json file, upload->Finish());
+    // Azure replaces a file of the same name; pycell places without replacing, so remove first.
+    Status removed = service->RemoveSessionFile(r.caller, session_id, name).status();
+    if (!removed.ok() && !removed.IsNotFound()) return removed;
     ASSIGN_OR_RETURN(Json placed,
                      service->PutSessionFiles(r.caller, session_id, {file["id"].get<std::string>()}));
     ASSIGN_OR_RETURN(Json listing, service->ListSessionFiles(r.caller, session_id));
@@ -195,15 +198,13 @@ void AddAcaRoutes(Router* router, Service* service, const std::string& prefix) {
         }
         return JsonResponse(200, aca::CurrentFileEntry(file));
       });
-  add("DELETE", "/files/{name}", P::kFilesWrite,
-      [](Aca&, Request&, Contract) -> Result<Response> {
-        // pycell's sessions offer no removal from /mnt/data to the server (the folder is the
-        // sandbox's); code in the session can delete it (os.remove).
-        Response r = ErrorResponse(Status::FailedPrecondition(
-            "deleting a file of /mnt/data through this API is not supported by pycell; run "
-            "os.remove('/mnt/data/<name>') in the session"));
-        r.status = 501;
-        return r;
+  add("DELETE", "/files/{name}", P::kSessionsFiles,
+      [](Aca& a, Request& r, Contract) -> Result<Response> {
+        ASSIGN_OR_RETURN(std::string name,
+                         aca::SessionFileName(r.params.at("name"), /*top_level=*/false));
+        ASSIGN_OR_RETURN(std::string session_id, a.SessionOf(r, /*create=*/false));
+        RETURN_IF_ERROR(a.service->RemoveSessionFile(r.caller, session_id, name).status());
+        return NoContent();
       });
 
   // --- the current contract (2024-10-02-preview and later) ---

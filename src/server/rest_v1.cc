@@ -529,6 +529,10 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
     ASSIGN_OR_RETURN(Json list, s.ListSessionFiles(r.caller, r.params.at("id")));
     return JsonResponse(200, list);
   });
+  add("DELETE", "/v1/sessions/{id}/files/{name}", P::kSessionsFiles, [&s](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(Json removed, s.RemoveSessionFile(r.caller, r.params.at("id"), r.params.at("name")));
+    return JsonResponse(200, removed);
+  });
   add("POST", "/v1/sessions/{id}/executions", P::kExecutionsRun, [&s](Request& r, ResponseStream& stream) {
     return Execute(s, r, stream);
   });

@@ -722,6 +722,18 @@ Result<Json> Service::PutSessionFiles(const auth::Caller& caller, const std::str
   return Json{{"object", "list"}, {"data", placed}};
 }
 
+Result<Json> Service::RemoveSessionFile(const auth::Caller& caller,
+                                        const std::string& session_id, const std::string& path) {
+  ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
+  std::string relative = path.rfind("/mnt/data/", 0) == 0 ? path.substr(10) : path;
+  RETURN_IF_ERROR(session->RemoveFile(relative));
+  store::Trail trail;
+  trail.audit = auth::EventBy(caller, "session.files.delete", session_id, NowMs());
+  trail.audit->detail_json = Json{{"path", "/mnt/data/" + relative}}.dump();
+  RETURN_IF_ERROR(store_->Record(trail));
+  return Json{{"object", "session.file"}, {"path", "/mnt/data/" + relative}, {"deleted", true}};
+}
+
 Result<Json> Service::ListSessionFiles(const auth::Caller& caller, const std::string& session_id) {
   ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
   ASSIGN_OR_RETURN(files::DirSnapshot snapshot, session->ListFiles());

@@ -150,6 +150,10 @@ class Service {
   Status RequireLive(const auth::Caller& caller, const std::string& session_id) {
     return LiveSession(caller, session_id).status();
   }
+  // Removes a file from the session's /mnt/data (`path` relative to it, or starting with
+  // "/mnt/data/"), with a session.files.delete audit event. NotFound when there is none.
+  Result<Json> RemoveSessionFile(const auth::Caller& caller, const std::string& session_id,
+                                 const std::string& path);
   // What is in /mnt/data now.
   Result<Json> ListSessionFiles(const auth::Caller& caller, const std::string& session_id);
   // A file in the session's /mnt/data by its path (relative to it), opened read-only through

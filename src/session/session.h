@@ -83,6 +83,8 @@ class Session {
   // Files in /mnt/data.
   Status PutFile(const std::string& name, int source_fd);
   Result<files::DirSnapshot> ListFiles() const;
+  // Removes a file (or a link, never what it points at) under /mnt/data; not a folder.
+  Status RemoveFile(const std::string& relative_path);
   Status CopyFileOut(const std::string& relative_path, const std::string& dest_path,
                      uint64_t max_bytes = UINT64_MAX) const;
   // Opens a regular file under /mnt/data for reading, never following a link the code planted.

@@ -269,7 +269,21 @@ class TestCurrentContract(unittest.TestCase):
         self.assertIn("lastModifiedAt", one)
         self.assertEqual(USER_A.get(current_url("files/cur.md/content", ident)).body, b"# current")
         self.assertEqual(USER_A.get(current_url("files/none.md", ident)).status, 404)
-        self.assertEqual(USER_A.delete(current_url("files/cur.md", ident)).status, 501)
+        # Uploading the same name again replaces the file, as Azure does.
+        body, ctype = requests_multipart("cur.md", b"# current, second version")
+        up = expect(USER_A.request("POST", current_url("files", ident) + "&path=/mnt/data",
+                                   body=body, headers={"Content-Type": ctype}), 200, "re-upload")
+        self.assertEqual(up["sizeInBytes"], 25)
+        self.assertEqual(USER_A.get(current_url("files/cur.md/content", ident)).body,
+                         b"# current, second version")
+        # DELETE removes it from /mnt/data: the session's code no longer sees it.
+        self.assertEqual(USER_A.delete(current_url("files/cur.md", ident)).status, 204)
+        self.assertEqual(USER_A.get(current_url("files/cur.md", ident)).status, 404)
+        self.assertEqual(USER_A.delete(current_url("files/cur.md", ident)).status, 404)
+        seen = expect(USER_A.post_json(current_url("executions", ident), {
+            "code": "import os; print(os.path.exists('/mnt/data/cur.md'))"}), 202, "exists?")
+        self.assertEqual(seen["result"]["stdout"], "False\n")
+        self.assertEqual(USER_B.delete(current_url("files/cur.md", ident)).status, 404)
         # Session.
         s = expect(USER_A.get(current_url("session", ident)), 200, "GET session")
         self.assertEqual(s["identifier"], ident)

@@ -364,6 +364,8 @@ ROUTES = [
     Route("sessions.files", "POST", "/v1/sessions/{id}/files", target="session",
           body=lambda key: {"file_ids": [WORLD.file_a["id"]]}),
     Route("sessions.files", "GET", "/v1/sessions/{id}/files", target="session"),
+    Route("sessions.files", "DELETE", "/v1/sessions/{id}/files/doomed.txt",
+          target="fresh_session_file"),
     Route("executions.run", "POST", "/v1/sessions/{id}/executions", target="session",
           body=lambda key: {"code": "'run by %s'" % key.label}),
     Route("executions.read", "GET", "/v1/sessions/{id}/executions", target="session"),
@@ -426,6 +428,11 @@ class TestRoleRouteMatrix(AccessTestCase):
         if kind == "fresh_session":
             s = WORLD.session(a1)
             self.addCleanup(ADMIN.delete, "/v1/sessions/" + s["id"])
+            return Obj("session", s["id"], WORLD.a, "user-a1")
+        if kind == "fresh_session_file":
+            s = WORLD.session(a1)
+            self.addCleanup(ADMIN.delete, "/v1/sessions/" + s["id"])
+            a1.execute(s["id"], "open('/mnt/data/doomed.txt', 'w').write('x')")
             return Obj("session", s["id"], WORLD.a, "user-a1")
         if kind == "fresh_key":
             k = WORLD.make_key("doomed-" + serial(), WORLD.a, "user")
