@@ -182,16 +182,27 @@ class ProgressTicker {
 
 // --- the method table -----------------------------------------------------------------------
 
-McpServer::McpServer(ServerInfo info, std::vector<Tool> tools, Authorize authorize)
+McpServer::McpServer(ServerInfo info, std::vector<Tool> tools, Authorize authorize,
+                     ResolveResource resolve, Json resource_templates)
     : info_(std::move(info)),
       tools_(std::move(tools)),
       authorize_(std::move(authorize)),
-      methods_({
-          {"initialize", &McpServer::Initialize},
-          {"ping", &McpServer::Ping},
-          {"tools/list", &McpServer::ListTools},
-          {"tools/call", &McpServer::CallTool},
-      }) {}
+      resolve_(std::move(resolve)),
+      resource_templates_(std::move(resource_templates)),
+      methods_([&] {
+        std::map<std::string, MethodFn> methods = {
+            {"initialize", &McpServer::Initialize},
+            {"ping", &McpServer::Ping},
+            {"tools/list", &McpServer::ListTools},
+            {"tools/call", &McpServer::CallTool},
+        };
+        if (resolve_) {
+          methods["resources/read"] = &McpServer::ReadResource;
+          methods["resources/list"] = &McpServer::ListResources;
+          methods["resources/templates/list"] = &McpServer::ListResourceTemplates;
+        }
+        return methods;
+      }()) {}
 
 Json McpServer::HandleRequest(const Message& request, const CallContext& context) {
   auto method = methods_.find(request.method);
@@ -207,8 +218,10 @@ Json McpServer::HandleRequest(const Message& request, const CallContext& context
     }
   }();
   if (!result.ok()) {
-    int code = result.status().IsInvalidArgument() || result.status().IsNotFound() ? kInvalidParams
-                                                                                   : kInternalError;
+    int code = result.status().reason() == "resource_not_found" ? kResourceNotFound
+               : result.status().IsInvalidArgument() || result.status().IsNotFound()
+                   ? kInvalidParams
+                   : kInternalError;
     return ErrorReply(request.id, code, result.status().message());
   }
   if (result->is_null()) return nullptr;  // Cancelled: no reply.
@@ -231,8 +244,10 @@ Result<Json> McpServer::Initialize(const Message& request, const CallContext&) {
   std::string asked = params["protocolVersion"].get<std::string>();
   std::string version =
       IsSupportedProtocolVersion(asked) ? asked : SupportedProtocolVersions().front();
+  Json capabilities = {{"tools", {{"listChanged", false}}}};
+  if (resolve_) capabilities["resources"] = {{"listChanged", false}, {"subscribe", false}};
   Json result = {{"protocolVersion", version},
-                 {"capabilities", {{"tools", {{"listChanged", false}}}}},
+                 {"capabilities", std::move(capabilities)},
                  {"serverInfo", {{"name", info_.name}, {"version", info_.version}}}};
   if (!info_.instructions.empty()) result["instructions"] = info_.instructions;
   return result;
@@ -319,6 +334,50 @@ Result<Json> McpServer::CallTool(const Message& request, const CallContext& cont
   Json result = {{"content", std::move(outcome->content)}, {"isError", outcome->is_error}};
   if (!outcome->structured.is_null()) result["structuredContent"] = std::move(outcome->structured);
   return result;
+}
+
+Result<Json> McpServer::ReadResource(const Message& request, const CallContext& context) {
+  const Json& params = request.params;
+  if (!params.is_object() || !params.contains("uri") || !params["uri"].is_string()) {
+    return Status::InvalidArgument("Invalid params: resources/read needs params.uri (a string)");
+  }
+  std::string uri = params["uri"].get<std::string>();
+  auto call = resolve_(uri);
+  if (!call.ok()) {
+    return Status::NotFound("Resource not found: " + uri + " (" + call.status().message() + ")")
+        .WithReason("resource_not_found");
+  }
+  auto tool = std::find_if(tools_.begin(), tools_.end(),
+                           [&](const Tool& t) { return t.name == call->tool; });
+  if (tool == tools_.end()) return Status::Internal("no tool " + call->tool + " for " + uri);
+  CallToolContext tool_context(context, authorize_, call->tool, Json(),
+                               [](std::function<void()>) {});
+  Result<ToolResult> ran = tool->handler(call->arguments, tool_context);
+  if (!ran.ok()) {
+    if (!ran.status().IsNotFound()) return ran.status();
+    return Status::NotFound("Resource not found: " + uri + " (" + ran.status().message() + ")")
+        .WithReason("resource_not_found");
+  }
+  const ToolResult& outcome = *ran;
+  for (const Json& item : outcome.content) {
+    if (item.value("type", "") == "resource" && item.contains("resource")) {
+      return Json{{"contents", Json::array({item["resource"]})}};
+    }
+  }
+  std::string why = outcome.content.empty() ? std::string("no content")
+                                            : outcome.content[0].value("text", std::string());
+  return Status::NotFound("Resource not found: " + uri + " (" + why + ")")
+      .WithReason("resource_not_found");
+}
+
+Result<Json> McpServer::ListResources(const Message&, const CallContext&) {
+  // Files are many and short-lived: they are reached by the links tools return and by the
+  // templates, not listed.
+  return Json{{"resources", Json::array()}};
+}
+
+Result<Json> McpServer::ListResourceTemplates(const Message&, const CallContext&) {
+  return Json{{"resourceTemplates", resource_templates_}};
 }
 
 void McpServer::Cancelled(const Message& notification, const CallContext& context) {

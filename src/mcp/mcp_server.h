@@ -45,6 +45,7 @@ inline constexpr int kMethodNotFound = -32601;
 inline constexpr int kInvalidParams = -32602;
 inline constexpr int kInternalError = -32603;
 inline constexpr int kRequestCancelled = -32800;
+inline constexpr int kResourceNotFound = -32002;  // MCP, "Resources": an unknown URI.
 
 // The protocol revisions this server speaks, newest first; initialize answers the client's when
 // it is one of them, else the newest.
@@ -121,6 +122,15 @@ struct CallContext {
   std::function<void(const Json& notification)> notify;
 };
 
+// Resources are read through a tool: a URI names a tool call (e.g. pycell://files/{id} is
+// download_file {file_id}), whose embedded resource is the content, with the tool's permission
+// checks. NotFound for a URI the server does not serve.
+struct ResourceCall {
+  std::string tool;
+  Json arguments;
+};
+using ResolveResource = std::function<Result<ResourceCall>(const std::string& uri)>;
+
 struct ServerInfo {
   std::string name = "pycell";
   std::string version;
@@ -129,7 +139,10 @@ struct ServerInfo {
 
 class McpServer {
  public:
-  McpServer(ServerInfo info, std::vector<Tool> tools, Authorize authorize);
+  // With `resolve`, the server offers resources (resources/read, resources/list,
+  // resources/templates/list with `resource_templates`); without, it has none.
+  McpServer(ServerInfo info, std::vector<Tool> tools, Authorize authorize,
+            ResolveResource resolve = nullptr, Json resource_templates = Json::array());
 
   // The reply to a request (a result or an error), or null when the request was cancelled.
   Json HandleRequest(const Message& request, const CallContext& context);
@@ -146,6 +159,9 @@ class McpServer {
   Result<Json> Ping(const Message& request, const CallContext& context);
   Result<Json> ListTools(const Message& request, const CallContext& context);
   Result<Json> CallTool(const Message& request, const CallContext& context);
+  Result<Json> ReadResource(const Message& request, const CallContext& context);
+  Result<Json> ListResources(const Message& request, const CallContext& context);
+  Result<Json> ListResourceTemplates(const Message& request, const CallContext& context);
   void Cancelled(const Message& notification, const CallContext& context);
 
   static std::string RunningKey(const CallContext& context, const Json& id);
@@ -153,6 +169,8 @@ class McpServer {
   const ServerInfo info_;
   const std::vector<Tool> tools_;
   const Authorize authorize_;
+  const ResolveResource resolve_;
+  const Json resource_templates_;
   const std::map<std::string, MethodFn> methods_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Running>> running_;  // GUARDED_BY(mu_)

@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "common/crypto.h"
+#include "common/ids.h"
 #include "common/utf8.h"
 #include "evidence/signing_key.h"
 #include "service/service.h"
@@ -573,6 +574,38 @@ Tool EndSession(Service* s) {
 }
 
 }  // namespace
+
+Result<ResourceCall> PycellResource(const std::string& uri) {
+  constexpr std::string_view kFiles = "pycell://files/";
+  constexpr std::string_view kSessions = "pycell://sessions/";
+  if (uri.rfind(kFiles, 0) == 0) {
+    std::string id = uri.substr(kFiles.size());
+    if (!IsValidId(id, "file_")) return Status::NotFound("not a file id: " + id);
+    return ResourceCall{"download_file", {{"file_id", id}}};
+  }
+  if (uri.rfind(kSessions, 0) == 0) {
+    std::string rest = uri.substr(kSessions.size());
+    size_t slash = rest.find("/files/");
+    if (slash == std::string::npos || slash + 7 >= rest.size()) {
+      return Status::NotFound("expected pycell://sessions/{session_id}/files/{path}");
+    }
+    std::string session_id = rest.substr(0, slash);
+    if (!IsValidId(session_id, "sess_")) return Status::NotFound("not a session id: " + session_id);
+    return ResourceCall{"download_file",
+                        {{"session_id", session_id}, {"path", rest.substr(slash + 7)}}};
+  }
+  return Status::NotFound("pycell serves pycell://files/… and pycell://sessions/…/files/…");
+}
+
+Json PycellResourceTemplates() {
+  return Json::array(
+      {{{"uriTemplate", "pycell://files/{file_id}"},
+        {"name", "stored file"},
+        {"description", "A stored file (an upload or a file a cell wrote), by its id (file_…)."}},
+       {{"uriTemplate", "pycell://sessions/{session_id}/files/{path}"},
+        {"name", "session file"},
+        {"description", "A file in a live session's /mnt/data, by its path there."}}});
+}
 
 std::vector<Tool> PycellTools(Service* service) {
   return {ExecutePython(service), UploadFile(service),    ListFiles(service),

@@ -22,4 +22,10 @@ inline constexpr uint64_t kMaxEmbeddedBytes = 16ull << 20;
 
 std::vector<Tool> PycellTools(service::Service* service);
 
+// pycell's resources (read through download_file): pycell://files/{file_id} (a stored file, as
+// the artifact links of execute_python name them) and pycell://sessions/{session_id}/files/{path}
+// (a file in a session's /mnt/data).
+Result<ResourceCall> PycellResource(const std::string& uri);
+Json PycellResourceTemplates();
+
 }  // namespace pycell::mcp

@@ -37,7 +37,8 @@ struct McpEndpoint {
                          const std::string& what) -> Status {
                  if (auth::RoleAllows(caller.role, permission)) return Status::Ok();
                  return service->authenticator().Deny(caller, permission, what);
-               }) {}
+               },
+               mcp::PycellResource, mcp::PycellResourceTemplates()) {}
   mcp::McpServer server;
   mcp::McpSessions sessions;
 };

@@ -75,9 +75,12 @@ await attempt("artifact", async () => {
   const byPath = await client.callTool({ name: "download_file", arguments: {
     session_id: sessionId, path: "/mnt/data/bin/raw.bin" } });
   const blob = byPath.content.find((c) => c.type === "resource");
+  // The artifact's link, read as a resource (resources/read).
+  const viaLink = await client.readResource({ uri: "pycell://files/" + csv.file_id });
   const raw = blob && blob.resource.blob ? Buffer.from(blob.resource.blob, "base64") : Buffer.alloc(0);
   check("artifact", links.length === 2 && links.some((l) => l.uri === "pycell://files/" + csv.file_id) &&
                     resource && resource.resource.text === "a,b\n1,2\n" &&
+                    viaLink.contents.length === 1 && viaLink.contents[0].text === "a,b\n1,2\n" &&
                     raw.length === 256 && raw[255] === 255 && byPath.structuredContent.bytes === 256,
         { links, resource: resource && resource.resource, rawLength: raw.length,
           byPath: byPath.structuredContent });

@@ -197,10 +197,46 @@ class TestTransport(unittest.TestCase):
         self.assertEqual(reply.json()["error"]["code"], -32600)
 
     def test_unknown_method(self):
-        reply = post(ADMIN, rpc("resources/list", id="r1"))
+        reply = post(ADMIN, rpc("prompts/list", id="r1"))
         self.assertEqual(reply.status, 200, reply)
         self.assertEqual(reply.json(), {"jsonrpc": "2.0", "id": "r1", "error": {
-            "code": -32601, "message": "Method not found: resources/list"}})
+            "code": -32601, "message": "Method not found: prompts/list"}})
+
+    def result_of(self, reply):
+        self.assertEqual(reply.status, 200, reply)
+        body = reply.json() if reply.header("content-type").startswith("application/json") \
+            else sse_messages(reply.body)[-1]
+        return body
+
+    def test_resources_read_artifacts_and_session_files(self):
+        ran = self.result_of(post(ADMIN, rpc("tools/call", {"name": "execute_python", "arguments": {
+            "code": "open('/mnt/data/r.txt', 'w').write('via resources')"}}, id=7)))
+        structured = ran["result"]["structuredContent"]
+        session_id, artifact = structured["session_id"], structured["artifacts"][0]
+        link = [c for c in ran["result"]["content"] if c["type"] == "resource_link"][0]
+        read = self.result_of(post(ADMIN, rpc("resources/read", {"uri": link["uri"]}, id=8)))
+        self.assertEqual(read["result"]["contents"][0]["text"], "via resources", read)
+        self.assertEqual(read["result"]["contents"][0]["uri"], "pycell://files/" + artifact["file_id"])
+        live = self.result_of(post(ADMIN, rpc("resources/read", {
+            "uri": "pycell://sessions/%s/files/r.txt" % session_id}, id=9)))
+        self.assertEqual(live["result"]["contents"][0]["text"], "via resources", live)
+        for uri in ("pycell://files/file_00000000000000000000000000", "https://example.com/x",
+                    "pycell://sessions/%s/files/absent.txt" % session_id):
+            missing = self.result_of(post(ADMIN, rpc("resources/read", {"uri": uri}, id=10)))
+            self.assertEqual(missing["error"]["code"], -32002, (uri, missing))
+        templates = self.result_of(post(ADMIN, rpc("resources/templates/list", id=11)))
+        self.assertEqual(sorted(t["uriTemplate"] for t in templates["result"]["resourceTemplates"]),
+                         ["pycell://files/{file_id}",
+                          "pycell://sessions/{session_id}/files/{path}"])
+        listed = self.result_of(post(ADMIN, rpc("resources/list", id=12)))
+        self.assertEqual(listed["result"], {"resources": []})
+        # Another project's key reads nothing of it: as for an id that never existed.
+        project = ADMIN.post_json("/v1/projects", {"name": "mcp-other"}).json()
+        key = pycell_server.create_key(ADMIN, "mcp-stranger", project["id"], "user")
+        other = self.result_of(post(ADMIN.with_key(key), rpc("resources/read", {"uri": link["uri"]},
+                                                                id=13)))
+        self.assertEqual(other["error"]["code"], -32002, other)
+        ADMIN.delete("/v1/sessions/" + session_id)
 
     def test_notification_accepted(self):
         reply = post(ADMIN, rpc("notifications/initialized", id=None))
