@@ -67,6 +67,39 @@ Status ErrnoStatus(const std::string& what, int err) {
   return Status::FromErrno(what, err);
 }
 
+// The entries of one folder of a walk, with the checks every walk makes: "." and ".." skipped,
+// each entry counted in `*entries` against the limit (`what` ends the message of going past it),
+// entries that vanished meanwhile or sit on another mount (not `root_dev`) left out. `visit`
+// gets the name and the lstat of each; an error from it ends the walk.
+Status ForEachEntry(int dirfd, dev_t root_dev, const WalkLimits& limits, size_t* entries,
+                    const std::string& what,
+                    const std::function<Status(const std::string&, const struct stat&)>& visit) {
+  int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dup < 0) return Status::FromErrno("reopen folder");
+  DIR* dir = ::fdopendir(dup);
+  if (dir == nullptr) {
+    ::close(dup);
+    return Status::FromErrno("fdopendir");
+  }
+  Status result;
+  while (struct dirent* entry = ::readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    if (++*entries > limits.max_entries) {
+      result = Status::ResourceExhausted("more than " + std::to_string(limits.max_entries) +
+                                         " entries " + what);
+      break;
+    }
+    struct stat st {};
+    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // Raced.
+    if (st.st_dev != root_dev) continue;  // Another mount: never crossed.
+    result = visit(name, st);
+    if (!result.ok()) break;
+  }
+  ::closedir(dir);
+  return result;
+}
+
 }  // namespace
 
 bool IsSafeFileName(const std::string& name) {
@@ -88,25 +121,9 @@ Result<DirSnapshot> SafeDir::Snapshot(const WalkLimits& limits) const {
   std::function<Status(int, const std::string&, int)> walk = [&](int dirfd,
                                                                  const std::string& prefix,
                                                                  int depth) -> Status {
-    int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dup < 0) return Status::FromErrno("reopen folder");
-    DIR* dir = ::fdopendir(dup);
-    if (dir == nullptr) {
-      ::close(dup);
-      return Status::FromErrno("fdopendir");
-    }
-    Status result;
-    while (struct dirent* entry = ::readdir(dir)) {
-      std::string name = entry->d_name;
-      if (name == "." || name == "..") continue;
-      if (++entries > limits.max_entries) {
-        result = Status::ResourceExhausted("more than " + std::to_string(limits.max_entries) +
-                                           " entries under /mnt/data; listing stopped");
-        break;
-      }
-      struct stat st {};
-      if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // Raced.
-      if (st.st_dev != root_st.st_dev) continue;  // Another mount: never crossed.
+    return ForEachEntry(dirfd, root_st.st_dev, limits, &entries,
+                        "under /mnt/data; listing stopped",
+                        [&](const std::string& name, const struct stat& st) -> Status {
       std::string path = prefix.empty() ? name : prefix + "/" + name;
       if (S_ISREG(st.st_mode)) {
         snapshot[path] = {static_cast<uint64_t>(st.st_size),
@@ -115,13 +132,11 @@ Result<DirSnapshot> SafeDir::Snapshot(const WalkLimits& limits) const {
       } else if (S_ISDIR(st.st_mode) && depth < limits.max_depth) {
         // RESOLVE_NO_XDEV: a bind mount of the same file system is refused too.
         UniqueFd child(OpenBeneath(dirfd, name, O_RDONLY | O_DIRECTORY));
-        if (!child.valid()) continue;  // A link, a mount, or removed meanwhile.
-        result = walk(child.get(), path, depth + 1);
-        if (!result.ok()) break;
+        if (!child.valid()) return Status::Ok();  // A link, a mount, or removed meanwhile.
+        return walk(child.get(), path, depth + 1);
       }
-    }
-    ::closedir(dir);
-    return result;
+      return Status::Ok();
+    });
   };
   Status s = walk(root_.get(), "", 0);
   if (!s.ok() && !s.IsResourceExhausted()) return s;
@@ -288,76 +303,50 @@ Status SafeDir::CopyTreeTo(const std::string& dest, uid_t uid, gid_t gid,
   size_t entries = 0;
   std::function<Status(int, int, const std::string&, int)> copy =
       [&](int from_dir, int to_dir, const std::string& prefix, int depth) -> Status {
-    int dup = ::openat(from_dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dup < 0) return Status::FromErrno("reopen folder");
-    DIR* dir = ::fdopendir(dup);
-    if (dir == nullptr) {
-      ::close(dup);
-      return Status::FromErrno("fdopendir");
-    }
-    Status result;
-    while (struct dirent* entry = ::readdir(dir)) {
-      std::string name = entry->d_name;
-      if (name == "." || name == "..") continue;
-      if (++entries > limits.max_entries) {
-        result = Status::ResourceExhausted("more than " + std::to_string(limits.max_entries) +
-                                           " entries to copy; the fork was not made");
-        break;
-      }
+    return ForEachEntry(from_dir, root_st.st_dev, limits, &entries,
+                        "to copy; the fork was not made",
+                        [&](const std::string& name, const struct stat& st) -> Status {
       std::string path = prefix.empty() ? name : prefix + "/" + name;
-      struct stat st {};
-      if (::fstatat(from_dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // Raced.
-      if (st.st_dev != root_st.st_dev) continue;  // Another mount: never crossed.
       mode_t mode = st.st_mode & 0777;
       if (S_ISDIR(st.st_mode)) {
-        if (depth >= limits.max_depth) continue;
+        if (depth >= limits.max_depth) return Status::Ok();
         UniqueFd child(OpenBeneath(from_dir, name, O_RDONLY | O_DIRECTORY));
-        if (!child.valid()) continue;  // Replaced by a link or removed meanwhile.
+        if (!child.valid()) return Status::Ok();  // Replaced by a link or removed meanwhile.
         if (::mkdirat(to_dir, name.c_str(), 0700) != 0) {
-          result = Status::FromErrno("create folder " + path);
-          break;
+          return Status::FromErrno("create folder " + path);
         }
         UniqueFd to_child(
             ::openat(to_dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-        if (!to_child.valid()) {
-          result = Status::FromErrno("open copy of " + path);
-          break;
-        }
-        result = copy(child.get(), to_child.get(), path, depth + 1);
-        if (result.ok() && (::fchown(to_child.get(), uid, gid) != 0 ||
-                            ::fchmod(to_child.get(), mode | S_IRWXU) != 0)) {
-          result = Status::FromErrno("set owner of " + path);
+        if (!to_child.valid()) return Status::FromErrno("open copy of " + path);
+        RETURN_IF_ERROR(copy(child.get(), to_child.get(), path, depth + 1));
+        if (::fchown(to_child.get(), uid, gid) != 0 ||
+            ::fchmod(to_child.get(), mode | S_IRWXU) != 0) {
+          return Status::FromErrno("set owner of " + path);
         }
       } else if (S_ISREG(st.st_mode)) {
         UniqueFd in(OpenBeneath(from_dir, name, O_RDONLY | O_NONBLOCK));
-        if (!in.valid()) continue;
+        if (!in.valid()) return Status::Ok();
         struct stat in_st {};
-        if (::fstat(in.get(), &in_st) != 0 || !S_ISREG(in_st.st_mode)) continue;
+        if (::fstat(in.get(), &in_st) != 0 || !S_ISREG(in_st.st_mode)) return Status::Ok();
         UniqueFd out(::openat(to_dir, name.c_str(),
                               O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-        if (!out.valid()) {
-          result = Status::FromErrno("create copy of " + path);
-          break;
-        }
-        result = CopySparse(in.get(), out.get(), in_st.st_size, path);
-        if (result.ok() &&
-            (::fchown(out.get(), uid, gid) != 0 || ::fchmod(out.get(), mode) != 0)) {
-          result = Status::FromErrno("set owner of " + path);
+        if (!out.valid()) return Status::FromErrno("create copy of " + path);
+        RETURN_IF_ERROR(CopySparse(in.get(), out.get(), in_st.st_size, path));
+        if (::fchown(out.get(), uid, gid) != 0 || ::fchmod(out.get(), mode) != 0) {
+          return Status::FromErrno("set owner of " + path);
         }
       } else if (S_ISLNK(st.st_mode)) {
         char target[4096];
         ssize_t n = ::readlinkat(from_dir, name.c_str(), target, sizeof target - 1);
-        if (n < 0) continue;
+        if (n < 0) return Status::Ok();
         target[n] = '\0';
         if (::symlinkat(target, to_dir, name.c_str()) != 0 ||
             ::fchownat(to_dir, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
-          result = Status::FromErrno("copy link " + path);
+          return Status::FromErrno("copy link " + path);
         }
       }
-      if (!result.ok()) break;
-    }
-    ::closedir(dir);
-    return result;
+      return Status::Ok();
+    });
   };
   return copy(root_.get(), dest_root.get(), "", 0);
 }

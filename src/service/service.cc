@@ -412,6 +412,19 @@ Status Service::QuotaRefused(const auth::Caller& caller, const std::string& targ
   return refusal;
 }
 
+store::SessionRow Service::ActiveRow(const session::Session& session,
+                                     const std::string& pool) const {
+  store::SessionRow row;
+  row.id = session.id();
+  row.pool = pool;
+  row.status = "active";
+  row.created_at_ms = ToWallMs(session.created_at());
+  row.last_active_at_ms = ToWallMs(session.last_active_at());
+  row.expires_at_ms = ToWallMs(session.expires_at());
+  row.limits_json = LimitsToJson(session.limits()).dump();
+  return row;
+}
+
 Result<Json> Service::CreateSession(const auth::Caller& caller,
                                     const CreateSessionRequest& request) {
   auto pool = pools_.find(request.pool);
@@ -464,15 +477,7 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
       return placed.WithContext("placing " + input.id + " in /mnt/data");
     }
   }
-  SessionLimits limits = session->limits();
-  store::SessionRow row;
-  row.id = session->id();
-  row.pool = request.pool;
-  row.status = "active";
-  row.created_at_ms = ToWallMs(session->created_at());
-  row.last_active_at_ms = ToWallMs(session->last_active_at());
-  row.expires_at_ms = ToWallMs(session->expires_at());
-  row.limits_json = LimitsToJson(limits).dump();
+  store::SessionRow row = ActiveRow(*session, request.pool);
   row.metadata_json = request.metadata && !request.metadata->is_null() ? request.metadata->dump() : "{}";
   row.project_id = caller.project_id;
   row.principal = caller.principal;
@@ -521,14 +526,7 @@ Result<Json> Service::ForkSession(const auth::Caller& caller, const std::string&
   Status quota = usage::CheckSessionQuotas(*store_, project, NowMs());
   if (!quota.ok()) return QuotaRefused(caller, id, quota);
   ASSIGN_OR_RETURN(std::shared_ptr<session::Session> fork, pool->second->ForkSession(id));
-  store::SessionRow row;
-  row.id = fork->id();
-  row.pool = origin.pool;
-  row.status = "active";
-  row.created_at_ms = ToWallMs(fork->created_at());
-  row.last_active_at_ms = ToWallMs(fork->last_active_at());
-  row.expires_at_ms = ToWallMs(fork->expires_at());
-  row.limits_json = LimitsToJson(fork->limits()).dump();
+  store::SessionRow row = ActiveRow(*fork, origin.pool);
   row.metadata_json = origin.metadata_json;
   row.project_id = origin.project_id;
   row.principal = caller.principal;

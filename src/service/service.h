@@ -299,6 +299,8 @@ class Service {
   Result<Json> ProducedBy(const auth::Caller& caller, const store::FileRow& output, int depth,
                           std::set<std::string>* seen);
   Json SessionJson(const store::SessionRow& row) const;
+  // The record of a session just made: its id, pool, times and limits, status active.
+  store::SessionRow ActiveRow(const session::Session& session, const std::string& pool) const;
   // After a record naming `sha256` could not be written: removes the blob unless another record
   // names it. REQUIRES: blob_mu_ held.
   void DropUnnamedBlob(const std::string& sha256);

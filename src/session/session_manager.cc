@@ -47,6 +47,14 @@ Status CheckReachableByAll(const std::string& path) {
 struct Pipe {
   UniqueFd read, write;
 };
+
+// Releases whatever a launch or a fork made if it returns early (unless `r` is reset).
+struct ReleaseOnReturn {
+  SessionResources* r;
+  ~ReleaseOnReturn() {
+    if (r) ReleaseSessionResources(r);
+  }
+};
 Result<Pipe> MakePipe() {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return Status::FromErrno("pipe");
@@ -128,12 +136,7 @@ Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& lim
   SessionResources r;
   r.id = NewId("sess_");
   r.dir = config_.runtime_dir + "/sessions/" + r.id;
-  struct Guard {  // Releases whatever was made if we return early.
-    SessionResources* r;
-    ~Guard() {
-      if (r) ReleaseSessionResources(r);
-    }
-  } guard{&r};
+  ReleaseOnReturn guard{&r};
 
   ASSIGN_OR_RETURN(auto lease, sandbox::IdLease::Acquire(*ids_));
   r.ids.emplace(std::move(lease));
@@ -247,12 +250,7 @@ Result<std::shared_ptr<Session>> SessionManager::ForkSession(const std::string& 
   SessionResources r;
   r.id = NewId("sess_");
   r.dir = config_.runtime_dir + "/sessions/" + r.id;
-  struct Guard {  // Releases whatever was made if we return early.
-    SessionResources* r;
-    ~Guard() {
-      if (r) ReleaseSessionResources(r);
-    }
-  } guard{&r};
+  ReleaseOnReturn guard{&r};
   // No id lease of its own: the fork runs as the origin's uids, inside the origin's pid
   // namespace, and cannot outlive it.
   r.user_uid = user->first;
