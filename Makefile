@@ -8,7 +8,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DPYCELL_WERROR=ON
 endif
 
-.PHONY: all deps build run repl test bench bench-http sanitize clean format install uninstall
+.PHONY: all deps build run repl test bench bench-http sanitize fuzz clean format install uninstall
 
 all: build
 
@@ -42,11 +42,18 @@ bench-http: build
 sanitize:
 	ASAN_OPTIONS=detect_leaks=0 $(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DPYCELL_SANITIZE=ON"
 
+# libFuzzer targets for every parser facing the network (fuzz/README.md): built with clang, ASan
+# and UBSan in build-fuzz, each run FUZZ_SECONDS over its seeds and the corpus earlier runs grew
+# (build-fuzz/fuzz-corpus). A crash's input and log land in build-fuzz/fuzz-artifacts/<target>.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	./fuzz/run_fuzzers.sh --build-dir build-fuzz --seconds $(FUZZ_SECONDS)
+
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-fuzz
 
 # `make install` (as root, after `make build`): the binary, the systemd unit, the production
 # configuration and its documentation (docs/production.md). DESTDIR stages the tree elsewhere (for a

@@ -34,8 +34,15 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   TEST_PACKAGES+=(nodejs npm)
 fi
 
+# For the fuzz targets (fuzz/README.md; `make fuzz`, and the fuzz_smoke test of `make test`):
+# libFuzzer comes with clang only. clang gives clang++ (clang-14 on Debian 12); libclang-rt-14-dev
+# holds libFuzzer and the ASan/UBSan runtimes, which clang-14 does not pull in; llvm-14 has
+# llvm-symbolizer, which turns the sanitizers' stacks into file:line.
+FUZZ_PACKAGES=(clang libclang-rt-14-dev llvm-14)
+
 missing=()
-for p in "${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}" "${BENCH_PACKAGES[@]}" "${TEST_PACKAGES[@]}"; do
+for p in "${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}" "${BENCH_PACKAGES[@]}" "${TEST_PACKAGES[@]}" \
+         "${FUZZ_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -73,7 +73,9 @@ Result<ProjectSpec> ProjectSpecFromJson(const Json& body, bool creating) {
           spec.cpu_hours_per_day = v;
           continue;
         }
-        if (v != static_cast<double>(static_cast<int64_t>(v)) || v > 9e15) {
+        // The range first: a double past int64_t's range cast to it is undefined behaviour
+        // (found by fuzz/v1_json_fuzz: a quota of 109223372036854775807, a double in JSON).
+        if (v > 9e15 || v != static_cast<double>(static_cast<int64_t>(v))) {
           return Status::InvalidArgument("quotas." + quota + " must be a whole number");
         }
         int64_t n = static_cast<int64_t>(v);

@@ -43,7 +43,11 @@ Status ServerConfig::Validate() const {
   if (request_timeout.count() <= 0 || keep_alive_timeout.count() <= 0) {
     return Status::InvalidArgument("server timeouts must be at least 1 s");
   }
-  if (max_header_bytes < 1024) return Status::InvalidArgument("max_header_bytes must be ≥ 1k");
+  // The HTTP server hands the limit to Beast as 32 bits: "4g" would become 0 and refuse every
+  // request (fuzz/config_file_fuzz checks that a parsed file can be used as is).
+  if (max_header_bytes < 1024 || max_header_bytes > UINT32_MAX) {
+    return Status::InvalidArgument("max_header_bytes must be ≥ 1k and < 4g");
+  }
   if (!aca_prefix.empty() &&
       (aca_prefix[0] != '/' || aca_prefix.back() == '/' || aca_prefix == "/v1" ||
        aca_prefix.find_first_of("{}?#") != std::string::npos || aca_prefix.find("//") != std::string::npos)) {
