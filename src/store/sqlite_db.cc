@@ -2,7 +2,9 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <utility>
 
 namespace pycell::store {
@@ -44,10 +46,18 @@ Result<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path) {
         "cannot use " + path + " as the metadata database: " + sqlite3_errmsg(raw) +
         "; if it is not a pycell database, move it aside or choose another path");
   };
-  {  // Scoped: the pragma's statement must be finished before the next ones run.
+  // Two processes creating the file at once: switching it to WAL can answer "busy" at once,
+  // without the busy handler, while the other one switches it. Retried for the busy timeout.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
+  for (;;) {  // Scoped: the pragma's statement must be finished before the next ones run.
     Result<Statement> journal = db->Prepare("PRAGMA journal_mode=WAL");
+    Result<bool> row = journal.ok() ? journal->Step() : Result<bool>(journal.status());
+    if (!row.ok() && row.status().code() == StatusCode::kUnavailable &&
+        std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      continue;
+    }
     if (!journal.ok()) return not_usable(journal.status());
-    Result<bool> row = journal->Step();
     if (!row.ok()) return not_usable(row.status());
     // WAL lets readers run while a writer commits. An in-memory database reports "memory" and has
     // nobody else to wait for; anything else means WAL is unsupported where the file lives (some
@@ -58,6 +68,7 @@ Result<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path) {
                               ": cannot switch to WAL (journal_mode is " + mode +
                               "); put it on a local file system");
     }
+    break;
   }
   // synchronous=NORMAL: in WAL mode a commit is safe from corruption and survives the process
   // being killed (the case that matters: kill -9, OOM, a crash); only the last commits before a

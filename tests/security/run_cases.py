@@ -98,7 +98,7 @@ import tempfile
 import time
 import zipfile
 
-HEADER_RE = re.compile(r"^#\s*([a-z]+):\s*(.*?)\s*$")
+HEADER_RE = re.compile(r"^#\s*([a-z-]+):\s*(.*?)\s*$")
 KNOWN_STATUSES = {"ok", "error", "timeout", "crashed"}
 IPC_CREAT = 0o1000
 IPC_RMID = 0
