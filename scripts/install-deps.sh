@@ -23,6 +23,10 @@ RUNTIME_PACKAGES=(
   uidmap
 )
 BENCH_PACKAGES=(python3-jupyter-client python3-ipykernel)
+# bench/compare runs the same workloads through pycell's peers: Jupyter Server's REST API and
+# websocket (python3-jupyter-server; its websocket client is tornado's, which it depends on), a
+# cold python3 inside gVisor (runsc: `runsc do`) and inside bubblewrap (bwrap).
+BENCH_PACKAGES+=(python3-jupyter-server runsc bubblewrap)
 # For the tests: promtool (tests/api/test_metrics.py checks a live scrape with it), and
 # systemd-analyze (tests/packaging verifies the unit; minimal images such as containers lack it),
 # nbformat (tests/api/test_notebooks.py validates exported notebooks), and node and npm
