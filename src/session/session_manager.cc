@@ -456,7 +456,10 @@ bool SessionManager::ExpireOnce() {
       EndReason reason = EndReason::kNone;
       if (s->end_reason() != EndReason::kNone) {
         reason = s->end_reason();  // Ended by its own cell (memory, crash): forget it.
-      } else if (s->OriginEnded()) {
+      } else if (s->OriginEnded() ||
+                 (!s->origin_id().empty() && sessions_.count(s->origin_id()) == 0)) {
+        // Its origin ended, or is being ended by another thread that took it out of the
+        // registry and has not called End yet: either way its processes die with it.
         reason = EndReason::kOriginEnded;
       } else if (now - s->created_at() >= s->limits().active_lifetime) {
         reason = EndReason::kLifetime;
