@@ -15,14 +15,9 @@
 // The client is Beast's synchronous HTTP over one socket per thread: thin enough that the figures
 // are the server's.
 #include <openssl/evp.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdio>
 #include <fstream>
@@ -33,15 +28,13 @@
 #include <thread>
 #include <vector>
 
+#include "bench_server.h"
 #include "samples.h"
 
 namespace pycell::bench {
 namespace {
 
-namespace beast = boost::beast;
 namespace http = boost::beast::http;
-namespace net = boost::asio;
-using net::ip::tcp;
 using nlohmann::json;
 
 constexpr double kRoundTripTargetMs = 1.0;
@@ -77,76 +70,12 @@ constexpr char kUsage[] =
     "  --no-jupyter        skip the Jupyter baseline\n"
     "  --json FILE         also write the results as JSON\n";
 
-// "Bearer <the admin key the server wrote at first start>", sent with every request.
-std::string g_authorization;
-
-// One keep-alive connection.
-class Client {
- public:
-  explicit Client(uint16_t port) : socket_(io_) {
-    socket_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
-    socket_.set_option(tcp::no_delay(true));
-  }
-
-  // Returns the status; the body in *body.
-  int Request(http::verb verb, const std::string& target, const std::string& body_text,
-              std::string* body, const char* content_type = "application/json") {
-    http::request<http::string_body> req{verb, target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    if (!g_authorization.empty()) req.set(http::field::authorization, g_authorization);
-    if (!body_text.empty() || verb == http::verb::post) {
-      req.set(http::field::content_type, content_type);
-      req.body() = body_text;
-      req.prepare_payload();
-    }
-    http::write(socket_, req);
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-    http::read(socket_, buffer_, parser);
-    if (body) *body = std::move(parser.get().body());
-    return parser.get().result_int();
-  }
-
-  // Streams `bytes` of pseudo-random data as a raw upload, in 1 MiB writes.
-  int Upload(const std::string& filename, uint64_t bytes, const std::vector<char>& chunk,
-             std::string* body) {
-    http::request<http::empty_body> req{http::verb::post, "/v1/files?filename=" + filename, 11};
-    req.set(http::field::host, "127.0.0.1");
-    req.set(http::field::authorization, g_authorization);
-    req.set(http::field::content_type, "application/octet-stream");
-    req.content_length(bytes);
-    http::request_serializer<http::empty_body> sr{req};
-    http::write_header(socket_, sr);
-    uint64_t left = bytes;
-    while (left > 0) {
-      size_t n = static_cast<size_t>(std::min<uint64_t>(left, chunk.size()));
-      net::write(socket_, net::buffer(chunk.data(), n));
-      left -= n;
-    }
-    http::response_parser<http::string_body> parser;
-    http::read(socket_, buffer_, parser);
-    if (body) *body = std::move(parser.get().body());
-    return parser.get().result_int();
-  }
-
- private:
-  net::io_context io_;
-  tcp::socket socket_;
-  beast::flat_buffer buffer_;
-};
-
-json Check(int status, const std::string& body, int expected, const char* what) {
-  if (status != expected) {
-    std::cerr << "http_bench: " << what << ": HTTP " << status << ": " << body << "\n";
-    std::exit(1);
-  }
-  return json::parse(body);
-}
+using Client = HttpClient;
 
 std::string NewSession(Client& c) {
   std::string body;
   int status = c.Request(http::verb::post, "/v1/sessions", "{}", &body);
-  return Check(status, body, 201, "create session")["id"];
+  return Expect(status, body, 201, "create session")["id"];
 }
 
 void EndSession(Client& c, const std::string& id) {
@@ -160,25 +89,12 @@ double RunCell(Client& c, const std::string& session, const std::string& code) {
   int status = c.Request(http::verb::post, "/v1/sessions/" + session + "/executions",
                          json{{"code", code}}.dump(), &body);
   double ms = w.ElapsedMs();
-  json record = Check(status, body, 200, "execute");
+  json record = Expect(status, body, 200, "execute");
   if (record["status"] != "ok") {
     std::cerr << "http_bench: the cell failed: " << body << "\n";
     std::exit(1);
   }
   return ms;
-}
-
-bool WaitReady(uint16_t port, int seconds) {
-  for (int i = 0; i < seconds * 10; ++i) {
-    try {
-      Client c(port);
-      std::string body;
-      if (c.Request(http::verb::get, "/readyz", "", &body) == 200) return true;
-    } catch (const std::exception&) {
-    }
-    usleep(100000);
-  }
-  return false;
 }
 
 json SummaryJson(const Summary& s) {
@@ -209,64 +125,18 @@ double Sha256Throughput(const std::vector<char>& chunk, uint64_t bytes) {
 }
 
 int Main(const Flags& flags) {
-  std::string data_dir = flags.data_dir;
-  if (data_dir.empty()) {
-    char tmpl[] = "/tmp/pycell-http-bench-XXXXXX";
-    if (!mkdtemp(tmpl)) {
-      perror("mkdtemp");
-      return 1;
-    }
-    data_dir = tmpl;
-  }
-  // The server, on a free port; its first line names the port.
-  int out[2];
-  if (pipe(out) != 0) return 1;
-  pid_t server = fork();
-  if (server == 0) {
-    dup2(out[1], 1);
-    close(out[0]);
-    close(out[1]);
-    std::vector<const char*> args = {flags.pycell.c_str(), "serve", "--listen", "127.0.0.1:0",
-                                     "--data-dir", data_dir.c_str(), "--runtime-dir",
-                                     flags.runtime_dir.c_str(), "--ready-sessions", "4"};
-    if (!flags.config_path.empty()) {
-      args.push_back("--config");
-      args.push_back(flags.config_path.c_str());
-    }
-    args.push_back(nullptr);
-    execv(flags.pycell.c_str(), const_cast<char* const*>(args.data()));
-    _exit(127);
-  }
-  close(out[1]);
-  FILE* server_out = fdopen(out[0], "r");
-  char line[512] = {};
-  uint16_t port = 0;
-  if (fgets(line, sizeof line, server_out)) {
-    const char* at = std::strstr(line, "http://127.0.0.1:");
-    if (at) port = static_cast<uint16_t>(std::atoi(at + std::strlen("http://127.0.0.1:")));
-  }
-  if (port == 0 || !WaitReady(port, 60)) {
-    std::cerr << "http_bench: the server did not start: " << line << "\n";
-    kill(server, SIGKILL);
-    return 1;
-  }
-  {
-    std::ifstream key_file(data_dir + "/admin.key");
-    std::string key;
-    std::getline(key_file, key);
-    if (key.empty()) {
-      std::cerr << "http_bench: the server wrote no " << data_dir << "/admin.key\n";
-      kill(server, SIGKILL);
-      return 1;
-    }
-    g_authorization = "Bearer " + key;
-  }
+  BenchServer server("http-bench", {.pycell = flags.pycell,
+                                     .data_dir = flags.data_dir,
+                                     .runtime_dir = flags.runtime_dir,
+                                     .config_path = flags.config_path,
+                                     .ready_sessions = 4});
+  server.Start();
   json results = {{"cores", std::thread::hardware_concurrency()}};
   std::printf("pycell over HTTP on loopback (%u cores)\n", std::thread::hardware_concurrency());
 
   // 1. Trivial round trip.
   {
-    Client c(port);
+    Client c = server.Client();
     std::string session = NewSession(c);
     for (int i = 0; i < 50; ++i) RunCell(c, session, "1");  // Warm-up.
     Samples samples;
@@ -279,10 +149,10 @@ int Main(const Flags& flags) {
 
   // 2. New session (warm pool) + first cell.
   {
-    Client c(port);
+    Client c = server.Client();
     Samples create, total;
     for (int i = 0; i < flags.sessions; ++i) {
-      WaitReady(port, 30);  // The pool refilled: each sample is a hand-over.
+      server.WaitReady(30);  // The pool refilled: each sample is a hand-over.
       usleep(200000);
       Stopwatch w;
       std::string session = NewSession(c);
@@ -303,7 +173,7 @@ int Main(const Flags& flags) {
     std::vector<std::unique_ptr<Client>> clients;
     std::vector<std::string> sessions;
     for (int i = 0; i < flags.concurrent; ++i) {
-      clients.push_back(std::make_unique<Client>(port));
+      clients.push_back(std::make_unique<Client>(server.port(), server.authorization()));
       sessions.push_back(NewSession(*clients.back()));
     }
     std::atomic<bool> stop{false};
@@ -346,13 +216,13 @@ int Main(const Flags& flags) {
     }
     uint64_t bytes = flags.upload_mb << 20;
     double sha = Sha256Throughput(chunk, bytes);
-    Client c(port);
+    Client c = server.Client();
     std::string body;
     Stopwatch w;
     // Random bytes pass as a pickle (binary content): the whole path runs, fsync and rename too.
-    int status = c.Upload("big.pkl", bytes, chunk, &body);
+    int status = c.Upload("/v1/files?filename=big.pkl", bytes, chunk, &body);
     double seconds = w.ElapsedMs() / 1000.0;
-    Check(status, body, 201, "upload");
+    Expect(status, body, 201, "upload");
     double rate = static_cast<double>(bytes) / seconds;
     std::printf("  %-34s %8.0f MB/s (%.2f s for %llu MB); OpenSSL SHA-256 %.0f MB/s; ratio %.2f  "
                 "target ≥ %.2f: %s\n",
@@ -364,10 +234,7 @@ int Main(const Flags& flags) {
     results["upload_status"] = status;
   }
 
-  kill(server, SIGTERM);
-  int wstatus = 0;
-  waitpid(server, &wstatus, 0);
-  fclose(server_out);
+  server.Stop();
 
   // 5. Jupyter's round trip, same machine, same run.
   if (flags.jupyter) {

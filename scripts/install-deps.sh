@@ -29,9 +29,10 @@ BENCH_PACKAGES=(python3-jupyter-client python3-ipykernel)
 BENCH_PACKAGES+=(python3-jupyter-server runsc bubblewrap)
 # For the tests: promtool (tests/api/test_metrics.py checks a live scrape with it), and
 # systemd-analyze (tests/packaging verifies the unit; minimal images such as containers lack it),
-# nbformat (tests/api/test_notebooks.py validates exported notebooks), and node and npm
-# (tests/mcp runs the official MCP TypeScript SDK client, installed from npm).
-TEST_PACKAGES=(prometheus systemd python3-nbformat)
+# nbformat (tests/api/test_notebooks.py validates exported notebooks), libfaketime (faketime:
+# tests/faults jumps the server's wall clock), and node and npm (tests/mcp runs the official MCP
+# TypeScript SDK client, installed from npm).
+TEST_PACKAGES=(prometheus systemd python3-nbformat faketime)
 # Debian's nodejs and npm, unless a Node.js with npm is there already: NodeSource's nodejs package
 # provides npm itself and conflicts with Debian's.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

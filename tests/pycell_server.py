@@ -64,9 +64,11 @@ class ServeProcess:
         os.makedirs(data_dir)
         return cls(pycell, data_dir, runtime_dir, os.path.join(folder, "server.log")), folder
 
-    def start(self, listen_timeout=60, ready_timeout=120, extra_args=(), ready_sessions=1):
+    def start(self, listen_timeout=60, ready_timeout=120, extra_args=(), ready_sessions=1,
+              env=None):
         """Starts the server and returns once /readyz says 200; host, port and admin_key are
-        then set. ready_sessions=None leaves the pools' ready sessions to the configuration."""
+        then set. ready_sessions=None leaves the pools' ready sessions to the configuration;
+        `env` adds variables to the server's environment (e.g. LD_PRELOAD)."""
         log = open(self.log_path, "ab")
         self.stdout_lines = []
         self.proc = subprocess.Popen(
@@ -74,7 +76,8 @@ class ServeProcess:
              "--runtime-dir", self.runtime_dir,
              *(("--ready-sessions", str(ready_sessions)) if ready_sessions is not None else ()),
              *extra_args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+            env=dict(os.environ, **env) if env else None)
         log.close()
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
         self._reader.start()

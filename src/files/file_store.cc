@@ -12,10 +12,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 
 #include "common/fs.h"
+#include "common/logging.h"
 
 namespace pycell::files {
 namespace {
@@ -35,6 +37,18 @@ Status CheckSha256(const std::string& sha256) {
   if (IsSha256Hex(sha256)) return Status::Ok();
   return Status::InvalidArgument("\"" + sha256.substr(0, 80) +
                                  "\" is not a SHA-256 (64 lower-case hex digits)");
+}
+
+// A failed write of the store: a full disk (ENOSPC, EDQUOT) is neither the caller's fault nor a
+// bug, so it says so and what to do (HTTP 507) — the path, which is the server's business, goes
+// to the log only.
+Status StorageFailure(const std::string& what, int err) {
+  if (err != ENOSPC && err != EDQUOT) return Status::FromErrno(what, err);
+  LOG_WARN("{}: {}: the file store is full", what, std::strerror(err));
+  return Status::ResourceExhausted(
+             "the server's file storage is full (no space left on its disk); free space in the "
+             "server's data dir, or ask its operator to, then retry")
+      .WithReason("insufficient_storage");
 }
 
 // A rename or a new entry is durable only once its folder is fsynced.
@@ -98,7 +112,7 @@ class FileBlobWriter : public BlobWriter {
       ssize_t written = ::write(fd_.get(), data.data(), data.size());
       if (written < 0) {
         if (errno == EINTR) continue;
-        return Fail(Status::FromErrno("write " + temp_path_));
+        return Fail(StorageFailure("write " + temp_path_, errno));
       }
       data.remove_prefix(static_cast<size_t>(written));
       bytes_ += static_cast<uint64_t>(written);
@@ -134,7 +148,7 @@ class FileBlobWriter : public BlobWriter {
     }
     BlobInfo info{ToHex(digest, digest_size), bytes_};
 
-    if (::fsync(fd_.get()) != 0) return Status::FromErrno("fsync " + temp_path_);
+    if (::fsync(fd_.get()) != 0) return StorageFailure("fsync " + temp_path_, errno);
     if (::fchmod(fd_.get(), 0444) != 0) return Status::FromErrno("chmod " + temp_path_);
     fd_.Reset();
 
@@ -207,7 +221,7 @@ Result<std::unique_ptr<FileStore>> FileStore::Open(const std::string& root) {
 Result<std::unique_ptr<BlobWriter>> FileStore::NewWriter(uint64_t max_bytes) {
   std::string temp_path = root_ + "/tmp/upload-XXXXXX";
   UniqueFd fd(::mkostemp(temp_path.data(), O_CLOEXEC));
-  if (!fd.valid()) return Status::FromErrno("create a temporary file in " + root_ + "/tmp");
+  if (!fd.valid()) return StorageFailure("create a temporary file in " + root_ + "/tmp", errno);
   DigestContext digest(EVP_MD_CTX_new());
   if (!digest || EVP_DigestInit_ex(digest.get(), EVP_sha256(), nullptr) != 1) {
     ::unlink(temp_path.c_str());

@@ -63,6 +63,7 @@ int HttpStatusFor(const Status& status) {
     return 410;
   }
   if (reason == "payload_too_large") return 413;
+  if (reason == "insufficient_storage") return 507;
   if (reason == "unsupported_media_type") return 415;
   if (reason == "method_not_allowed") return 405;
   if (reason == "request_timeout") return 408;

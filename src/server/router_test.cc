@@ -62,6 +62,7 @@ TEST(ErrorResponseTest, TypedReasonsPickTheStatus) {
   EXPECT_EQ(HttpStatusFor(Status::FailedPrecondition("x").WithReason("session_expired")), 410);
   EXPECT_EQ(HttpStatusFor(Status::FailedPrecondition("x").WithReason("session_busy")), 409);
   EXPECT_EQ(HttpStatusFor(Status::ResourceExhausted("x").WithReason("payload_too_large")), 413);
+  EXPECT_EQ(HttpStatusFor(Status::ResourceExhausted("x").WithReason("insufficient_storage")), 507);
   EXPECT_EQ(HttpStatusFor(Status::NotFound("x")), 404);
   Response r = ErrorResponse(Status::InvalidArgument("bad \"thing\""));
   EXPECT_EQ(r.status, 400);

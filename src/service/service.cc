@@ -211,6 +211,8 @@ Service::~Service() {
   sweep_cv_.notify_all();
   if (sweep_thread_.joinable()) sweep_thread_.join();
   pools_.clear();  // Ends every session (recorded through the end observer).
+  std::lock_guard<std::mutex> end_lock(end_mu_);
+  FlushUnrecordedEndsLocked();  // Whatever still fails is marked server_restart at next start.
 }
 
 int64_t Service::NowMs() const {
@@ -362,13 +364,23 @@ Result<int> Service::SweepExpiredFiles() {
 
 void Service::SweepLoop() {
   std::unique_lock<std::mutex> lock(sweep_mu_);
+  auto last_sweep = std::chrono::steady_clock::now();
   while (!stopping_) {
-    sweep_cv_.wait_for(lock, LiveConfig()->retention.sweep_interval, [&] { return stopping_; });
+    // Every second: the ends a busy database refused; every sweep interval: retention.
+    sweep_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
     if (stopping_) break;
     lock.unlock();
-    auto swept = SweepExpiredFiles();
-    if (!swept.ok()) LOG_ERROR("retention sweep: {}", swept.status().ToString());
-    FlagLongSessions();
+    {
+      std::lock_guard<std::mutex> end_lock(end_mu_);
+      FlushUnrecordedEndsLocked();
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_sweep >= LiveConfig()->retention.sweep_interval) {
+      last_sweep = now;
+      auto swept = SweepExpiredFiles();
+      if (!swept.ok()) LOG_ERROR("retention sweep: {}", swept.status().ToString());
+      FlagLongSessions();
+    }
     lock.lock();
   }
 }
@@ -564,10 +576,16 @@ Result<Json> Service::ForkSession(const auth::Caller& caller, const std::string&
 
 Status Service::RecordEnd(const session::Session& s) {
   std::lock_guard<std::mutex> end_lock(end_mu_);
+  FlushUnrecordedEndsLocked();
   auth::Caller by = auth::Caller::System();
+  std::optional<store::SessionRow> cached;
   {
     std::lock_guard<std::mutex> lock(rows_mu_);
-    active_rows_.erase(s.id());
+    auto active = active_rows_.find(s.id());
+    if (active != active_rows_.end()) {
+      cached = std::move(active->second);
+      active_rows_.erase(active);
+    }
     flagged_long_.erase(s.id());
     auto it = ended_by_.find(s.id());
     if (it != ended_by_.end()) {
@@ -575,7 +593,10 @@ Status Service::RecordEnd(const session::Session& s) {
       ended_by_.erase(it);
     }
   }
-  ASSIGN_OR_RETURN(store::SessionRow row, store_->GetSession(s.id()));
+  auto stored = store_->GetSession(s.id());
+  // The database unreadable (locked, say): the cached row stands in, so the end is still kept.
+  if (!stored.ok() && !cached) return stored.status();
+  store::SessionRow row = stored.ok() ? std::move(*stored) : std::move(*cached);
   if (row.status == "ended") return Status::Ok();
   row.status = "ended";
   row.end_reason = session::EndReasonName(s.end_reason());
@@ -589,9 +610,42 @@ Status Service::RecordEnd(const session::Session& s) {
                                   {"wall_seconds", (row.ended_at_ms - row.created_at_ms) / 1000.0},
                                   {"cpu_seconds", row.cpu_ms / 1000}}
                                  .dump();
-  RETURN_IF_ERROR(store_->PutSession(row, trail));
+  Status written = store_->PutSession(row, trail);
+  if (!written.ok()) {
+    std::lock_guard<std::mutex> lock(rows_mu_);
+    std::string id = row.id;  // Not row.id below: the right side is moved from first.
+    unrecorded_ends_[id] = {std::move(row), std::move(trail)};
+    return written.WithContext("kept to retry");
+  }
   metrics_->SessionEnded(row.pool, row.end_reason, (row.ended_at_ms - row.created_at_ms) / 1000.0);
   return Status::Ok();
+}
+
+void Service::FlushUnrecordedEndsLocked() {
+  std::map<std::string, UnrecordedEnd> pending;
+  {
+    std::lock_guard<std::mutex> lock(rows_mu_);
+    pending = unrecorded_ends_;
+  }
+  for (const auto& [id, end] : pending) {
+    Status written = store_->PutSession(end.row, end.trail);
+    if (!written.ok()) {
+      LOG_WARN("recording the end of {} (retried): {}", id, written.ToString());
+      return;  // Still locked or full: the next try comes within a second.
+    }
+    LOG_INFO("recorded the end of {} ({}), which had waited for the database", id,
+             end.row.end_reason);
+    metrics_->SessionEnded(end.row.pool, end.row.end_reason,
+                           (end.row.ended_at_ms - end.row.created_at_ms) / 1000.0);
+    std::lock_guard<std::mutex> lock(rows_mu_);
+    unrecorded_ends_.erase(id);
+  }
+}
+
+void Service::OverlayUnrecordedEnd(store::SessionRow* row) {
+  std::lock_guard<std::mutex> lock(rows_mu_);
+  auto it = unrecorded_ends_.find(row->id);
+  if (it != unrecorded_ends_.end()) *row = it->second.row;
 }
 
 Result<store::SessionRow> Service::VisibleSession(const auth::Caller& caller,
@@ -605,7 +659,10 @@ Result<store::SessionRow> Service::VisibleSession(const auth::Caller& caller,
         auto project = store_->GetProject(row->project_id);
         shares = project.ok() && project->share_sessions;
       }
-      if (auth::SeesSession(caller, row->project_id, row->principal, shares)) return row;
+      if (auth::SeesSession(caller, row->project_id, row->principal, shares)) {
+        OverlayUnrecordedEnd(&*row);
+        return row;
+      }
     }
   }
   return Status::NotFound("no session " + id);
@@ -695,6 +752,7 @@ Result<Json> Service::EndSession(const auth::Caller& caller, const std::string& 
       RETURN_IF_ERROR(store_->PutSession(row, trail));
     }
     ASSIGN_OR_RETURN(row, store_->GetSession(id));
+    OverlayUnrecordedEnd(&row);
   }
   return SessionJson(row);
 }

@@ -289,6 +289,11 @@ class Service {
   // Records a refusal past a quota (quota.exceeded) and returns it.
   Status QuotaRefused(const auth::Caller& caller, const std::string& target, Status refusal);
   Status RecordEnd(const session::Session& session);
+  // Writes the ends RecordEnd could not (the database was locked or full), oldest first, until
+  // one fails again. The caller holds end_mu_.
+  void FlushUnrecordedEndsLocked();
+  // The ended row in place of `row` while its end waits to be written.
+  void OverlayUnrecordedEnd(store::SessionRow* row);
   // The diagnostic events an audit event makes (the store's audit listener).
   void EmitAudit(const audit::AuditEvent& event);
   Result<store::FileRow> StoreArtifact(session::Session& session, const store::SessionRow& owner,
@@ -337,6 +342,13 @@ class Service {
   // pool's thread); sessions already flagged as running long.
   std::map<std::string, auth::Caller> ended_by_;  // GUARDED_BY(rows_mu_)
   std::set<std::string> flagged_long_;           // GUARDED_BY(rows_mu_)
+  // Session ends whose write failed: retried every second by the sweep thread (and before each
+  // later end), shown by VisibleSession meanwhile, so an end is never lost to a busy database.
+  struct UnrecordedEnd {
+    store::SessionRow row;
+    store::Trail trail;
+  };
+  std::map<std::string, UnrecordedEnd> unrecorded_ends_;  // GUARDED_BY(rows_mu_)
   // Held from the quota check to the session's record, so two creations cannot both take the
   // last unit of a project's session quotas.
   std::mutex quota_mu_;

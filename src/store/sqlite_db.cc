@@ -143,6 +143,12 @@ Status SqliteDb::StatusFor(int rc, std::string_view what) const {
                                  "held its lock for more than " +
                                  std::to_string(kBusyTimeoutMs / 1000) + " s (" + detail +
                                  "); try again");
+    case SQLITE_FULL:
+      // A full disk: not a bug, and not the caller's doing (HTTP 507).
+      return Status::ResourceExhausted("metadata database " + path_ + " is full: the disk that " +
+                                       "holds it has no space left (" + detail + "); free space " +
+                                       "there, or ask the server's operator to, then retry")
+          .WithReason("insufficient_storage");
     case SQLITE_CONSTRAINT:
       // Callers add which record broke it; SQLite's message names the constraint.
       return Status::InvalidArgument(detail);
