@@ -36,8 +36,8 @@ import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import pycell_server  # noqa: E402  (tests/pycell_server.py)
-from pycell_server import (RFC3339_RE, Client, Reply, headers_of,  # noqa: E402
-                           multipart_body, sha256, unique)
+from pycell_server import (RFC3339_RE, Client, Reply, alive, descendants,  # noqa: E402
+                           describe, headers_of, multipart_body, sha256, unique)
 
 PYCELL = None  # The binary, from --pycell.
 WORK_DIR = None  # Temporary folder of this run: data dirs, logs, host-side decoys.
@@ -111,62 +111,6 @@ def sales_csv(rows=3000, seed=20240601):
         sums[region] += cents
         writer.writerow([region, month, "%d.%02d" % (cents // 100, cents % 100)])
     return out.getvalue().encode(), sums
-
-
-def process_start(pid):
-    """The process's start time in clock ticks (to tell a reused pid), or None if it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def descendants(root):
-    """(pid, start time) of every process under `root`, from /proc."""
-    children = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            start = process_start(child)
-            if start is not None:
-                found.append((child, start))
-                todo.append(child)
-    return found
-
-
-def alive(process):
-    pid, start = process
-    return process_start(pid) == start and not is_zombie(pid)
-
-
-def describe(process):
-    pid = process[0]
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-        with open("/proc/%d/status" % pid) as f:
-            uid = next(l.split()[1] for l in f if l.startswith("Uid:"))
-    except (OSError, StopIteration):
-        return "pid %d (gone)" % pid
-    return "pid %d uid %s: %s" % (pid, uid, cmdline)
-
-
-def is_zombie(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def png_chunks(data):

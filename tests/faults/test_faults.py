@@ -35,7 +35,6 @@ Needs root (sessions, tmpfs mounts, cgroups). Only the standard library.
 
 import datetime
 import glob
-import hashlib
 import http.client
 import json
 import os
@@ -53,7 +52,8 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import pycell_server  # noqa: E402  (tests/pycell_server.py)
-from pycell_server import expect, run_pycell  # noqa: E402
+from pycell_server import (alive, cmdline, descendants, describe, expect,  # noqa: E402
+                           is_zombie, parent_map, process_start, run_pycell, sha256)
 
 PYCELL = None  # The binary, from --pycell.
 RUNTIME_DIR = "/run/pycell-fault-tests"
@@ -68,10 +68,6 @@ def note(text, *args):
         print("  note: " + (text % args if args else text), file=sys.stderr)
 
 
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
-
-
 def wait_until(predicate, timeout, interval=0.05):
     """predicate()'s first true value within `timeout` seconds, else its last (false) value."""
     deadline = time.monotonic() + timeout
@@ -83,73 +79,6 @@ def wait_until(predicate, timeout, interval=0.05):
 
 
 # --- processes, cgroups, locks, mounts (from /proc and /sys) ---------------------------------
-
-
-def process_start(pid):
-    """The process's start time in clock ticks (to tell a reused pid), or None if it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def is_zombie(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
-def parent_map():
-    children = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(name))
-    return children
-
-
-def descendants(root):
-    """(pid, start time) of every process under `root`."""
-    children = parent_map()
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            start = process_start(child)
-            if start is not None:
-                found.append((child, start))
-                todo.append(child)
-    return found
-
-
-def alive(process):
-    pid, start = process
-    return process_start(pid) == start and not is_zombie(pid)
-
-
-def cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
-def describe(process):
-    pid = process[0]
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            uid = next(line.split()[1] for line in f if line.startswith("Uid:"))
-    except (OSError, StopIteration):
-        return "pid %d (gone)" % pid
-    return "pid %d uid %s: %s" % (pid, uid, cmdline(pid))
 
 
 def zygotes_of(server_pid):
