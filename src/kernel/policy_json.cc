@@ -17,7 +17,7 @@ std::string EncodePolicy(const sandbox::Policy& p) {
       {"max_pids", p.max_pids},             {"cpus", p.cpus},
       {"data_bytes", p.data_bytes},         {"tmp_bytes", p.tmp_bytes},
       {"max_file_bytes", p.max_file_bytes}, {"max_open_files", p.max_open_files},
-      {"seccomp", p.seccomp},
+      {"seccomp", p.seccomp},               {"private_runtime", p.private_runtime},
   };
   return j.dump();
 }
@@ -55,6 +55,7 @@ Result<sandbox::Policy> DecodePolicy(std::string_view text) {
     p.max_file_bytes = Unsigned<uint64_t>(j, "max_file_bytes");
     p.max_open_files = Unsigned<uint32_t>(j, "max_open_files");
     p.seccomp = j.at("seccomp").get<bool>();
+    p.private_runtime = j.at("private_runtime").get<bool>();
     if (!j.at("cpus").is_number() || !(p.cpus >= 0 && p.cpus <= 1024)) {
       throw std::out_of_range("cpus out of range");
     }

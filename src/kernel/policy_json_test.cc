@@ -28,6 +28,7 @@ sandbox::Policy SamplePolicy() {
   p.max_file_bytes = 123456789;
   p.max_open_files = 4096;
   p.seccomp = false;
+  p.private_runtime = false;  // Not the default, so the round trip shows it is carried.
   return p;
 }
 
@@ -50,6 +51,7 @@ TEST(PolicyJsonTest, RoundTripKeepsEveryField) {
   EXPECT_EQ(out->max_file_bytes, in.max_file_bytes);
   EXPECT_EQ(out->max_open_files, in.max_open_files);
   EXPECT_EQ(out->seccomp, in.seccomp);
+  EXPECT_EQ(out->private_runtime, in.private_runtime);
 }
 
 TEST(PolicyJsonTest, RoundTripKeepsAwkwardStrings) {
@@ -103,7 +105,7 @@ TEST(PolicyJsonTest, WrongTypesAreInvalidArgument) {
       {"readonly_binds", {1, 2}}, {"readonly_binds", {{"a", "b"}}}, {"memory_bytes", "2g"},
       {"memory_bytes", nullptr},  {"max_pids", json::object()},     {"cpus", "1.5"},
       {"data_bytes", false},      {"max_open_files", {1}},          {"seccomp", 1},
-      {"seccomp", "true"},
+      {"seccomp", "true"},        {"private_runtime", 0},           {"private_runtime", nullptr},
   };
   for (const Case& c : cases) {
     json policy = json::parse(EncodePolicy(SamplePolicy()));

@@ -60,11 +60,24 @@ Status ResetSignals() {
   return Status::Ok();
 }
 
+// Standard input becomes the session's own /dev/null: the zygote's, opened before the session's
+// root existed, is the host's node, whose locks every session would share.
+Status ReopenStdin() {
+  int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null < 0) return Status::FromErrno("open /dev/null");
+  int moved = ::dup2(null, 0);
+  int err = errno;
+  ::close(null);
+  if (moved != 0) return Status::FromErrno("dup2 /dev/null to 0", err);
+  return Status::Ok();
+}
+
 // The worker's half: from inside-root with every capability of the namespace to uid 1000 with
 // none, and seccomp last.
 Status ContainWorker(const Policy& policy, const seccomp::Program& program) {
   RETURN_IF_ERROR(ResetSignals());
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return Status::FromErrno("PR_SET_PDEATHSIG");
+  RETURN_IF_ERROR(ReopenStdin());
   RETURN_IF_ERROR(rlimits::InitInChild(policy));
   RETURN_IF_ERROR(caps::DropBoundingAndAmbient());
   RETURN_IF_ERROR(user_ns::DropToUser());
@@ -201,6 +214,7 @@ Status ContainForkChild(int admission_fd, const std::string& cwd) {
   if (worker_pid < 0) return Status::FromErrno("fork the session worker");
   if (worker_pid == 0) {
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return Status::FromErrno("PR_SET_PDEATHSIG");
+    RETURN_IF_ERROR(ReopenStdin());  // The origin's would be shared with it.
     RETURN_IF_ERROR(caps::DropBoundingAndAmbient());
     RETURN_IF_ERROR(caps::DropAll(/*dumpable=*/true));
     if (::chdir(cwd.c_str()) != 0 && ::chdir("/mnt/data") != 0) {

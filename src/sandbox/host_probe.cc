@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <pwd.h>
+#include <sys/mount.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -33,6 +34,34 @@ Protection ProbeNamespaces() {
   ::waitpid(pid, &status, 0);
   return {"namespaces (user, mount, pid, net, ipc, uts)", true, "a test child entered all six"};
 }
+
+}  // namespace
+
+Protection ProbePrivateRuntime() {
+  const char* name = "private read-only runtime (overlayfs in a user namespace)";
+  pid_t pid = CloneContained();
+  if (pid == 0) {
+    // As a session's init does (mount_ns::InitInChild); only system calls: we may have threads.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(2);
+    if (::mount("tmpfs", "/tmp", "tmpfs", 0, "size=4k") != 0) ::_exit(3);
+    if (::mount("overlay", "/usr", "overlay", MS_RDONLY, "lowerdir=/usr:/tmp") != 0) ::_exit(4);
+    ::_exit(0);
+  }
+  if (pid < 0) return {name, false, std::string("clone failed: ") + std::strerror(errno)};
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    return {name, true, "each session sees /usr and /etc through an overlay of its own, so no "
+                        "file lock crosses sessions"};
+  }
+  return {name, false,
+          "a test child could not mount a read-only overlay of /usr (needs Linux 5.11 or later "
+          "with overlayfs): sessions would share the inodes of /usr and /etc, so their file "
+          "locks would be a channel between sessions"};
+}
+
+namespace {
 
 Protection ProbeSeccomp() {
   std::ifstream actions("/proc/sys/kernel/seccomp/actions_avail");
@@ -78,6 +107,7 @@ HostReport ProbeHost() {
        root ? "quota'd tmpfs, cgroups and subordinate ids available"
             : "not root: no cgroup limits, no disk quota, one uid for every session"});
   report.protections.push_back(ProbeNamespaces());
+  report.protections.push_back(ProbePrivateRuntime());
 
   auto layout = CgroupLayout::Detect();
   std::string detail;

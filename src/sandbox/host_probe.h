@@ -24,4 +24,7 @@ struct HostReport {
 // reading version numbers.
 HostReport ProbeHost();
 
+// Whether a session can mount its own read-only overlay of /usr (Policy::private_runtime).
+Protection ProbePrivateRuntime();
+
 }  // namespace pycell::sandbox

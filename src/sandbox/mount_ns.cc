@@ -1,6 +1,7 @@
 #include "sandbox/mount_ns.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -9,8 +10,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/fs.h"
 #include "common/unique_fd.h"
@@ -59,31 +63,103 @@ Status BindReadOnly(const std::string& source, const std::string& target, bool a
   return Mount("", target, nullptr, flags);
 }
 
-// Binds a host path at the same place under `root`, creating the mount point as a file or a
-// folder to match. Missing sources are skipped: not every host has every /etc entry.
-Status BindHostPath(const std::string& root, const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return Status::Ok();
-  // Create parents ("/etc" for "/etc/ssl").
+// The folders above `path` under `root` ("/etc" for "/etc/ssl").
+Status MakeParents(const std::string& root, const std::string& path) {
   for (size_t slash = path.find('/', 1); slash != std::string::npos;
        slash = path.find('/', slash + 1)) {
     RETURN_IF_ERROR(MakeDir(root + path.substr(0, slash), 0755));
   }
+  return Status::Ok();
+}
+
+// The link `source` made again at `path` under `root`, with the same target.
+Status CopySymlink(const std::string& root, const std::string& path, const std::string& source) {
+  char target[PATH_MAX];
+  ssize_t n = ::readlink(source.c_str(), target, sizeof target);
+  if (n < 0 || n == static_cast<ssize_t>(sizeof target)) {
+    return Status::FromErrno("readlink " + source);
+  }
+  RETURN_IF_ERROR(MakeParents(root, path));
+  return MakeSymlink(std::string(target, static_cast<size_t>(n)), root + path);
+}
+
+// Binds `source` (the host path `path`, or the same file seen through a private layer) at `path`
+// under `root`, creating the mount point as a file or a folder to match. Missing sources are
+// skipped: not every host has every /etc entry.
+Status BindHostPath(const std::string& root, const std::string& path, const std::string& source) {
+  struct stat st {};
+  if (::stat(source.c_str(), &st) != 0) return Status::Ok();
+  RETURN_IF_ERROR(MakeParents(root, path));
   std::string target = root + path;
   if (S_ISDIR(st.st_mode)) {
     RETURN_IF_ERROR(MakeDir(target, 0755));
   } else {
     RETURN_IF_ERROR(MakeFile(target, "", 0644));
   }
-  return BindReadOnly(path, target, /*allow_exec=*/path == "/usr");
+  return BindReadOnly(source, target, /*allow_exec=*/path == "/usr");
 }
 
-Status BuildDev(const std::string& dev, uint64_t shm_bytes) {
+// The read-only host paths, each seen through a private overlay of its top folder ("/usr",
+// "/etc") rather than bound straight. File locks belong to inodes, and a bind shares the host's:
+// two sessions locking /usr/bin/python3 would see each other's locks, a channel between sessions
+// that must not talk (security case 75). An overlay's inodes belong to its superblock, so each
+// session's view has inodes of its own, while reads, mmap and the page cache still go to the
+// host's files. The overlays are staged under <root>/.layers, their entries bound into place,
+// and the staging detached: only the chosen entries of /etc stay reachable.
+//
+// An overlay without an upper layer needs two lower ones; the second is <root>/run, empty and
+// read-only, named relative to `root` (the working folder here) so the session's mountinfo
+// shows no host path.
+Status BindPrivateRuntime(const std::string& root, const std::vector<std::string>& paths) {
+  const std::string staging = root + "/.layers";
+  RETURN_IF_ERROR(MakeDir(staging, 0700));
+  std::vector<std::pair<std::string, std::string>> layers;  // top folder, where it is staged
+  for (const std::string& path : paths) {
+    std::string top = path.substr(0, path.find('/', 1));
+    struct stat st {};
+    if (::stat(top.c_str(), &st) != 0) continue;  // A missing entry, as BindHostPath skips.
+    if (!S_ISDIR(st.st_mode) || top.find_first_of(",:\\") != std::string::npos) {
+      return Status::InvalidArgument("read-only path " + path +
+                                     " is not under a host folder an overlay can show");
+    }
+    auto layer = std::find_if(layers.begin(), layers.end(),
+                              [&](const auto& l) { return l.first == top; });
+    if (layer == layers.end()) {
+      std::string at = staging + "/" + std::to_string(layers.size());
+      RETURN_IF_ERROR(MakeDir(at, 0700));
+      unsigned long flags = MS_RDONLY | MS_NOSUID | MS_NODEV | (top == "/usr" ? 0 : MS_NOEXEC);
+      RETURN_IF_ERROR(Mount("overlay", at, "overlay", flags, "lowerdir=" + top + ":run"));
+      layer = layers.insert(layers.end(), {top, at});
+    }
+    std::string source = layer->second + path.substr(top.size());
+    struct stat link {};
+    if (::lstat(source.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
+      // /etc/localtime, /etc/os-release: a bind would follow the link on the host, to a host
+      // inode; the same link in the new root resolves there, into the session's own /usr.
+      RETURN_IF_ERROR(CopySymlink(root, path, source));
+      continue;
+    }
+    RETURN_IF_ERROR(BindHostPath(root, path, source));
+  }
+  for (const auto& [top, at] : layers) {
+    if (::umount2(at.c_str(), MNT_DETACH) != 0) return Status::FromErrno("detach " + at);
+    ::rmdir(at.c_str());
+  }
+  if (::rmdir(staging.c_str()) != 0) return Status::FromErrno("remove " + staging);
+  return Status::Ok();
+}
+
+constexpr const char* kDeviceNodes[] = {"null", "zero", "full", "random", "urandom"};
+
+// The session's /dev: a read-only tmpfs with its own device nodes (bound from `devices`, made by
+// the host with MountDeviceNodes: a bind of the host's /dev/null would share its inode, and so
+// its locks, with every session), the fd links and a private /dev/shm.
+Status BuildDev(const std::string& dev, const std::string& devices, uint64_t shm_bytes) {
   RETURN_IF_ERROR(Mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755"));
-  for (const char* node : {"null", "zero", "full", "random", "urandom"}) {
+  for (const char* node : kDeviceNodes) {
     std::string target = dev + "/" + node;
     RETURN_IF_ERROR(MakeFile(target, "", 0666));
-    RETURN_IF_ERROR(Mount(std::string("/dev/") + node, target, nullptr, MS_BIND));
+    RETURN_IF_ERROR(Mount(devices + "/" + node, target, nullptr, MS_BIND));
   }
   RETURN_IF_ERROR(MakeSymlink("/proc/self/fd", dev + "/fd"));
   RETURN_IF_ERROR(MakeSymlink("/proc/self/fd/0", dev + "/stdin"));
@@ -118,6 +194,22 @@ Status MountQuotaTmpfs(const std::string& path, uint64_t bytes, uid_t uid, gid_t
                    ",mode=0700,uid=" + std::to_string(uid) + ",gid=" + std::to_string(gid));
 }
 
+Status MountDeviceNodes(const std::string& path) {
+  // Device nodes open only on a filesystem mounted without nodev by the initial user namespace:
+  // this tmpfs, not one the session mounts.
+  RETURN_IF_ERROR(Mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=4k,nr_inodes=16,mode=0755"));
+  for (const char* node : kDeviceNodes) {
+    std::string host = std::string("/dev/") + node;
+    struct stat st {};
+    if (::stat(host.c_str(), &st) != 0) return Status::FromErrno("stat " + host);
+    if (!S_ISCHR(st.st_mode)) return Status::FailedPrecondition(host + " is not a character device");
+    std::string made = path + "/" + node;
+    if (::mknod(made.c_str(), S_IFCHR | 0666, st.st_rdev) != 0) return Status::FromErrno("mknod " + made);
+    if (::chmod(made.c_str(), 0666) != 0) return Status::FromErrno("chmod " + made);  // Past the umask.
+  }
+  return Mount("", path, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC);
+}
+
 Status Unmount(const std::string& path) {
   if (::umount2(path.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
     return Status::FromErrno("umount " + path);
@@ -134,8 +226,8 @@ Result<ino_t> MountNamespaceOf(pid_t pid) {
 }
 }  // namespace
 
-Status ReplaceForkMounts(pid_t pid, pid_t origin_pid, const std::string& data_dir,
-                         const std::string& tmp_dir, uint64_t shm_bytes) {
+Status ReplaceForkMounts(pid_t pid, pid_t origin_pid, const std::string& session_dir,
+                         uint64_t shm_bytes) {
   ASSIGN_OR_RETURN(ino_t target, MountNamespaceOf(pid));
   ASSIGN_OR_RETURN(ino_t ours, MountNamespaceOf(::getpid()));
   ASSIGN_OR_RETURN(ino_t origin, MountNamespaceOf(origin_pid));
@@ -145,14 +237,22 @@ Status ReplaceForkMounts(pid_t pid, pid_t origin_pid, const std::string& data_di
   UniqueFd ns(::open(("/proc/" + std::to_string(pid) + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
   if (!ns.valid()) return Status::FromErrno("open the fork's mount namespace");
   // Detached copies of the host folders' mounts, made here where their paths mean something.
-  auto clone_tree = [](const std::string& path) {
-    return UniqueFd(static_cast<int>(
+  auto clone_tree = [](const std::string& path) -> Result<UniqueFd> {
+    UniqueFd fd(static_cast<int>(
         ::syscall(SYS_open_tree, AT_FDCWD, path.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)));
+    if (!fd.valid()) return Status::FromErrno("open_tree " + path);
+    return fd;
   };
-  UniqueFd data = clone_tree(data_dir);
-  if (!data.valid()) return Status::FromErrno("open_tree " + data_dir);
-  UniqueFd tmp = clone_tree(tmp_dir);
-  if (!tmp.valid()) return Status::FromErrno("open_tree " + tmp_dir);
+  ASSIGN_OR_RETURN(UniqueFd data, clone_tree(session_dir + "/data"));
+  ASSIGN_OR_RETURN(UniqueFd tmp, clone_tree(session_dir + "/tmp"));
+  // The origin's device nodes would be shared with it (and so their locks): the fork's own.
+  constexpr size_t kNodes = sizeof(kDeviceNodes) / sizeof(kDeviceNodes[0]);
+  UniqueFd nodes[kNodes];
+  std::string node_targets[kNodes];
+  for (size_t i = 0; i < kNodes; ++i) {
+    ASSIGN_OR_RETURN(nodes[i], clone_tree(session_dir + "/devices/" + kDeviceNodes[i]));
+    node_targets[i] = std::string("/dev/") + kDeviceNodes[i];
+  }
   std::string shm_options = "size=" + std::to_string(shm_bytes) + ",mode=1777";
   // After fork, only system calls: the parent has other threads.
   pid_t child = ::fork();
@@ -170,6 +270,12 @@ Status ReplaceForkMounts(pid_t pid, pid_t origin_pid, const std::string& data_di
                 shm_options.c_str()) != 0) {
       ::_exit(13);
     }
+    for (size_t i = 0; i < kNodes; ++i) {
+      if (::syscall(SYS_move_mount, nodes[i].get(), "", AT_FDCWD, node_targets[i].c_str(),
+                    MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+        ::_exit(14);
+      }
+    }
     ::_exit(0);
   }
   int status = 0;
@@ -177,10 +283,10 @@ Status ReplaceForkMounts(pid_t pid, pid_t origin_pid, const std::string& data_di
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::Ok();
   static const char* const kSteps[] = {"enter its mount namespace", "mount /mnt/data",
-                                       "mount /tmp", "mount /dev/shm"};
+                                       "mount /tmp", "mount /dev/shm", "mount its device nodes"};
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return Status::Internal(std::string("could not give the fork its folders: ") +
-                          (code >= 10 && code <= 13 ? kSteps[code - 10] : "helper died") +
+                          (code >= 10 && code <= 14 ? kSteps[code - 10] : "helper died") +
                           " failed");
 }
 
@@ -197,8 +303,14 @@ Status InitInChild(const Policy& policy) {
   for (const char* dir : {"bin", "sbin", "lib", "lib64"}) {
     RETURN_IF_ERROR(MakeSymlink(std::string("usr/") + dir, root + "/" + dir));
   }
-  for (const std::string& path : policy.readonly_binds) {
-    RETURN_IF_ERROR(BindHostPath(root, path));
+  // Relative names below (the overlays' empty layer) are relative to the new root.
+  if (::chdir(root.c_str()) != 0) return Status::FromErrno("chdir " + root);
+  if (policy.private_runtime) {
+    RETURN_IF_ERROR(BindPrivateRuntime(root, policy.readonly_binds));
+  } else {
+    for (const std::string& path : policy.readonly_binds) {
+      RETURN_IF_ERROR(BindHostPath(root, path, path));
+    }
   }
   RETURN_IF_ERROR(MakeFile(root + "/etc/passwd", kPasswd, 0644));
   RETURN_IF_ERROR(MakeFile(root + "/etc/group", kGroup, 0644));
@@ -211,7 +323,7 @@ Status InitInChild(const Policy& policy) {
   RETURN_IF_ERROR(Mount(root + "/proc/sys", root + "/proc/sys", nullptr, MS_BIND | MS_REC));
   RETURN_IF_ERROR(Mount("", root + "/proc/sys", nullptr,
                         MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC));
-  RETURN_IF_ERROR(BuildDev(root + "/dev", policy.tmp_bytes / 4 + 1));
+  RETURN_IF_ERROR(BuildDev(root + "/dev", policy.session_dir + "/devices", policy.tmp_bytes / 4 + 1));
 
   RETURN_IF_ERROR(Mount(policy.session_dir + "/tmp", root + "/tmp", nullptr, MS_BIND));
   RETURN_IF_ERROR(Mount(policy.session_dir + "/data", root + "/mnt/data", nullptr, MS_BIND));

@@ -15,7 +15,8 @@ namespace pycell::sandbox {
 
 struct Policy {
   // Host folder of this session: root/ (mount point of the new root), data/ and tmp/ (quota'd
-  // tmpfs mounted by the host side, bound to /mnt/data and /tmp inside).
+  // tmpfs mounted by the host side, bound to /mnt/data and /tmp inside), devices/ (the session's
+  // own device nodes, made by the host side, bound into /dev).
   std::string session_dir;
   std::string hostname = "pycell";
 
@@ -29,6 +30,10 @@ struct Policy {
   // Host paths bound read-only into the new root at the same place (e.g. "/usr", "/etc/ssl").
   // Missing paths are skipped.
   std::vector<std::string> readonly_binds;
+  // Shows them through an overlay of their own per session (own inodes, so no file lock crosses
+  // sessions) instead of plain binds. Off only where the host cannot mount overlayfs in a user
+  // namespace and the operator allowed a weaker sandbox.
+  bool private_runtime = true;
 
   // Resource limits.
   uint64_t memory_bytes = 0;

@@ -232,7 +232,11 @@ void ReleaseSessionResources(SessionResources* r) {
     (void)sandbox::mount_ns::Unmount(r->dir + "/tmp");
     r->tmp_mounted = false;
   }
-  for (const char* sub : {"/root", "/data", "/tmp", ""}) {
+  if (r->devices_mounted) {
+    (void)sandbox::mount_ns::Unmount(r->dir + "/devices");
+    r->devices_mounted = false;
+  }
+  for (const char* sub : {"/root", "/data", "/tmp", "/devices", ""}) {
     ::rmdir((r->dir + sub).c_str());
   }
   r->dir.clear();

@@ -42,7 +42,7 @@ const char* EndReasonName(EndReason reason);
 // Everything a session holds on the host, released in order by Session::End.
 struct SessionResources {
   std::string id;
-  std::string dir;  // <runtime>/sessions/<id>: root/, data/, tmp/
+  std::string dir;  // <runtime>/sessions/<id>: root/, data/, tmp/, devices/
   // An flock on `dir` held for the session's life: a folder nobody holds is a leftover of a
   // process that died without cleaning up (SessionManager sweeps those at start).
   UniqueFd dir_lock;
@@ -54,6 +54,7 @@ struct SessionResources {
   std::unique_ptr<kernel::Kernel> kernel;
   bool data_mounted = false;
   bool tmp_mounted = false;
+  bool devices_mounted = false;
 };
 
 // Kills what runs and releases what is held, in the safe order: processes, cgroup, mounts,

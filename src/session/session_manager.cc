@@ -15,6 +15,7 @@
 #include "common/logging.h"
 #include "sandbox/contain.h"
 #include "files/safe_dir.h"
+#include "sandbox/host_probe.h"
 #include "sandbox/mount_ns.h"
 
 namespace pycell::session {
@@ -79,6 +80,16 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Create(const EngineConfi
     return Status::FailedPrecondition(
         "this host lacks the memory, pids or cpu cgroup controller, so sessions would run "
         "without limits; see `pycell doctor`, or opt in with --allow-weaker-sandbox");
+  }
+  sandbox::Protection runtime = sandbox::ProbePrivateRuntime();
+  manager->private_runtime_ = runtime.available;
+  if (!runtime.available) {
+    if (!config.allow_weaker_sandbox) {
+      return Status::FailedPrecondition(runtime.detail +
+                                        "; see `pycell doctor`, or opt in with "
+                                        "--allow-weaker-sandbox");
+    }
+    LOG_WARN("weaker sandbox (--allow-weaker-sandbox): {}", runtime.detail);
   }
   auto ids = sandbox::ReadSubIds("root");
   if (!ids.ok()) return ids.status();
@@ -152,6 +163,7 @@ Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& lim
   policy.host_gid_init = ids.init_gid();
   policy.host_gid_user = ids.user_gid();
   policy.readonly_binds = sandbox::DefaultReadonlyBinds();
+  policy.private_runtime = private_runtime_;
   policy.memory_bytes = limits.memory_bytes;
   policy.max_pids = limits.max_pids;
   policy.cpus = limits.cpus;
@@ -223,6 +235,9 @@ Status SessionManager::PrepareHost(SessionResources* r, const SessionLimits& lim
   r->data_mounted = true;
   RETURN_IF_ERROR(sandbox::mount_ns::MountQuotaTmpfs(r->dir + "/tmp", limits.tmp_bytes, uid, gid));
   r->tmp_mounted = true;
+  RETURN_IF_ERROR(MakeDirWithMode(r->dir + "/devices", 0755));
+  RETURN_IF_ERROR(sandbox::mount_ns::MountDeviceNodes(r->dir + "/devices"));
+  r->devices_mounted = true;
   if (use_cgroups_) {
     sandbox::CgroupLimits cg{limits.memory_bytes, limits.max_pids, limits.cpus};
     ASSIGN_OR_RETURN(r->cgroup,
@@ -271,8 +286,8 @@ Result<std::shared_ptr<Session>> SessionManager::ForkSession(const std::string& 
   // write (milliseconds on v1: it waits for an RCU grace period).
   Status mounted;
   std::thread mounter([&] {
-    mounted = sandbox::mount_ns::ReplaceForkMounts(forked.pid, origin_init, r.dir + "/data",
-                                                   r.dir + "/tmp", limits.tmp_bytes / 4 + 1);
+    mounted = sandbox::mount_ns::ReplaceForkMounts(forked.pid, origin_init, r.dir,
+                                                   limits.tmp_bytes / 4 + 1);
   });
   Status joined = r.cgroup ? r.cgroup->AddProcess(forked.pid) : Status::Ok();
   mounter.join();
@@ -317,7 +332,7 @@ size_t SessionManager::SweepLeftovers() {
     }
     // Its mounts died with the mount namespace of the process that made them; what is left is
     // empty folders (or, if someone mounted them by hand, mounts we detach).
-    r.data_mounted = r.tmp_mounted = true;
+    r.data_mounted = r.tmp_mounted = r.devices_mounted = true;
     ReleaseSessionResources(&r);
     ++swept;
   }

@@ -121,6 +121,7 @@ class SessionManager {
   sandbox::CgroupLayout cgroups_;
   std::optional<sandbox::SubIdRange> ids_;
   bool use_cgroups_ = false;
+  bool private_runtime_ = true;  // sandbox::Policy::private_runtime for every session.
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <openssl/evp.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -264,6 +265,51 @@ TEST_F(SessionTest, SessionsAreIndependent) {
   EXPECT_NE(r.stdout_text.find("False\nFalse False\n"), std::string::npos) << r.stdout_text;
   // b sees only its own init (1) and runner (2): not a's sleep.
   EXPECT_NE(r.stdout_text.find("[1, 2]"), std::string::npos) << r.stdout_text;
+}
+
+// Locks live on inodes: every file two sessions can both open must be a different inode in
+// each (the runtime through an overlay of each session's own, device nodes of its own, stdin
+// reopened on them), or their locks are a channel between them (security case 75).
+TEST_F(SessionTest, SessionsLockNoInodeInCommon) {
+  const std::string kLock =
+      "import fcntl, os, sys\n"
+      "paths = [os.path.realpath(sys.executable), '/usr/lib/os-release', '/etc/ld.so.cache',\n"
+      "         '/etc/ssl/certs/ca-certificates.crt', '/dev/null', '/dev/urandom', '/usr']\n"
+      "def try_locks(fds):\n"
+      "    for fd in fds:\n"
+      "        try:\n"
+      "            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print('locked', end=' ')\n"
+      "        except OSError as e:\n"
+      "            print('refused', e.errno, end=' ')\n"
+      "held = [os.open(p, os.O_RDONLY) for p in paths]\n"
+      "try_locks(held + [0])\n";
+  auto a = NewSession();
+  auto b = NewSession();
+  ASSERT_TRUE(a && b);
+  // a holds an exclusive lock on each; b must still get its own on every one.
+  ExecutionRecord r = Run(*a, kLock);
+  ASSERT_EQ(r.status, "ok") << r.stderr_text;
+  // fd 0 is /dev/null again, already locked through `held`: refused within a, as it must be.
+  EXPECT_EQ(r.stdout_text, "locked locked locked locked locked locked locked refused 11 ");
+  r = Run(*b, kLock);
+  ASSERT_EQ(r.status, "ok") << r.stderr_text;
+  EXPECT_EQ(r.stdout_text, "locked locked locked locked locked locked locked refused 11 ");
+  // And a fork (which has b's state, `try_locks` too), whose device nodes (and so stdin) are its
+  // own, not its origin's.
+  auto fork = manager_->ForkSession(b->id());
+  ASSERT_OK(fork);
+  r = Run(**fork,
+          "try_locks([0, os.open('/dev/null', os.O_RDONLY), os.open('/dev/urandom', os.O_RDONLY)])");
+  ASSERT_EQ(r.status, "ok") << r.stderr_text;
+  // stdin first: the fork's own /dev/null, so the later open of /dev/null finds it locked.
+  EXPECT_EQ(r.stdout_text, "locked refused 11 locked ");
+  // The host's files stay unlocked by either: another process gets them.
+  for (const char* path : {"/usr/lib/os-release", "/etc/ld.so.cache", "/dev/null"}) {
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << path;
+    EXPECT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0) << path << " is locked on the host";
+    ::close(fd);
+  }
 }
 
 // Sessions forked from one zygote must not share its random state.

@@ -1,7 +1,6 @@
-# case: two sessions running at once signal each other through file locks (flock and open-file-description locks) on files both can open: the shared runtime in /usr, /etc/ld.so.cache, /dev/null, /dev/urandom; each holds every lock it can get for 5 s and watches for locks it did not take
-# defence: every file a session can lock is its own: locks live on inodes, so a session may see no inode another session can lock (per-session /dev/shm, /tmp and /mnt/data; the shared read-only files would need a per-session view such as an overlay)
+# case: two sessions running at once signal each other through file locks (flock and open-file-description locks) on files both can open: the shared runtime in /usr, /etc/ld.so.cache, /dev/null, /dev/urandom, and standard input (opened by the zygote before the session existed); each holds every lock it can get for 5 s and watches for locks it did not take
+# defence: every file a session can lock is its own: locks live on inodes, so a session may see no inode another session can lock (per-session /dev/shm, /tmp and /mnt/data; /usr and the /etc entries through a read-only overlay of the session's own, whose inodes belong to it; device nodes the server made for this session; stdin reopened on those)
 # expect: blocked
-# known-hole: locks on the shared read-only inodes (/usr, /etc binds, /dev nodes) cross sessions; needs per-session inodes (tests/security/README.md, "Failing, known")
 # expect: runs-overlap
 # runs: 2 parallel
 import errno
@@ -13,7 +12,7 @@ import time
 
 bad, good = [], []
 FILES = [os.path.realpath(sys.executable), "/usr/lib/os-release", "/etc/ld.so.cache",
-         "/dev/null", "/dev/urandom"]
+         "/dev/null", "/dev/urandom", "/proc/self/fd/0"]
 
 
 def ofd_lock(fd, cmd, kind):
@@ -22,12 +21,20 @@ def ofd_lock(fd, cmd, kind):
     return struct.unpack("hhxxxxqqixxxx", fcntl.fcntl(fd, cmd, packed))[0]
 
 
-fds = {}
+fds, inodes = {}, {}
 for path in FILES:
     try:
-        fds[path] = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError as e:
         good.append("%s: %s" % (path, e.strerror))
+        continue
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) in inodes:  # Our own locks on it would look like another's.
+        good.append("%s is %s" % (path, inodes[(st.st_dev, st.st_ino)]))
+        os.close(fd)
+        continue
+    inodes[(st.st_dev, st.st_ino)] = path
+    fds[path] = fd
 held_flock, held_ofd = set(), set()
 started = time.time()
 while time.time() - started < 5:
