@@ -720,7 +720,11 @@ Result<Json> Service::ListSessions(const auth::Caller& caller, const std::string
   return ListPage(
       page,
       [&](const store::Page& p) { return store_->ListSessions(status, p, project_id, principal); },
-      [&](const store::SessionRow& row) { return SessionJson(row); });
+      [&](const store::SessionRow& row) {
+        store::SessionRow shown = row;  // An end the database has refused so far shows too.
+        OverlayUnrecordedEnd(&shown);
+        return SessionJson(shown);
+      });
 }
 
 Result<Json> Service::EndSession(const auth::Caller& caller, const std::string& id) {

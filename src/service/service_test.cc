@@ -2,6 +2,7 @@
 // retention and expiry can be tested without waiting days. Needs root; skipped otherwise.
 #include "service/service.h"
 
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -150,6 +151,56 @@ TEST_F(ServiceTest, AnIdleSessionEndsAndSaysWhy) {
   auto run = service_->Execute(caller_, id, "1", std::nullopt);
   ASSERT_FALSE(run.ok());
   EXPECT_EQ(run.status().reason(), "session_expired") << run.status().ToString();
+}
+
+// Another process holds the database's write lock past the busy timeout while a session is
+// ended: the end is answered, shown by GET and by the list alike, and written (with its audit
+// event) once the lock goes.
+TEST_F(ServiceTest, AnEndTheDatabaseRefusedShowsEverywhereAndIsWrittenLater) {
+  auto session = service_->CreateSession(caller_, {});
+  ASSERT_OK(session);
+  std::string id = (*session)["id"];
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open((data_dir_ + "/pycell.db").c_str(), &other), SQLITE_OK);
+  auto query = [&](const std::string& sql) {
+    std::string value;
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(other, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    }
+    sqlite3_finalize(stmt);
+    return value;
+  };
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto ended = service_->EndSession(caller_, id);  // Waits out the busy timeout.
+  ASSERT_OK(ended);
+  EXPECT_EQ((*ended)["status"], "ended");
+  EXPECT_EQ((*ended)["end_reason"], "closed");
+  auto got = service_->GetSession(caller_, id);
+  ASSERT_OK(got);
+  EXPECT_EQ((*got)["status"], "ended");
+  auto listed = service_->ListSessions(caller_, "", "", store::Page{});
+  ASSERT_OK(listed);
+  int seen = 0;
+  for (const Json& row : (*listed)["data"]) {
+    if (row["id"] != id) continue;
+    ++seen;
+    EXPECT_EQ(row["status"], "ended") << row.dump();
+    EXPECT_EQ(row["end_reason"], "closed") << row.dump();
+  }
+  EXPECT_EQ(seen, 1);
+  EXPECT_EQ(query("SELECT status FROM sessions WHERE id = '" + id + "'"), "active");
+  ASSERT_EQ(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  // The sweep thread retries every second.
+  std::string status;
+  for (int i = 0; i < 100 && status != "ended"; ++i) {
+    usleep(100000);
+    status = query("SELECT status FROM sessions WHERE id = '" + id + "'");
+  }
+  EXPECT_EQ(status, "ended");
+  EXPECT_EQ(query("SELECT end_reason FROM sessions WHERE id = '" + id + "'"), "closed");
+  sqlite3_close(other);
 }
 
 TEST_F(ServiceTest, UploadNamesMustBePlainPrintableUtf8) {

@@ -1004,16 +1004,22 @@ class TestSqliteLocked(FaultTestCase):
         try:
             self.assertEqual(locker.stdout.readline().strip(), "locked")
             locked_at = time.monotonic()
-            results = {}
+            results, answered_at = {}, {}
 
             def call(name, fn):
                 try:
                     results[name] = fn()
                 except (OSError, http.client.HTTPException) as e:
                     results[name] = e
+                answered_at[name] = time.monotonic() - locked_at
+
+            def list_sessions_after_delete():
+                threads[0].join(60)  # The DELETE's answer first; the lock may still be held.
+                return client.get("/v1/sessions?limit=200")
 
             requests = [
                 ("delete", lambda: client.delete("/v1/sessions/" + doomed), 1.0),
+                ("list-sessions", list_sessions_after_delete, 0.2),
                 ("execute", lambda: client.execute(runner, "21 * 2"), 1.0),
                 ("upload-1", lambda: client.upload_raw("during-1.txt", b"during 1\n" * 100), 0.2),
                 ("upload-2", lambda: client.upload_raw("during-2.txt", b"during 2\n" * 100), 0.2),
@@ -1039,7 +1045,8 @@ class TestSqliteLocked(FaultTestCase):
 
         refused = []
         for name, reply in sorted(results.items()):
-            note("%s during the lock: %r", name, reply)
+            note("%s during the lock (answered %.1f s after it began): %r", name,
+                 answered_at.get(name, -1), reply)
             self.assertIsInstance(reply, pycell_server.Reply, "%s: %r" % (name, reply))
             if reply.status == 503:
                 error = self.assertError(reply, 503, "unavailable")
@@ -1070,6 +1077,13 @@ class TestSqliteLocked(FaultTestCase):
         # not end it (it still runs cells) or ended it on record with a reason.
         reply = results["delete"]
         session = expect(client.get("/v1/sessions/" + doomed), 200, "GET the deleted session")
+        if reply.status == 200 and results["list-sessions"].status == 200:
+            # Readers are not blocked (WAL): a list answered while the end still waited for the
+            # lock shows it ended too, as GET does.
+            listed = {s["id"]: s for s in results["list-sessions"].json()["data"]}
+            self.assertEqual(listed[doomed]["status"], "ended", listed.get(doomed))
+            note("the list answered %.1f s into the lock shows the deleted session %s",
+                 answered_at["list-sessions"], listed[doomed]["status"])
         if reply.status == 200:
             self.assertEqual(reply.json()["status"], "ended", "DELETE answered 200 with %r" %
                              reply.json())
