@@ -86,6 +86,7 @@ class HttpServer {
   std::mutex mu_;
   std::condition_variable cv_;
   size_t connections_ = 0;  // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point last_trim_;  // GUARDED_BY(mu_): the last malloc_trim
   std::atomic<size_t> in_flight_{0};
 };
 
