@@ -274,6 +274,16 @@ int SessionsCreate(const ClientFlags& flags, const CreateFlags& create) {
   return 0;
 }
 
+int SessionsFork(const ClientFlags& flags, const std::string& id) {
+  auto client = Connect(flags);
+  if (!client.ok()) return Fail(client.status());
+  auto session =
+      JsonAnswer((*client)->PostJson("/v1/sessions/" + Escape(id) + "/fork", "{}"), **client);
+  if (!session.ok()) return Fail(session.status());
+  std::cout << (flags.json ? Dump(*session) : Field(*session, "id")) << "\n";
+  return 0;
+}
+
 int SessionsList(const ClientFlags& flags, const ListFlags& list) {
   auto client = Connect(flags);
   if (!client.ok()) return Fail(client.status());
@@ -301,8 +311,8 @@ int SessionsShow(const ClientFlags& flags, const std::string& id) {
     std::cout << Dump(*session) << "\n";
     return 0;
   }
-  PrintFields(*session, {"id", "status", "end_reason", "pool", "execution_count", "created_at",
-                         "last_active_at", "expires_at", "ended_at"});
+  PrintFields(*session, {"id", "status", "end_reason", "pool", "forked_from", "execution_count",
+                         "created_at", "last_active_at", "expires_at", "ended_at"});
   for (const char* group : {"limits", "metadata"}) {
     if (!session->contains(group) || !(*session)[group].is_object()) continue;
     std::cout << group << ":" << ((*session)[group].empty() ? " -" : "") << "\n";
@@ -396,6 +406,11 @@ std::function<int()> RegisterClientCommands(CLI::App& app) {
   sessions_list->add_option("--limit", s.list.limit, "at most this many (1-1000)");
   sessions_list->add_option("--after", s.list.after, "the page after this id");
   add(sessions, "show", "show a session", [&s] { return SessionsShow(s.client, s.id); })
+      ->add_option("id", s.id, "session id")
+      ->required();
+  add(sessions, "fork",
+      "copy a session (its variables, /mnt/data and /tmp) into a new one and print its id",
+      [&s] { return SessionsFork(s.client, s.id); })
       ->add_option("id", s.id, "session id")
       ->required();
   add(sessions, "rm", "end sessions", [&s] { return SessionsRemove(s.client, s.args); })

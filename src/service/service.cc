@@ -142,6 +142,7 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
   RETURN_IF_ERROR(MakeDirs(data, 0700));
   std::unique_ptr<Service> service(new Service(config, clock));
   service->started_at_ms_ = service->NowMs();
+  service->started_ = service->clock_->Now();
   // Probed once, before any thread or session: what `pycell show` reports as in force.
   Json protections = Json::array();
   for (const sandbox::Protection& p : sandbox::ProbeHost().protections) {
@@ -1329,14 +1330,15 @@ Result<Json> Service::ServiceInfo() {
   ASSIGN_OR_RETURN(auto keys, store_->ListKeys("", /*include_revoked=*/false));
   Json by_role = {{"admin", 0}, {"operator", 0}, {"user", 0}, {"auditor", 0}};
   for (const store::KeyRow& key : keys) by_role[key.role] = by_role.value(key.role, 0) + 1;
-  int64_t now = NowMs();
   return Json{{"object", "service"},
               {"version", PYCELL_VERSION},
               {"build", {{"commit", PYCELL_GIT_COMMIT},
                          {"type", PYCELL_BUILD_TYPE},
                          {"compiler", PYCELL_COMPILER}}},
               {"started_at", TimeOrNull(started_at_ms_)},
-              {"uptime_s", (now - started_at_ms_) / 1000},
+              {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(clock_->Now() -
+                                                                            started_)
+                                .count()},
               {"listen", config_.server.listen},
               {"metrics_listen", config_.server.metrics_listen.empty()
                                      ? Json(nullptr)

@@ -321,6 +321,7 @@ class Service {
   std::shared_ptr<const ServiceConfig> live_config_;  // GUARDED_BY(live_config_mu_)
   std::mutex reload_mu_;  // One reload at a time.
   int64_t started_at_ms_ = 0;
+  std::chrono::steady_clock::time_point started_;  // For uptime: steady across clock steps.
   std::string host_protections_json_;  // From sandbox::ProbeHost at Open.
   std::unique_ptr<store::MetadataStore> store_;
   std::unique_ptr<files::FileStore> blobs_;

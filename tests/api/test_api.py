@@ -263,6 +263,25 @@ class TestHealthAndRouting(ApiTestCase):
         self.assertIsInstance(spec, dict)
         self.assertIn("openapi", spec)
         self.assertTrue(str(spec["openapi"]).startswith("3."), spec["openapi"])
+        # Every reference names something the document defines.
+        def refs(node):
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    if key == "$ref":
+                        yield value
+                    else:
+                        yield from refs(value)
+            elif isinstance(node, list):
+                for value in node:
+                    yield from refs(value)
+        for ref in set(refs(spec)):
+            target = spec
+            for part in ref.lstrip("#/").split("/"):
+                self.assertIn(part, target, "unresolved $ref " + ref)
+                target = target[part]
+        for path in ("/v1/sessions/{id}/fork", "/v1/sessions/{id}/replay", "/v1/files"):
+            self.assertIn(path, spec["paths"])
+        self.assertIn("507", spec["paths"]["/v1/files"]["post"]["responses"])
 
     def test_unknown_route(self):
         for path in ("/v1/nope", "/v2/files", "/", "/v1/files/%s/content/extra" % MISSING_FILE_ID):

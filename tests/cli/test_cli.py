@@ -324,6 +324,7 @@ class SessionsTest(CliTestCase):
         run = pycell("sessions", "show", sid)
         self.assertExit(run, 0)
         self.assertIn("status: active\n", run.out)
+        self.assertIn("forked_from: -\n", run.out)
         self.assertIn("  owner: cli-test\n", run.out)
 
         # The placed file is there.
@@ -335,6 +336,24 @@ class SessionsTest(CliTestCase):
         run = pycell("sessions", "list")
         self.assertExit(run, 0)
         self.assertRegex(run.out, re.escape(sid) + r"\s+active\s+default\s+1\s")
+
+        # A fork names its origin, and has its variables.
+        self.assertExit(pycell("exec", "--session", sid, stdin="x = 41"), 0)
+        run = pycell("sessions", "fork", sid)
+        self.assertExit(run, 0)
+        self.assertRegex(run.out, "^" + ID_RE["sess_"].pattern + "\n$")
+        fork = run.out.strip()
+        self.assertNotEqual(fork, sid)
+        run = pycell("sessions", "show", fork)
+        self.assertExit(run, 0)
+        self.assertIn("forked_from: %s\n" % sid, run.out)
+        run = pycell("exec", "--session", fork, stdin="print(x + 1)")
+        self.assertExit(run, 0)
+        self.assertEqual(run.out, "42\n")
+        run = pycell("sessions", "fork", MISSING_SESSION_ID)
+        self.assertExit(run, 1)
+        self.assertIn("no session", run.err)
+        self.assertExit(pycell("sessions", "rm", fork), 0)
 
         run = pycell("sessions", "rm", sid)
         self.assertExit(run, 0)

@@ -1178,8 +1178,14 @@ class TestClockJump(FaultTestCase):
         with open(offset_file, "w") as f:
             f.write("+%d\n" % self.JUMP_S)
         jumped_at = time.time()
+        # The server's records now carry the jumped wall time; its uptime counts elapsed time.
+        marker = expect(client.upload_raw("jump.txt", b"after the jump\n"), 201, "upload")
+        stamped = datetime.datetime.strptime(marker["created_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        stamped = stamped.replace(tzinfo=datetime.timezone.utc).timestamp()
+        self.assertGreater(stamped, jumped_at + self.JUMP_S - 60,
+                           "the server's wall clock did not jump: %r" % marker)
         uptime = expect(client.get("/v1/service"), 200, "GET /v1/service").get("uptime_s")
-        self.assertGreater(uptime, self.JUMP_S, "the server's wall clock did not jump")
+        self.assertLess(uptime, self.JUMP_S / 2, "uptime followed the wall clock's jump")
 
         # Past the idle timeout and the lifetime by the wall clock, not by elapsed time: a few
         # of the pool's expiry passes (one a second) end nothing.
