@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(http_request multipart v1_json mcp_jsonrpc aca frame_reader config_file)
+  TARGETS=(http_request multipart v1_json rest_request mcp_jsonrpc aca frame_reader config_file)
 fi
 
 if ! command -v clang++ >/dev/null; then
@@ -72,7 +72,7 @@ for target in "${TARGETS[@]}"; do
     mkdir -p "$work"
   fi
   case "$target" in
-    v1_json|mcp_jsonrpc|aca) dict=json ;;
+    v1_json|rest_request|mcp_jsonrpc|aca) dict=json ;;
     http_request) dict=http ;;
     multipart) dict=multipart ;;
     config_file) dict=toml ;;
