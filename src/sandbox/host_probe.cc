@@ -35,9 +35,8 @@ Protection ProbeNamespaces() {
   return {"namespaces (user, mount, pid, net, ipc, uts)", true, "a test child entered all six"};
 }
 
-}  // namespace
-
-Protection ProbePrivateRuntime() {
+// A throwaway child mounts a read-only overlay of /usr in new namespaces, as a session does.
+Protection TryPrivateRuntime() {
   const char* name = "private read-only runtime (overlayfs in a user namespace)";
   pid_t pid = CloneContained();
   if (pid == 0) {
@@ -60,8 +59,6 @@ Protection ProbePrivateRuntime() {
           "with overlayfs): sessions would share the inodes of /usr and /etc, so their file "
           "locks would be a channel between sessions"};
 }
-
-namespace {
 
 Protection ProbeSeccomp() {
   std::ifstream actions("/proc/sys/kernel/seccomp/actions_avail");
@@ -91,6 +88,13 @@ Protection ProbeOpenat2() {
 }
 
 }  // namespace
+
+Protection ProbePrivateRuntime() {
+  // The host's answer does not change while we run: probed once per process, however many ask
+  // (the service's report and every pool's engine).
+  static const Protection probed = TryPrivateRuntime();
+  return probed;
+}
 
 bool HostReport::AllAvailable() const {
   for (const Protection& p : protections) {

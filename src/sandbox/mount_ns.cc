@@ -116,15 +116,15 @@ Status BindPrivateRuntime(const std::string& root, const std::vector<std::string
   std::vector<std::pair<std::string, std::string>> layers;  // top folder, where it is staged
   for (const std::string& path : paths) {
     std::string top = path.substr(0, path.find('/', 1));
-    struct stat st {};
-    if (::stat(top.c_str(), &st) != 0) continue;  // A missing entry, as BindHostPath skips.
-    if (!S_ISDIR(st.st_mode) || top.find_first_of(",:\\") != std::string::npos) {
-      return Status::InvalidArgument("read-only path " + path +
-                                     " is not under a host folder an overlay can show");
-    }
     auto layer = std::find_if(layers.begin(), layers.end(),
                               [&](const auto& l) { return l.first == top; });
     if (layer == layers.end()) {
+      struct stat st {};
+      if (::stat(top.c_str(), &st) != 0) continue;  // A missing entry, as BindHostPath skips.
+      if (!S_ISDIR(st.st_mode) || top.find_first_of(",:\\") != std::string::npos) {
+        return Status::InvalidArgument("read-only path " + path +
+                                       " is not under a host folder an overlay can show");
+      }
       std::string at = staging + "/" + std::to_string(layers.size());
       RETURN_IF_ERROR(MakeDir(at, 0700));
       unsigned long flags = MS_RDONLY | MS_NOSUID | MS_NODEV | (top == "/usr" ? 0 : MS_NOEXEC);
