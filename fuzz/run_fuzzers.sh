@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(http_request multipart v1_json rest_request mcp_jsonrpc aca frame_reader config_file)
+  TARGETS=(http_request multipart v1_json rest_request mcp_jsonrpc aca frame_reader cell_protocol config_file)
 fi
 
 if ! command -v clang++ >/dev/null; then

@@ -1,5 +1,7 @@
 #include "aca/aca_api.h"
 
+#include "common/json_reader.h"
+
 #include <algorithm>
 #include <cctype>
 
@@ -63,14 +65,14 @@ Result<ExecuteRequest> ExecuteFields(const Json& fields, bool current) {
 }
 
 Result<Json> ParseObject(std::string_view body) {
-  Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
+  auto parsed = ParseUntrustedJson(body, JsonLimits{64u << 20, 32, 1u << 20});
+  if (!parsed.ok()) {
     return Status::InvalidArgument(
-        "the body is not valid JSON; send {\"properties\": {\"codeInputType\": \"inline\", "
+        "the body is not usable JSON (" + parsed.status().message() + "); send {\"properties\": {\"codeInputType\": \"inline\", "
         "\"executionType\": \"synchronous\", \"code\": \"1+1\"}}");
   }
-  if (!j.is_object()) return Status::InvalidArgument("the body must be a JSON object");
-  return j;
+  if (!parsed->is_object()) return Status::InvalidArgument("the body must be a JSON object");
+  return std::move(*parsed);
 }
 
 const Json& Field(const Json& object, const char* key) {
@@ -179,8 +181,8 @@ Json ResultOf(const Json& execution) {
     if (!data.is_object()) continue;
     if (data.contains("application/json")) return data["application/json"];
     std::string text = StringField(data, "text/plain");
-    Json number = Json::parse(text, nullptr, false);
-    if (!number.is_discarded() && number.is_number()) return number;
+    auto number = ParseUntrustedJson(text, JsonLimits{64u << 20, 4, 16});
+    if (number.ok() && number->is_number()) return *number;
     return text;
   }
   return "";

@@ -4,6 +4,7 @@
 
 #include "common/clock.h"
 #include "common/crypto.h"
+#include "common/json_reader.h"
 
 namespace pycell::audit {
 
@@ -118,7 +119,7 @@ Result<AuditEvent> EventFromJson(const Json& j) {
   } else if (detail->is_string()) {
     e.detail_json = detail->get<std::string>();  // Stored text that was not JSON.
   } else {
-    e.detail_json = detail->dump();
+    e.detail_json = DumpJson(*detail);
   }
   return e;
 }

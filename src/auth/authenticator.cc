@@ -4,6 +4,7 @@
 
 #include "auth/api_key.h"
 #include "common/logging.h"
+#include "common/json_reader.h"
 
 namespace pycell::auth {
 namespace {
@@ -105,7 +106,7 @@ Status Authenticator::Fail(const std::string& address, const std::string& reques
   event.action = "auth.denied";
   event.outcome = "denied";
   event.request_id = request_id;
-  event.detail_json = nlohmann::json{{"status", 401}, {"reason", reason}, {"peer", address}}.dump();
+  event.detail_json = DumpJson(nlohmann::json{{"status", 401}, {"reason", reason}, {"peer", address}});
   Status recorded = store_->Record(trail);
   if (!recorded.ok()) {
     LOG_ERROR("auditing a failed authentication: {}", recorded.ToString());
@@ -119,13 +120,12 @@ Status Authenticator::Deny(const Caller& caller, Permission permission, const st
   store::Trail trail;
   trail.audit = EventBy(caller, "auth.denied", "", WallMs(clock_));
   trail.audit->outcome = "denied";
-  trail.audit->detail_json = nlohmann::json{{"status", 403},
+  trail.audit->detail_json = DumpJson(nlohmann::json{{"status", 403},
                                             {"reason", "permission"},
                                             {"permission", PermissionName(permission)},
                                             {"role", RoleName(caller.role)},
                                             {"route", route},
-                                            {"peer", AddressOf(caller.peer)}}
-                                 .dump();
+                                            {"peer", AddressOf(caller.peer)}});
   RETURN_IF_ERROR(store_->Record(trail));
   return Status::PermissionDenied(std::string("the role ") + RoleName(caller.role) +
                                   " may not do this (it needs " + PermissionName(permission) +

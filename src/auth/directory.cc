@@ -11,6 +11,7 @@
 #include "common/logging.h"
 #include "common/unique_fd.h"
 #include "common/utf8.h"
+#include "common/json_reader.h"
 
 namespace pycell::auth {
 namespace {
@@ -131,7 +132,7 @@ Result<store::ProjectRow> CreateProject(store::MetadataStore& store, const Calle
   store::Trail trail;
   trail.audit = EventBy(by, "project.create", row.id, now_ms);
   trail.audit->project_id = row.id;  // The affected project: its auditors see it.
-  trail.audit->detail_json = ProjectJson(row).dump();
+  trail.audit->detail_json = DumpJson(ProjectJson(row));
   RETURN_IF_ERROR(store.PutProject(row, trail));
   return row;
 }
@@ -144,7 +145,7 @@ Result<store::ProjectRow> UpdateProject(store::MetadataStore& store, const Calle
   store::Trail trail;
   trail.audit = EventBy(by, "project.update", row.id, now_ms);
   trail.audit->project_id = row.id;
-  trail.audit->detail_json = ProjectJson(row).dump();
+  trail.audit->detail_json = DumpJson(ProjectJson(row));
   RETURN_IF_ERROR(store.PutProject(row, trail));
   return row;
 }
@@ -180,7 +181,7 @@ Result<CreatedKey> CreateKey(store::MetadataStore& store, const Caller& by, cons
   store::Trail trail;
   trail.audit = EventBy(by, "key.create", row.id, now_ms);
   trail.audit->project_id = row.project_id;
-  trail.audit->detail_json = KeyJson(row).dump();
+  trail.audit->detail_json = DumpJson(KeyJson(row));
   RETURN_IF_ERROR(store.PutKey(row, trail));
   return created;
 }
@@ -199,7 +200,7 @@ Result<store::KeyRow> RevokeKey(store::MetadataStore& store, const Caller& by,
   store::Trail trail;
   trail.audit = EventBy(by, "key.revoke", row.id, now_ms);
   trail.audit->project_id = row.project_id;
-  trail.audit->detail_json = Json{{"principal", row.principal}, {"role", row.role}}.dump();
+  trail.audit->detail_json = DumpJson(Json{{"principal", row.principal}, {"role", row.role}});
   RETURN_IF_ERROR(store.PutKey(row, trail));
   return row;
 }

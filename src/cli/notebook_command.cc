@@ -12,6 +12,7 @@
 
 #include "cli/client_common.h"
 #include "cli/commands.h"
+#include "common/json_reader.h"
 
 namespace pycell::cli {
 namespace {
@@ -46,7 +47,7 @@ int Replay(const ClientFlags& flags, const std::string& session_id, bool keep) {
   if (!client.ok()) return Fail(client.status());
   Json body = {{"keep", keep}};
   auto answer = JsonAnswer((*client)->PostJson("/v1/sessions/" + Escape(session_id) + "/replay",
-                                               body.dump()),
+                                               DumpJson(body)),
                            **client);
   if (!answer.ok()) return Fail(answer.status());
   const Json& report = *answer;

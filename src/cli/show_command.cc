@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "common/config_file.h"
 #include "common/config_json.h"
+#include "common/json_reader.h"
 
 namespace pycell::cli {
 namespace {
@@ -49,7 +50,7 @@ int Show(const ClientFlags& flags) {
   const Json roles = i.value("keys_by_role", Json::object());
   bool first = true;
   for (const auto& [role, count] : roles.items()) {
-    std::cout << (first ? "" : ", ") << role << " " << count.dump();
+    std::cout << (first ? "" : ", ") << role << " " << DumpJson(count);
     first = false;
   }
   std::cout << "\n\nHost protections:\n";

@@ -10,6 +10,7 @@
 
 #include "cli/client_common.h"
 #include "cli/commands.h"
+#include "common/json_reader.h"
 
 namespace pycell::cli {
 namespace {
@@ -37,7 +38,7 @@ std::string Fixed(double value, int decimals) {
 std::string Plain(const Json& object, const char* key) {
   auto it = object.find(key);
   if (it == object.end() || !it->is_number()) return "0";
-  return it->dump();
+  return DumpJson(*it);
 }
 
 // RFC 4180: quoted when it holds a comma, a quote or a line break.

@@ -49,10 +49,20 @@ struct EngineConfig {
   std::string runtime_dir = "/run/pycell";
   std::string cgroup_parent = "pycell";       // Under each hierarchy's root.
   uint32_t max_sessions = 64;
+  // The most sessions one project may hold in the pool at once, so that one tenant cannot take
+  // every slot. 0: three quarters of max_sessions (at least 1). See SessionShare().
+  uint32_t max_sessions_per_project = 0;
   std::chrono::milliseconds interrupt_grace{3000};
   // Run even when a protection the policy expects is missing (e.g. not root). Off: refuse.
   bool allow_weaker_sandbox = false;
   PoolConfig pool;
+
+  // max_sessions_per_project, or its default when 0.
+  uint32_t SessionShare() const {
+    if (max_sessions_per_project > 0) return max_sessions_per_project;
+    uint32_t three_quarters = static_cast<uint32_t>(uint64_t{max_sessions} * 3 / 4);
+    return three_quarters > 0 ? three_quarters : 1;
+  }
 
   Status Validate() const;
 };

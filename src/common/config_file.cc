@@ -252,6 +252,7 @@ Status ReadRoot(const toml::table& root, ServiceConfig* config) {
     RETURN_IF_ERROR(e.String("runtime_dir", &c.runtime_dir));
     RETURN_IF_ERROR(e.String("cgroup_parent", &c.cgroup_parent));
     RETURN_IF_ERROR(e.Integer("max_sessions", &c.max_sessions, 1, 100000));
+    RETURN_IF_ERROR(e.Integer("max_sessions_per_project", &c.max_sessions_per_project, 0, 100000));
     int64_t grace_ms = c.interrupt_grace.count();
     RETURN_IF_ERROR(e.Integer("interrupt_grace_ms", &grace_ms, 0, 600000));
     c.interrupt_grace = std::chrono::milliseconds(grace_ms);

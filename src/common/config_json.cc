@@ -102,6 +102,7 @@ Json ConfigToJson(const ServiceConfig& config) {
             {"runtime_dir", engine.runtime_dir},
             {"cgroup_parent", engine.cgroup_parent},
             {"max_sessions", engine.max_sessions},
+            {"max_sessions_per_project", engine.SessionShare()},
             {"interrupt_grace_ms", engine.interrupt_grace.count()},
             {"allow_weaker_sandbox", engine.allow_weaker_sandbox}}},
           {"pools", pools},

@@ -2,6 +2,7 @@
 // shown. Thread-safe pure functions.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 namespace pycell {
@@ -13,5 +14,11 @@ bool IsValidUtf8(std::string_view text);
 // True when `text` is valid UTF-8 without control characters (C0, DEL): safe to store as a name
 // and to echo in a header or a terminal.
 bool IsPrintableUtf8(std::string_view text);
+
+// The policy for names that sandboxed code wrote as bytes (a file under /mnt/data): each byte that
+// is not part of well-formed UTF-8 becomes "%XX" (upper-case hex); everything else is kept, so a
+// valid name is returned unchanged. The result is valid UTF-8: it can be stored, listed, audited
+// and exported on every route. ("bad\xff.txt" is registered as "bad%FF.txt".)
+std::string EscapeNonUtf8(std::string_view bytes);
 
 }  // namespace pycell

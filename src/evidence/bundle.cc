@@ -1,5 +1,7 @@
 #include "evidence/bundle.h"
 
+#include "common/json_reader.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -183,7 +185,7 @@ Result<std::string> BundleWriter::FinishSigned(const Json& metadata, const Signi
   }
   manifest["members"] = std::move(members);
   manifest["signer"] = {{"algorithm", "Ed25519"}, {"public_key_sha256", key.fingerprint()}};
-  std::string text = manifest.dump(2) + "\n";
+  std::string text = DumpJson(manifest, 2) + "\n";
   ASSIGN_OR_RETURN(std::string signature, key.Sign(text));
   RETURN_IF_ERROR(Add(kManifestMember, text));
   RETURN_IF_ERROR(Add(kSignatureMember, Base64Encode(signature) + "\n"));

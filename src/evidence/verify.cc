@@ -7,6 +7,7 @@
 #include "common/crypto.h"
 #include "evidence/audit_segment.h"
 #include "evidence/signing_key.h"
+#include "common/json_reader.h"
 
 namespace pycell::evidence {
 
@@ -122,7 +123,7 @@ class Verifier {
                           by.value("role", std::string()) + ", " +
                           by.value("key_id", std::string()) + ")";
     }
-    if (manifest.contains("scope")) out_->scope = manifest["scope"].dump();
+    if (manifest.contains("scope")) out_->scope = DumpJson(manifest["scope"]);
     return manifest;
   }
 

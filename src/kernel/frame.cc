@@ -91,6 +91,12 @@ Status FrameReader::Feed(int socket) {
         }
       }
     }
+    if (!received.fds.empty() && !accept_fds_) {
+      size_t count = received.fds.size();
+      received.fds.clear();  // Closed here and now.
+      return error_ = Status::InvalidArgument("descriptors passed on the control socket (" +
+                                              std::to_string(count) + "); none are accepted");
+    }
     if (!received.fds.empty()) fds_.push_back(std::move(received));
     if (msg.msg_flags & MSG_CTRUNC) {
       return error_ = Status::InvalidArgument("more descriptors than a frame may carry");

@@ -35,13 +35,19 @@ struct Frame {
 // Next() hands out complete frames. Used where a socket is polled alongside others.
 class FrameReader {
  public:
-  explicit FrameReader(uint32_t max_bytes = kMaxFrameBytes) : max_bytes_(max_bytes) {}
+  // `accept_fds` false: the peer may pass no descriptors at all; any that arrive are closed at
+  // once and the reader fails (InvalidArgument), so a hostile peer cannot make us hold them.
+  explicit FrameReader(uint32_t max_bytes = kMaxFrameBytes, bool accept_fds = true)
+      : max_bytes_(max_bytes), accept_fds_(accept_fds) {}
   // Reads what is available. Returns Unavailable("closed") at end of stream, InvalidArgument for a
-  // frame over the maximum or descriptors beyond what one frame may carry.
+  // frame over the maximum, descriptors beyond what one frame may carry, or any descriptors when
+  // they are not accepted.
   Status Feed(int socket);
   // The next complete frame, if any. A header over the maximum sets error().
   std::optional<Frame> Next();
   const Status& error() const { return error_; }
+  // Bytes received and not yet handed out as frames.
+  size_t buffered() const { return buffer_.size(); }
 
   static constexpr size_t kMaxFdsPerFrame = 16;
 
@@ -56,6 +62,7 @@ class FrameReader {
   uint32_t HeaderAt0() const;
 
   uint32_t max_bytes_;
+  bool accept_fds_;
   std::string buffer_;
   std::vector<ReceivedFds> fds_;  // In arrival order.
   Status error_;

@@ -8,11 +8,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <random>
 #include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "common/fs.h"
+#include "common/json_reader.h"
+#include "kernel/cell_protocol.h"
 #include "common/logging.h"
+#include "common/utf8.h"
 
 namespace pycell::kernel {
 
@@ -24,20 +28,6 @@ bool MimeBundle::IsJsonType(const std::string& mime) const {
 }
 
 namespace {
-
-MimeBundle BundleFromJson(const json& message) {
-  MimeBundle bundle;
-  const json& data = message.contains("data") ? message["data"] : json::object();
-  if (data.is_object()) {
-    for (const auto& [mime, value] : data.items()) {
-      bundle.data.emplace_back(mime, value.is_string() ? value.get<std::string>() : value.dump());
-    }
-  }
-  if (message.contains("metadata") && message["metadata"].is_object()) {
-    bundle.metadata_json = message["metadata"].dump();
-  }
-  return bundle;
-}
 
 // Appends what is readable on `fd` to `text` up to `cap` bytes, dropping (and counting) the rest.
 // Returns false at end of stream.
@@ -104,14 +94,57 @@ Status Kernel::WaitReady(std::chrono::milliseconds timeout) {
     return frame.status().WithContext("session did not start" +
                                       (err.empty() ? std::string() : " (stderr: " + err + ")"));
   }
-  json message = json::parse(frame->payload, nullptr, false);
-  if (message.is_object() && message.value("type", "") == "ready") return Status::Ok();
+  // Before the sandbox is in place the zygote's child may report why it failed ("error").
+  auto message = ParseUntrustedJson(frame->payload, {kMaxFrameBytes, kMaxFrameDepth, 1024});
+  if (message.ok() && message->is_object()) {
+    auto type = OptionalStringField(*message, "type", "the first frame");
+    if (type.ok() && *type == "ready") {
+      if (!frame->fds.empty()) return Violated(ProtocolViolation("descriptors with 'ready'"));
+      return Status::Ok();
+    }
+  }
   Kill();
-  std::string why = message.is_object() ? message.value("message", frame->payload) : frame->payload;
-  return Status::Internal("session failed to start: " + why);
+  std::string why = frame->payload.substr(0, 4096);
+  if (message.ok()) {
+    auto text = OptionalStringField(*message, "message", "the first frame");
+    if (text.ok() && *text) why = **text;
+  }
+  return Status::Internal("session failed to start: " + EscapeNonUtf8(why));
+}
+
+Status Kernel::Violated(Status violation) {
+  {
+    std::lock_guard<std::mutex> lock(violation_mu_);
+    if (violation_.empty()) violation_ = violation.message();
+  }
+  LOG_WARN("session (init pid {}): protocol violation: {}", init_pid_, violation.message());
+  Kill();
+  return violation;
+}
+
+std::string Kernel::violation() const {
+  std::lock_guard<std::mutex> lock(violation_mu_);
+  return violation_;
+}
+
+Status Kernel::CheckBetweenCells() {
+  if (dead_) return Status::Ok();
+  if (reader_.buffered() == 0) {
+    struct pollfd p {control_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) return Status::Ok();
+  }
+  Status fed = reader_.Feed(control_.get());
+  if (reader_.buffered() > 0) return Violated(ProtocolViolation("a frame between cells"));
+  if (!fed.ok() && fed.IsInvalidArgument()) return Violated(ProtocolViolation(fed.message()));
+  return Status::Ok();  // Closed: the runner died; the pool finds it gone.
 }
 
 namespace {
+
+uint64_t RandomU64() {
+  static thread_local std::mt19937_64 generator{std::random_device{}()};
+  return generator();
+}
 
 // The pids of `pid` in each pid namespace it is in, from the host's down to its own (NSpid).
 std::vector<pid_t> NamespacePids(pid_t pid) {
@@ -141,37 +174,68 @@ Result<pid_t> FindChildByNsPid(pid_t parent, pid_t ns_pid) {
   return Status::NotFound("no process " + std::to_string(ns_pid) + " in the session");
 }
 
-// Reads frames until one of type `want` (a display a background thread sent meanwhile is not
-// it), or fails with the runner's message.
+// `count` small non-negative integers (descriptor numbers) in an array.
+Result<std::vector<int>> IntArray(const json& object, const char* key, size_t count) {
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_array() || it->size() != count) {
+    return Status::InvalidArgument("not an array of " + std::to_string(count));
+  }
+  std::vector<int> out;
+  for (const json& item : *it) {
+    if (!item.is_number_integer() || item.get<int64_t>() < 0 || item.get<int64_t>() > 1 << 20) {
+      return Status::InvalidArgument("not a descriptor number");
+    }
+    out.push_back(static_cast<int>(item.get<int64_t>()));
+  }
+  return out;
+}
+
+// Reads the frame the fork handshake expects next: `want`, or "fork_failed" with the runner's
+// message. Anything else (a display a background thread wrote, a forged answer, descriptors) is a
+// protocol violation: between cells the channel carries nothing but the handshake.
 Result<json> AwaitFrame(int socket, FrameReader& reader, const std::string& want,
                         Clock::time_point deadline) {
-  while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return Status::DeadlineExceeded("the runner did not answer '" + want + "'");
-    ASSIGN_OR_RETURN(Frame frame, ReadFrame(socket, reader, left));
-    json message = json::parse(frame.payload, nullptr, false);
-    if (!message.is_object()) continue;
-    std::string type = message.value("type", "");
-    if (type == want) return message;
-    if (type == "fork_failed") {
-      return Status::FailedPrecondition("the session could not fork: " +
-                                        message.value("message", std::string("?")));
-    }
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  if (left.count() <= 0) return Status::DeadlineExceeded("the runner did not answer '" + want + "'");
+  auto frame = ReadFrame(socket, reader, left);
+  if (!frame.ok()) {
+    if (frame.status().IsInvalidArgument()) return ProtocolViolation(frame.status().message());
+    return frame.status();
   }
+  if (!frame->fds.empty()) return ProtocolViolation("descriptors passed during a fork");
+  JsonLimits limits{kMaxFrameBytes, kMaxFrameDepth, 1024};
+  auto message = ParseUntrustedJson(frame->payload, limits);
+  if (!message.ok() || !message->is_object()) {
+    return ProtocolViolation("a fork answer that is not a small JSON object");
+  }
+  auto type = StringField(*message, "type", "a fork answer");
+  if (!type.ok()) return ProtocolViolation(type.status().message());
+  if (*type == want) return std::move(*message);
+  if (*type == "fork_failed") {
+    auto why = StringField(*message, "message", "the 'fork_failed' frame");
+    if (!why.ok()) return ProtocolViolation(why.status().message());
+    return Status::FailedPrecondition("the session could not fork: " + *why);
+  }
+  return ProtocolViolation("a frame of type '" + *type + "' while waiting for '" + want + "'");
 }
 
 }  // namespace
 
 Result<ForkedKernel> Kernel::Fork(std::chrono::milliseconds timeout) {
   if (dead_) return Status::FailedPrecondition("the session's process has ended");
+  RETURN_IF_ERROR(CheckBetweenCells());
   auto deadline = Clock::now() + timeout;
   RETURN_IF_ERROR(WriteFrame(control_.get(), R"({"type":"fork"})"));
-  ASSIGN_OR_RETURN(json forked, AwaitFrame(control_.get(), reader_, "forked", deadline));
-  const json& numbers = forked.contains("fds") ? forked["fds"] : json();
-  pid_t ns_pid = forked.value("pid", 0);
-  if (!numbers.is_array() || numbers.size() != 4 || ns_pid <= 1) {
-    return Status::Internal("the runner's fork answer is malformed");
+  auto answer = AwaitFrame(control_.get(), reader_, "forked", deadline);
+  if (IsProtocolViolation(answer.status())) return Violated(answer.status());
+  if (!answer.ok()) return answer.status();
+  const json& forked = *answer;
+  auto ns_pid_field = IntField(forked, "pid", 2, 1 << 22, "the 'forked' frame");
+  auto numbers = IntArray(forked, "fds", 4);
+  if (!ns_pid_field.ok() || !numbers.ok()) {
+    return Violated(ProtocolViolation("the 'forked' frame: 'pid' and four 'fds' expected"));
   }
+  pid_t ns_pid = static_cast<pid_t>(*ns_pid_field);
   // From here on the fork's first process exists: any failure must end it.
   ForkedKernel result;
   ASSIGN_OR_RETURN(result.pid, FindChildByNsPid(init_pid_, ns_pid));
@@ -187,14 +251,16 @@ Result<ForkedKernel> Kernel::Fork(std::chrono::milliseconds timeout) {
   // stdout, stderr, go: pipes; control: a unix socket. Anything else is refused.
   UniqueFd taken[4];
   for (int i = 0; i < 4; ++i) {
-    int number = numbers[i].is_number_integer() ? numbers[i].get<int>() : -1;
+    int number = (*numbers)[i];
     taken[i].Reset(static_cast<int>(::syscall(SYS_pidfd_getfd, worker_pidfd.get(), number, 0)));
     struct stat st {};
     bool fits = taken[i].valid() && ::fstat(taken[i].get(), &st) == 0 &&
                 (i == 2 ? S_ISSOCK(st.st_mode) : S_ISFIFO(st.st_mode));
     if (!fits) {
       kill_fork();
-      return Status::Internal("the runner's fork descriptors are not its pipes and socket");
+      return Violated(
+          ProtocolViolation("the 'forked' frame names descriptors that are not the fork's pipes "
+                            "and socket"));
     }
   }
   if (Status s = WriteFrame(control_.get(), R"({"type":"fork_release"})"); !s.ok()) {
@@ -203,12 +269,14 @@ Result<ForkedKernel> Kernel::Fork(std::chrono::milliseconds timeout) {
   }
   if (auto released = AwaitFrame(control_.get(), reader_, "released", deadline); !released.ok()) {
     kill_fork();
+    if (IsProtocolViolation(released.status())) return Violated(released.status());
     return released.status();
   }
   ::fcntl(taken[3].get(), F_SETFD, FD_CLOEXEC);
   result.go = std::move(taken[3]);
   result.kernel = std::make_unique<Kernel>(result.pid, std::move(fork_pidfd), std::move(taken[2]),
                                            std::move(taken[0]), std::move(taken[1]));
+  result.kernel->set_execution_count(execution_count_);
   return result;
 }
 
@@ -216,20 +284,32 @@ Result<KernelRun> Kernel::Execute(const std::string& code, const ExecuteOptions&
                                   const ExecuteObserver& observer) {
   if (dead_) return Status::FailedPrecondition("the session's process has ended");
   KernelRun run;
+  auto violated = [&](Status violation) {
+    run.status = RunStatus::kProtocolViolation;
+    run.protocol_violation = Violated(std::move(violation)).message();
+  };
   // Output left over from background processes since the last cell belongs to this one.
   DrainPipe(stdout_.get(), &run.stdout_text, &run.stdout_truncated, options.max_output_bytes,
             observer.on_stdout);
   DrainPipe(stderr_.get(), &run.stderr_text, &run.stderr_truncated, options.max_output_bytes,
             observer.on_stderr);
-  if (Status s = WriteFrame(control_.get(), json({{"type", "execute"}, {"code", code}})
-                                           .dump(-1, ' ', false, json::error_handler_t::replace));
+  if (Status quiet = CheckBetweenCells(); !quiet.ok()) {
+    run.status = RunStatus::kProtocolViolation;
+    run.protocol_violation = quiet.message();
+    return run;
+  }
+  // Unpredictable, so that code which has not read the runner's memory cannot forge a completion.
+  execute_id_ = static_cast<int64_t>(RandomU64() >> 1);
+  CellProtocol protocol(execute_id_, execution_count_, options);
+  const auto sent = Clock::now();
+  if (Status s = WriteFrame(control_.get(),
+                            DumpJson(json({{"type", "execute"}, {"id", execute_id_}, {"code", code}})));
       !s.ok()) {
     Kill();
     run.status = RunStatus::kCrashed;
     return run;
   }
-  auto deadline = Clock::now() + options.timeout;
-  size_t display_bytes = 0;
+  auto deadline = sent + options.timeout;
   bool interrupted = false;
   bool stdout_open = true, stderr_open = true;
   while (true) {
@@ -261,39 +341,22 @@ Result<KernelRun> Kernel::Execute(const std::string& code, const ExecuteOptions&
     }
     if (!fds[0].revents) continue;
     Status fed = reader_.Feed(control_.get());
-    bool done = false;
-    while (auto frame = reader_.Next()) {
-      json message = json::parse(frame->payload, nullptr, false);
-      if (!message.is_object()) continue;
-      std::string type = message.value("type", "");
-      if (type == "display" || type == "result") {
-        display_bytes += frame->payload.size();
-        if (display_bytes > options.max_display_bytes) {
-          run.outputs_truncated = true;  // Keep reading (the runner must not block), keep none.
-          continue;
-        }
-        Output output{type == "result" ? Output::Kind::kResult : Output::Kind::kDisplay,
-                      BundleFromJson(message)};
-        if (observer.on_output) observer.on_output(output);
-        run.outputs.push_back(std::move(output));
-      } else if (type == "error") {
-        CellError error;
-        error.ename = message.value("ename", "");
-        error.evalue = message.value("evalue", "");
-        if (message.contains("traceback") && message["traceback"].is_array()) {
-          for (const auto& line : message["traceback"]) {
-            if (line.is_string()) error.traceback.push_back(line.get<std::string>());
-          }
-        }
-        run.error = std::move(error);
-      } else if (type == "done") {
-        run.status = message.value("status", "") == "ok" ? RunStatus::kOk : RunStatus::kError;
-        run.execution_count = message.value("execution_count", 0);
-        run.runner_duration_ms = message.value("duration_ms", 0.0);
-        done = true;
-      }
+    Status broken;
+    while (broken.ok()) {
+      auto frame = reader_.Next();
+      if (!frame) break;
+      double elapsed_ms = std::chrono::duration<double, std::milli>(Clock::now() - sent).count();
+      broken = protocol.OnFrame(frame->payload, frame->fds.size(), elapsed_ms, &run, observer);
     }
-    if (done) {
+    if (broken.ok() && !reader_.error().ok() && reader_.error().IsInvalidArgument()) {
+      broken = ProtocolViolation(reader_.error().message());  // Oversized frame, descriptors.
+    }
+    if (!broken.ok()) {
+      violated(std::move(broken));
+      break;
+    }
+    if (protocol.done()) {
+      execution_count_ = run.execution_count;
       if (interrupted) {
         run.status = RunStatus::kTimeout;
         run.timeout_action = "interrupted";
@@ -301,7 +364,7 @@ Result<KernelRun> Kernel::Execute(const std::string& code, const ExecuteOptions&
       break;
     }
     if (!fed.ok()) {
-      // The runner is gone (or sent garbage): the session cannot go on.
+      // The runner is gone: the session cannot go on.
       if (!fed.message().starts_with("closed")) LOG_WARN("session protocol: {}", fed.ToString());
       Kill();
       run.status = interrupted ? RunStatus::kTimeout : RunStatus::kCrashed;

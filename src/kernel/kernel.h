@@ -12,6 +12,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -47,6 +48,8 @@ enum class RunStatus {
   kError,      // The cell raised.
   kTimeout,    // Past its deadline; see timeout_action.
   kCrashed,    // The runner died (killed, out of memory, exited); the session is gone.
+  kProtocolViolation,  // The control channel carried what the protocol forbids (cell_protocol.h);
+                       // the session was killed for it.
 };
 
 struct KernelRun {
@@ -61,6 +64,7 @@ struct KernelRun {
   std::optional<CellError> error;
   int execution_count = 0;
   double runner_duration_ms = 0;  // As the runner measured the cell.
+  std::string protocol_violation;  // The rule broken, for kProtocolViolation.
 };
 
 struct ExecuteOptions {
@@ -68,6 +72,8 @@ struct ExecuteOptions {
   std::chrono::milliseconds interrupt_grace{3000};  // After the interrupt, before the kill.
   size_t max_output_bytes = 1 << 20;                // Per stream.
   size_t max_display_bytes = 32 << 20;              // All displays and results together.
+  size_t max_outputs = 10000;   // Displays and results kept; later ones are dropped (truncated).
+  size_t max_frames = 100000;   // Frames of any kind in one cell; past it: protocol violation.
 };
 
 // Called while the cell runs (for streaming); may be empty.
@@ -96,6 +102,12 @@ class Kernel {
 
   // Waits for the runner's "ready" frame (or the sandbox's error report).
   Status WaitReady(std::chrono::milliseconds timeout);
+  // Between cells the channel must be silent: anything readable on it (a frame a background
+  // thread wrote after the last completion, descriptors) is a protocol violation, which kills the
+  // session and is returned. Ok when silent. The caller makes sure no cell runs.
+  Status CheckBetweenCells();
+  // The rule the runner broke, once a violation killed the session; "" otherwise.
+  std::string violation() const;
   Result<KernelRun> Execute(const std::string& code, const ExecuteOptions& options,
                             const ExecuteObserver& observer = {});
   // Between cells (the caller makes sure no cell runs): asks the runner to fork the session
@@ -111,18 +123,27 @@ class Kernel {
   bool Dead() const { return dead_; }
   // True when the runner is alive and has nothing unread to say (a warm session's normal state).
   bool QuietAndAlive() const;
+  // The execution count the last completion reported (a fork starts from its origin's).
+  int64_t execution_count() const { return execution_count_; }
+  void set_execution_count(int64_t count) { execution_count_ = count; }
   pid_t init_pid() const { return init_pid_; }
 
  private:
   void Signal(int sig);
+  // Records the rule broken and kills the session; returns `violation` for the caller to pass on.
+  Status Violated(Status violation);
 
   pid_t init_pid_;
   UniqueFd init_pidfd_;
   UniqueFd control_;
   UniqueFd stdout_;
   UniqueFd stderr_;
-  FrameReader reader_;
+  FrameReader reader_{kMaxFrameBytes, /*accept_fds=*/false};
   std::atomic<bool> dead_{false};
+  int64_t execute_id_ = 0;  // Random, of the last execute sent; the runner echoes it in "done".
+  int64_t execution_count_ = 0;   // As the last completion reported it.
+  mutable std::mutex violation_mu_;
+  std::string violation_;  // GUARDED_BY(violation_mu_)
 };
 
 }  // namespace pycell::kernel

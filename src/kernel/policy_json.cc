@@ -1,4 +1,5 @@
 #include "kernel/policy_json.h"
+#include "common/json_reader.h"
 
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -19,7 +20,7 @@ std::string EncodePolicy(const sandbox::Policy& p) {
       {"max_file_bytes", p.max_file_bytes}, {"max_open_files", p.max_open_files},
       {"seccomp", p.seccomp},               {"private_runtime", p.private_runtime},
   };
-  return j.dump();
+  return DumpJson(j);
 }
 
 namespace {

@@ -8,13 +8,20 @@ session is a fork of that process; once the sandbox is in place the C++ side cal
 Protocol (src/kernel/frame.h): 4-byte big-endian length + UTF-8 JSON, on descriptor 3. Output of
 `print`, of C extensions and of subprocesses goes to descriptors 1 and 2, pipes the server reads.
 
-  server -> runner   {"type": "execute", "code": str}
+  server -> runner   {"type": "execute", "id": n, "code": str}
   runner -> server   {"type": "ready", "python": str}                           once, at start
                      {"type": "display", "data": {mime: value}, "metadata": {}}  zero or more
                      {"type": "result", "data": {...}, "metadata": {}, "execution_count": n}
                      {"type": "error", "ename": str, "evalue": str, "traceback": [str]}
-                     {"type": "done", "status": "ok" | "error", "execution_count": n,
-                      "duration_ms": float}
+                     {"type": "done", "id": n, "status": "ok" | "error",
+                      "execution_count": n, "duration_ms": float}
+
+The server treats every frame as hostile (src/kernel/cell_protocol.h): the user's code shares this
+process and can write on descriptor 3 too. A frame of an unknown type, a field of the wrong type,
+JSON nested deeper than 64 levels, a "done" with another id or an execution count that does not
+follow the last one, any frame between cells, descriptors passed on the socket: each ends the
+session as a protocol violation. So this module keeps to the rules itself: deep JSON values in a
+display are replaced by a note, as over-large ones are.
 
 A session fork (Kernel::RequestFork, between cells):
   server -> runner   {"type": "fork"}
@@ -35,14 +42,30 @@ import sys
 import time
 
 _MAX_BUNDLE_BYTES = 32 << 20  # A display larger than this is replaced by a note.
+_MAX_JSON_DEPTH = 48          # A JSON value nested deeper is replaced by a note (the limit is 64).
 _PLAIN_TYPES = (int, bool, str, bytes, type(None))
 
 _control = None  # The control socket's file object, set by serve().
 _shell = None    # The InteractiveShell, built in the zygote.
 
 
+def _finite(value):
+    """`value` with NaN and infinities as None: JSON has no spelling for them."""
+    if isinstance(value, float):
+        return None if value != value or value in (float("inf"), float("-inf")) else value
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _send(message):
-    data = json.dumps(message, default=str, allow_nan=True).encode("utf-8", "replace")
+    try:
+        text = json.dumps(message, default=str, allow_nan=False)
+    except ValueError:  # NaN or an infinity somewhere in a display's JSON.
+        text = json.dumps(_finite(message), default=str, allow_nan=False)
+    data = text.encode("utf-8", "replace")
     _control.write(struct.pack(">I", len(data)) + data)
     _control.flush()
 
@@ -62,10 +85,12 @@ def _jsonable_bundle(data):
     """MIME bundle values as JSON: bytes (e.g. PNG) as base64, the rest as given."""
     out = {}
     for mime, value in (data or {}).items():
+        mime = str(mime)
         if isinstance(value, (bytes, bytearray)):
             value = base64.b64encode(bytes(value)).decode("ascii")
         elif mime.endswith("json") or isinstance(value, (dict, list)):
-            pass
+            if _too_deep(value, _MAX_JSON_DEPTH):
+                value = "[JSON value omitted: nested deeper than %d levels]" % _MAX_JSON_DEPTH
         elif not isinstance(value, str):
             value = str(value)
         out[mime] = value
@@ -76,6 +101,28 @@ def _jsonable_bundle(data):
     return out
 
 
+def _metadata(metadata):
+    """A display's metadata as the protocol takes it: a shallow enough dict, else empty."""
+    if not isinstance(metadata, dict) or _too_deep(metadata, _MAX_JSON_DEPTH):
+        return {}
+    return metadata
+
+
+def _too_deep(value, levels):
+    """True when containers nest more than `levels` deep (iteratively: no recursion limit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, (list, tuple)):
+            continue
+        if depth > levels:
+            return True
+        stack.extend((child, depth + 1) for child in item)
+    return False
+
+
 def _build_shell():
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
@@ -84,7 +131,7 @@ def _build_shell():
 
     class Publisher(DisplayPublisher):
         def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
-            _send({"type": "display", "data": _jsonable_bundle(data), "metadata": metadata or {}})
+            _send({"type": "display", "data": _jsonable_bundle(data), "metadata": _metadata(metadata)})
 
         def clear_output(self, wait=False):
             pass
@@ -105,7 +152,7 @@ def _build_shell():
 
         def write_format_data(self, format_dict, md_dict=None):
             _send({"type": "result", "data": _jsonable_bundle(format_dict),
-                   "metadata": md_dict or {}, "execution_count": self.shell.execution_count})
+                   "metadata": _metadata(md_dict), "execution_count": self.shell.execution_count})
 
         def finish_displayhook(self):
             pass
@@ -270,8 +317,8 @@ def serve(control_fd, cpus):
             if message.get("type") != "execute":
                 continue
             status, duration_ms = _run_cell(str(message.get("code", "")))
-            _send({"type": "done", "status": status, "duration_ms": duration_ms,
-                   "execution_count": _shell.execution_count - 1})
+            _send({"type": "done", "id": message.get("id", 0), "status": status,
+                   "duration_ms": duration_ms, "execution_count": _shell.execution_count - 1})
         except KeyboardInterrupt:
             # An interrupt that arrived between cells: the cell it was meant for has ended.
             continue

@@ -15,6 +15,7 @@
 
 #include "common/logging.h"
 #include "kernel/policy_json.h"
+#include "common/json_reader.h"
 
 namespace pycell::kernel {
 
@@ -96,11 +97,11 @@ Result<std::unique_ptr<Zygote>> Zygote::Start(const ZygoteOptions& options) {
   }
   theirs.Reset();
   std::unique_ptr<Zygote> zygote(new Zygote(pid, std::move(ours)));
-  RETURN_IF_ERROR(WriteFrame(zygote->control_.get(), config.dump()));
+  RETURN_IF_ERROR(WriteFrame(zygote->control_.get(), DumpJson(config)));
   auto ready = ReadFrame(zygote->control_.get(), zygote->reader_, options.start_timeout);
   if (!ready.ok()) {
     return ready.status().WithContext("the zygote did not start (preloading " +
-                                      json(options.preload).dump() + ")");
+                                      DumpJson(json(options.preload)) + ")");
   }
   json message = json::parse(ready->payload, nullptr, false);
   if (message.is_discarded() || message.value("type", "") != "ready") {
@@ -133,7 +134,7 @@ Result<pid_t> Zygote::Spawn(const sandbox::Policy& policy, double cpus, const Se
   json request = {{"type", "spawn"}, {"policy", json::parse(EncodePolicy(policy))}, {"cpus", cpus}};
   std::vector<int> passed = {fds.stdout_write, fds.stderr_write, fds.control, fds.go_read};
   if (fds.lifeline >= 0) passed.push_back(fds.lifeline);
-  RETURN_IF_ERROR(WriteFrame(control_.get(), request.dump(), passed));
+  RETURN_IF_ERROR(WriteFrame(control_.get(), DumpJson(request), passed));
   auto reply = ReadFrame(control_.get(), reader_, std::chrono::seconds(10));
   if (!reply.ok()) return reply.status().WithContext("zygote did not answer");
   json message = json::parse(reply->payload, nullptr, false);

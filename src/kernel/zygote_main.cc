@@ -20,6 +20,7 @@
 #include "kernel/policy_json.h"
 #include "kernel/runner_source.h"
 #include "sandbox/contain.h"
+#include "common/json_reader.h"
 
 namespace pycell::kernel {
 namespace {
@@ -112,7 +113,7 @@ Status StartPython(const json& config) {
   runner_module = PyImport_ExecCodeModule("pycell_runner", code);
   Py_DECREF(code);
   if (runner_module == nullptr) return PythonError("load runner.py");
-  PyObject* result = PyObject_CallMethod(runner_module, "zygote_init", "s", config.dump().c_str());
+  PyObject* result = PyObject_CallMethod(runner_module, "zygote_init", "s", DumpJson(config).c_str());
   if (result == nullptr) return PythonError("zygote_init");
   Py_DECREF(result);
   return Status::Ok();
@@ -120,7 +121,7 @@ Status StartPython(const json& config) {
 
 void ReportAndExit(const Status& status) {
   json error = {{"type", "error"}, {"message", status.message()}};
-  (void)WriteFrame(kSessionControlFd, error.dump());
+  (void)WriteFrame(kSessionControlFd, DumpJson(error));
   ::_exit(1);
 }
 
@@ -160,7 +161,7 @@ json HandleSpawn(int zygote_fd, Frame& request, const json& message) {
   if (request.fds.size() != 4 && request.fds.size() != 5) {
     return {{"type", "error"}, {"message", "spawn needs 4 or 5 descriptors"}};
   }
-  auto policy = DecodePolicy(message.value("policy", json::object()).dump());
+  auto policy = DecodePolicy(DumpJson(message.value("policy", json::object())));
   if (!policy.ok()) return {{"type", "error"}, {"message", policy.status().message()}};
   double cpus = message.value("cpus", 1.0);
   PyOS_BeforeFork();
@@ -194,7 +195,7 @@ int ZygoteMain(int control_fd) {
   if (::getuid() == 0 && ::setgroups(0, nullptr) != 0) std::perror("setgroups");
   auto program = sandbox::seccomp::Compile();
   if (!program.ok()) {
-    (void)WriteFrame(control_fd, json({{"type", "error"}, {"message", program.status().message()}}).dump());
+    (void)WriteFrame(control_fd, DumpJson(json({{"type", "error"}, {"message", program.status().message()}})));
     return 2;
   }
   seccomp_program = std::move(*program);
@@ -205,10 +206,10 @@ int ZygoteMain(int control_fd) {
   if (!config.is_object()) return 2;
   Status started = StartPython(config);
   if (!started.ok()) {
-    (void)WriteFrame(control_fd, json({{"type", "error"}, {"message", started.message()}}).dump());
+    (void)WriteFrame(control_fd, DumpJson(json({{"type", "error"}, {"message", started.message()}})));
     return 2;
   }
-  if (!WriteFrame(control_fd, json({{"type", "ready"}}).dump()).ok()) return 3;
+  if (!WriteFrame(control_fd, DumpJson(json({{"type", "ready"}}))).ok()) return 3;
   while (true) {
     auto frame = ReadFrame(control_fd, reader, std::chrono::hours(24 * 365));
     if (!frame.ok()) return frame.status().IsDeadlineExceeded() ? 4 : 0;  // Server gone.
@@ -219,7 +220,7 @@ int ZygoteMain(int control_fd) {
     } else {
       reply = {{"type", "error"}, {"message", "unknown request"}};
     }
-    if (!WriteFrame(control_fd, reply.dump()).ok()) return 0;
+    if (!WriteFrame(control_fd, DumpJson(reply)).ok()) return 0;
   }
 }
 

@@ -1,4 +1,5 @@
 #include "mcp/mcp_server.h"
+#include "common/json_reader.h"
 
 #include <algorithm>
 #include <chrono>
@@ -41,11 +42,15 @@ Json ErrorReply(const Json& id, int code, const std::string& message) {
 
 Parsed ParseMessage(std::string_view text) {
   Parsed parsed;
-  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    parsed.error = ErrorReply(nullptr, kParseError, "Parse error: the message is not valid JSON");
+  // Bounded before anything recursive sees it: a body nested 100 000 deep is an error reply.
+  auto bounded = ParseUntrustedJson(text, JsonLimits{64u << 20, 32, 1u << 20});
+  if (!bounded.ok()) {
+    parsed.error = ErrorReply(nullptr, kParseError,
+                              "Parse error: the message is not usable JSON (" +
+                                  bounded.status().message() + ")");
     return parsed;
   }
+  Json j = std::move(*bounded);
   if (j.is_array()) {
     parsed.error = ErrorReply(nullptr, kInvalidRequest,
                               "Invalid Request: JSON-RPC batches are not supported (MCP removed "
@@ -268,7 +273,7 @@ Result<Json> McpServer::ListTools(const Message&, const CallContext&) {
 }
 
 std::string McpServer::RunningKey(const CallContext& context, const Json& id) {
-  return context.caller.key_id + "\n" + context.scope + "\n" + id.dump();
+  return context.caller.key_id + "\n" + context.scope + "\n" + DumpJson(id);
 }
 
 Result<Json> McpServer::CallTool(const Message& request, const CallContext& context) {

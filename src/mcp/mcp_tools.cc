@@ -10,6 +10,7 @@
 #include "common/utf8.h"
 #include "evidence/signing_key.h"
 #include "service/service.h"
+#include "common/json_reader.h"
 
 namespace pycell::mcp {
 namespace {
@@ -100,7 +101,7 @@ std::string CellText(const Json& execution, const Json& result) {
          "the cell ran past its timeout and was " + execution.value("timeout_action", "stopped"));
   }
   if (execution.contains("session_end_reason")) {
-    part("session ended", execution["session_end_reason"].dump());
+    part("session ended", DumpJson(execution["session_end_reason"]));
   }
   return text;
 }

@@ -1,4 +1,5 @@
 #include "notebook/compare.h"
+#include "common/json_reader.h"
 
 #include <regex>
 
@@ -45,8 +46,8 @@ class Comparer {
     if (original == replay) return;
     result.differences.push_back(
         {{"what", what}, {"original", Excerpt(original)}, {"replay", Excerpt(replay)}});
-    std::string both = (original.is_string() ? original.get<std::string>() : original.dump()) +
-                       (replay.is_string() ? replay.get<std::string>() : replay.dump());
+    std::string both = (original.is_string() ? original.get<std::string>() : DumpJson(original)) +
+                       (replay.is_string() ? replay.get<std::string>() : DumpJson(replay));
     if (LooksNondeterministic(both)) {
       result.notes.push_back(what +
                              " differs where it holds a time, a date or a memory address: "

@@ -1,5 +1,7 @@
 #include "sandbox/cgroup.h"
 
+#include <charconv>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -44,6 +46,37 @@ uint64_t ReadKeyed(const std::string& path, const std::string& key) {
     if (k == key) return v;
   }
   return 0;
+}
+
+std::optional<uint64_t> ReadNumber(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::string text;
+  std::getline(in, text);
+  if (in.bad() || text.empty() || text.size() > 20) return std::nullopt;
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+std::optional<uint64_t> ReadKeyedNumber(const std::string& path, const std::string& key) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.size() <= key.size() || line.compare(0, key.size(), key) != 0 ||
+        line[key.size()] != ' ') {
+      continue;
+    }
+    const char* begin = line.data() + key.size() + 1;
+    const char* end = line.data() + line.size();
+    uint64_t value = 0;
+    auto [at, ec] = std::from_chars(begin, end, value);
+    if (ec != std::errc() || at != end) return std::nullopt;
+    return value;
+  }
+  return std::nullopt;
 }
 
 }  // namespace cgroup_files

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,8 +54,10 @@ struct CgroupLimits {
 };
 
 struct CgroupUsage {
-  uint64_t cpu_ns = 0;             // Total CPU time used by the group.
-  uint64_t memory_peak_bytes = 0;  // Highest memory use since the last ResetPeak.
+  // Total CPU time used by the group, and the highest memory use since the last ResetPeak:
+  // nullopt when the host could not read them (never a made-up number).
+  std::optional<uint64_t> cpu_ns;
+  std::optional<uint64_t> memory_peak_bytes;
   uint64_t memory_current_bytes = 0;
   uint64_t oom_kills = 0;          // Processes the kernel killed for exceeding memory.
   uint64_t pids_current = 0;
@@ -127,6 +130,11 @@ Status Write(const std::string& path, const std::string& value);
 std::string Read(const std::string& path);
 // The number after `key` in a "key value" per line file (memory.stat, cpu.stat), or 0.
 uint64_t ReadKeyed(const std::string& path, const std::string& key);
+// Strict forms for counters that are billed: nullopt when the file cannot be read, the key is
+// absent or the text is not a decimal number (a descriptor shortage must never read as 0, nor a
+// half-read file as some other number).
+std::optional<uint64_t> ReadNumber(const std::string& path);
+std::optional<uint64_t> ReadKeyedNumber(const std::string& path, const std::string& key);
 }  // namespace cgroup_files
 
 }  // namespace pycell::sandbox

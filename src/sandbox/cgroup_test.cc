@@ -272,14 +272,38 @@ TEST(CgroupTest, V2ReadUsageParsesUsageFiles) {
   (void)(*group)->Destroy();  // Fails on plain folders (files left); TempDir cleans up.
 }
 
-TEST(CgroupTest, ReadUsageWithoutUsageFilesIsZero) {
+// Issue 16 row 6: a read that failed (the server out of descriptors) made a bystander's CPU time
+// 0, and the difference with the earlier reading wrapped to 18 446 744 073 648 ms. What cannot be
+// read is unknown, never a number.
+TEST(CgroupTest, ReadUsageWithoutUsageFilesIsUnknownNotZero) {
   TempDir tmp;
   Result<std::unique_ptr<Cgroup>> group =
       Cgroup::Create(CgroupLayout::ForTest(CgroupVersion::kV2, tmp.path()), "p", "s", {});
   ASSERT_OK(group);
   CgroupUsage usage = (*group)->ReadUsage();
-  EXPECT_EQ(usage.memory_peak_bytes + usage.oom_kills + usage.pids_current + usage.cpu_ns, 0u);
+  EXPECT_FALSE(usage.cpu_ns.has_value());
+  EXPECT_FALSE(usage.memory_peak_bytes.has_value());
+  EXPECT_EQ(usage.oom_kills + usage.pids_current, 0u);
   (void)(*group)->Destroy();  // Fails on plain folders (files left); TempDir cleans up.
+}
+
+TEST(CgroupTest, ReadUsageRefusesGarbageAndOverflow) {
+  TempDir tmp;
+  Result<std::unique_ptr<Cgroup>> group =
+      Cgroup::Create(CgroupLayout::ForTest(CgroupVersion::kV2, tmp.path()), "p", "s", {});
+  ASSERT_OK(group);
+  std::string dir = tmp.path() + "/p/s";
+  for (const char* text : {"", "12x\n", "-5\n", "99999999999999999999999\n"}) {
+    WriteFile(dir + "/memory.peak", text);
+    WriteFile(dir + "/cpu.stat", std::string("usage_usec ") + text);
+    CgroupUsage usage = (*group)->ReadUsage();
+    EXPECT_FALSE(usage.memory_peak_bytes.has_value()) << text;
+    EXPECT_FALSE(usage.cpu_ns.has_value()) << text;
+  }
+  // usage_usec that would overflow once turned into nanoseconds.
+  WriteFile(dir + "/cpu.stat", "usage_usec 18446744073709551\n");
+  EXPECT_FALSE((*group)->ReadUsage().cpu_ns.has_value());
+  (void)(*group)->Destroy();
 }
 
 // A child that, once told to go, forks a grandchild; both then sleep until killed.

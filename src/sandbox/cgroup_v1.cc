@@ -36,13 +36,13 @@ Status ApplyLimits(const std::string& controller, const std::string& dir,
 
 void ReadUsage(const std::string& controller, const std::string& dir, CgroupUsage* usage) {
   if (controller == "memory") {
-    usage->memory_peak_bytes = std::strtoull(Read(dir + "/memory.max_usage_in_bytes").c_str(), nullptr, 10);
+    usage->memory_peak_bytes = cgroup_files::ReadNumber(dir + "/memory.max_usage_in_bytes");
     usage->memory_current_bytes = std::strtoull(Read(dir + "/memory.usage_in_bytes").c_str(), nullptr, 10);
     usage->oom_kills = ReadKeyed(dir + "/memory.oom_control", "oom_kill");
   } else if (controller == "pids") {
     usage->pids_current = std::strtoull(Read(dir + "/pids.current").c_str(), nullptr, 10);
   } else if (controller == "cpuacct") {
-    usage->cpu_ns = std::strtoull(Read(dir + "/cpuacct.usage").c_str(), nullptr, 10);
+    usage->cpu_ns = cgroup_files::ReadNumber(dir + "/cpuacct.usage");
   }
 }
 

@@ -40,11 +40,13 @@ Status ApplyLimits(const std::string& dir, const CgroupLimits& limits) {
 }
 
 void ReadUsage(const std::string& dir, CgroupUsage* usage) {
-  usage->memory_peak_bytes = std::strtoull(Read(dir + "/memory.peak").c_str(), nullptr, 10);
+  usage->memory_peak_bytes = cgroup_files::ReadNumber(dir + "/memory.peak");
   usage->memory_current_bytes = std::strtoull(Read(dir + "/memory.current").c_str(), nullptr, 10);
   usage->oom_kills = ReadKeyed(dir + "/memory.events", "oom_kill");
   usage->pids_current = std::strtoull(Read(dir + "/pids.current").c_str(), nullptr, 10);
-  usage->cpu_ns = ReadKeyed(dir + "/cpu.stat", "usage_usec") * 1000;
+  usage->cpu_ns = cgroup_files::ReadKeyedNumber(dir + "/cpu.stat", "usage_usec");
+  if (usage->cpu_ns && *usage->cpu_ns > UINT64_MAX / 1000) usage->cpu_ns.reset();
+  if (usage->cpu_ns) *usage->cpu_ns *= 1000;
 }
 
 void ResetPeak(const std::string& dir) {

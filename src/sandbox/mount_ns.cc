@@ -189,7 +189,9 @@ Status PrivatizeHostMounts() {
 Status MountQuotaTmpfs(const std::string& path, uint64_t bytes, uid_t uid, gid_t gid) {
   // nr_inodes bounds "a billion small files" as size bounds bytes.
   uint64_t inodes = bytes / 4096 + 1024;
-  return Mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV,
+  // noexec: only /usr holds programs (docs/sandbox.md, "What may execute"); the session's binds of
+  // this mount inherit the flag and cannot clear it (it is locked in their user namespace).
+  return Mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                "size=" + std::to_string(bytes) + ",nr_inodes=" + std::to_string(inodes) +
                    ",mode=0700,uid=" + std::to_string(uid) + ",gid=" + std::to_string(gid));
 }

@@ -42,7 +42,7 @@ const char* const kAllowed[] = {
     "fchmodat", "chown", "fchown", "lchown", "fchownat", "umask", "utime", "utimes", "utimensat",
     "futimesat", "mknod", "mknodat", "setxattr", "lsetxattr", "fsetxattr", "getxattr",
     "lgetxattr", "fgetxattr", "listxattr", "llistxattr", "flistxattr", "removexattr",
-    "lremovexattr", "fremovexattr", "pipe", "pipe2", "memfd_create", "inotify_init",
+    "lremovexattr", "fremovexattr", "pipe", "pipe2", "inotify_init",
     "inotify_init1", "inotify_add_watch", "inotify_rm_watch", "eventfd", "eventfd2", "signalfd",
     "signalfd4", "timerfd_create", "timerfd_settime", "timerfd_gettime",
     // Waiting and polling.
@@ -121,6 +121,11 @@ Result<Program> Compile() {
     RETURN_IF_ERROR(Check(seccomp_rule_add(c, SCMP_ACT_ALLOW, nr, 0), name));
   }
   RETURN_IF_ERROR(Check(seccomp_rule_add(c, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0), "clone3"));
+  // An anonymous file is the one writable place that is not a noexec mount, so a program written
+  // into one could be run (execve of /proc/self/fd/N). ENOSYS, as for a kernel without it:
+  // libraries that use memfd_create fall back to a temporary file.
+  RETURN_IF_ERROR(
+      Check(seccomp_rule_add(c, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(memfd_create), 0), "memfd_create"));
   RETURN_IF_ERROR(Check(seccomp_rule_add(c, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
                                          SCMP_A0(SCMP_CMP_MASKED_EQ, kNamespaceFlags, 0)),
                         "clone"));

@@ -5,15 +5,24 @@
 #include <cstdlib>
 
 #include "common/clock.h"
+#include "common/json_reader.h"
 
 namespace pycell::server {
 
+namespace {
+// Request bodies: the size is bounded by server.max_json_body before they get here; what a
+// legitimate body nests (metadata, tool arguments) is shallow.
+const JsonLimits kBodyJsonLimits{64u << 20, 32, 1u << 20};
+}  // namespace
+
 Result<nlohmann::json> ParseBody(const Request& request, std::initializer_list<const char*> allowed) {
   if (request.body.empty()) return nlohmann::json::object();
-  nlohmann::json j = nlohmann::json::parse(request.body, nullptr, false);
-  if (j.is_discarded()) {
-    return Status::InvalidArgument("the body is not valid JSON; send an object such as {\"code\": \"1+1\"}");
+  auto parsed = ParseUntrustedJson(request.body, kBodyJsonLimits);
+  if (!parsed.ok()) {
+    return Status::InvalidArgument("the body is not usable JSON (" + parsed.status().message() +
+                                   "); send an object such as {\"code\": \"1+1\"}");
   }
+  nlohmann::json j = std::move(*parsed);
   if (!j.is_object()) return Status::InvalidArgument("the body must be a JSON object");
   for (const auto& [key, value] : j.items()) {
     bool known = false;
@@ -148,11 +157,12 @@ Result<auth::KeySpec> KeySpecFrom(const Request& request) {
 
 Result<nlohmann::json> ParseObject(const Request& request) {
   if (request.body.empty()) return nlohmann::json::object();
-  nlohmann::json j = nlohmann::json::parse(request.body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Status::InvalidArgument("the body must be a JSON object");
+  auto parsed = ParseUntrustedJson(request.body, kBodyJsonLimits);
+  if (!parsed.ok() || !parsed->is_object()) {
+    return Status::InvalidArgument("the body must be a JSON object" +
+                                   (parsed.ok() ? std::string() : " (" + parsed.status().message() + ")"));
   }
-  return j;
+  return std::move(*parsed);
 }
 
 }  // namespace pycell::server

@@ -7,6 +7,7 @@
 
 #include "files/media_type.h"
 #include "service/service.h"
+#include "common/json_reader.h"
 
 namespace pycell::service {
 
@@ -37,7 +38,7 @@ Result<FileContent> Service::OpenSessionFile(const auth::Caller& caller,
   int64_t now = NowMs();
   trail.audit = auth::EventBy(caller, "session.files.get", session_id, now);
   trail.audit->detail_json =
-      Json{{"path", "/mnt/data/" + path}, {"bytes", content.row.bytes}}.dump();
+      DumpJson(Json{{"path", "/mnt/data/" + path}, {"bytes", content.row.bytes}});
   trail.usage.push_back({now, now, caller.project_id, caller.principal, "", session_id,
                          "download_bytes", content.row.bytes});
   RETURN_IF_ERROR(store_->Record(trail));

@@ -27,6 +27,7 @@
 #include "evidence/bundle.h"
 #include "service/service.h"
 #include "service/service_json.h"
+#include "common/json_reader.h"
 
 namespace pycell::service {
 namespace {
@@ -313,7 +314,7 @@ Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
   // Audited before a byte is sent: an export whose event cannot be written fails.
   store::Trail trail;
   trail.audit = auth::EventBy(caller, "evidence.export", request.session_id, NowMs());
-  trail.audit->detail_json = Json{
+  trail.audit->detail_json = DumpJson(Json{
       {"session_id", request.session_id.empty() ? Json(nullptr) : Json(request.session_id)},
       {"from", TimeOrNull(from)},
       {"to", TimeOrNull(to)},
@@ -325,7 +326,7 @@ Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
       {"audit_last_seq", audit_segment["last_seq"]},
       {"sessions", sessions.size()},
       {"file_contents",
-       contents.size()}}.dump();
+       contents.size()}});
   RETURN_IF_ERROR(store_->Record(trail));
   bundle.fd = std::move(fd);
   return bundle;

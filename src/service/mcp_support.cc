@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "service/service.h"
+#include "common/json_reader.h"
 
 namespace pycell::service {
 
@@ -11,7 +12,7 @@ Status Service::InterruptSession(const auth::Caller& caller, const std::string& 
   bool running = session->busy();
   store::Trail trail;
   trail.audit = auth::EventBy(caller, "execution.interrupt", session_id, NowMs());
-  trail.audit->detail_json = Json{{"running", running}}.dump();
+  trail.audit->detail_json = DumpJson(Json{{"running", running}});
   RETURN_IF_ERROR(store_->Record(trail));
   if (running) session->Interrupt();
   return Status::Ok();

@@ -6,6 +6,7 @@
 #include "common/build_info.h"
 #include "notebook/notebook.h"
 #include "service/service.h"
+#include "session/execution.h"
 #include "service/service_json.h"
 
 namespace pycell::service {
@@ -73,7 +74,11 @@ Result<Json> Service::Notebook(const auth::Caller& caller, const std::string& se
                      {"exported_at", TimeOrNull(NowMs())},
                      {"exported_by", caller.principal},
                      {"server_version", PYCELL_VERSION},
-                     {"server_commit", PYCELL_GIT_COMMIT}};
+                     {"server_commit", PYCELL_GIT_COMMIT},
+                     // Which record fields the server measured and which the session only said
+                     // (docs/evidence.md, "Attested and reported").
+                     {"attested_fields", session::AttestedFields()},
+                     {"reported_fields", session::ReportedFields()}};
   return notebook::MakeNotebook(provenance, executions);
 }
 

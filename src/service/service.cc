@@ -1,5 +1,7 @@
 #include "service/service.h"
 
+#include "common/json_reader.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -120,7 +122,7 @@ Result<Json> Upload::Finish() {
     store::Trail trail;
     trail.audit = auth::EventBy(caller_, "file.upload", row.id, row.created_at_ms);
     trail.audit->detail_json =
-        Json{{"filename", row.filename}, {"bytes", row.bytes}, {"sha256", row.sha256}}.dump();
+        DumpJson(Json{{"filename", row.filename}, {"bytes", row.bytes}, {"sha256", row.sha256}});
     trail.usage.push_back({row.created_at_ms, row.created_at_ms, row.project_id, row.principal,
                            "", "", "upload_bytes", row.bytes});
     Status put = s->store_->PutFile(row, trail);
@@ -148,7 +150,7 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
   for (const sandbox::Protection& p : sandbox::ProbeHost().protections) {
     protections.push_back({{"name", p.name}, {"available", p.available}, {"detail", p.detail}});
   }
-  service->host_protections_json_ = protections.dump();
+  service->host_protections_json_ = DumpJson(protections);
   ASSIGN_OR_RETURN(service->store_, store::OpenSqliteStore(data + "/pycell.db"));
   // Diagnostic settings first, so that every audit event of this run reaches them.
   ASSIGN_OR_RETURN(service->diagnostics_,
@@ -307,7 +309,7 @@ Status Service::RecordDownload(const auth::Caller& caller, const store::FileRow&
   int64_t now = NowMs();
   trail.audit = auth::EventBy(caller, "file.download", file.id, now);
   trail.audit->detail_json =
-      Json{{"bytes", bytes}, {"sha256", file.sha256}, {"file_project_id", file.project_id}}.dump();
+      DumpJson(Json{{"bytes", bytes}, {"sha256", file.sha256}, {"file_project_id", file.project_id}});
   trail.usage.push_back({now, now, caller.project_id, caller.principal, "", "", "download_bytes",
                          static_cast<int64_t>(bytes)});
   RETURN_IF_ERROR(store_->Record(trail));
@@ -334,7 +336,7 @@ Status Service::DeleteFile(const auth::Caller& caller, const std::string& id) {
   store::Trail trail;
   trail.audit = auth::EventBy(caller, "file.delete", id, NowMs());
   trail.audit->detail_json =
-      Json{{"filename", row.filename}, {"sha256", row.sha256}, {"bytes", row.bytes}}.dump();
+      DumpJson(Json{{"filename", row.filename}, {"sha256", row.sha256}, {"bytes", row.bytes}});
   trail.usage.push_back(StorageHeld(row));
   std::lock_guard<std::mutex> lock(blob_mu_);
   auto remaining = store_->DeleteFile(id, trail);
@@ -371,16 +373,22 @@ void Service::SweepLoop() {
     sweep_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
     if (stopping_) break;
     lock.unlock();
-    {
-      std::lock_guard<std::mutex> end_lock(end_mu_);
-      FlushUnrecordedEndsLocked();
-    }
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_sweep >= LiveConfig()->retention.sweep_interval) {
-      last_sweep = now;
-      auto swept = SweepExpiredFiles();
-      if (!swept.ok()) LOG_ERROR("retention sweep: {}", swept.status().ToString());
-      FlagLongSessions();
+    try {
+      {
+        std::lock_guard<std::mutex> end_lock(end_mu_);
+        FlushUnrecordedEndsLocked();
+      }
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_sweep >= LiveConfig()->retention.sweep_interval) {
+        last_sweep = now;
+        auto swept = SweepExpiredFiles();
+        if (!swept.ok()) LOG_ERROR("retention sweep: {}", swept.status().ToString());
+        FlagLongSessions();
+      }
+    } catch (const std::exception& e) {
+      // A bug: logged and counted, and the loop goes on (a crash here would recur at each start).
+      LOG_ERROR("retention sweep: internal error: {}", e.what());
+      // (counted in pycell_internal_errors_total: wired with the HTTP server's counter)
     }
     lock.lock();
   }
@@ -420,7 +428,7 @@ Status Service::QuotaRefused(const auth::Caller& caller, const std::string& targ
   store::Trail trail;
   trail.audit = auth::EventBy(caller, "quota.exceeded", target, NowMs());
   trail.audit->outcome = "quota_exceeded";
-  trail.audit->detail_json = Json{{"message", refusal.message()}}.dump();
+  trail.audit->detail_json = DumpJson(Json{{"message", refusal.message()}});
   RETURN_IF_ERROR(store_->Record(trail));
   return refusal;
 }
@@ -434,7 +442,7 @@ store::SessionRow Service::ActiveRow(const session::Session& session,
   row.created_at_ms = ToWallMs(session.created_at());
   row.last_active_at_ms = ToWallMs(session.last_active_at());
   row.expires_at_ms = ToWallMs(session.expires_at());
-  row.limits_json = LimitsToJson(session.limits()).dump();
+  row.limits_json = DumpJson(LimitsToJson(session.limits()));
   return row;
 }
 
@@ -469,16 +477,16 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
     inputs.push_back(std::move(row));
   }
   ASSIGN_OR_RETURN(store::ProjectRow project, store_->GetProject(caller.project_id));
-  // From the quota check to the record, so a racing creation sees this one.
-  std::unique_lock<std::mutex> quota_lock(quota_mu_);
-  Status quota = usage::CheckSessionQuotas(*store_, project, NowMs());
-  if (!quota.ok()) return QuotaRefused(caller, "", quota);
+  // From the quota check to the record the session holds a reserved slot, so a racing creation
+  // counts it; the mutex is held only to check and reserve, not across a launch.
+  ASSIGN_OR_RETURN(QuotaReservation reservation, ReserveSession(caller, project, ""));
 
   session::SessionOptions options;
   if (request.memory_bytes && *request.memory_bytes != bounds.memory_bytes) {
     options.memory_bytes = request.memory_bytes;
   }
   options.execution_timeout = request.execution_timeout;
+  options.project_id = caller.project_id;
   ASSIGN_OR_RETURN(auto session, pool->second->CreateSession(options));
   for (const store::FileRow& input : inputs) {
     Status placed = [&]() -> Status {
@@ -491,7 +499,7 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
     }
   }
   store::SessionRow row = ActiveRow(*session, request.pool);
-  row.metadata_json = request.metadata && !request.metadata->is_null() ? request.metadata->dump() : "{}";
+  row.metadata_json = request.metadata && !request.metadata->is_null() ? DumpJson(*request.metadata) : "{}";
   row.project_id = caller.project_id;
   row.principal = caller.principal;
   if (request.metadata && request.metadata->is_object() && request.metadata->contains("agent_id")) {
@@ -502,9 +510,9 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
   Json file_ids = Json::array();
   for (const store::FileRow& input : inputs) file_ids.push_back(input.id);
   trail.audit->detail_json =
-      Json{{"pool", row.pool}, {"file_ids", file_ids}, {"metadata", MetadataOf(row)}}.dump();
+      DumpJson(Json{{"pool", row.pool}, {"file_ids", file_ids}, {"metadata", MetadataOf(row)}});
   Status put = store_->PutSession(row, trail);
-  quota_lock.unlock();
+  reservation.Release();
   if (!put.ok()) {
     (void)pool->second->EndSession(session->id(), session::EndReason::kClosed);
     return put;
@@ -528,6 +536,31 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
   return SessionJson(row);
 }
 
+Service::QuotaReservation::~QuotaReservation() { Release(); }
+
+void Service::QuotaReservation::Release() {
+  if (service_ == nullptr) return;
+  std::lock_guard<std::mutex> lock(service_->quota_mu_);
+  if (--service_->reserved_sessions_[project_id_] == 0) {
+    service_->reserved_sessions_.erase(project_id_);
+  }
+  service_ = nullptr;
+}
+
+Result<Service::QuotaReservation> Service::ReserveSession(const auth::Caller& caller,
+                                                          const store::ProjectRow& project,
+                                                          const std::string& target) {
+  std::lock_guard<std::mutex> lock(quota_mu_);
+  int64_t pending = 0;
+  if (auto it = reserved_sessions_.find(project.id); it != reserved_sessions_.end()) {
+    pending = it->second;
+  }
+  Status quota = usage::CheckSessionQuotas(*store_, project, NowMs(), pending);
+  if (!quota.ok()) return QuotaRefused(caller, target, quota);
+  ++reserved_sessions_[project.id];
+  return QuotaReservation(this, project.id);
+}
+
 Result<Json> Service::ForkSession(const auth::Caller& caller, const std::string& id) {
   ASSIGN_OR_RETURN(std::shared_ptr<session::Session> live, LiveSession(caller, id));
   ASSIGN_OR_RETURN(store::SessionRow origin, store_->GetSession(id));
@@ -535,9 +568,7 @@ Result<Json> Service::ForkSession(const auth::Caller& caller, const std::string&
   if (pool == pools_.end()) return EndedError(id, "crashed");
   ASSIGN_OR_RETURN(store::ProjectRow project, store_->GetProject(origin.project_id));
   ASSIGN_OR_RETURN(std::vector<store::SessionInput> inputs, store_->SessionInputs(id));
-  std::unique_lock<std::mutex> quota_lock(quota_mu_);
-  Status quota = usage::CheckSessionQuotas(*store_, project, NowMs());
-  if (!quota.ok()) return QuotaRefused(caller, id, quota);
+  ASSIGN_OR_RETURN(QuotaReservation reservation, ReserveSession(caller, project, id));
   ASSIGN_OR_RETURN(std::shared_ptr<session::Session> fork, pool->second->ForkSession(id));
   store::SessionRow row = ActiveRow(*fork, origin.pool);
   row.metadata_json = origin.metadata_json;
@@ -549,9 +580,9 @@ Result<Json> Service::ForkSession(const auth::Caller& caller, const std::string&
   trail.audit = auth::EventBy(caller, "session.fork", row.id, row.created_at_ms);
   trail.audit->project_id = row.project_id;
   trail.audit->detail_json =
-      Json{{"forked_from", id}, {"pool", row.pool}, {"metadata", MetadataOf(row)}}.dump();
+      DumpJson(Json{{"forked_from", id}, {"pool", row.pool}, {"metadata", MetadataOf(row)}});
   Status put = store_->PutSession(row, trail);
-  quota_lock.unlock();
+  reservation.Release();
   if (!put.ok()) {
     (void)pool->second->EndSession(row.id, session::EndReason::kClosed);
     return put;
@@ -606,11 +637,15 @@ Status Service::RecordEnd(const session::Session& s) {
   if (by.key_id.empty()) by.project_id = row.project_id;  // The system acts in the session's.
   store::Trail trail;
   trail.audit = auth::EventBy(by, "session.end", row.id, row.ended_at_ms);
-  trail.audit->detail_json = Json{{"reason", row.end_reason},
+  trail.audit->detail_json = DumpJson(Json{{"reason", row.end_reason},
                                   {"execution_count", row.execution_count},
                                   {"wall_seconds", (row.ended_at_ms - row.created_at_ms) / 1000.0},
-                                  {"cpu_seconds", row.cpu_ms / 1000}}
-                                 .dump();
+                                  {"cpu_seconds", row.cpu_ms / 1000}});
+  if (s.end_reason() == session::EndReason::kProtocolViolation) {
+    Status logged = store_->Record(ViolationTrail(row, s.protocol_violation(), ""));
+    if (!logged.ok()) LOG_ERROR("session {}: auditing its violation: {}", row.id, logged.ToString());
+    metrics_->SandboxEvent("protocol_violation");
+  }
   Status written = store_->PutSession(row, trail);
   if (!written.ok()) {
     std::lock_guard<std::mutex> lock(rows_mu_);
@@ -753,7 +788,7 @@ Result<Json> Service::EndSession(const auth::Caller& caller, const std::string& 
       row.ended_at_ms = NowMs();
       store::Trail trail;
       trail.audit = auth::EventBy(caller, "session.end", id, row.ended_at_ms);
-      trail.audit->detail_json = Json{{"reason", row.end_reason}}.dump();
+      trail.audit->detail_json = DumpJson(Json{{"reason", row.end_reason}});
       RETURN_IF_ERROR(store_->PutSession(row, trail));
     }
     ASSIGN_OR_RETURN(row, store_->GetSession(id));
@@ -775,7 +810,7 @@ Result<Json> Service::PutSessionFiles(const auth::Caller& caller, const std::str
     store::Trail trail;
     trail.audit = auth::EventBy(caller, "session.files.put", session_id, now);
     trail.audit->detail_json =
-        Json{{"file_id", id}, {"filename", row.filename}, {"sha256", row.sha256}}.dump();
+        DumpJson(Json{{"file_id", id}, {"filename", row.filename}, {"sha256", row.sha256}});
     RETURN_IF_ERROR(
         store_->AddSessionInputs({{session_id, id, row.filename, row.sha256, now}}, trail));
     placed.push_back({{"file_id", id}, {"path", "/mnt/data/" + row.filename}, {"bytes", row.bytes}});
@@ -790,9 +825,10 @@ Result<Json> Service::RemoveSessionFile(const auth::Caller& caller,
   RETURN_IF_ERROR(session->RemoveFile(relative));
   store::Trail trail;
   trail.audit = auth::EventBy(caller, "session.files.delete", session_id, NowMs());
-  trail.audit->detail_json = Json{{"path", "/mnt/data/" + relative}}.dump();
+  const std::string shown = "/mnt/data/" + EscapeNonUtf8(relative);
+  trail.audit->detail_json = DumpJson(Json{{"path", shown}});
   RETURN_IF_ERROR(store_->Record(trail));
-  return Json{{"object", "session.file"}, {"path", "/mnt/data/" + relative}, {"deleted", true}};
+  return Json{{"object", "session.file"}, {"path", shown}, {"deleted", true}};
 }
 
 Result<Json> Service::ListSessionFiles(const auth::Caller& caller, const std::string& session_id) {
@@ -800,7 +836,7 @@ Result<Json> Service::ListSessionFiles(const auth::Caller& caller, const std::st
   ASSIGN_OR_RETURN(files::DirSnapshot snapshot, session->ListFiles());
   Json data = Json::array();
   for (const auto& [path, state] : snapshot) {
-    data.push_back({{"path", "/mnt/data/" + path},
+    data.push_back({{"path", "/mnt/data/" + EscapeNonUtf8(path)},
                     {"bytes", state.bytes},
                     {"modified_at", FormatRfc3339(std::chrono::system_clock::time_point(
                                         duration_cast<std::chrono::system_clock::duration>(
@@ -811,12 +847,12 @@ Result<Json> Service::ListSessionFiles(const auth::Caller& caller, const std::st
 
 // --- executions -----------------------------------------------------------------------------
 
-Result<store::FileRow> Service::StoreArtifact(session::Session& session,
-                                              const store::SessionRow& owner,
-                                              const auth::Caller& caller,
-                                              const std::string& execution_id,
-                                              const files::FileChange& change,
-                                              uint64_t max_bytes) {
+Result<Service::StagedArtifact> Service::StageArtifact(session::Session& session,
+                                                      const store::SessionRow& owner,
+                                                      const auth::Caller& caller,
+                                                      const std::string& execution_id,
+                                                      const files::FileChange& change,
+                                                      uint64_t max_bytes) {
   ASSIGN_OR_RETURN(UniqueFd fd, session.OpenFile(change.path));
   ASSIGN_OR_RETURN(auto writer,
                    blobs_->NewWriter(std::min(session.limits().max_file_bytes, max_bytes)));
@@ -827,7 +863,8 @@ Result<store::FileRow> Service::StoreArtifact(session::Session& session,
   if (!quota.ok()) return QuotaRefused(caller, session.id(), quota);
   store::FileRow row;
   row.id = NewId("file_");
-  row.filename = BaseName(change.path);
+  // Names are bytes the code chose: registered with what is not UTF-8 escaped (utf8.h).
+  row.filename = EscapeNonUtf8(BaseName(change.path));
   row.media_type = files::GuessMediaType(row.filename, writer->head());
   row.purpose = "output";
   row.created_at_ms = NowMs();
@@ -835,16 +872,25 @@ Result<store::FileRow> Service::StoreArtifact(session::Session& session,
   row.expires_at_ms = keep.count() > 0 ? row.created_at_ms + keep.count() * 1000 : 0;
   row.session_id = session.id();
   row.execution_id = execution_id;
-  row.path = change.path;
+  row.path = EscapeNonUtf8(change.path);
   row.project_id = owner.project_id;
   row.principal = caller.principal;
-  // The blob is committed here and its record with the execution: blob_mu_ is held until then
-  // by the caller, so no delete can drop a blob an artifact is about to name.
-  ASSIGN_OR_RETURN(files::BlobInfo blob, writer->Commit());
-  row.sha256 = blob.sha256;
-  row.bytes = static_cast<int64_t>(blob.bytes);
-  return row;
+  return StagedArtifact{std::move(row), std::move(writer)};
 }
+
+store::Trail Service::ViolationTrail(const store::SessionRow& row, const std::string& rule,
+                                     const std::string& execution_id) {
+  auth::Caller system = auth::Caller::System();
+  system.project_id = row.project_id;
+  store::Trail trail;
+  trail.audit = auth::EventBy(system, "security.protocol_violation", row.id, NowMs());
+  trail.audit->outcome = "error";
+  Json detail = {{"rule", rule}, {"principal", row.principal}, {"pool", row.pool}};
+  if (!execution_id.empty()) detail["execution_id"] = execution_id;
+  trail.audit->detail_json = DumpJson(detail);
+  return trail;
+}
+
 
 Result<std::string> Service::Execute(const auth::Caller& caller, const std::string& session_id,
                                      const std::string& code, std::optional<seconds> timeout,
@@ -876,24 +922,37 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
   record.code_sha256 = Sha256Hex(code);
   if (stopping_cells_ && record.status != "ok") record.interrupted_by = "server_shutdown";
 
-  std::vector<store::FileRow> artifacts;
-  std::unique_lock<std::mutex> blob_lock(blob_mu_);
+  // Copied and hashed with no lock held (one tenant's large artifact must not stall everyone's
+  // uploads and cells); blob_mu_ guards only the commits and the record.
+  std::vector<StagedArtifact> staged;
   session::ExportPlan plan = session::PlanExport(record.files, session->limits().data_bytes);
   record.artifacts_skipped = std::move(plan.skipped);
   uint64_t budget = session->limits().data_bytes;
   for (const files::FileChange& change : plan.files) {
     // A file may have grown since it was listed: what is stored stays within the budget.
-    auto row = StoreArtifact(*session, owner, caller, record.id, change, budget);
-    if (!row.ok()) {
+    auto artifact = StageArtifact(*session, owner, caller, record.id, change, budget);
+    if (!artifact.ok()) {
       // A file that vanished, became a link or grew past the limit is not an artifact.
-      record.artifacts_skipped.push_back({change.path, row.status().message()});
+      record.artifacts_skipped.push_back({change.path, artifact.status().message()});
       continue;
     }
-    budget -= std::min<uint64_t>(budget, static_cast<uint64_t>(row->bytes));
-    record.artifacts.push_back({row->id, row->filename, row->path,
-                                static_cast<uint64_t>(row->bytes), row->sha256,
-                                row->media_type});
-    artifacts.push_back(std::move(*row));
+    budget -= std::min<uint64_t>(budget, artifact->writer->bytes());
+    staged.push_back(std::move(*artifact));
+  }
+  std::vector<store::FileRow> artifacts;
+  std::unique_lock<std::mutex> blob_lock(blob_mu_);
+  for (StagedArtifact& artifact : staged) {
+    auto blob = artifact.writer->Commit();
+    if (!blob.ok()) {
+      record.artifacts_skipped.push_back({artifact.row.path, blob.status().message()});
+      continue;
+    }
+    store::FileRow& row = artifact.row;
+    row.sha256 = blob->sha256;
+    row.bytes = static_cast<int64_t>(blob->bytes);
+    record.artifacts.push_back({row.id, row.filename, row.path, static_cast<uint64_t>(row.bytes),
+                                row.sha256, row.media_type});
+    artifacts.push_back(std::move(row));
   }
 
   store::ExecutionRow exec;
@@ -955,12 +1014,11 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
   trail.audit->outcome = exec.status == "ok" ? "ok" : "error";
   Json artifact_ids = Json::array();
   for (const store::FileRow& a : artifacts) artifact_ids.push_back(a.id);
-  trail.audit->detail_json = Json{{"session_id", session_id},
+  trail.audit->detail_json = DumpJson(Json{{"session_id", session_id},
                                   {"status", exec.status},
                                   {"duration_ms", exec.duration_ms},
                                   {"cpu_ms", exec.cpu_ms},
-                                  {"artifacts", artifact_ids}}
-                                 .dump();
+                                  {"artifacts", artifact_ids}});
   Status recorded = store_->RecordExecution(exec, artifacts, row, trail);
   if (!recorded.ok()) {
     for (const store::FileRow& artifact : artifacts) DropUnnamedBlob(artifact.sha256);
@@ -1001,8 +1059,12 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
     system.project_id = row.project_id;
     store::Trail end;
     end.audit = auth::EventBy(system, "session.end", row.id, row.ended_at_ms);
-    end.audit->detail_json = Json{{"reason", row.end_reason}, {"execution_id", exec.id}}.dump();
+    end.audit->detail_json = DumpJson(Json{{"reason", row.end_reason}, {"execution_id", exec.id}});
     RETURN_IF_ERROR(store_->Record(end));
+    if (!record.protocol_violation.empty()) {
+      RETURN_IF_ERROR(store_->Record(ViolationTrail(row, record.protocol_violation, exec.id)));
+      metrics_->SandboxEvent("protocol_violation");
+    }
     metrics_->SessionEnded(row.pool, row.end_reason,
                            (row.ended_at_ms - row.created_at_ms) / 1000.0);
   }
@@ -1037,12 +1099,14 @@ Result<Json> Service::ListExecutions(const auth::Caller& caller, const std::stri
 Result<Json> Service::ProducedBy(const auth::Caller& caller, const store::FileRow& output,
                                  int depth, std::set<std::string>* seen) {
   ASSIGN_OR_RETURN(store::ExecutionRow exec, store_->GetExecution(output.execution_id));
+  // status is what the session reported; the rest the server measured itself.
   Json execution = {{"id", exec.id},
                     {"status", exec.status},
                     {"code", exec.code},
                     {"code_sha256", exec.code_sha256},
                     {"started_at", TimeOrNull(exec.started_at_ms)},
-                    {"duration_ms", exec.duration_ms}};
+                    {"duration_ms", exec.duration_ms},
+                    {"reported_fields", Json::array({"status"})}};
   Json session = nullptr;
   if (auto row = store_->GetSession(exec.session_id); row.ok()) {
     Json metadata = Json::parse(row->metadata_json, nullptr, false);
@@ -1066,8 +1130,9 @@ Result<Json> Service::ProducedBy(const auth::Caller& caller, const store::FileRo
     Json input = {{"file_id", file_id}, {"filename", filename}, {"sha256", sha256}, {"via", how}};
     auto record = store_->GetFile(file_id);
     input["exists"] = record.ok();
+    // Deeper only where the executions route would show the caller that execution.
     if (record.ok() && record->purpose == "output" && depth < kMaxLineageDepth &&
-        auth::SeesProject(caller, record->project_id) && seen->insert(file_id).second) {
+        VisibleSession(caller, record->session_id).ok() && seen->insert(file_id).second) {
       ASSIGN_OR_RETURN(input["produced_by"], ProducedBy(caller, *record, depth + 1, seen));
     }
     inputs.push_back(std::move(input));
@@ -1090,6 +1155,12 @@ Result<Json> Service::ProducedBy(const auth::Caller& caller, const store::FileRo
 
 Result<Json> Service::Lineage(const auth::Caller& caller, const std::string& file_id) {
   ASSIGN_OR_RETURN(store::FileRow row, VisibleFile(caller, file_id));
+  // An output's lineage is its execution's code and session: shown to whoever the executions
+  // route shows them (a user of a project that does not share sessions sees only their own).
+  if (row.purpose == "output" && !VisibleSession(caller, row.session_id).ok()) {
+    return Status::NotFound("no lineage of " + file_id +
+                            " for this key: the session that wrote it is another user's");
+  }
   Json lineage = {{"object", "lineage"}, {"file", FileJson(row)}, {"produced_by", nullptr}};
   if (row.purpose == "output") {
     std::set<std::string> seen = {row.id};
@@ -1283,7 +1354,7 @@ Result<Json> Service::Reload(const auth::Caller& caller, const ServiceConfig& re
   }
   store::Trail trail;
   trail.audit = auth::EventBy(caller, "config.change", "", NowMs());
-  trail.audit->detail_json = result.dump();
+  trail.audit->detail_json = DumpJson(result);
   Status recorded = store_->Record(trail);
   if (!recorded.ok()) {
     if (fresh) fresh->Close(std::chrono::milliseconds(0));
@@ -1314,7 +1385,7 @@ Result<Json> Service::Reload(const auth::Caller& caller, const ServiceConfig& re
            needs_restart.size());
   for (const Json& item : needs_restart) {
     LOG_WARN("configuration: {} changed from {} to {}; it needs a restart (kept as it was)",
-             item["key"].get<std::string>(), item["from"].dump(), item["to"].dump());
+             item["key"].get<std::string>(), DumpJson(item["from"]), DumpJson(item["to"]));
   }
   return result;
 }

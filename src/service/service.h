@@ -23,6 +23,7 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
+#include <utility>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -296,9 +297,38 @@ class Service {
   void OverlayUnrecordedEnd(store::SessionRow* row);
   // The diagnostic events an audit event makes (the store's audit listener).
   void EmitAudit(const audit::AuditEvent& event);
-  Result<store::FileRow> StoreArtifact(session::Session& session, const store::SessionRow& owner,
+  // One changed file on its way to becoming an output: copied and hashed (the slow part) without
+  // any lock held; committed under blob_mu_ with the execution's record.
+  struct StagedArtifact {
+    store::FileRow row;
+    std::unique_ptr<files::BlobWriter> writer;
+  };
+  Result<StagedArtifact> StageArtifact(session::Session& session, const store::SessionRow& owner,
                                        const auth::Caller& caller, const std::string& execution_id,
                                        const files::FileChange& change, uint64_t max_bytes);
+  // A session slot reserved against the project's quotas from the check until its record is
+  // written (Release) or the creation fails (the destructor).
+  class QuotaReservation {
+   public:
+    QuotaReservation(Service* service, std::string project_id)
+        : service_(service), project_id_(std::move(project_id)) {}
+    QuotaReservation(QuotaReservation&& other) noexcept
+        : service_(std::exchange(other.service_, nullptr)),
+          project_id_(std::move(other.project_id_)) {}
+    QuotaReservation& operator=(QuotaReservation&&) = delete;
+    ~QuotaReservation();
+    void Release();
+
+   private:
+    Service* service_;
+    std::string project_id_;
+  };
+  Result<QuotaReservation> ReserveSession(const auth::Caller& caller,
+                                          const store::ProjectRow& project,
+                                          const std::string& target);
+  // The audit event of a session ended for breaking the control protocol (a security event).
+  store::Trail ViolationTrail(const store::SessionRow& row, const std::string& rule,
+                              const std::string& execution_id);
   Json FileJson(const store::FileRow& row) const;
   static constexpr int kMaxLineageDepth = 16;
   Result<Json> ProducedBy(const auth::Caller& caller, const store::FileRow& output, int depth,
@@ -350,9 +380,10 @@ class Service {
     store::Trail trail;
   };
   std::map<std::string, UnrecordedEnd> unrecorded_ends_;  // GUARDED_BY(rows_mu_)
-  // Held from the quota check to the session's record, so two creations cannot both take the
-  // last unit of a project's session quotas.
+  // Held to check a project's session quotas and reserve a slot (QuotaReservation), so two
+  // creations cannot both take the last unit; not held across a launch or file copies.
   std::mutex quota_mu_;
+  std::map<std::string, int64_t> reserved_sessions_;  // By project. GUARDED_BY(quota_mu_)
   // Held while a session's end is recorded, and while a cell that outlived its session is
   // recorded against the ended row, so that neither write undoes the other.
   std::mutex end_mu_;

@@ -1,5 +1,7 @@
 #include "session/execution.h"
 
+#include "common/utf8.h"
+
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
@@ -36,6 +38,20 @@ std::string OutputToJson(const kernel::Output& output, int execution_count) {
   return OutputJson(output, execution_count).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+const std::vector<std::string>& AttestedFields() {
+  static const std::vector<std::string> fields = {
+      "id",         "session_id", "code",        "code_sha256",       "started_at",
+      "duration_ms", "cpu_ms",    "peak_memory_bytes", "files",      "artifacts",
+      "artifacts_skipped", "timeout_action", "session_end_reason", "protocol_violation"};
+  return fields;
+}
+
+const std::vector<std::string>& ReportedFields() {
+  static const std::vector<std::string> fields = {
+      "status", "execution_count", "runner_ms", "stdout", "stderr", "outputs", "error"};
+  return fields;
+}
+
 std::string ExecutionRecord::ToJson(int indent) const {
   json outputs_json = json::array();
   for (const kernel::Output& output : outputs) {
@@ -44,7 +60,7 @@ std::string ExecutionRecord::ToJson(int indent) const {
   json files_json = json::array();
   for (const files::FileChange& f : files) {
     files_json.push_back(
-        {{"path", "/mnt/data/" + f.path}, {"bytes", f.bytes}, {"change", f.created ? "created" : "modified"}});
+        {{"path", "/mnt/data/" + EscapeNonUtf8(f.path)}, {"bytes", f.bytes}, {"change", f.created ? "created" : "modified"}});
   }
   json j = {
       {"id", id},
@@ -63,8 +79,8 @@ std::string ExecutionRecord::ToJson(int indent) const {
       {"started_at", FormatRfc3339(started_at)},
       {"duration_ms", duration_ms},
       {"runner_ms", runner_ms},
-      {"cpu_ms", cpu_ms},
-      {"peak_memory_bytes", peak_memory_bytes},
+      {"cpu_ms", cpu_measured ? json(cpu_ms) : json(nullptr)},
+      {"peak_memory_bytes", peak_memory_measured ? json(peak_memory_bytes) : json(nullptr)},
       {"files", files_json},
   };
   if (!code_sha256.empty()) j["code_sha256"] = code_sha256;
@@ -72,7 +88,7 @@ std::string ExecutionRecord::ToJson(int indent) const {
   for (const Artifact& a : artifacts) {
     artifacts_json.push_back({{"id", a.file_id},
                               {"filename", a.filename},
-                              {"path", "/mnt/data/" + a.path},
+                              {"path", "/mnt/data/" + EscapeNonUtf8(a.path)},
                               {"bytes", a.bytes},
                               {"sha256", a.sha256},
                               {"media_type", a.media_type}});
@@ -81,7 +97,7 @@ std::string ExecutionRecord::ToJson(int indent) const {
   if (!artifacts_skipped.empty()) {
     json skipped = json::array();
     for (const SkippedArtifact& s : artifacts_skipped) {
-      skipped.push_back({{"path", "/mnt/data/" + s.path}, {"reason", s.reason}});
+      skipped.push_back({{"path", "/mnt/data/" + EscapeNonUtf8(s.path)}, {"reason", s.reason}});
     }
     j["artifacts_skipped"] = std::move(skipped);
   }
@@ -91,6 +107,10 @@ std::string ExecutionRecord::ToJson(int indent) const {
   if (!timeout_action.empty()) j["timeout_action"] = timeout_action;
   if (!session_end_reason.empty()) j["session_end_reason"] = session_end_reason;
   if (!interrupted_by.empty()) j["interrupted_by"] = interrupted_by;
+  if (!protocol_violation.empty()) j["protocol_violation"] = protocol_violation;
+  if (!unmeasured_reason.empty()) j["unmeasured_reason"] = unmeasured_reason;
+  // What the host measured itself, and what only the session says (docs/evidence.md).
+  j["provenance"] = {{"attested", json(AttestedFields())}, {"reported", json(ReportedFields())}};
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }
 

@@ -48,6 +48,14 @@ struct ExecutionRecord {
   double runner_ms = 0;          // The cell alone, as the runner timed it (IPython's run_cell).
   double cpu_ms = 0;             // CPU time of every process of the session during the cell.
   uint64_t peak_memory_bytes = 0;
+  // False when the host could not read the counter: the record shows null and why
+  // (unmeasured_reason), and usage counts 0 for it, so that no quota moves on a made-up number.
+  bool cpu_measured = true;
+  bool peak_memory_measured = true;
+  std::string unmeasured_reason;
+  // The rule of the control protocol the session broke (kernel/cell_protocol.h); the session was
+  // ended for it (session_end_reason "protocol_violation"). Empty otherwise.
+  std::string protocol_violation;
   std::vector<files::FileChange> files;  // Created or changed under /mnt/data.
   std::string session_end_reason;        // Set when the cell ended its session ("memory", …).
   // Why the cell was stopped from outside: "server_shutdown" when the server's stop interrupted
@@ -61,6 +69,13 @@ struct ExecutionRecord {
   // The record as JSON (MIME bundles in Jupyter's shape: {"output_type", "data", "metadata"}).
   std::string ToJson(int indent = -1) const;
 };
+
+// Which of the record's fields the host measured itself (attested: timings, CPU, memory, the code
+// and its hash, the files from its own snapshot after the completion) and which only the session
+// says (reported: status, outputs, result, error, execution count, runner time, stdout, stderr).
+// Every record lists both under "provenance"; docs/evidence.md says what each supports.
+const std::vector<std::string>& AttestedFields();
+const std::vector<std::string>& ReportedFields();
 
 // What of one execution's changed files may leave the session — as the server's artifacts or
 // the CLI's --out — in path order: at most kMaxExportedFiles files, and at most `budget_bytes`

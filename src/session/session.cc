@@ -5,6 +5,7 @@
 
 #include "common/ids.h"
 #include "common/logging.h"
+#include "kernel/cell_protocol.h"
 #include "sandbox/mount_ns.h"
 
 namespace pycell::session {
@@ -20,6 +21,7 @@ const char* EndReasonName(EndReason reason) {
     case EndReason::kCrashed: return "crashed";
     case EndReason::kShutdown: return "shutdown";
     case EndReason::kOriginEnded: return "origin_ended";
+    case EndReason::kProtocolViolation: return "protocol_violation";
   }
   return "";
 }
@@ -105,6 +107,17 @@ Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
       case kernel::RunStatus::kError: record.status = "error"; break;
       case kernel::RunStatus::kTimeout: record.status = "timeout"; break;
       case kernel::RunStatus::kCrashed: record.status = "crashed"; break;
+      case kernel::RunStatus::kProtocolViolation:
+        // The session is killed; what it reported cannot be trusted, so none of it is kept
+        // (stdout and stderr, read from the host's pipes up to the violation, stay).
+        record.status = "crashed";
+        record.protocol_violation = run->protocol_violation;
+        ends = EndReason::kProtocolViolation;
+        run->outputs.clear();
+        run->error.reset();
+        run->execution_count = 0;
+        run->runner_duration_ms = 0;
+        break;
     }
     record.timeout_action = run->timeout_action;
     record.stdout_text = std::move(run->stdout_text);
@@ -124,9 +137,20 @@ Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
   }
   if (cgroup) {
     sandbox::CgroupUsage usage_after = cgroup->ReadUsage();
-    record.cpu_ms = static_cast<double>(usage_after.cpu_ns - usage_before.cpu_ns) / 1e6;
-    record.peak_memory_bytes = usage_after.memory_peak_bytes;
-    if (record.status == "crashed" || record.status == "timeout") {
+    if (usage_before.cpu_ns && usage_after.cpu_ns && *usage_after.cpu_ns >= *usage_before.cpu_ns) {
+      record.cpu_ms = static_cast<double>(*usage_after.cpu_ns - *usage_before.cpu_ns) / 1e6;
+    } else {
+      record.cpu_measured = false;
+      record.unmeasured_reason = "the session's CPU counter could not be read";
+    }
+    if (usage_after.memory_peak_bytes) {
+      record.peak_memory_bytes = *usage_after.memory_peak_bytes;
+    } else {
+      record.peak_memory_measured = false;
+      if (!record.unmeasured_reason.empty()) record.unmeasured_reason += "; ";
+      record.unmeasured_reason += "the session's peak memory could not be read";
+    }
+    if (ends == EndReason::kNone && (record.status == "crashed" || record.status == "timeout")) {
       if (usage_after.oom_kills > usage_before.oom_kills) ends = EndReason::kMemory;
     }
   }
@@ -150,7 +174,10 @@ Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
   std::lock_guard<std::mutex> lock(state_mu_);
   running_cell_ = false;
   last_active_ = clock_->Now();
-  if (ends != EndReason::kNone && end_reason_ == EndReason::kNone) end_reason_ = ends;
+  if (ends != EndReason::kNone && end_reason_ == EndReason::kNone) {
+    end_reason_ = ends;
+    if (ends == EndReason::kProtocolViolation) protocol_violation_ = record.protocol_violation;
+  }
   if (end_reason_ != EndReason::kNone) {
     record.session_end_reason = EndReasonName(end_reason_);
     ReleaseLocked();
@@ -321,11 +348,51 @@ Result<kernel::ForkedKernel> Session::ForkProcesses(const std::function<Status()
       return Status::FailedPrecondition("session " + id() + " has ended (" +
                                         EndReasonName(end_reason_) + "); it cannot be forked");
     }
+    // Busy while it forks, as while a cell runs: an End() meanwhile kills the processes but
+    // leaves the kernel (its descriptors) to be released here, after the fork is done with it.
+    running_cell_ = true;
     kernel = resources_.kernel.get();
   }
-  RETURN_IF_ERROR(copy_files());
   Touch();
-  return kernel->Fork(std::chrono::seconds(10));
+  Status copied = copy_files();
+  Result<kernel::ForkedKernel> forked =
+      copied.ok() ? kernel->Fork(std::chrono::seconds(10)) : Result<kernel::ForkedKernel>(copied);
+  std::lock_guard<std::mutex> lock(state_mu_);
+  running_cell_ = false;
+  if (kernel::IsProtocolViolation(forked.status())) EndForViolationLocked(forked.status().message());
+  if (end_reason_ != EndReason::kNone) {
+    ReleaseLocked();
+    if (forked.ok()) {
+      // Ended while it forked: the fork lives inside these processes, which are gone.
+      return Status::FailedPrecondition("session " + id() + " ended (" +
+                                        EndReasonName(end_reason_) + ") while it was forked");
+    }
+  }
+  return forked;
+}
+
+Status Session::CheckBetweenCells() {
+  std::unique_lock<std::mutex> exec_lock(exec_mu_, std::try_to_lock);
+  if (!exec_lock.owns_lock()) return Status::Ok();  // A cell or a fork reads the channel itself.
+  std::lock_guard<std::mutex> lock(state_mu_);
+  if (end_reason_ != EndReason::kNone || !resources_.kernel) return Status::Ok();
+  Status quiet = resources_.kernel->CheckBetweenCells();
+  if (kernel::IsProtocolViolation(quiet)) EndForViolationLocked(quiet.message());
+  return quiet;
+}
+
+void Session::EndForViolationLocked(const std::string& rule) {
+  if (end_reason_ == EndReason::kNone) {
+    end_reason_ = EndReason::kProtocolViolation;
+    protocol_violation_ = rule;
+  }
+  if (resources_.kernel) resources_.kernel->Kill();
+  if (!running_cell_) ReleaseLocked();
+}
+
+std::string Session::protocol_violation() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return protocol_violation_;
 }
 
 std::vector<pid_t> Session::ProcessIds() const {

@@ -36,6 +36,7 @@ enum class EndReason {
   kCrashed,             // Its runner died otherwise (e.g. killed itself).
   kShutdown,            // The engine stopped.
   kOriginEnded,         // A fork whose origin ended (its processes live inside the origin's).
+  kProtocolViolation,   // Its control channel carried what the protocol forbids (cell_protocol.h).
 };
 const char* EndReasonName(EndReason reason);
 
@@ -104,7 +105,17 @@ class Session {
   // activity of the origin so that the origin does not go idle under it.
   void SetOrigin(const std::shared_ptr<Session>& origin);
   const std::string& origin_id() const { return origin_id_; }
+  // The project the session is charged to (set once, before the session is shared).
+  void SetProject(std::string project_id) { project_id_ = std::move(project_id); }
+  const std::string& project_id() const { return project_id_; }
   bool OriginEnded() const;
+
+  // Between cells the control channel must be silent (Kernel::CheckBetweenCells). Checks it when
+  // no cell or fork runs (skips, Ok, when one does); a violation ends the session with
+  // kProtocolViolation and is returned.
+  Status CheckBetweenCells();
+  // The rule the session broke, once it ended for a protocol violation; "" otherwise.
+  std::string protocol_violation() const;
 
   // Kills the processes and releases every host resource; the first reason sticks.
   void End(EndReason reason);
@@ -126,9 +137,12 @@ class Session {
 
  private:
   void ReleaseLocked();  // REQUIRES: state_mu_ held.
+  // Ends the session for the violation the kernel reported. REQUIRES: state_mu_ held.
+  void EndForViolationLocked(const std::string& rule);
   void Touch();
 
   std::string origin_id_;          // Set once, before the session is shared.
+  std::string project_id_;         // Set once, before the session is shared.
   std::weak_ptr<Session> origin_;
 
   SessionLimits limits_;
@@ -142,7 +156,8 @@ class Session {
   EndReason end_reason_ = EndReason::kNone;         // GUARDED_BY(state_mu_)
   std::chrono::steady_clock::time_point created_;   // GUARDED_BY(state_mu_)
   std::chrono::steady_clock::time_point last_active_;  // GUARDED_BY(state_mu_)
-  bool running_cell_ = false;                       // GUARDED_BY(state_mu_)
+  bool running_cell_ = false;  // A cell or a fork uses the kernel. GUARDED_BY(state_mu_)
+  std::string protocol_violation_;                  // GUARDED_BY(state_mu_)
 };
 
 }  // namespace pycell::session

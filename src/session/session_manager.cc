@@ -116,6 +116,7 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Create(const EngineConfi
   manager->pool_target_ = config.pool.ready_sessions;
   manager->limits_ = config.pool.limits;
   manager->refill_thread_ = std::thread([m = manager.get()] { m->RefillLoop(); });
+  manager->expiry_thread_ = std::thread([m = manager.get()] { m->ExpiryLoop(); });
   return manager;
 }
 
@@ -130,6 +131,7 @@ SessionManager::~SessionManager() {
   }
   cv_.notify_all();
   if (refill_thread_.joinable()) refill_thread_.join();
+  if (expiry_thread_.joinable()) expiry_thread_.join();
   for (auto& s : ready) s->End(EndReason::kShutdown);
   for (auto& [id, s] : sessions) {
     s->End(EndReason::kShutdown);
@@ -248,13 +250,20 @@ Status SessionManager::PrepareHost(SessionResources* r, const SessionLimits& lim
 
 Result<std::shared_ptr<Session>> SessionManager::ForkSession(const std::string& origin_id) {
   ASSIGN_OR_RETURN(std::shared_ptr<Session> origin, Get(origin_id));
+  const std::string project = origin->project_id();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (sessions_.size() >= config_.max_sessions) {
-      return Status::ResourceExhausted("the limit of " + std::to_string(config_.max_sessions) +
-                                       " concurrent sessions is reached; end one and retry");
-    }
+    RETURN_IF_ERROR(AdmitLocked(project));
+    ++admitting_[project];
   }
+  struct Unadmit {
+    SessionManager* m;
+    const std::string& project;
+    ~Unadmit() {
+      std::lock_guard<std::mutex> lock(m->mu_);
+      if (--m->admitting_[project] == 0) m->admitting_.erase(project);
+    }
+  } unadmit{this, project};
   auto user = origin->UserIds();
   std::string origin_dir = origin->dir();
   pid_t origin_init = origin->InitPid();
@@ -299,6 +308,7 @@ Result<std::shared_ptr<Session>> SessionManager::ForkSession(const std::string& 
   guard.r = nullptr;
   auto session = std::make_shared<Session>(std::move(r), limits, config_.interrupt_grace, clock_);
   session->SetOrigin(origin);
+  session->SetProject(project);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) {
@@ -356,10 +366,6 @@ void SessionManager::RefillLoop() {
                 sessions_.size() + ready_.size() + launching_ < config_.max_sessions;
     if (!room) {
       cv_.wait_for(lock, std::chrono::seconds(1));
-      if (stopping_) break;
-      lock.unlock();
-      ExpireSessions();
-      lock.lock();
       continue;
     }
     ++launching_;
@@ -386,6 +392,43 @@ void SessionManager::RefillLoop() {
   }
 }
 
+void SessionManager::ExpiryLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, std::chrono::seconds(1));
+    if (stopping_) break;
+    lock.unlock();
+    try {
+      ExpireSessions();
+    } catch (const std::exception& e) {  // A bug; the loop must go on expiring sessions.
+      LOG_ERROR("pool {}: expiry pass failed: {}", config_.pool.name, e.what());
+    }
+    lock.lock();
+  }
+}
+
+Status SessionManager::AdmitLocked(const std::string& project_id) const {
+  size_t admitting = 0;
+  for (const auto& [project, n] : admitting_) admitting += n;
+  if (sessions_.size() + admitting >= config_.max_sessions) {
+    return Status::ResourceExhausted("the limit of " + std::to_string(config_.max_sessions) +
+                                     " concurrent sessions is reached; end one and retry");
+  }
+  const size_t share = config_.SessionShare();
+  size_t held = 0;
+  if (auto it = admitting_.find(project_id); it != admitting_.end()) held = it->second;
+  for (const auto& [id, s] : sessions_) held += s->project_id() == project_id ? 1 : 0;
+  if (held >= share) {
+    return Status::ResourceExhausted(
+               "this project holds " + std::to_string(held) + " of the pool's " +
+               std::to_string(config_.max_sessions) + " sessions, its share (engine." +
+               "max_sessions_per_project = " + std::to_string(share) +
+               "); end one of its sessions and retry")
+        .WithReason("pool_share_exceeded");
+  }
+  return Status::Ok();
+}
+
 Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOptions& options) {
   SessionLimits limits = Limits();
   bool custom = false;
@@ -409,10 +452,7 @@ Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOpti
   std::shared_ptr<Session> session;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (sessions_.size() >= config_.max_sessions) {
-      return Status::ResourceExhausted("the limit of " + std::to_string(config_.max_sessions) +
-                                       " concurrent sessions is reached; end one and retry");
-    }
+    RETURN_IF_ERROR(AdmitLocked(options.project_id));
     while (!custom && !ready_.empty()) {
       session = std::move(ready_.front());
       ready_.pop_front();
@@ -426,8 +466,19 @@ Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOpti
     session->MarkHandedOver();
     if (options.execution_timeout) session->SetExecutionTimeout(*options.execution_timeout);
   } else {
-    ASSIGN_OR_RETURN(session, Launch(limits));
+    // A cold launch takes a second or more: it holds an admission slot, not the lock.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      RETURN_IF_ERROR(AdmitLocked(options.project_id));
+      ++admitting_[options.project_id];
+    }
+    auto launched = Launch(limits);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--admitting_[options.project_id] == 0) admitting_.erase(options.project_id);
+    if (!launched.ok()) return launched.status();
+    session = std::move(*launched);
   }
+  session->SetProject(options.project_id);
   std::lock_guard<std::mutex> lock(mu_);
   sessions_[session->id()] = session;
   return session;
@@ -462,6 +513,10 @@ void SessionManager::ExpireSessions() {
 }
 
 bool SessionManager::ExpireOnce() {
+  // Between cells a session's control channel is silent; one that spoke (a frame a background
+  // thread wrote after the completion, say) ends here for the violation, within a second, rather
+  // than at its next cell. Checked without mu_: a violation's end unmounts and kills.
+  for (const std::shared_ptr<Session>& s : Sessions()) (void)s->CheckBetweenCells();
   std::vector<std::pair<std::shared_ptr<Session>, EndReason>> expired;
   auto now = clock_->Now();
   {

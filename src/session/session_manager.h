@@ -31,6 +31,9 @@ struct SessionOptions {
   // the warm pool, whose sessions were contained with the pool's limits).
   std::optional<uint64_t> memory_bytes;
   std::optional<std::chrono::seconds> execution_timeout;
+  // Whose session it is: no project may hold more than its share of the pool
+  // (EngineConfig::SessionShare). "" counts as a project of its own.
+  std::string project_id;
 };
 
 // Where the time of one cold launch went (for benchmarks and logs), in milliseconds.
@@ -61,8 +64,9 @@ class SessionManager {
   Result<std::shared_ptr<Session>> Get(const std::string& id) const;
   Status EndSession(const std::string& id, EndReason reason = EndReason::kClosed);
 
-  // Ends sessions past their idle timeout or lifetime. The background thread calls it every
-  // second; tests call it after moving a FakeClock.
+  // Ends sessions past their idle timeout or lifetime, and sessions whose control channel spoke
+  // between cells (a protocol violation). A thread of its own calls it every second, whatever
+  // the pool's refills are doing; tests call it after moving a FakeClock.
   void ExpireSessions();
   // Blocks until the pool holds its target of ready sessions (or `timeout` passes).
   bool WaitForWarmPool(std::chrono::milliseconds timeout);
@@ -100,6 +104,10 @@ class SessionManager {
   // The host side of a new session: its folder (locked), quota'd data and tmp, its cgroup.
   Status PrepareHost(SessionResources* r, const SessionLimits& limits, uid_t uid, gid_t gid);
   void RefillLoop();
+  void ExpiryLoop();
+  // Refuses a new session of `project_id` when the pool or the project's share of it is full,
+  // counting launches in flight. REQUIRES: mu_ held.
+  Status AdmitLocked(const std::string& project_id) const;
   // One pass of ExpireSessions; true when it ended something.
   bool ExpireOnce();
   // Removes session folders (and their cgroups) that no live process holds: leftovers of a
@@ -131,10 +139,13 @@ class SessionManager {
   SessionLimits limits_;                                        // GUARDED_BY(mu_)
   uint64_t limits_generation_ = 0;  // GUARDED_BY(mu_); +1 at each SetLimits
   size_t launching_ = 0;                                        // GUARDED_BY(mu_)
+  // Sessions being created or forked for users, by project, not yet in sessions_.
+  std::map<std::string, size_t> admitting_;                     // GUARDED_BY(mu_)
   bool stopping_ = false;                                       // GUARDED_BY(mu_)
   std::function<void(const LaunchTimings&)> launch_observer_;   // GUARDED_BY(mu_)
   std::function<void(const Session&)> end_observer_;  // Set before use; then read-only.
   std::thread refill_thread_;
+  std::thread expiry_thread_;
 };
 
 }  // namespace pycell::session

@@ -585,6 +585,94 @@ TEST_F(SessionTest, ForkEndsWithItsOriginAndRefusesABusyOrigin) {
   EXPECT_FALSE(manager_->ForkSession(origin->id()).ok());
 }
 
+// Issue 16: the control socket is hostile input. A frame the code forges ends its own session as a
+// protocol violation, and only that session.
+constexpr const char* kForge =
+    "import os, struct\n"
+    "def fr(s):\n"
+    "    b = s.encode()\n"
+    "    os.write(3, struct.pack('>I', len(b)) + b)\n";
+
+TEST_F(SessionTest, AForgedFrameEndsOnlyThatSession) {
+  auto bystander = NewSession();
+  for (const char* frame : {R"({"type":1})", R"({"type":"done","status":null})",
+                            R"({"type":"error","ename":1,"evalue":"x","traceback":[]})"}) {
+    auto attacker = NewSession();
+    ASSERT_TRUE(attacker && bystander);
+    ExecutionRecord r =
+        Run(*attacker, std::string(kForge) + "fr('" + frame + "')\nimport time\ntime.sleep(1)");
+    EXPECT_EQ(r.status, "crashed") << frame;
+    EXPECT_EQ(r.session_end_reason, "protocol_violation") << frame;
+    EXPECT_FALSE(r.protocol_violation.empty()) << frame;
+    EXPECT_TRUE(r.outputs.empty());
+    EXPECT_EQ(attacker->end_reason(), EndReason::kProtocolViolation);
+    EXPECT_EQ(attacker->protocol_violation(), r.protocol_violation);
+    EXPECT_EQ(Run(*bystander, "6 * 7").status, "ok");
+  }
+}
+
+TEST_F(SessionTest, AForgedCompletionCannotPutLiesInTheRecord) {
+  auto s = NewSession();
+  ASSERT_TRUE(s);
+  ExecutionRecord r = Run(*s, std::string(kForge) +
+                                  "fr('{\"type\":\"done\",\"id\":1,\"status\":\"ok\","
+                                  "\"execution_count\":999999,\"duration_ms\":1e300}')\n"
+                                  "import time\ntime.sleep(1)");
+  EXPECT_EQ(r.session_end_reason, "protocol_violation");
+  EXPECT_NE(r.execution_count, 999999);
+  EXPECT_LT(r.runner_ms, 1e6);
+}
+
+TEST_F(SessionTest, AFrameBetweenCellsEndsTheSessionWithinSeconds) {
+  auto s = NewSession();
+  ASSERT_TRUE(s);
+  ExecutionRecord r = Run(*s, std::string(kForge) +
+                                  "import threading, time\n"
+                                  "threading.Timer(0.3, fr, args=('{\"type\":\"display\","
+                                  "\"data\":{}}',)).start()");
+  ASSERT_EQ(r.status, "ok");
+  for (int i = 0; i < 50 && s->end_reason() == EndReason::kNone; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(s->end_reason(), EndReason::kProtocolViolation);
+  EXPECT_NE(s->protocol_violation().find("between cells"), std::string::npos)
+      << s->protocol_violation();
+}
+
+TEST_F(SessionTest, DescriptorsPassedOnTheControlSocketAreAViolationAndClosed) {
+  auto s = NewSession();
+  ASSERT_TRUE(s);
+  ExecutionRecord r = Run(*s,
+                          "import os, socket, time\n"
+                          "sock = socket.socket(fileno=os.dup(3))\n"
+                          "for _ in range(50):\n"
+                          "    socket.send_fds(sock, [b'\\0\\0\\0\\2{}'], [0, 1, 2] * 5)\n"
+                          "time.sleep(1)");
+  EXPECT_EQ(r.session_end_reason, "protocol_violation");
+  EXPECT_NE(r.protocol_violation.find("descriptors"), std::string::npos) << r.protocol_violation;
+}
+
+// Issue 16 row 12: an End() while the session forked freed the kernel under the fork, which then
+// read a closed descriptor ("Bad file descriptor"). A fork is busy as a cell is.
+TEST_F(SessionTest, EndingASessionWhileItForksIsClean) {
+  for (int i = 0; i < 8; ++i) {
+    auto origin = NewSession();
+    ASSERT_TRUE(origin);
+    ASSERT_EQ(Run(*origin, "x = 1").status, "ok");
+    Result<std::shared_ptr<Session>> fork = Status::Internal("not run");
+    std::thread forker([&] { fork = manager_->ForkSession(origin->id()); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(i * 3));
+    (void)manager_->EndSession(origin->id());
+    forker.join();
+    if (!fork.ok()) {
+      EXPECT_EQ(fork.status().message().find("Bad file descriptor"), std::string::npos)
+          << fork.status().ToString();
+    } else {
+      (void)manager_->EndSession((*fork)->id());
+    }
+  }
+}
+
 // The fork's cgroup holds its processes (limits apply to it alone), and its code cannot use the
 // one clone it was made with to reach further: namespaces made that way still have no mounts.
 TEST_F(SessionTest, ForkHasItsOwnCgroupAndItsCodeGainsNothing) {

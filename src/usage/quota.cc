@@ -50,9 +50,10 @@ std::string QuotaOf(const Status& status) {
 int64_t DayStartMs(int64_t now_ms) { return now_ms - ((now_ms % kDayMs) + kDayMs) % kDayMs; }
 
 Status CheckSessionQuotas(store::MetadataStore& store, const store::ProjectRow& project,
-                          int64_t now_ms) {
+                          int64_t now_ms, int64_t pending) {
   if (project.quota_concurrent_sessions > 0) {
     ASSIGN_OR_RETURN(int64_t active, store.CountActiveSessions(project.id));
+    active += pending;
     if (active >= project.quota_concurrent_sessions) {
       return Exceeded(project, "concurrent_sessions",
                       std::to_string(project.quota_concurrent_sessions), std::to_string(active),
@@ -61,6 +62,7 @@ Status CheckSessionQuotas(store::MetadataStore& store, const store::ProjectRow& 
   }
   if (project.quota_sessions_per_day > 0) {
     ASSIGN_OR_RETURN(int64_t today, store.CountSessionsSince(project.id, DayStartMs(now_ms)));
+    today += pending;
     if (today >= project.quota_sessions_per_day) {
       return Daily(project, "sessions_per_day", std::to_string(project.quota_sessions_per_day),
                    std::to_string(today), now_ms);

@@ -22,9 +22,10 @@ std::string QuotaOf(const Status& status);
 // Midnight UTC at or before `now_ms`.
 int64_t DayStartMs(int64_t now_ms);
 
-// Before a session is created: concurrent sessions, sessions today, CPU today.
+// Before a session is created: concurrent sessions, sessions today, CPU today. `pending`:
+// sessions of the project that passed this check and are being made, not yet on record.
 Status CheckSessionQuotas(store::MetadataStore& store, const store::ProjectRow& project,
-                          int64_t now_ms);
+                          int64_t now_ms, int64_t pending = 0);
 // Before a cell runs: CPU today.
 Status CheckCpuQuota(store::MetadataStore& store, const store::ProjectRow& project,
                      int64_t now_ms);
