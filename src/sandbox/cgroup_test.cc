@@ -301,7 +301,7 @@ TEST(CgroupTest, ReadUsageRefusesGarbageAndOverflow) {
     EXPECT_FALSE(usage.cpu_ns.has_value()) << text;
   }
   // usage_usec that would overflow once turned into nanoseconds.
-  WriteFile(dir + "/cpu.stat", "usage_usec 18446744073709551\n");
+  WriteFile(dir + "/cpu.stat", "usage_usec 18446744073709552\n");
   EXPECT_FALSE((*group)->ReadUsage().cpu_ns.has_value());
   (void)(*group)->Destroy();
 }

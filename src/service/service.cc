@@ -783,6 +783,9 @@ Result<Json> Service::EndSession(const auth::Caller& caller, const std::string& 
         std::lock_guard<std::mutex> lock(rows_mu_);
         active_rows_.erase(id);
       }
+      // The pool may have recorded its end meanwhile (expiry, a violation): that reason stands.
+      ASSIGN_OR_RETURN(store::SessionRow now, store_->GetSession(id));
+      if (now.status == "ended") return SessionJson(now);
       row.status = "ended";
       row.end_reason = "crashed";
       row.ended_at_ms = NowMs();

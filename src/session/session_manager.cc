@@ -492,6 +492,9 @@ Result<std::shared_ptr<Session>> SessionManager::Get(const std::string& id) cons
 }
 
 Status SessionManager::EndSession(const std::string& id, EndReason reason) {
+  // After an expiry pass that may have taken this session (or its forks) from the registry has
+  // ended and reported them: "not found" then means its end is on record already.
+  std::lock_guard<std::mutex> pass(expire_mu_);
   std::shared_ptr<Session> session;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -503,11 +506,16 @@ Status SessionManager::EndSession(const std::string& id, EndReason reason) {
   session->End(reason);
   if (end_observer_) end_observer_(*session);
   cv_.notify_all();
-  ExpireSessions();  // Its forks, whose processes ended with it.
+  ExpireSessionsLocked();  // Its forks, whose processes ended with it.
   return Status::Ok();
 }
 
 void SessionManager::ExpireSessions() {
+  std::lock_guard<std::mutex> pass(expire_mu_);
+  ExpireSessionsLocked();
+}
+
+void SessionManager::ExpireSessionsLocked() {
   // Again until nothing ends: a fork is found ended only once its origin was.
   for (bool any = true; any;) any = ExpireOnce();
 }

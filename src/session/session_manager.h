@@ -108,7 +108,9 @@ class SessionManager {
   // Refuses a new session of `project_id` when the pool or the project's share of it is full,
   // counting launches in flight. REQUIRES: mu_ held.
   Status AdmitLocked(const std::string& project_id) const;
-  // One pass of ExpireSessions; true when it ended something.
+  // REQUIRES: expire_mu_ held.
+  void ExpireSessionsLocked();
+  // One pass of ExpireSessions; true when it ended something. REQUIRES: expire_mu_ held.
   bool ExpireOnce();
   // Removes session folders (and their cgroups) that no live process holds: leftovers of a
   // pycell that was killed. Returns how many.
@@ -131,6 +133,9 @@ class SessionManager {
   bool use_cgroups_ = false;
   bool private_runtime_ = true;  // sandbox::Policy::private_runtime for every session.
 
+  // Held for a whole expiry pass (and by EndSession): sessions a pass took from the registry are
+  // ended and reported before anyone else can find them missing. Taken before mu_.
+  std::mutex expire_mu_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Session>> ready_;                  // GUARDED_BY(mu_)
