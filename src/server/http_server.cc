@@ -17,6 +17,7 @@
 #include <optional>
 
 #include "common/ids.h"
+#include "common/ip_address.h"
 #include "common/logging.h"
 
 namespace pycell::server {
@@ -322,6 +323,23 @@ bool WriteResponse(FdStream& stream, Response& response, bool head_only, bool ke
   return !ec;
 }
 
+// The client of a request from TCP peer `peer` ("10.0.0.1:5000", "[::1]:5000"): the peer itself,
+// or, from a trusted proxy, the address X-Forwarded-For names (ClientAddress; without a port).
+std::string ClientPeer(const std::string& peer, const http::fields& head,
+                       const std::vector<IpRange>& trusted) {
+  if (trusted.empty()) return peer;
+  auto address = IpAddress::Parse(peer, /*allow_port=*/true);
+  if (!address) return peer;
+  std::string forwarded;
+  auto [first, last] = head.equal_range("X-Forwarded-For");
+  for (auto field = first; field != last; ++field) {
+    if (!forwarded.empty()) forwarded += ", ";
+    forwarded.append(field->value().data(), field->value().size());
+  }
+  IpAddress client = ClientAddress(*address, forwarded, trusted);
+  return client == *address ? peer : client.ToString();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
@@ -343,7 +361,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
     return Status::InvalidArgument("server.listen " + listen + ": " + gai_strerror(rc));
   }
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, freeaddrinfo);
+  ASSIGN_OR_RETURN(std::vector<IpRange> trusted,
+                   ParseIpRanges(options.config.trusted_proxies, "server.trusted_proxies"));
   std::unique_ptr<HttpServer> server(new HttpServer(std::move(options), router));
+  server->trusted_proxies_ = std::move(trusted);
   Status last = Status::InvalidArgument("server.listen " + listen + ": no address");
   for (addrinfo* a = found; a; a = a->ai_next) {
     UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
@@ -466,7 +487,9 @@ void HttpServer::AcceptLoop() {
       ::close(fd);
       continue;
     }
-    std::string peer_text = std::string(host) + ":" + std::to_string(port);
+    std::string peer_text = peer.ss_family == AF_INET6
+                                ? "[" + std::string(host) + "]:" + std::to_string(port)
+                                : std::string(host) + ":" + std::to_string(port);
     std::thread([this, fd, peer_text] {
       Serve(fd, peer_text);
       ::close(fd);
@@ -534,7 +557,7 @@ void HttpServer::Serve(int fd, std::string peer) {
     request.method = std::string(head.method_string());
     request.target = std::string(head.target());
     request.request_id = NewId("req_");
-    request.peer = peer;
+    request.peer = ClientPeer(peer, head, trusted_proxies_);
     for (const auto& field : head) {
       std::string name(field.name_string());
       for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -630,10 +653,12 @@ void HttpServer::Serve(int fd, std::string peer) {
       options_.on_request(RequestLog{request.method,
                                      match.route ? match.route->pattern : "unmatched",
                                      request.target, status_code, ms / 1000, request.request_id,
-                                     peer, request.caller.principal, request.caller.project_id});
+                                     request.peer, request.caller.principal,
+                                     request.caller.project_id});
     }
-    LOG_INFO("{} {} {} {} {:.2f}ms {}", peer, request.method, request.target, status_code,
-                     ms, request.request_id);
+    LOG_INFO("{}{}{} {} {} {} {:.2f}ms {}", request.peer, request.peer == peer ? "" : " via ",
+             request.peer == peer ? "" : peer, request.method, request.target, status_code, ms,
+             request.request_id);
     RequestDone();
     if (!ok || !keep_alive) {
       ::shutdown(fd, SHUT_WR);
