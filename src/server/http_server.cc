@@ -20,6 +20,7 @@
 #include "common/ids.h"
 #include "common/ip_address.h"
 #include "common/logging.h"
+#include "metrics/metrics.h"
 
 namespace pycell::server {
 namespace {
@@ -324,6 +325,33 @@ bool WriteResponse(FdStream& stream, Response& response, bool head_only, bool ke
   return !ec;
 }
 
+// The 500 for an exception that escaped a handler or the authorization: a bug. The log has what
+// was thrown, under the request id the answer names; pycell_internal_errors_total counts it.
+Status InternalError(const Request& request, std::string_view what) {
+  LOG_ERROR("{} {} {}: internal error (a bug): an exception escaped the handler: {}",
+            request.request_id, request.method, request.target, what);
+  metrics::CountInternalError("http");
+  return Status::Internal("internal error (a bug in pycell, not in the request); the server's "
+                          "log has the details under request id " +
+                          request.request_id)
+      .WithReason("internal");
+}
+
+// Runs `fn` (a handler, or the authorization), catching what escapes it: the one catch per
+// request (STYLE.md). `*threw` says whether it did.
+template <class Fn>
+auto Guarded(const Request& request, bool* threw, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    *threw = true;
+    return InternalError(request, e.what());
+  } catch (...) {
+    *threw = true;
+    return InternalError(request, "an exception of unknown type");
+  }
+}
+
 // A whole 503 response (head and body) for a connection refused before any request was read,
 // serialized by Beast so that its Content-Length is the body's. (It was a hand-written string
 // that declared 100 bytes for a body of 94.)
@@ -503,7 +531,16 @@ void HttpServer::AcceptLoop() {
                                 ? "[" + std::string(host) + "]:" + std::to_string(port)
                                 : std::string(host) + ":" + std::to_string(port);
     std::thread([this, fd, peer_text] {
-      Serve(fd, peer_text);
+      try {
+        Serve(fd, peer_text);
+      } catch (const std::exception& e) {  // A bug outside the handlers: this connection ends.
+        LOG_ERROR("{}: internal error (a bug): the connection ends on an exception: {}", peer_text,
+                  e.what());
+        metrics::CountInternalError("http");
+      } catch (...) {
+        LOG_ERROR("{}: internal error (a bug): the connection ends on an exception", peer_text);
+        metrics::CountInternalError("http");
+      }
       ::close(fd);
       bool trim = false;
       {
@@ -582,6 +619,7 @@ void HttpServer::Serve(int fd, std::string peer) {
 
     ChunkedResponse chunked(&stream, request.request_id);
     Result<Response> result = Status::Internal("unhandled");
+    bool threw = false;
     Status parsed = ParseTarget(request.target, &request.path, &request.query);
     Router::Match match;
     if (parsed.ok()) match = router_->Find(request.method, request.path);
@@ -598,7 +636,9 @@ void HttpServer::Serve(int fd, std::string peer) {
     } else if (!match.route) {
       result = Status::NotFound("no route " + request.method + " " + request.path +
                                 "; see /openapi.json");
-    } else if (Status allowed = router_->Authorize(&request, *match.route); !allowed.ok()) {
+    } else if (Status allowed = Guarded(request, &threw,
+                                        [&] { return router_->Authorize(&request, *match.route); });
+               !allowed.ok()) {
       result = allowed;  // Before any body is read: a refused upload costs nothing.
     } else if (match.route->streams_body) {
       request.params = std::move(match.params);
@@ -612,7 +652,7 @@ void HttpServer::Serve(int fd, std::string peer) {
       } else {
         StreamedBody body(&stream, &buffer, std::move(header), limit);
         request.body_reader = &body;
-        result = match.route->handler(request, chunked);
+        result = Guarded(request, &threw, [&] { return match.route->handler(request, chunked); });
         body_unread = !body.done();
       }
     } else {
@@ -635,7 +675,7 @@ void HttpServer::Serve(int fd, std::string peer) {
         } else {
           body_unread = false;
           request.body = std::move(full.get().body());
-          result = match.route->handler(request, chunked);
+          result = Guarded(request, &threw, [&] { return match.route->handler(request, chunked); });
         }
       }
     }
@@ -645,7 +685,8 @@ void HttpServer::Serve(int fd, std::string peer) {
     int status_code = 0;
     bool ok = true;
     if (chunked.begun()) {
-      ok = !chunked.failed() && chunked.End().ok();
+      // After a bug mid-stream the stream is cut, not ended: the client must not take it whole.
+      ok = !threw && !chunked.failed() && chunked.End().ok();
       status_code = 200;
       if (!result.ok()) {
         LOG_WARN("{} {} {}: {}", request.request_id, request.method, request.path,
@@ -654,7 +695,7 @@ void HttpServer::Serve(int fd, std::string peer) {
     } else {
       Response response = result.ok() ? std::move(*result) : ErrorResponse(result.status());
       status_code = response.status;
-      if (!result.ok() && status_code == 500) {  // Internal: the log keeps the whole status.
+      if (!result.ok() && status_code == 500 && !threw) {  // The log keeps the whole status.
         LOG_WARN("{} {} {}: {}", request.request_id, request.method, request.path,
                  result.status().ToString());
       }

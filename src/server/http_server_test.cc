@@ -1,5 +1,5 @@
 // HttpServer in process, on a free loopback port, with stand-in routes: what a connection sees
-// (framing, refusals).
+// (framing, refusals) and what the server survives (a handler that throws).
 #include "server/http_server.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "metrics/metrics.h"
 #include "test_util.h"
 
 namespace pycell::server {
@@ -30,6 +31,18 @@ class HttpServerTest : public ::testing::Test {
     router_.Add({"GET", "/ok", auth::Permission::kPublic,
                  [](Request&, ResponseStream&) -> Result<Response> {
                    return Response::Json(200, "{\"ok\":true}");
+                 }});
+    router_.Add({"GET", "/throws", auth::Permission::kPublic,
+                 [](Request&, ResponseStream&) -> Result<Response> {
+                   throw std::runtime_error("a handler's bug");
+                 }});
+    router_.Add({"GET", "/throws-int", auth::Permission::kPublic,
+                 [](Request&, ResponseStream&) -> Result<Response> { throw 42; }});
+    router_.Add({"GET", "/stream-then-throw", auth::Permission::kPublic,
+                 [](Request&, ResponseStream& out) -> Result<Response> {
+                   RETURN_IF_ERROR(out.Begin(200, {{"Content-Type", "text/plain"}}));
+                   RETURN_IF_ERROR(out.Write("partial\n"));
+                   throw std::runtime_error("mid-stream bug");
                  }});
     HttpServerOptions options;
     options.config = config;
@@ -60,6 +73,45 @@ class HttpServerTest : public ::testing::Test {
   Router router_;
   std::unique_ptr<HttpServer> server_;
 };
+
+TEST_F(HttpServerTest, AnExceptionInAHandlerIsA500WithTheRequestIdAndIsCounted) {
+  Start();
+  tcp::socket socket = Connect();
+  for (const char* target : {"/throws", "/throws-int"}) {
+    uint64_t before = metrics::InternalErrorCount();
+    auto res = Get(socket, target);
+    EXPECT_EQ(res.result_int(), 500) << target;
+    auto body = nlohmann::json::parse(res.body());
+    EXPECT_EQ(body["error"]["code"], "internal") << res.body();
+    std::string request_id(res["X-Request-Id"]);
+    ASSERT_FALSE(request_id.empty());
+    EXPECT_NE(body["error"]["message"].get<std::string>().find(request_id), std::string::npos)
+        << res.body();
+    EXPECT_EQ(metrics::InternalErrorCount(), before + 1);
+    // The handler's exception does not leak its text to the client.
+    EXPECT_EQ(res.body().find("a handler's bug"), std::string::npos);
+  }
+  // The same connection goes on serving.
+  auto ok = Get(socket, "/ok");
+  EXPECT_EQ(ok.result_int(), 200);
+}
+
+TEST_F(HttpServerTest, AnExceptionMidStreamCutsTheStreamInsteadOfEndingIt) {
+  Start();
+  tcp::socket socket = Connect();
+  net::write(socket, net::buffer(std::string("GET /stream-then-throw HTTP/1.1\r\nHost: x\r\n\r\n")));
+  std::string all;
+  beast::error_code ec;
+  for (;;) {
+    char chunk[4096];
+    size_t n = socket.read_some(net::buffer(chunk), ec);
+    if (ec) break;
+    all.append(chunk, n);
+  }
+  EXPECT_NE(all.find("partial"), std::string::npos) << all;
+  EXPECT_EQ(all.find("\r\n0\r\n\r\n"), std::string::npos) << "the stream was ended cleanly:\n"
+                                                             << all;
+}
 
 TEST_F(HttpServerTest, TheOverload503IsWellFormed) {
   ServerConfig config;
