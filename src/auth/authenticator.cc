@@ -3,16 +3,29 @@
 #include <nlohmann/json.hpp>
 
 #include "auth/api_key.h"
+#include "common/ip_address.h"
 #include "common/logging.h"
 #include "common/json_reader.h"
 
 namespace pycell::auth {
 namespace {
 
-// The address part of "address:port" (IPv6 addresses keep their colons).
+// The address part of "10.0.0.1:5000" or "[2001:db8::1]:5000"; a bare address ("10.0.0.1",
+// "2001:db8::1": more than one colon and no brackets) is kept whole.
 std::string AddressOf(const std::string& peer) {
-  size_t colon = peer.rfind(':');
-  return colon == std::string::npos ? peer : peer.substr(0, colon);
+  if (!peer.empty() && peer.front() == '[') {
+    size_t close = peer.find(']');
+    return close == std::string::npos ? peer : peer.substr(1, close - 1);
+  }
+  size_t colon = peer.find(':');
+  if (colon == std::string::npos || peer.find(':', colon + 1) != std::string::npos) return peer;
+  return peer.substr(0, colon);
+}
+
+// What failures are counted by: the address, or its /64 for IPv6 (IpAddress::ConnectionKey).
+std::string FailureKey(const std::string& address) {
+  auto parsed = IpAddress::Parse(address);
+  return parsed ? parsed->ConnectionKey() : address;
 }
 
 int64_t WallMs(Clock* clock) {
@@ -31,24 +44,6 @@ Result<Caller> Authenticator::Authenticate(const std::string& authorization,
                                            const std::string& peer,
                                            const std::string& request_id) {
   const std::string address = AddressOf(peer);
-  {
-    std::lock_guard lock(mu_);
-    auto now = clock_->Now();
-    Prune(now);
-    auto it = windows_.find(address);
-    if (it != windows_.end() && it->second.failures >= kMaxFailures) {
-      auto left = std::chrono::duration_cast<std::chrono::seconds>(
-                      it->second.start + kFailureWindow - now)
-                      .count() +
-                  1;
-      Count("too_many_failures");
-      return Status::ResourceExhausted(
-                 "too many failed authentications from " + address + "; try again in " +
-                 std::to_string(left) + " s with a valid key")
-          .WithReason("too_many_failures")
-          .WithRetryAfter(left);
-    }
-  }
   if (authorization.empty()) {
     return Fail(address, request_id, "", "missing",
                 Status::Unauthenticated("this route needs an API key: send \"Authorization: "
@@ -92,8 +87,23 @@ Status Authenticator::Fail(const std::string& address, const std::string& reques
   {
     std::lock_guard lock(mu_);
     auto now = clock_->Now();
-    Window& window = windows_[address];
+    Prune(now);
+    Window& window = windows_[FailureKey(address)];
+    if (now - window.start >= kFailureWindow) window.failures = 0;  // Passed, not yet pruned.
     if (window.failures == 0) window.start = now;
+    if (window.failures >= kMaxFailures) {
+      // Locked out: refused as a failure, not audited (the first kMaxFailures were).
+      auto left = std::chrono::duration_cast<std::chrono::seconds>(window.start +
+                                                                   kFailureWindow - now)
+                      .count() +
+                  1;
+      Count("too_many_failures");
+      return Status::ResourceExhausted("too many failed authentications from " + address +
+                                       "; try again in " + std::to_string(left) +
+                                       " s, with a valid key (a valid key is always accepted)")
+          .WithReason("too_many_failures")
+          .WithRetryAfter(left);
+    }
     ++window.failures;
   }
   Count(reason);
@@ -133,6 +143,9 @@ Status Authenticator::Deny(const Caller& caller, Permission permission, const st
 }
 
 void Authenticator::Prune(std::chrono::steady_clock::time_point now) {
+  // At most once a second: the walk is over every address that failed lately.
+  if (now - last_prune_ < std::chrono::seconds(1) && now >= last_prune_) return;
+  last_prune_ = now;
   for (auto it = windows_.begin(); it != windows_.end();) {
     if (now - it->second.start >= kFailureWindow) {
       it = windows_.erase(it);

@@ -1,10 +1,16 @@
 // Authenticator: turns an Authorization header into a Caller, or refuses it. Keys are read from
 // the store on every request (a revoked key fails at its next use); the secret is compared in
 // constant time, against a dummy hash when the key id is unknown, so timing does not tell a wrong
-// id from a wrong secret. Every refusal is an "auth.denied" audit event; a source address with
-// more than kMaxFailures failures inside kFailureWindow is refused outright (429
-// too_many_failures, with Retry-After) until the window passes, so guessing is slow and cannot
-// flood the audit log.
+// id from a wrong secret. Every refusal is an "auth.denied" audit event.
+//
+// The failed-key lockout refuses failures, never a valid key: once a source address has
+// kMaxFailures failures inside kFailureWindow, its further *failed* attempts are answered 429
+// too_many_failures (with Retry-After) instead of 401 and are no longer audited one by one (so
+// guessing cannot flood the audit log), until the window passes. A request with a valid key is
+// always checked and accepted, from any address: behind a reverse proxy, or a NAT, one client
+// that sends wrong keys must not lock out everyone who shares its address. (Guessing a key is
+// hopeless anyway: 160 random bits.) Which address a request comes from is the HTTP server's to
+// say (server.trusted_proxies decides when X-Forwarded-For names it).
 //
 // Thread-safety: every method may be called from any thread.
 #pragma once
@@ -33,9 +39,10 @@ class Authenticator {
       : store_(store), clock_(clock), metrics_(metrics) {}
 
   // The caller of a request with header `authorization` ("" when absent) from `peer`
-  // ("address:port"). Unauthenticated (401) for a missing, malformed, unknown, wrong or revoked
-  // key; ResourceExhausted with reason "too_many_failures" while the address is locked out;
-  // Internal when the denial cannot be audited.
+  // ("10.0.0.1:5000", "[2001:db8::1]:5000", or a bare address). Unauthenticated (401) for a
+  // missing, malformed, unknown, wrong or revoked key — ResourceExhausted with reason
+  // "too_many_failures" instead while the address is locked out; Internal when the denial cannot
+  // be audited. A valid key is accepted whatever the address's failures.
   Result<Caller> Authenticate(const std::string& authorization, const std::string& peer,
                               const std::string& request_id);
 
@@ -43,7 +50,8 @@ class Authenticator {
   Status Deny(const Caller& caller, Permission permission, const std::string& route);
 
  private:
-  // Records the failure, audits it, and returns the 401 to send.
+  // Records the failure and audits it, returning `answer` (the 401); past the limit returns the
+  // 429 instead, unaudited.
   Status Fail(const std::string& address, const std::string& request_id,
               const std::string& key_id, const std::string& reason, Status answer);
   // REQUIRES: mu_ held. Drops windows that have passed.
@@ -60,7 +68,9 @@ class Authenticator {
     std::chrono::steady_clock::time_point start;
     int failures = 0;
   };
-  std::map<std::string, Window> windows_;  // GUARDED_BY(mu_): by source address.
+  // GUARDED_BY(mu_): by source address (an IPv6 address by its /64).
+  std::map<std::string, Window> windows_;
+  std::chrono::steady_clock::time_point last_prune_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace pycell::auth

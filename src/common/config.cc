@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <set>
 
+#include "common/ip_address.h"
+
 namespace pycell {
 
 Status SessionLimits::Validate() const {
@@ -65,6 +67,7 @@ Status ServerConfig::Validate() const {
           "answers without keys); leave it empty to serve /metrics on server.listen with keys");
     }
   }
+  RETURN_IF_ERROR(ParseIpRanges(trusted_proxies, "server.trusted_proxies").status());
   return Status::Ok();
 }
 

@@ -84,6 +84,10 @@ struct ServerConfig {
   // path such as "/aca" (no trailing slash); clients use http://host:port/aca as their pool
   // management endpoint.
   std::string aca_prefix = "/aca";
+  // Reverse proxies whose X-Forwarded-For header names the client (CIDR ranges such as
+  // "10.0.0.0/8", or single addresses). From any other peer the header is ignored: the TCP peer
+  // is the client, for authentication's failure lockout, the audit log and the access log.
+  std::vector<std::string> trusted_proxies;
 
   Status Validate() const;
 };

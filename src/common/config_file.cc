@@ -242,6 +242,7 @@ Status ReadRoot(const toml::table& root, ServiceConfig* config) {
     RETURN_IF_ERROR(s.Bytes("max_json_body", &c.max_json_body_bytes));
     RETURN_IF_ERROR(s.String("metrics_listen", &c.metrics_listen));
     RETURN_IF_ERROR(s.String("aca_prefix", &c.aca_prefix));
+    RETURN_IF_ERROR(s.Strings("trusted_proxies", &c.trusted_proxies));
     RETURN_IF_ERROR(s.Finish());
   }
   RETURN_IF_ERROR(error);

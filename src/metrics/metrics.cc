@@ -6,6 +6,8 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <atomic>
+#include <map>
 #include <mutex>
 #include <sstream>
 
@@ -89,6 +91,11 @@ struct Metrics::Families {
       .Name("pycell_stored_bytes")
       .Help("Bytes of the stored files' records (shared contents counted once per record).")
       .Register(*registry);
+  Family<Counter>& internal_errors = prometheus::BuildCounter()
+      .Name("pycell_internal_errors_total")
+      .Help("Bugs caught: exceptions that escaped a request handler or a background loop, by "
+            "the catcher (where). Should stay 0; the log has each one, with its request id.")
+      .Register(*registry);
   Family<Gauge>& over_expected = prometheus::BuildGauge()
       .Name("pycell_sessions_over_expected_duration")
       .Help("Active sessions running longer than usage.expected_session_s.")
@@ -100,6 +107,17 @@ struct Metrics::Families {
 
 namespace {
 
+// CountInternalError's counts, process-wide (few names; a map under a mutex is plenty).
+struct InternalErrors {
+  std::mutex mu;
+  std::map<std::string, uint64_t, std::less<>> by_where;  // GUARDED_BY(mu)
+  std::atomic<uint64_t> total{0};
+};
+InternalErrors& TheInternalErrors() {
+  static InternalErrors* errors = new InternalErrors;  // Never destroyed: threads may outlive main.
+  return *errors;
+}
+
 // Seconds: 1 ms to 10 min, roughly ×2.5 apart.
 const Histogram::BucketBoundaries kLatencyBuckets = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
@@ -109,7 +127,21 @@ const Histogram::BucketBoundaries kSessionBuckets = {1,    10,   30,    60,    3
 
 }  // namespace
 
-Metrics::Metrics() : families_(std::make_unique<Families>()) {}
+void CountInternalError(std::string_view where) {
+  InternalErrors& errors = TheInternalErrors();
+  errors.total++;
+  std::lock_guard lock(errors.mu);
+  auto it = errors.by_where.find(where);
+  if (it == errors.by_where.end()) it = errors.by_where.emplace(std::string(where), 0).first;
+  it->second++;
+}
+
+uint64_t InternalErrorCount() { return TheInternalErrors().total.load(); }
+
+Metrics::Metrics() : families_(std::make_unique<Families>()) {
+  // Always in the scrape, at 0 until the first bug: an alert can watch it from the start.
+  families_->internal_errors.Add({{"where", "http"}});
+}
 Metrics::~Metrics() = default;
 
 void Metrics::SessionCreated(const std::string& pool) {
@@ -186,6 +218,16 @@ std::string Metrics::Scrape() {
     // A counter follows the log's length: it only ever grows, as the log does.
     Counter& audit = families_->audit_events.Add({});
     if (sample.audit_events > audit.Value()) audit.Increment(sample.audit_events - audit.Value());
+  }
+  {
+    InternalErrors& errors = TheInternalErrors();
+    std::lock_guard lock(errors.mu);
+    for (const auto& [where, count] : errors.by_where) {
+      Counter& counter = families_->internal_errors.Add({{"where", where}});
+      if (static_cast<double>(count) > counter.Value()) {
+        counter.Increment(static_cast<double>(count) - counter.Value());
+      }
+    }
   }
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, families_->registry->Collect());

@@ -12,9 +12,21 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pycell::metrics {
+
+// Counts one bug caught by a catch at the top of a thread, loop or connection: an exception that
+// escaped a handler or a background loop, which the process survived. `where` names the catcher
+// with a fixed word ("http", "http_io", "session_refill", "retention_sweep", …), never a value
+// that varies: it becomes the label of pycell_internal_errors_total{where=…}. Process-wide, so
+// that code without a Metrics at hand can call it; every Metrics exports the counts at its
+// scrapes. The caller logs what happened (with a request id where there is one). Thread-safe;
+// it never throws and never allocates once `where` was seen.
+void CountInternalError(std::string_view where);
+// The total of CountInternalError calls since the process started (tests).
+uint64_t InternalErrorCount();
 
 // What the sampler reports, read at scrape time.
 struct PoolState {

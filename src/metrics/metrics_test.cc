@@ -60,5 +60,28 @@ TEST(MetricsTest, StateGaugesComeFromTheSamplerAndTheAuditCounterNeverGoesBack) 
   EXPECT_TRUE(Has(m.Scrape(), "pycell_audit_events_total 15"));
 }
 
+TEST(MetricsTest, InternalErrorsAreCountedProcessWideAndShownAtZeroFromTheStart) {
+  Metrics m;
+  uint64_t before = InternalErrorCount();
+  std::string text = m.Scrape();
+  EXPECT_TRUE(Has(text, "pycell_internal_errors_total{where=\"http\"} " +
+                            std::to_string(before)))
+      << text;
+  EXPECT_TRUE(Has(text, "# TYPE pycell_internal_errors_total counter"));
+  CountInternalError("http");
+  CountInternalError("test_loop");
+  CountInternalError("test_loop");
+  EXPECT_EQ(InternalErrorCount(), before + 3);
+  // Every Metrics shows the same process-wide counts, also one made after the errors.
+  Metrics later;
+  for (Metrics* metrics : {&m, &later}) {
+    text = metrics->Scrape();
+    EXPECT_TRUE(Has(text, "pycell_internal_errors_total{where=\"http\"} " +
+                              std::to_string(before + 1)))
+        << text;
+    EXPECT_TRUE(Has(text, "pycell_internal_errors_total{where=\"test_loop\"} 2")) << text;
+  }
+}
+
 }  // namespace
 }  // namespace pycell::metrics

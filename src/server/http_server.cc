@@ -15,9 +15,12 @@
 #include <boost/beast/http.hpp>
 #include <limits>
 #include <optional>
+#include <sstream>
 
 #include "common/ids.h"
+#include "common/ip_address.h"
 #include "common/logging.h"
+#include "metrics/metrics.h"
 
 namespace pycell::server {
 namespace {
@@ -322,6 +325,65 @@ bool WriteResponse(FdStream& stream, Response& response, bool head_only, bool ke
   return !ec;
 }
 
+// The 500 for an exception that escaped a handler or the authorization: a bug. The log has what
+// was thrown, under the request id the answer names; pycell_internal_errors_total counts it.
+Status InternalError(const Request& request, std::string_view what) {
+  LOG_ERROR("{} {} {}: internal error (a bug): an exception escaped the handler: {}",
+            request.request_id, request.method, request.target, what);
+  metrics::CountInternalError("http");
+  return Status::Internal("internal error (a bug in pycell, not in the request); the server's "
+                          "log has the details under request id " +
+                          request.request_id)
+      .WithReason("internal");
+}
+
+// Runs `fn` (a handler, or the authorization), catching what escapes it: the one catch per
+// request (STYLE.md). `*threw` says whether it did.
+template <class Fn>
+auto Guarded(const Request& request, bool* threw, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    *threw = true;
+    return InternalError(request, e.what());
+  } catch (...) {
+    *threw = true;
+    return InternalError(request, "an exception of unknown type");
+  }
+}
+
+// A whole 503 response (head and body) for a connection refused before any request was read,
+// serialized by Beast so that its Content-Length is the body's. (It was a hand-written string
+// that declared 100 bytes for a body of 94.)
+std::string RefusalBytes(const std::string& message) {
+  Response r = ErrorResponse(Status::Unavailable(message));  // With Retry-After: 1.
+  http::response<http::string_body> res{static_cast<http::status>(r.status), 11};
+  for (const auto& [name, value] : r.headers) res.set(name, value);
+  res.keep_alive(false);
+  res.body() = std::move(r.body);
+  res.prepare_payload();
+  std::ostringstream out;
+  out << res;
+  return out.str();
+}
+
+// The client of a request from TCP peer `peer` ("10.0.0.1:5000", "[::1]:5000"): the peer itself,
+// or, from a trusted proxy, the address X-Forwarded-For names (ClientAddress; without a port).
+std::string ClientPeer(const std::string& peer, const http::fields& head,
+                       const std::vector<IpRange>& trusted) {
+  if (trusted.empty()) return peer;
+  auto address = IpAddress::Parse(peer, /*allow_port=*/true);
+  if (!address) return peer;
+  std::string forwarded;
+  auto [first, last] = head.equal_range("X-Forwarded-For");
+  for (auto field = first; field != last; ++field) {
+    if (!forwarded.empty()) forwarded += ", ";
+    forwarded.append(field->value().data(), field->value().size());
+  }
+  IpAddress client = ClientAddress(*address, forwarded, trusted);
+  return client == *address ? peer : client.ToString();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
@@ -343,7 +405,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
     return Status::InvalidArgument("server.listen " + listen + ": " + gai_strerror(rc));
   }
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, freeaddrinfo);
+  ASSIGN_OR_RETURN(std::vector<IpRange> trusted,
+                   ParseIpRanges(options.config.trusted_proxies, "server.trusted_proxies"));
   std::unique_ptr<HttpServer> server(new HttpServer(std::move(options), router));
+  server->trusted_proxies_ = std::move(trusted);
   Status last = Status::InvalidArgument("server.listen " + listen + ": no address");
   for (addrinfo* a = found; a; a = a->ai_next) {
     UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
@@ -457,18 +522,25 @@ void HttpServer::AcceptLoop() {
       if (!over) ++connections_;
     }
     if (over) {
-      static const char kBusy[] =
-          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-          "Retry-After: 1\r\nConnection: close\r\nContent-Length: 100\r\n\r\n"
-          "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many connections; retry in a "
-          "moment\"}}          ";
-      (void)!::send(fd, kBusy, sizeof kBusy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      static const std::string busy = RefusalBytes("too many connections; retry in a moment");
+      (void)!::send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       ::close(fd);
       continue;
     }
-    std::string peer_text = std::string(host) + ":" + std::to_string(port);
+    std::string peer_text = peer.ss_family == AF_INET6
+                                ? "[" + std::string(host) + "]:" + std::to_string(port)
+                                : std::string(host) + ":" + std::to_string(port);
     std::thread([this, fd, peer_text] {
-      Serve(fd, peer_text);
+      try {
+        Serve(fd, peer_text);
+      } catch (const std::exception& e) {  // A bug outside the handlers: this connection ends.
+        LOG_ERROR("{}: internal error (a bug): the connection ends on an exception: {}", peer_text,
+                  e.what());
+        metrics::CountInternalError("http");
+      } catch (...) {
+        LOG_ERROR("{}: internal error (a bug): the connection ends on an exception", peer_text);
+        metrics::CountInternalError("http");
+      }
       ::close(fd);
       bool trim = false;
       {
@@ -534,7 +606,7 @@ void HttpServer::Serve(int fd, std::string peer) {
     request.method = std::string(head.method_string());
     request.target = std::string(head.target());
     request.request_id = NewId("req_");
-    request.peer = peer;
+    request.peer = ClientPeer(peer, head, trusted_proxies_);
     for (const auto& field : head) {
       std::string name(field.name_string());
       for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -547,6 +619,7 @@ void HttpServer::Serve(int fd, std::string peer) {
 
     ChunkedResponse chunked(&stream, request.request_id);
     Result<Response> result = Status::Internal("unhandled");
+    bool threw = false;
     Status parsed = ParseTarget(request.target, &request.path, &request.query);
     Router::Match match;
     if (parsed.ok()) match = router_->Find(request.method, request.path);
@@ -563,7 +636,9 @@ void HttpServer::Serve(int fd, std::string peer) {
     } else if (!match.route) {
       result = Status::NotFound("no route " + request.method + " " + request.path +
                                 "; see /openapi.json");
-    } else if (Status allowed = router_->Authorize(&request, *match.route); !allowed.ok()) {
+    } else if (Status allowed = Guarded(request, &threw,
+                                        [&] { return router_->Authorize(&request, *match.route); });
+               !allowed.ok()) {
       result = allowed;  // Before any body is read: a refused upload costs nothing.
     } else if (match.route->streams_body) {
       request.params = std::move(match.params);
@@ -577,7 +652,7 @@ void HttpServer::Serve(int fd, std::string peer) {
       } else {
         StreamedBody body(&stream, &buffer, std::move(header), limit);
         request.body_reader = &body;
-        result = match.route->handler(request, chunked);
+        result = Guarded(request, &threw, [&] { return match.route->handler(request, chunked); });
         body_unread = !body.done();
       }
     } else {
@@ -600,7 +675,7 @@ void HttpServer::Serve(int fd, std::string peer) {
         } else {
           body_unread = false;
           request.body = std::move(full.get().body());
-          result = match.route->handler(request, chunked);
+          result = Guarded(request, &threw, [&] { return match.route->handler(request, chunked); });
         }
       }
     }
@@ -610,7 +685,8 @@ void HttpServer::Serve(int fd, std::string peer) {
     int status_code = 0;
     bool ok = true;
     if (chunked.begun()) {
-      ok = !chunked.failed() && chunked.End().ok();
+      // After a bug mid-stream the stream is cut, not ended: the client must not take it whole.
+      ok = !threw && !chunked.failed() && chunked.End().ok();
       status_code = 200;
       if (!result.ok()) {
         LOG_WARN("{} {} {}: {}", request.request_id, request.method, request.path,
@@ -619,7 +695,7 @@ void HttpServer::Serve(int fd, std::string peer) {
     } else {
       Response response = result.ok() ? std::move(*result) : ErrorResponse(result.status());
       status_code = response.status;
-      if (!result.ok() && status_code == 500) {  // Internal: the log keeps the whole status.
+      if (!result.ok() && status_code == 500 && !threw) {  // The log keeps the whole status.
         LOG_WARN("{} {} {}: {}", request.request_id, request.method, request.path,
                  result.status().ToString());
       }
@@ -630,10 +706,12 @@ void HttpServer::Serve(int fd, std::string peer) {
       options_.on_request(RequestLog{request.method,
                                      match.route ? match.route->pattern : "unmatched",
                                      request.target, status_code, ms / 1000, request.request_id,
-                                     peer, request.caller.principal, request.caller.project_id});
+                                     request.peer, request.caller.principal,
+                                     request.caller.project_id});
     }
-    LOG_INFO("{} {} {} {} {:.2f}ms {}", peer, request.method, request.target, status_code,
-                     ms, request.request_id);
+    LOG_INFO("{}{}{} {} {} {} {:.2f}ms {}", request.peer, request.peer == peer ? "" : " via ",
+             request.peer == peer ? "" : peer, request.method, request.target, status_code, ms,
+             request.request_id);
     RequestDone();
     if (!ok || !keep_alive) {
       ::shutdown(fd, SHUT_WR);

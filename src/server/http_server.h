@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "common/config.h"
+#include "common/ip_address.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "server/router.h"
@@ -38,6 +39,8 @@ struct RequestLog {
   int status = 0;
   double seconds = 0;
   std::string request_id;
+  // The client: the TCP peer ("10.0.0.1:5000", "[::1]:5000"), or the address a trusted proxy's
+  // X-Forwarded-For names ("198.51.100.7", without a port).
   std::string peer;
   std::string principal;  // "" when no key was checked (public routes, refusals).
   std::string project_id;
@@ -76,6 +79,7 @@ class HttpServer {
 
   const HttpServerOptions options_;
   const Router* router_;
+  std::vector<IpRange> trusted_proxies_;  // server.trusted_proxies, parsed.
   UniqueFd listener_;
   UniqueFd stop_;  // eventfd, readable once stopping.
   uint16_t port_ = 0;
