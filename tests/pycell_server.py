@@ -151,8 +151,29 @@ class ServeProcess:
                 self.stdout_lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
                 self._lines_cv.notify_all()
 
-    def stop(self, timeout=60):
-        """SIGTERM; the exit code (None if it did not exit within `timeout`)."""
+    def internal_errors(self):
+        """pycell_internal_errors_total from a scrape of /metrics (the sum over every `where`), or
+        None when it cannot be read (no admin key, the server gone)."""
+        if not self.admin_key or self.proc is None or self.proc.poll() is not None:
+            return None
+        try:
+            reply = self.client(self.admin_key).get("/metrics", timeout=30)
+        except OSError:
+            return None
+        if reply.status != 200:
+            return None
+        total = 0.0
+        for line in reply.body.decode("utf-8", "replace").splitlines():
+            if line.startswith("pycell_internal_errors_total"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self, timeout=60, check_internal_errors=True):
+        """SIGTERM; the exit code (None if it did not exit within `timeout`). First, unless told
+        not to, the server's pycell_internal_errors_total must be 0: a catch at the top of a
+        connection or a loop keeps the process alive through a bug, and this makes the bug fail
+        the test that met it (AssertionError, after the server has stopped)."""
+        errors = self.internal_errors() if check_internal_errors else None
         self.proc.send_signal(signal.SIGTERM)
         try:
             rc = self.proc.wait(timeout)
@@ -162,6 +183,10 @@ class ServeProcess:
             rc = None
         self._reader.join(10)
         self.proc.stdout.close()
+        if errors:
+            raise AssertionError("the server counted %d internal error(s) "
+                                 "(pycell_internal_errors_total): bugs its catches survived\n%s" %
+                                 (errors, self.log_tail(60)))
         return rc
 
     def kill(self):

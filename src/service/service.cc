@@ -388,7 +388,7 @@ void Service::SweepLoop() {
     } catch (const std::exception& e) {
       // A bug: logged and counted, and the loop goes on (a crash here would recur at each start).
       LOG_ERROR("retention sweep: internal error: {}", e.what());
-      // (counted in pycell_internal_errors_total: wired with the HTTP server's counter)
+      metrics::CountInternalError("retention_sweep");
     }
     lock.lock();
   }
@@ -569,7 +569,16 @@ Result<Json> Service::ForkSession(const auth::Caller& caller, const std::string&
   ASSIGN_OR_RETURN(store::ProjectRow project, store_->GetProject(origin.project_id));
   ASSIGN_OR_RETURN(std::vector<store::SessionInput> inputs, store_->SessionInputs(id));
   ASSIGN_OR_RETURN(QuotaReservation reservation, ReserveSession(caller, project, id));
-  ASSIGN_OR_RETURN(std::shared_ptr<session::Session> fork, pool->second->ForkSession(id));
+  auto forked = pool->second->ForkSession(id);
+  if (!forked.ok()) {
+    // Ended while it was being forked (a DELETE, expiry, a violation): the fork, which lives
+    // inside the origin's processes, died with it. Say so, as for any ended session.
+    if (live->end_reason() != session::EndReason::kNone) {
+      return EndedError(id, session::EndReasonName(live->end_reason()));
+    }
+    return forked.status();
+  }
+  std::shared_ptr<session::Session> fork = std::move(*forked);
   store::SessionRow row = ActiveRow(*fork, origin.pool);
   row.metadata_json = origin.metadata_json;
   row.project_id = origin.project_id;

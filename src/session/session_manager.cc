@@ -1,5 +1,7 @@
 #include "session/session_manager.h"
 
+#include "metrics/metrics.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -402,6 +404,7 @@ void SessionManager::ExpiryLoop() {
       ExpireSessions();
     } catch (const std::exception& e) {  // A bug; the loop must go on expiring sessions.
       LOG_ERROR("pool {}: expiry pass failed: {}", config_.pool.name, e.what());
+      metrics::CountInternalError("session_expiry");
     }
     lock.lock();
   }
