@@ -61,10 +61,12 @@ def _finite(value):
 
 
 def _send(message):
+    # Not ensure_ascii: a lone surrogate (a str Python allows, JSON does not) would be written as
+    # a "\udfff" escape the server must refuse; raw, it becomes "?" in the UTF-8 encoding below.
     try:
-        text = json.dumps(message, default=str, allow_nan=False)
+        text = json.dumps(message, default=str, allow_nan=False, ensure_ascii=False)
     except ValueError:  # NaN or an infinity somewhere in a display's JSON.
-        text = json.dumps(_finite(message), default=str, allow_nan=False)
+        text = json.dumps(_finite(message), default=str, allow_nan=False, ensure_ascii=False)
     data = text.encode("utf-8", "replace")
     _control.write(struct.pack(">I", len(data)) + data)
     _control.flush()

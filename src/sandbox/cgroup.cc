@@ -265,6 +265,17 @@ Status Cgroup::AddProcess(pid_t pid) {
   return Status::Ok();
 }
 
+Status Cgroup::SetCpuWeight(uint32_t weight) {
+  weight = std::clamp<uint32_t>(weight, 1, 10000);
+  const Part* part = PartFor("cpu");
+  if (part == nullptr) return Status::Ok();  // No CPU controller: nothing to weigh.
+  if (part->version == CgroupVersion::kV2) {
+    return cgroup_files::Write(part->dir + "/cpu.weight", std::to_string(weight));
+  }
+  uint64_t shares = std::max<uint64_t>(2, uint64_t{weight} * 1024 / 100);
+  return cgroup_files::Write(part->dir + "/cpu.shares", std::to_string(shares));
+}
+
 CgroupUsage Cgroup::ReadUsage() const {
   CgroupUsage usage;
   for (const Part& p : parts_) {

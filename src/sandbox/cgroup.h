@@ -78,6 +78,9 @@ class Cgroup {
                                const std::string& name);
 
   Status AddProcess(pid_t pid);
+  // The group's CPU weight against its siblings, in cgroup v2's units (1 to 10000; 100 is the
+  // default): cpu.weight on v2, cpu.shares (weight * 1024 / 100) on v1.
+  Status SetCpuWeight(uint32_t weight);
   CgroupUsage ReadUsage() const;
   // Starts a new peak-memory window (per execution), where the kernel allows it.
   void ResetPeak();

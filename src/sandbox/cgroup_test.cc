@@ -218,6 +218,27 @@ TEST(CgroupTest, CreateRefusesAnExistingGroup) {
   EXPECT_FALSE(group.ok());
 }
 
+TEST(CgroupTest, CpuWeightIsSharesOnV1AndWeightOnV2) {
+  TempDir tmp;
+  for (const char* c : {"memory", "pids", "cpu", "cpuacct"}) tmp.Make(c);
+  auto v1 = Cgroup::Create(CgroupLayout::ForTest(CgroupVersion::kV1, tmp.path()), "p", "a", {});
+  ASSERT_OK(v1);
+  ASSERT_OK((*v1)->SetCpuWeight(1000));
+  EXPECT_EQ(ReadFile(tmp.path() + "/cpu/p/a/cpu.shares"), "10240");
+  auto low = Cgroup::Create(CgroupLayout::ForTest(CgroupVersion::kV1, tmp.path()), "p", "c", {});
+  ASSERT_OK(low);
+  ASSERT_OK((*low)->SetCpuWeight(0));  // Clamped to weight 1: 10 shares.
+  EXPECT_EQ(ReadFile(tmp.path() + "/cpu/p/c/cpu.shares"), "10");
+  (void)(*v1)->Destroy();
+  (void)(*low)->Destroy();
+  TempDir tmp2;
+  auto v2 = Cgroup::Create(CgroupLayout::ForTest(CgroupVersion::kV2, tmp2.path()), "p", "b", {});
+  ASSERT_OK(v2);
+  ASSERT_OK((*v2)->SetCpuWeight(100));
+  EXPECT_EQ(ReadFile(tmp2.path() + "/p/b/cpu.weight"), "100");
+  (void)(*v2)->Destroy();
+}
+
 TEST(CgroupTest, V1ReadUsageParsesUsageFiles) {
   TempDir tmp;
   for (const char* c : {"memory", "pids", "cpu", "cpuacct"}) tmp.Make(c);

@@ -1170,8 +1170,7 @@ Result<Json> Service::Lineage(const auth::Caller& caller, const std::string& fil
   // An output's lineage is its execution's code and session: shown to whoever the executions
   // route shows them (a user of a project that does not share sessions sees only their own).
   if (row.purpose == "output" && !VisibleSession(caller, row.session_id).ok()) {
-    return Status::NotFound("no lineage of " + file_id +
-                            " for this key: the session that wrote it is another user's");
+    return Status::NotFound("no file " + file_id);  // As for an id never made.
   }
   Json lineage = {{"object", "lineage"}, {"file", FileJson(row)}, {"produced_by", nullptr}};
   if (row.purpose == "output") {

@@ -33,7 +33,8 @@ Session::Session(SessionResources resources, SessionLimits limits,
       clock_(clock),
       resources_(std::move(resources)),
       created_(clock->Now()),
-      last_active_(created_) {}
+      last_active_(created_),
+      boost_ends_(std::chrono::steady_clock::now() + kCpuBoost) {}
 
 Session::~Session() { End(EndReason::kShutdown); }
 
@@ -174,6 +175,7 @@ Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
   std::lock_guard<std::mutex> lock(state_mu_);
   running_cell_ = false;
   last_active_ = clock_->Now();
+  if (cpu_boosted_) EndCpuBoostLocked();
   if (ends != EndReason::kNone && end_reason_ == EndReason::kNone) {
     end_reason_ = ends;
     if (ends == EndReason::kProtocolViolation) protocol_violation_ = record.protocol_violation;
@@ -284,6 +286,19 @@ bool Session::busy() const {
 void Session::MarkHandedOver() {
   std::lock_guard<std::mutex> lock(state_mu_);
   created_ = last_active_ = clock_->Now();
+  boost_ends_ = std::chrono::steady_clock::now() + kCpuBoost;
+}
+
+void Session::EndCpuBoostIfDue(std::chrono::steady_clock::time_point now) {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  if (cpu_boosted_ && boost_ends_ && now >= *boost_ends_) EndCpuBoostLocked();
+}
+
+void Session::EndCpuBoostLocked() {
+  cpu_boosted_ = false;
+  if (!resources_.cgroup) return;
+  Status s = resources_.cgroup->SetCpuWeight(100);
+  if (!s.ok()) LOG_WARN("session {}: {}", resources_.id, s.ToString());
 }
 
 std::chrono::steady_clock::time_point Session::created_at() const {

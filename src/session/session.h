@@ -124,6 +124,14 @@ class Session {
 
   // Restarts the clocks: a warm session handed to a user begins its life now.
   void MarkHandedOver();
+  // A session's cgroup starts with a high CPU weight (kStartingCpuWeight against its siblings'
+  // 100), so that its start and its first cell stay quick while other sessions spin; the weight
+  // falls to the default after its first cell, or kCpuBoost after it was handed over, whichever
+  // comes first (the expiry pass calls EndCpuBoostIfDue), so a spinning first cell keeps it for
+  // at most that long.
+  static constexpr uint32_t kStartingCpuWeight = 2000;
+  static constexpr std::chrono::seconds kCpuBoost{2};
+  void EndCpuBoostIfDue(std::chrono::steady_clock::time_point now);
   std::chrono::steady_clock::time_point created_at() const;
   std::chrono::steady_clock::time_point last_active_at() const;
   // When it will end on its own: the earlier of idle and lifetime expiry.
@@ -137,6 +145,7 @@ class Session {
 
  private:
   void ReleaseLocked();  // REQUIRES: state_mu_ held.
+  void EndCpuBoostLocked();  // REQUIRES: state_mu_ held.
   // Ends the session for the violation the kernel reported. REQUIRES: state_mu_ held.
   void EndForViolationLocked(const std::string& rule);
   void Touch();
@@ -158,6 +167,8 @@ class Session {
   std::chrono::steady_clock::time_point last_active_;  // GUARDED_BY(state_mu_)
   bool running_cell_ = false;  // A cell or a fork uses the kernel. GUARDED_BY(state_mu_)
   std::string protocol_violation_;                  // GUARDED_BY(state_mu_)
+  bool cpu_boosted_ = true;                         // GUARDED_BY(state_mu_)
+  std::optional<std::chrono::steady_clock::time_point> boost_ends_;  // GUARDED_BY(state_mu_)
 };
 
 }  // namespace pycell::session

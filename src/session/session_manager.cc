@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -69,6 +70,10 @@ Result<Pipe> MakePipe() {
 Result<std::unique_ptr<SessionManager>> SessionManager::Create(const EngineConfig& config,
                                                                Clock* clock) {
   RETURN_IF_ERROR(config.Validate());
+  // The engine writes to pipes whose readers are sessions that can die at any moment (a fork's
+  // "go" byte while its origin is being ended): a write error, never a signal that ends the
+  // process that hosts every session. (Sockets are written with MSG_NOSIGNAL already.)
+  ::signal(SIGPIPE, SIG_IGN);
   std::unique_ptr<SessionManager> manager(new SessionManager(config, clock));
   bool root = ::geteuid() == 0;
   if (!root) {
@@ -246,6 +251,8 @@ Status SessionManager::PrepareHost(SessionResources* r, const SessionLimits& lim
     sandbox::CgroupLimits cg{limits.memory_bytes, limits.max_pids, limits.cpus};
     ASSIGN_OR_RETURN(r->cgroup,
                      sandbox::Cgroup::Create(cgroups_, config_.cgroup_parent, r->id, cg));
+    Status weighed = r->cgroup->SetCpuWeight(Session::kStartingCpuWeight);
+    if (!weighed.ok()) LOG_WARN("session {}: {}", r->id, weighed.ToString());
   }
   return Status::Ok();
 }
@@ -527,7 +534,11 @@ bool SessionManager::ExpireOnce() {
   // Between cells a session's control channel is silent; one that spoke (a frame a background
   // thread wrote after the completion, say) ends here for the violation, within a second, rather
   // than at its next cell. Checked without mu_: a violation's end unmounts and kills.
-  for (const std::shared_ptr<Session>& s : Sessions()) (void)s->CheckBetweenCells();
+  const auto steady_now = std::chrono::steady_clock::now();
+  for (const std::shared_ptr<Session>& s : Sessions()) {
+    (void)s->CheckBetweenCells();
+    s->EndCpuBoostIfDue(steady_now);
+  }
   std::vector<std::pair<std::shared_ptr<Session>, EndReason>> expired;
   auto now = clock_->Now();
   {

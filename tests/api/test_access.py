@@ -48,7 +48,8 @@ KEY_ID_RE = re.compile(r"^key_[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")
 HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 ZERO_HASH = "0" * 64
 # Ids of the right shape that no server ever made (the default project's id is all zeros).
-NEVER_MADE = {"file": "file_" + "0" * 26, "session": "sess_" + "0" * 26,
+NEVER_MADE = {"file": "file_" + "0" * 26, "lineage": "file_" + "0" * 26,
+              "session": "sess_" + "0" * 26,
               "execution": "exec_" + "0" * 26, "project": "proj_" + "0" * 25 + "1"}
 # The permission table of docs/access.md: which roles hold each permission.
 PERMISSIONS = {
@@ -188,6 +189,8 @@ class World:
         self.objects = {
             "file": Obj("file", self.file_a["id"], self.a),
             "output": Obj("file", self.output_a["id"], self.a),
+            # An output's lineage is its execution and session: seen as the execution is.
+            "output_lineage": Obj("lineage", self.output_a["id"], self.a, "user-a1"),
             "session": Obj("session", self.session_a["id"], self.a, "user-a1"),
             "execution": Obj("execution", self.execution_a["id"], self.a, "user-a1"),
             "project": Obj("project", self.a, self.a),
@@ -356,7 +359,7 @@ ROUTES = [
     Route("files.read", "GET", "/v1/files"),
     Route("files.read", "GET", "/v1/files/{id}", target="file"),
     Route("files.content", "GET", "/v1/files/{id}/content", target="file"),
-    Route("lineage.read", "GET", "/v1/files/{id}/lineage", target="output"),
+    Route("lineage.read", "GET", "/v1/files/{id}/lineage", target="output_lineage"),
     Route("sessions.create", "POST", "/v1/sessions", body=lambda key: {}),
     Route("sessions.read", "GET", "/v1/sessions"),
     Route("sessions.read", "GET", "/v1/sessions/{id}", target="session"),
@@ -411,6 +414,8 @@ def visible(key, obj):
         return False  # Project A does not share sessions (but in TestScope's sharing test).
     if obj.kind == "execution" and obj.owner != key.principal:
         return None
+    if obj.kind == "lineage" and obj.owner != key.principal:
+        return False  # Issue 16 row 13: the lineage route hides what the executions route does.
     return True
 
 

@@ -60,6 +60,10 @@ a temporary copy):
   @HOST_ABSTRACT@ the name of an abstract unix socket listening on the host (decoy)
   @HOST_SYSV_KEY@ the key of a System V shared memory segment on the host (decoy)
   @HOST_IPS@      the host's own non-loopback IPv4 addresses, comma-separated
+  @HOST_IA32@     "1" when this host's kernel runs 32-bit system calls (int 0x80) for a 64-bit
+                  process, "0" when it has no 32-bit emulation (CONFIG_IA32_EMULATION off, or
+                  ia32_emulation=0 on Linux 6.7+): int 0x80 then faults (SIGSEGV) in the kernel
+                  before any seccomp filter sees it, probed by the runner in a child on the host
   @HOST_SECRET_FILE@ a host file (mode 0644, in a world-searchable folder) holding @HOST_SECRET@
   @HOST_SECRET@   a random marker: no session may ever produce it
   @HOST_SECRET_DIR@ the folder of @HOST_SECRET_FILE@ (removed with everything in it at the end)
@@ -235,6 +239,26 @@ class Decoys:
         if self.shm_id >= 0:
             self.libc.shmctl(self.shm_id, IPC_RMID, None)
         shutil.rmtree(self.secret_dir, ignore_errors=True)
+
+
+def host_runs_int80():
+    """'1' when int 0x80 (i386 getpid) runs for a 64-bit process on this host, '0' when the
+    kernel refuses it (no 32-bit emulation: the child dies of SIGSEGV). Tried in a child."""
+    import ctypes
+    import mmap
+    pid = os.fork()
+    if pid == 0:
+        try:
+            code = bytes([0xB8, 0x14, 0x00, 0x00, 0x00, 0xCD, 0x80, 0xC3])  # getpid; int 0x80
+            buf = mmap.mmap(-1, mmap.PAGESIZE,
+                            prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+            buf.write(code)
+            addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+            ctypes.CFUNCTYPE(ctypes.c_int)(addr)()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return "1" if os.WIFEXITED(status) else "0"
 
 
 def host_ipv4_addresses():
@@ -680,6 +704,7 @@ def main():
         "@STATE_DIR@": args.state_dir,
         "@RUNNER_PID@": str(os.getpid()),
         "@HOST_IPS@": ",".join(host_ipv4_addresses()),
+        "@HOST_IA32@": host_runs_int80(),
         "@HOST_ESCAPE_NAME@": escape_name,
         "@EVIL_ZIP@": evil_zip,
         "@EVIL_TAR@": evil_tar,
