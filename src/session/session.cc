@@ -387,10 +387,11 @@ Result<kernel::ForkedKernel> Session::ForkProcesses(const std::function<Status()
 }
 
 Status Session::CheckBetweenCells() {
-  std::unique_lock<std::mutex> exec_lock(exec_mu_, std::try_to_lock);
-  if (!exec_lock.owns_lock()) return Status::Ok();  // A cell or a fork reads the channel itself.
+  // Under state_mu_ only, never exec_mu_ (taking that would make a cell that starts meanwhile
+  // answer "busy"): a cell or a fork marks running_cell_ under state_mu_ before it touches the
+  // kernel, and reads the channel itself from then on.
   std::lock_guard<std::mutex> lock(state_mu_);
-  if (end_reason_ != EndReason::kNone || !resources_.kernel) return Status::Ok();
+  if (running_cell_ || end_reason_ != EndReason::kNone || !resources_.kernel) return Status::Ok();
   Status quiet = resources_.kernel->CheckBetweenCells();
   if (kernel::IsProtocolViolation(quiet)) EndForViolationLocked(quiet.message());
   return quiet;

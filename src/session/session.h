@@ -111,8 +111,8 @@ class Session {
   bool OriginEnded() const;
 
   // Between cells the control channel must be silent (Kernel::CheckBetweenCells). Checks it when
-  // no cell or fork runs (skips, Ok, when one does); a violation ends the session with
-  // kProtocolViolation and is returned.
+  // no cell or fork runs (skips, Ok, when one does), without ever making a cell that starts
+  // meanwhile busy; a violation ends the session with kProtocolViolation and is returned.
   Status CheckBetweenCells();
   // The rule the session broke, once it ended for a protocol violation; "" otherwise.
   std::string protocol_violation() const;

@@ -502,21 +502,24 @@ Result<std::shared_ptr<Session>> SessionManager::Get(const std::string& id) cons
 }
 
 Status SessionManager::EndSession(const std::string& id, EndReason reason) {
-  // After an expiry pass that may have taken this session (or its forks) from the registry has
-  // ended and reported them: "not found" then means its end is on record already.
-  std::lock_guard<std::mutex> pass(expire_mu_);
   std::shared_ptr<Session> session;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     auto it = sessions_.find(id);
-    if (it == sessions_.end()) return Status::NotFound("no session " + id);
+    if (it == sessions_.end()) {
+      // An expiry pass may have taken it and be ending it now: wait for that pass, so that "not
+      // found" means its end is on record (the pass holds expire_mu_ until it has reported it).
+      lock.unlock();
+      std::lock_guard<std::mutex> pass(expire_mu_);
+      return Status::NotFound("no session " + id);
+    }
     session = std::move(it->second);
     sessions_.erase(it);
   }
   session->End(reason);
   if (end_observer_) end_observer_(*session);
   cv_.notify_all();
-  ExpireSessionsLocked();  // Its forks, whose processes ended with it.
+  ExpireSessions();  // Its forks, whose processes ended with it.
   return Status::Ok();
 }
 

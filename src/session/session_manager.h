@@ -133,8 +133,9 @@ class SessionManager {
   bool use_cgroups_ = false;
   bool private_runtime_ = true;  // sandbox::Policy::private_runtime for every session.
 
-  // Held for a whole expiry pass (and by EndSession): sessions a pass took from the registry are
-  // ended and reported before anyone else can find them missing. Taken before mu_.
+  // Held for a whole expiry pass: sessions a pass took from the registry are ended and reported
+  // before EndSession, which waits for it when it finds one missing, says "not found". Taken
+  // before mu_, never while mu_ is held.
   std::mutex expire_mu_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
