@@ -30,7 +30,9 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -116,6 +118,23 @@ std::pair<long, long> ThreadsAndRssKb(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) rss = std::stol(line.substr(6));
   }
   return {threads, rss};
+}
+
+// The server's CPU time so far (user + system, all its threads), in ms: what a figure cost it,
+// less sensitive than wall time to what else the machine runs.
+double CpuMs(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(text.substr(close + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; fields >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+    if (i == 15) break;
+  }
+  return ticks * 1000.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 // Reads one response with a Content-Length body from a blocking socket: its status, or 0.
@@ -235,10 +254,15 @@ json MeasureOne(const Flags& flags, const std::string& pycell, int idle,
     std::string session = NewSession(c);
     for (int i = 0; i < 50; ++i) RunCell(c, session);
     Samples samples;
+    double cpu = CpuMs(server.pid());
     for (int i = 0; i < flags.cells; ++i) samples.Add(RunCell(c, session));
+    cpu = CpuMs(server.pid()) - cpu;
     EndSession(c, session);
     Print("trivial execution round trip", samples.Summarize());
+    std::printf("    %-40s %8.3f ms of CPU per execution\n", "server CPU, round trips",
+                cpu / flags.cells);
     result["round_trip_ms"] = SummaryJson(samples.Summarize());
+    result["round_trip_server_cpu_ms"] = cpu / flags.cells;
   }
 
   // 2. Throughput.
@@ -254,6 +278,7 @@ json MeasureOne(const Flags& flags, const std::string& pycell, int idle,
     std::vector<Samples> latencies(static_cast<size_t>(flags.concurrent));
     std::vector<std::thread> threads;
     Stopwatch w;
+    double cpu = CpuMs(server.pid());
     for (size_t i = 0; i < clients.size(); ++i) {
       threads.emplace_back([&, i] {
         while (!stop) {
@@ -266,10 +291,12 @@ json MeasureOne(const Flags& flags, const std::string& pycell, int idle,
     stop = true;
     for (auto& t : threads) t.join();
     double rate = static_cast<double>(done.load()) / (w.ElapsedMs() / 1000.0);
+    cpu = CpuMs(server.pid()) - cpu;
     Samples all;
     for (auto& l : latencies) all.Merge(l);
-    std::printf("    %-40s %8.0f executions/s (%d sessions)\n", "throughput", rate,
-                flags.concurrent);
+    std::printf("    %-40s %8.0f executions/s (%d sessions), server CPU %.3f ms per execution\n",
+                "throughput", rate, flags.concurrent, cpu / static_cast<double>(done.load()));
+    result["throughput_server_cpu_ms"] = cpu / static_cast<double>(done.load());
     Print("latency under that load", all.Summarize());
     result["throughput_per_s"] = rate;
     result["throughput_latency_ms"] = SummaryJson(all.Summarize());

@@ -64,8 +64,9 @@ constexpr size_t kMaxLingering = 1024;
 constexpr std::chrono::seconds kWorkerIdleExit{30};
 // After a kept-alive request, its worker waits this long for the next request's head before
 // handing the connection back to the io side: a busy client's next request usually follows its
-// response within microseconds, and served on the same thread it costs no hop between threads.
-constexpr std::chrono::milliseconds kWorkerLinger{2};
+// response within microseconds (milliseconds on a saturated machine), and served on the same
+// thread it costs no hop between threads. Not while requests wait for a worker.
+constexpr std::chrono::milliseconds kWorkerLinger{10};
 
 auto Awaitable(error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
 
@@ -973,6 +974,8 @@ bool HttpServer::NextHeadNow(Connection& c) {
   };
   if (parse()) return true;
   if (c.buffer.size() > 0) return false;  // Part of a head: the io side waits for the rest.
+  // Waiting holds this worker: not while requests wait for one, nor when half are taken.
+  if (workers_.queued() > 0 || workers_.busy() * 2 > options_.config.max_workers) return false;
   pollfd p = {c.fd(), POLLIN, 0};
   if (::poll(&p, 1, static_cast<int>(kWorkerLinger.count())) != 1) return false;
   auto space = c.buffer.prepare(16 << 10);

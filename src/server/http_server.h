@@ -11,8 +11,8 @@
 //    synchronously, exactly as a thread per connection did: authorize, read the body, run the
 //    Router's handler, write the response. Then it hands the connection back to its strand to
 //    wait for the next head (keep-alive), or closes it — unless the next request's head is
-//    there already or within 2 ms (a busy client's usually is): then it serves that one too,
-//    with no hop between threads.
+//    there already or within 10 ms (a busy client's usually is) and no request waits for a
+//    worker: then it serves that one too, with no hop between threads.
 // Why the worker reads the body and writes the response itself, blocking on the socket (poll with
 // deadlines) instead of asking the io side for every buffer: the handlers are synchronous, so the
 // worker is held until the body is read and the response written either way; bytes passed through

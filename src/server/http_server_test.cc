@@ -10,12 +10,16 @@
 #include <boost/beast/http.hpp>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <vector>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <thread>
 
 #include "metrics/metrics.h"
+#include "server/worker_pool.h"
 #include "test_util.h"
 
 namespace pycell::server {
@@ -352,6 +356,68 @@ TEST_F(HttpServerTest, StopClosesIdleConnectionsAndLetsRequestsInFlightFinish) {
   beast::error_code ec;
   late.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), server_->port()), ec);
   EXPECT_TRUE(ec);
+}
+
+TEST(WorkerPoolTest, StartsThreadsUpToItsBoundQueuesTheRestAndEndsIdleOnes) {
+  WorkerPool pool(2, std::chrono::milliseconds(100), /*keep_threads=*/0);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> done{0};
+  std::vector<int> order;
+  for (int i = 0; i < 5; ++i) {
+    pool.Submit([&, i] {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return release; });
+      order.push_back(i);
+      done++;
+    });
+  }
+  for (int i = 0; i < 100 && pool.busy() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(pool.threads(), 2u);
+  EXPECT_EQ(pool.busy(), 2u);
+  EXPECT_EQ(pool.queued(), 3u);
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  for (int i = 0; i < 200 && done < 5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(done.load(), 5);
+  EXPECT_EQ(order.size(), 5u);
+  // Idle past idle_exit: every thread ended (keep_threads 0).
+  for (int i = 0; i < 100 && pool.threads() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(pool.threads(), 0u);
+  // And a new job starts one again.
+  std::atomic<bool> ran{false};
+  pool.Submit([&] { ran = true; });
+  pool.Stop();
+  EXPECT_TRUE(ran.load());
+}
+
+TEST(WorkerPoolTest, QueuedJobsRunInArrivalOrder) {
+  WorkerPool pool(1, std::chrono::seconds(10));
+  std::vector<int> order;  // Only the one worker touches it.
+  for (int i = 0; i < 20; ++i) pool.Submit([&order, i] { order.push_back(i); });
+  pool.Stop();
+  std::vector<int> expected(20);
+  for (int i = 0; i < 20; ++i) expected[static_cast<size_t>(i)] = i;
+  EXPECT_EQ(order, expected);
+}
+
+TEST(WorkerPoolTest, AJobThatThrowsIsCountedAndThePoolGoesOn) {
+  WorkerPool pool(1, std::chrono::seconds(10));
+  uint64_t before = metrics::InternalErrorCount();
+  std::atomic<bool> ran{false};
+  pool.Submit([] { throw std::runtime_error("a job's bug"); });
+  pool.Submit([&] { ran = true; });
+  pool.Stop();
+  EXPECT_TRUE(ran.load());
+  EXPECT_EQ(metrics::InternalErrorCount(), before + 1);
 }
 
 }  // namespace
