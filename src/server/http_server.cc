@@ -496,6 +496,7 @@ struct HttpServer::Io {
       context.get_executor()};
   tcp::acceptor acceptor{net::make_strand(context)};
   std::vector<std::thread> threads;
+  bool accepting = false;  // The accept loop was started (Start got that far).
   std::promise<void> accepting_ended;
   std::atomic<size_t> lingering{0};  // Refused connections still being drained.
 };
@@ -655,6 +656,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
 
   // The accept loop: one coroutine on the acceptor's strand.
   HttpServer* s = server.get();
+  io.accepting = true;
   net::co_spawn(
       io.acceptor.get_executor(),
       [s]() -> net::awaitable<void> {
@@ -888,11 +890,13 @@ void HttpServer::StopAccepting() {
       if (auto c = weak.lock()) idle.push_back(std::move(c));
     }
   }
-  net::post(io_->acceptor.get_executor(), [this] {
-    error_code ec;
-    io_->acceptor.close(ec);
-  });
-  io_->accepting_ended.get_future().wait();
+  if (io_->accepting) {
+    net::post(io_->acceptor.get_executor(), [this] {
+      error_code ec;
+      io_->acceptor.close(ec);
+    });
+    io_->accepting_ended.get_future().wait();
+  }
   // Connections waiting for a head close; requests in flight go on.
   for (auto& c : idle) {
     auto executor = c->stream.get_executor();

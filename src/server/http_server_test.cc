@@ -358,6 +358,16 @@ TEST_F(HttpServerTest, StopClosesIdleConnectionsAndLetsRequestsInFlightFinish) {
   EXPECT_TRUE(ec);
 }
 
+TEST_F(HttpServerTest, AnAddressInUseIsAnErrorNotAHang) {
+  Start();
+  HttpServerOptions options;
+  options.config.listen = "127.0.0.1:" + std::to_string(server_->port());
+  auto second = HttpServer::Start(options, &router_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("in use"), std::string::npos)
+      << second.status().ToString();
+}
+
 TEST(WorkerPoolTest, StartsThreadsUpToItsBoundQueuesTheRestAndEndsIdleOnes) {
   WorkerPool pool(2, std::chrono::milliseconds(100), /*keep_threads=*/0);
   std::mutex mu;

@@ -1,5 +1,8 @@
 #include "server/worker_pool.h"
 
+#include <malloc.h>
+
+#include <algorithm>
 #include <exception>
 
 #include "common/logging.h"
@@ -11,7 +14,14 @@ WorkerPool::WorkerPool(size_t max_threads, std::chrono::milliseconds idle_exit,
                        size_t keep_threads)
     : max_threads_(max_threads == 0 ? 1 : max_threads),
       idle_exit_(idle_exit),
-      keep_threads_(keep_threads) {}
+      keep_threads_(std::min(keep_threads, max_threads_)) {
+  // The kept threads start now: at rest the pool always holds exactly them.
+  std::lock_guard lock(mu_);
+  for (size_t i = 0; i < keep_threads_; ++i) {
+    std::thread thread([this] { Loop(); });
+    running_.emplace(thread.get_id(), std::move(thread));
+  }
+}
 
 WorkerPool::~WorkerPool() { Stop(); }
 
@@ -99,6 +109,11 @@ void WorkerPool::Loop() {
   ended_threads_.push_back(std::move(self->second));
   running_.erase(self);
   ended_.notify_all();
+  bool last_idle_exit = !stopping_ && running_.size() == keep_threads_;
+  lock.unlock();
+  // The pool shrank back to rest after a burst: what the ended threads' arenas hold in free
+  // pages goes back to the system (glibc keeps it otherwise).
+  if (last_idle_exit) ::malloc_trim(0);
 }
 
 }  // namespace pycell::server

@@ -1,7 +1,9 @@
-// WorkerPool: the threads that run the HTTP server's synchronous request handlers. A thread is
-// started when a job arrives and no thread is free, up to `max_threads`; past that, jobs wait
-// their turn in arrival order. A thread idle for `idle_exit` ends, down to `keep_threads`, so that
-// a burst of long requests (cells, streams) does not leave hundreds of threads behind.
+// WorkerPool: the threads that run the HTTP server's synchronous request handlers. `keep_threads`
+// start with the pool and stay; more are started when a job arrives and no thread is free, up to
+// `max_threads`; past that, jobs wait their turn in arrival order. A thread idle for `idle_exit`
+// ends, down to `keep_threads`, so that a burst of long requests (cells, streams) does not leave
+// hundreds of threads behind; when the last extra one ends, free memory goes back to the system
+// (malloc_trim).
 //
 // A job that throws is a bug: it is logged, counted (pycell_internal_errors_total{where=
 // "http_worker"}) and the thread goes on.
