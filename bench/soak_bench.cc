@@ -443,7 +443,10 @@ int Main(const Flags& flags) {
     return 1;
   }
   close(config_fd);
-  std::ofstream(config_tmpl) << "[engine]\n"
+  // Every worker's connection comes from 127.0.0.1: the per-address limit must allow them all.
+  std::ofstream(config_tmpl) << "[server]\nmax_connections_per_address = "
+                             << flags.sessions + 16 << "\n"
+                             << "[engine]\n"
                              << "max_sessions = " << flags.sessions + flags.ready_sessions + 8
                              << "\ncgroup_parent = \"" << cgroup_parent << "\"\n";
   BenchServer server("soak", {.pycell = flags.pycell,

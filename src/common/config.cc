@@ -42,7 +42,12 @@ Status ServerConfig::Validate() const {
   }
   if (data_dir.empty()) return Status::InvalidArgument("server.data_dir must not be empty");
   if (max_connections == 0) return Status::InvalidArgument("server.max_connections must be > 0");
-  if (request_timeout.count() <= 0 || keep_alive_timeout.count() <= 0) {
+  if (max_connections_per_address == 0) {
+    return Status::InvalidArgument("server.max_connections_per_address must be > 0");
+  }
+  if (max_workers == 0) return Status::InvalidArgument("server.max_workers must be > 0");
+  if (request_timeout.count() <= 0 || keep_alive_timeout.count() <= 0 ||
+      header_timeout.count() <= 0) {
     return Status::InvalidArgument("server timeouts must be at least 1 s");
   }
   // The HTTP server hands the limit to Beast as 32 bits: "4g" would become 0 and refuse every

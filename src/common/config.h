@@ -71,9 +71,24 @@ struct EngineConfig {
 struct ServerConfig {
   std::string listen = "127.0.0.1:8080";  // host:port; port 0 picks a free one.
   std::string data_dir = "./var";         // Database, file contents and engine caches.
-  uint32_t max_connections = 512;         // Past it, new connections get 503 and are closed.
+  // Open connections, idle ones included (they cost no thread: a socket and a few KB). Past it,
+  // a new connection gets 503 and is closed.
+  uint32_t max_connections = 16384;
+  // Open connections from one client address (an IPv6 client: its /64); past it, that client's
+  // new connection gets 503 and is closed. Connections from server.trusted_proxies are not
+  // counted per address.
+  uint32_t max_connections_per_address = 64;
+  // Threads running request handlers at once (a request holds one from its head's arrival to
+  // its response's end: a long cell or an event stream holds it throughout). Past it, requests
+  // wait for a free one.
+  uint32_t max_workers = 512;
+  std::chrono::seconds header_timeout{10};      // A request's whole head, from its first byte
+                                                // (from the accept, on a new connection).
   std::chrono::seconds request_timeout{60};     // No progress reading or writing for this long.
   std::chrono::seconds keep_alive_timeout{75};  // Idle connection between requests.
+  // A request body slower than this (bytes/s, measured over 10 s of waiting for it) is cut off
+  // (408). 0: no minimum.
+  uint64_t min_body_rate = 1024;
   std::chrono::seconds shutdown_grace{30};  // SIGTERM: in-flight requests get this long.
   uint64_t max_header_bytes = 16 << 10;
   uint64_t max_json_body_bytes = 8 << 20;  // Request bodies other than uploads (code, JSON).

@@ -235,8 +235,13 @@ Status ReadRoot(const toml::table& root, ServiceConfig* config) {
     RETURN_IF_ERROR(s.String("listen", &c.listen));
     RETURN_IF_ERROR(s.String("data_dir", &c.data_dir));
     RETURN_IF_ERROR(s.Integer("max_connections", &c.max_connections, 1, 1 << 20));
+    RETURN_IF_ERROR(s.Integer("max_connections_per_address", &c.max_connections_per_address, 1,
+                              1 << 20));
+    RETURN_IF_ERROR(s.Integer("max_workers", &c.max_workers, 1, 65536));
+    RETURN_IF_ERROR(s.Seconds("header_timeout_s", &c.header_timeout, 1, 3600));
     RETURN_IF_ERROR(s.Seconds("request_timeout_s", &c.request_timeout, 1, 86400));
     RETURN_IF_ERROR(s.Seconds("keep_alive_timeout_s", &c.keep_alive_timeout, 1, 86400));
+    RETURN_IF_ERROR(s.Bytes("min_body_rate", &c.min_body_rate));
     RETURN_IF_ERROR(s.Seconds("shutdown_grace_s", &c.shutdown_grace, 0, 86400));
     RETURN_IF_ERROR(s.Bytes("max_header", &c.max_header_bytes));
     RETURN_IF_ERROR(s.Bytes("max_json_body", &c.max_json_body_bytes));

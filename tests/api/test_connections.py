@@ -11,6 +11,15 @@ client address than 127.0.0.1 for the server.
 
 - the overload 503 (server.max_connections) is a well-formed HTTP response, its Content-Length its
   body's length;
+- 1000 idle connections from 127.0.0.2 cost the server no thread each, while requests with the
+  admin key from 127.0.0.1 are answered at once; SIGTERM still stops it at once;
+- server.max_connections_per_address refuses the 65th connection from 127.0.0.2 (a 503 naming the
+  limit), not one from 127.0.0.1, and again admits 127.0.0.2 once one of its connections closed;
+- a connection that sends no head, part of one, or its head byte by byte, is closed after
+  server.header_timeout_s; a kept-alive connection may wait longer between requests;
+- a body slower than server.min_body_rate is cut off (408), with a valid key, on a buffered route
+  and on an upload; a body at the rate goes through;
+- Server-Sent Events still stream: an execution shows its first output before the cell ends;
 - X-Forwarded-For names the client only from server.trusted_proxies (the audit log's source
   address, the failed-key lockout), and the lockout never refuses a valid key.
 
@@ -244,8 +253,268 @@ class TestOverload(ServerCase):
         self.assertEqual(status, 200)
 
 
+class TestIdleConnections(ServerCase):
+    IDLE = 1000
+    CONFIG = ("max_connections_per_address = 2000\n"
+              "header_timeout_s = 120\n")
+
+    def test_a_thousand_idle_connections_cost_no_thread_and_block_nobody(self):
+        raise_descriptor_limit()
+        pid = self.server.proc.pid
+        # The server at rest, after serving a few requests (its workers started).
+        for _ in range(5):
+            self.assertEqual(self.get_ok()[0], 200)
+        threads_before = thread_count(pid)
+        idle = []
+        try:
+            for i in range(self.IDLE):
+                idle.append(self.connect("127.0.0.2"))
+                # Half of them sent part of a head, as a slow client does.
+                if i % 2:
+                    idle[-1].sendall(b"GET /v1/me HTTP/1.1\r\nHost: x\r\n")
+            time.sleep(1)  # Let the server accept every one of them.
+            threads_idle = thread_count(pid)
+            self.assertLess(threads_idle - threads_before, 20,
+                            "the server went from %d to %d threads with %d idle connections" %
+                            (threads_before, threads_idle, self.IDLE))
+            latencies = []
+            for _ in range(50):
+                status, seconds = self.get_ok()
+                self.assertEqual(status, 200)
+                latencies.append(seconds)
+            latencies.sort()
+            self.assertLess(latencies[len(latencies) // 2], 0.1, latencies)
+            self.assertLess(latencies[-1], 1.0, latencies)
+            # Every idle connection is still open and still served when it finally asks.
+            for sock in idle[1:20:2]:
+                sock.sendall(b"Authorization: Bearer " + self.server.admin_key.encode() +
+                             b"\r\n\r\n")
+                status, _, _ = self.read_one(sock)
+                self.assertEqual(status, 200)
+        finally:
+            for sock in idle:
+                sock.close()
+
+    def read_one(self, sock):
+        """One response on a kept-alive connection: (status, headers, body)."""
+        response = http.client.HTTPResponse(sock, method="GET")
+        response.begin()
+        return response.status, dict(response.getheaders()), response.read()
+
+    def test_stopping_with_idle_connections_open_is_quick(self):
+        raise_descriptor_limit()
+        # Last in the class (names sort): the server is stopped here, the class's teardown finds
+        # it stopped.
+        idle = [self.connect("127.0.0.2") for _ in range(200)]
+        try:
+            time.sleep(0.5)
+            started = time.monotonic()
+            rc = self.server.stop(timeout=30)
+            self.assertEqual(rc, 0, self.server.log_tail())
+            self.assertLess(time.monotonic() - started, 10)
+            # Every idle connection was closed by the server.
+            for sock in idle[:10]:
+                self.assertIsNotNone(closed_within(sock, 5))
+        finally:
+            for sock in idle:
+                sock.close()
+
+
+class TestPerAddressLimit(ServerCase):
+    CONFIG = "header_timeout_s = 120\n"  # max_connections_per_address: the default, 64.
+
+    def test_the_65th_connection_from_one_address_is_refused_not_anothers(self):
+        held = []
+        try:
+            for _ in range(64):
+                held.append(self.connect("127.0.0.2"))
+            time.sleep(0.5)
+            # 127.0.0.2 is at its limit: its next connection gets a 503 naming it, and closes.
+            extra = self.connect("127.0.0.2")
+            message = self.assertRefused503(extra)
+            extra.close()
+            self.assertIn("max_connections_per_address", message)
+            # Another address is served as usual, with a key, at once.
+            status, seconds = self.get_ok(source="127.0.0.1")
+            self.assertEqual(status, 200)
+            self.assertLess(seconds, 1.0)
+            status, _ = self.get_ok(source="127.0.0.3")
+            self.assertEqual(status, 200)
+            # One of 127.0.0.2's connections closes: it may open one again.
+            held.pop().close()
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    status, _ = self.get_ok(source="127.0.0.2")
+                except (AssertionError, OSError):
+                    status = None
+                if status == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(status, 200)
+            # A connection that is being served counts too: a 64th that sends a request still
+            # leaves 127.0.0.2 at its limit.
+            busy = self.connect("127.0.0.2")
+            held.append(busy)
+            time.sleep(0.3)
+            self.assertRefused503(self.connect("127.0.0.2"))
+        finally:
+            for sock in held:
+                sock.close()
+
+
+class TestHeadDeadline(ServerCase):
+    CONFIG = ("header_timeout_s = 2\n"
+              "keep_alive_timeout_s = 30\n")
+
+    def test_a_connection_that_sends_no_head_is_closed_after_header_timeout(self):
+        sock = self.connect()
+        try:
+            took = closed_within(sock, 10)
+            self.assertIsNotNone(took, "still open after 10 s")
+            self.assertGreater(took, 1.5)
+            self.assertLess(took, 5)
+        finally:
+            sock.close()
+
+    def test_a_partial_head_is_closed_after_header_timeout(self):
+        sock = self.connect()
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            took = closed_within(sock, 10)
+            self.assertIsNotNone(took, "still open after 10 s")
+            self.assertLess(took, 5)
+        finally:
+            sock.close()
+
+    def test_a_head_sent_byte_by_byte_does_not_reset_the_deadline(self):
+        sock = self.connect()
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 200 + b"\r\n\r\n"
+        started = time.monotonic()
+        closed = False
+        try:
+            for byte in head:
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    closed = True
+                    break
+                time.sleep(0.05)  # 240 bytes: 12 s if the server waited for all of them.
+                if time.monotonic() - started > 8:
+                    break
+            took = closed_within(sock, 8) if not closed else 0
+            self.assertIsNotNone(took, "the byte-by-byte head was not cut off")
+            self.assertLess(time.monotonic() - started, 9)
+        finally:
+            sock.close()
+
+    def test_a_kept_alive_connection_may_wait_longer_between_requests(self):
+        sock = self.connect()
+        try:
+            for _ in range(2):
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                response = http.client.HTTPResponse(sock, method="GET")
+                response.begin()
+                self.assertEqual(response.status, 200)
+                response.read()
+                time.sleep(3)  # Longer than header_timeout, shorter than keep_alive_timeout.
+        finally:
+            sock.close()
+
+
+class TestSlowBody(ServerCase):
+    # A window of the minimum rate is 10 s of waiting for the body.
+    CONFIG = ('min_body_rate = 200\n'
+              "request_timeout_s = 60\n")
+
+    def slow_request(self, path, total, rate, content_type="application/json"):
+        """Sends a body of `total` bytes at `rate` bytes/s (in pieces every 0.25 s) with the
+        admin key: (status or None when the server just closed, seconds)."""
+        sock = self.connect(timeout=60)
+        started = time.monotonic()
+        try:
+            sock.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\n"
+                          "Content-Length: %d\r\n" % (path, content_type, total)).encode() +
+                         self.admin.auth_line() + b"\r\n")
+            sent = 0
+            piece = max(1, int(rate / 4))
+            while sent < total:
+                n = min(piece, total - sent)
+                try:
+                    sock.sendall(b" " * n if content_type == "application/json" else b"a" * n)
+                except OSError:
+                    break
+                sent += n
+                time.sleep(0.25)
+                if time.monotonic() - started > 40:
+                    break
+            try:
+                status, _, body = read_response(sock, 30)
+            except (AssertionError, OSError):
+                return None, time.monotonic() - started, sent
+            return status, time.monotonic() - started, sent
+        finally:
+            sock.close()
+
+    def test_a_slow_buffered_body_with_a_valid_key_is_cut_off(self):
+        status, seconds, sent = self.slow_request("/v1/sessions", 100000, 20)
+        self.assertIn(status, (408, None))
+        self.assertLess(seconds, 25)
+        self.assertLess(sent, 100000)
+
+    def test_a_slow_upload_with_a_valid_key_is_cut_off(self):
+        status, seconds, sent = self.slow_request("/v1/files?filename=slow.txt", 100000, 20,
+                                                  content_type="text/plain")
+        self.assertIn(status, (408, None))
+        self.assertLess(seconds, 25)
+        # The server did not keep the part it was sent.
+        files = self.admin.get("/v1/files?limit=100").json()["data"]
+        self.assertNotIn("slow.txt", [f["filename"] for f in files])
+
+    def test_a_body_at_the_minimum_rate_goes_through(self):
+        # 12 s at twice the minimum: across one whole window.
+        body_text = "a,b\n" + "1,2\n" * 1199
+        status, _, _, _ = self.request("GET", "/healthz")
+        self.assertEqual(status, 200)
+        status, seconds, sent = self.slow_request("/v1/files?filename=steady.csv",
+                                                  len(body_text), 400, content_type="text/csv")
+        self.assertEqual(status, 201)
+        self.assertGreater(seconds, 10)
+
+
+class TestStreaming(ServerCase):
+    READY_SESSIONS = 1
+
+    def test_server_sent_events_arrive_before_the_cell_ends(self):
+        created = self.admin.create_session()
+        self.assertEqual(created.status, 201, created)
+        session_id = created.json()["id"]
+        try:
+            conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=60)
+            started = time.monotonic()
+            conn.request("POST", "/v1/sessions/%s/executions" % session_id,
+                         body=json.dumps({"code": "import time\nprint('first', flush=True)\n"
+                                                  "time.sleep(2)\nprint('second')\n'done'"}),
+                         headers=dict(self.admin.auth_headers(),
+                                      **{"Content-Type": "application/json",
+                                         "Accept": "text/event-stream"}))
+            response = conn.getresponse()
+            self.assertEqual(response.status, 200)
+            events = list(sse_events(response))
+            conn.close()
+        finally:
+            self.admin.delete("/v1/sessions/" + session_id)
+        names = [e[0] for e in events]
+        self.assertEqual(names[-1], "execution", names)
+        first = next(e for e in events if e[0] == "stdout")
+        self.assertIn("first", first[1]["text"])
+        # The first print arrived while the cell still slept.
+        self.assertGreater(events[-1][2] - first[2], 1.5, names)
+        self.assertLess(first[2] - started, events[-1][2] - started - 1.5)
+
+
 class TestTrustedProxies(ServerCase):
-    CONFIG = 'trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]\n'
+    CONFIG = 'trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]\nheader_timeout_s = 30\n'
 
     def denied_event(self, request_id):
         query = urllib.parse.urlencode({"action": "auth.denied", "limit": 1000})

@@ -1,0 +1,63 @@
+// WorkerPool: the threads that run the HTTP server's synchronous request handlers. `keep_threads`
+// start with the pool and stay; more are started when a job arrives and no thread is free, up to
+// `max_threads`; past that, jobs wait their turn in arrival order. A thread idle for `idle_exit`
+// ends, down to `keep_threads`, so that a burst of long requests (cells, streams) does not leave
+// hundreds of threads behind; when the last extra one ends, free memory goes back to the system
+// (malloc_trim).
+//
+// A job that throws is a bug: it is logged, counted (pycell_internal_errors_total{where=
+// "http_worker"}) and the thread goes on.
+//
+// Thread-safety: every method may be called from any thread but a worker's own (Stop from a job
+// would wait for itself).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace pycell::server {
+
+class WorkerPool {
+ public:
+  WorkerPool(size_t max_threads, std::chrono::milliseconds idle_exit, size_t keep_threads = 2);
+  ~WorkerPool();  // Stop().
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  // Runs `job` on a worker, now or when one is free. Never blocks. After Stop, drops it.
+  void Submit(std::function<void()> job);
+  // Lets the queued jobs run, then waits for every thread to end.
+  void Stop();
+
+  size_t threads() const;  // Started and not yet ended.
+  size_t busy() const;     // Running a job now.
+  size_t queued() const;   // Waiting for a thread.
+
+ private:
+  void Loop();
+  // REQUIRES: mu_ held. Takes the threads that ended, to be joined outside the lock.
+  std::vector<std::thread> TakeEnded();
+
+  const size_t max_threads_;
+  const std::chrono::milliseconds idle_exit_;
+  const size_t keep_threads_;
+
+  mutable std::mutex mu_;
+  std::condition_variable work_;   // A job was queued, or Stop.
+  std::condition_variable ended_;  // A thread ended.
+  std::deque<std::function<void()>> queue_;       // GUARDED_BY(mu_)
+  std::map<std::thread::id, std::thread> running_;  // GUARDED_BY(mu_)
+  std::vector<std::thread> ended_threads_;        // GUARDED_BY(mu_): to join.
+  size_t idle_ = 0;                               // GUARDED_BY(mu_): waiting for a job.
+  size_t busy_ = 0;                               // GUARDED_BY(mu_)
+  bool stopping_ = false;                         // GUARDED_BY(mu_)
+};
+
+}  // namespace pycell::server
