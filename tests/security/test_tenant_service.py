@@ -41,7 +41,7 @@ fails. Standard library only.
 #   6 descriptors passed over the control socket                 -> 20 000 held; a bystander's
 #                                                                   cpu_ms wrapped; no violation
 #   7 530 idle connections from one address; a slow body or head -> 503 for everyone; never cut
-#                                                                   off (STILL OPEN: known holes)
+#                                                                   off
 #   8 20 wrong keys from one address                             -> its valid keys refused too
 #   9 one project creates sessions (or forks) in a loop          -> another project got 429
 #  10 1.1 million empty display frames, once and three at once   -> RSS +1.3 GB, a 60 MB answer
@@ -49,8 +49,7 @@ fails. Standard library only.
 #  12 DELETE during a fork                                       -> 500 "Bad file descriptor"
 #  13 lineage of another user's output (sessions not shared)     -> shown, executions is 404
 #  14 copies of /usr/bin/true in /tmp, /mnt/data, and a memfd     -> they ran
-# Rows 1-6 and 8-14 and the system test now pass; row 7's four tests stay known holes until the
-# HTTP server moves to Asio with per-address limits and deadlines.
+# Every row and the system test now pass; no test is a known hole.
 
 import http.client
 import json
@@ -992,7 +991,6 @@ class TestConnections(ConnTestCase):
     admin from another address must still be served within seconds. A request body (or head)
     trickled at one byte every 2 s must be cut off in bounded time."""
 
-    @known_hole("row 7: 530 idle connections from one address lock everyone out (503)")
     def test_idle_connections_from_one_address(self):
         socks = self.connect_from("127.0.0.2", 530)
         time.sleep(1.5)
@@ -1000,7 +998,6 @@ class TestConnections(ConnTestCase):
         self.admin_request_in_time(what)
         self.assertServiceSurvived(what)
 
-    @known_hole("row 7: 530 half-sent request heads from one address lock everyone out (503)")
     def test_half_sent_heads_from_one_address(self):
         socks = self.connect_from("127.0.0.3", 530, b"GET /v1/me HTTP/1.1\r\nHost: x\r\n")
         time.sleep(1.5)
@@ -1008,7 +1005,6 @@ class TestConnections(ConnTestCase):
         self.admin_request_in_time(what)
         self.assertServiceSurvived(what)
 
-    @known_hole("row 7: 520 idle connections from 26 addresses fill max_connections (503 to everyone)")
     def test_overload_answer_is_well_formed(self):
         socks = []
         for i in range(1, 27):  # 26 addresses x 20: past 512, but few from any one address.
@@ -1039,7 +1035,6 @@ class TestConnections(ConnTestCase):
                              "for a body of %d bytes: %r" % (status, lengths[0], len(body), raw))
         self.assertServiceSurvived("%d idle connections from 26 addresses" % len(socks))
 
-    @known_hole("row 7: a body or head trickled one byte every 2 s is never cut off")
     def test_slow_body_and_head_are_cut_off(self):
         key = self.server.admin_key
         head_json = ("POST /v1/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
