@@ -491,14 +491,15 @@ void RaiseDescriptorLimit(uint32_t max_connections) {
 
 // The io side: the io_context, its threads, and the acceptor (on a strand of its own).
 struct HttpServer::Io {
+  // Declared before the context: coroutine frames the context destroys may still touch them.
+  bool accepting = false;  // The accept loop was started (Start got that far).
+  std::promise<void> accepting_ended;
+  std::atomic<size_t> lingering{0};  // Refused connections still being drained.
   net::io_context context;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work{
       context.get_executor()};
   tcp::acceptor acceptor{net::make_strand(context)};
   std::vector<std::thread> threads;
-  bool accepting = false;  // The accept loop was started (Start got that far).
-  std::promise<void> accepting_ended;
-  std::atomic<size_t> lingering{0};  // Refused connections still being drained.
 };
 
 // One accepted connection. Shared by the coroutine waiting for its head and, while a request
@@ -661,6 +662,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
       io.acceptor.get_executor(),
       [s]() -> net::awaitable<void> {
         Io& io_side = *s->io_;
+        struct Ended {  // However the loop ends (an exception too), StopAccepting may go on.
+          Io* io;
+          ~Ended() { io->accepting_ended.set_value(); }
+        } ended{&io_side};
         Clock::time_point last_warning;
         for (;;) {
           tcp::socket socket(net::make_strand(io_side.context));
@@ -677,7 +682,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
                          "server.max_connections)",
                          ec.message());
               }
-              net::steady_timer pause(io_side.acceptor.get_executor(), std::chrono::milliseconds(100));
+              net::steady_timer pause(io_side.acceptor.get_executor(),
+                                      std::chrono::milliseconds(100));
               co_await pause.async_wait(Awaitable(ec));
             }
             continue;
@@ -713,7 +719,6 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
           s->OnAccepted(std::make_shared<Connection>(s, std::move(socket), address,
                                                      std::move(peer), std::move(limit_key)));
         }
-        io_side.accepting_ended.set_value();
       },
       CatchEscaped("accept loop"));
 
