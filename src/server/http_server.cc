@@ -491,29 +491,60 @@ void RaiseDescriptorLimit(uint32_t max_connections) {
 
 // The io side: the io_context, its threads, and the acceptor (on a strand of its own).
 struct HttpServer::Io {
+  // Declared before the context: coroutine frames the context destroys may still touch them.
+  bool accepting = false;  // The accept loop was started (Start got that far).
+  std::promise<void> accepting_ended;
+  std::atomic<size_t> lingering{0};  // Refused connections still being drained.
   net::io_context context;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work{
       context.get_executor()};
   tcp::acceptor acceptor{net::make_strand(context)};
   std::vector<std::thread> threads;
-  bool accepting = false;  // The accept loop was started (Start got that far).
-  std::promise<void> accepting_ended;
-  std::atomic<size_t> lingering{0};  // Refused connections still being drained.
 };
 
 // One accepted connection. Shared by the coroutine waiting for its head and, while a request
-// runs, by that request's worker — never both at once (see the header). Closing the last
-// reference closes the socket and uncounts the connection.
+// runs, by that request's worker — never both at once (see the header). While the io side owns it,
+// its socket is a tcp_stream registered with the io_context's reactor; a worker gets the bare
+// descriptor, taken out of the reactor (Release) — else every request arriving on a busy
+// connection would wake an io thread for nothing (edge-triggered epoll reports it, with no
+// operation pending) — and the io side registers it again when it takes it back (Stream). Closing
+// the last reference closes the socket and uncounts the connection.
 class HttpServer::Connection {
  public:
-  Connection(HttpServer* server, tcp::socket socket, IpAddress peer_address,
+  Connection(HttpServer* server, tcp::socket socket, tcp protocol, IpAddress peer_address,
              std::string peer_text, std::string key)
-      : stream(std::move(socket)),
+      : strand(socket.get_executor()),
         address(peer_address),
         peer(std::move(peer_text)),
         limit_key(std::move(key)),
-        server_(server) {}
+        server_(server),
+        protocol_(protocol) {
+    stream_.emplace(std::move(socket));
+  }
   ~Connection() { Close(); }
+
+  // The io side's stream (on `strand`), registered again with the reactor if a worker had the
+  // descriptor. REQUIRES: on the strand, no worker owns the connection.
+  beast::tcp_stream& Stream() {
+    if (!stream_) {
+      tcp::socket socket(strand);
+      error_code ec;
+      socket.assign(protocol_, fd_.Release(), ec);
+      stream_.emplace(std::move(socket));
+    }
+    return *stream_;
+  }
+  // Hands the descriptor to a worker: out of the reactor, no operation pending.
+  void Release() {
+    if (!stream_) return;
+    error_code ec;
+    stream_->expires_never();
+    int fd = stream_->socket().release(ec);
+    stream_.reset();
+    fd_ = UniqueFd(fd);
+  }
+  // The descriptor, for a worker (after Release).
+  int fd() const { return fd_.get(); }
 
   // Uncounts the connection, then closes it: a client that sees it closed may connect again at
   // once without finding its old connection still counted. By the connection's one owner.
@@ -521,13 +552,14 @@ class HttpServer::Connection {
     if (closed_) return;
     closed_ = true;
     server_->ConnectionClosed(limit_key);
-    error_code ec;
-    stream.socket().close(ec);
+    if (stream_) {
+      error_code ec;
+      stream_->socket().close(ec);
+    }
+    fd_.Reset();
   }
 
-  int fd() { return stream.socket().native_handle(); }
-
-  beast::tcp_stream stream;
+  const net::any_io_executor strand;   // The connection's strand, for its whole life.
   beast::flat_buffer buffer;
   std::optional<HeaderParser> header;  // The head of the request being served.
   const IpAddress address;             // The TCP peer's.
@@ -537,6 +569,9 @@ class HttpServer::Connection {
 
  private:
   HttpServer* server_;
+  const tcp protocol_;
+  std::optional<beast::tcp_stream> stream_;  // While the io side owns it.
+  UniqueFd fd_;                              // While a worker owns it.
   bool closed_ = false;
 };
 
@@ -563,10 +598,11 @@ net::awaitable<void> Linger(tcp::socket socket, std::atomic<size_t>* lingering) 
 net::awaitable<void> AnswerBadHead(std::shared_ptr<HttpServer::Connection> c, Response response,
                                    std::chrono::seconds timeout) {
   auto res = ToBeast(response, /*keep_alive=*/false, "");
-  c->stream.expires_after(timeout);
+  beast::tcp_stream& stream = c->Stream();
+  stream.expires_after(timeout);
   error_code ec;
-  co_await http::async_write(c->stream, res, Awaitable(ec));
-  c->stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  co_await http::async_write(stream, res, Awaitable(ec));
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
 }  // namespace
@@ -661,6 +697,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
       io.acceptor.get_executor(),
       [s]() -> net::awaitable<void> {
         Io& io_side = *s->io_;
+        struct Ended {  // However the loop ends (an exception too), StopAccepting may go on.
+          Io* io;
+          ~Ended() { io->accepting_ended.set_value(); }
+        } ended{&io_side};
         Clock::time_point last_warning;
         for (;;) {
           tcp::socket socket(net::make_strand(io_side.context));
@@ -677,7 +717,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
                          "server.max_connections)",
                          ec.message());
               }
-              net::steady_timer pause(io_side.acceptor.get_executor(), std::chrono::milliseconds(100));
+              net::steady_timer pause(io_side.acceptor.get_executor(),
+                                      std::chrono::milliseconds(100));
               co_await pause.async_wait(Awaitable(ec));
             }
             continue;
@@ -710,10 +751,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
             }
             continue;  // Or closed here, with the socket.
           }
-          s->OnAccepted(std::make_shared<Connection>(s, std::move(socket), address,
-                                                     std::move(peer), std::move(limit_key)));
+          s->OnAccepted(std::make_shared<Connection>(s, std::move(socket), remote.protocol(),
+                                                     address, std::move(peer),
+                                                     std::move(limit_key)));
         }
-        io_side.accepting_ended.set_value();
       },
       CatchEscaped("accept loop"));
 
@@ -825,7 +866,7 @@ void HttpServer::OnAccepted(std::shared_ptr<Connection> connection) {
 }
 
 void HttpServer::WaitForHead(std::shared_ptr<Connection> connection) {
-  auto executor = connection->stream.get_executor();
+  auto executor = connection->strand;
   net::co_spawn(
       executor,
       [this, c = std::move(connection)]() -> net::awaitable<void> {
@@ -836,23 +877,24 @@ void HttpServer::WaitForHead(std::shared_ptr<Connection> connection) {
           ~Unregister() { server->StopWaiting(connection); }
         } unregister{this, c.get()};
         const ServerConfig& config = options_.config;
+        beast::tcp_stream& stream = c->Stream();
         error_code ec;
         if (c->requests > 0 && c->buffer.size() == 0) {
           // Kept alive: the next request may take keep_alive_timeout to begin.
-          c->stream.expires_after(config.keep_alive_timeout);
-          size_t n = co_await c->stream.async_read_some(c->buffer.prepare(1024), Awaitable(ec));
+          stream.expires_after(config.keep_alive_timeout);
+          size_t n = co_await stream.async_read_some(c->buffer.prepare(1024), Awaitable(ec));
           c->buffer.commit(n);
         }
         if (!ec && stopping_) co_return;  // StopAccepting ran between the two reads.
         if (!ec) {
           // The whole head within header_timeout (of the accept, or of its first byte).
-          c->stream.expires_after(config.header_timeout);
+          stream.expires_after(config.header_timeout);
           c->header.emplace();
           c->header->header_limit(static_cast<uint32_t>(config.max_header_bytes));
           // Checked per route by the worker. (Not boost::none: Beast 1.74 compares a length
           // with an empty optional as "greater" and refuses every body.)
           c->header->body_limit(std::numeric_limits<std::uint64_t>::max());
-          co_await http::async_read_header(c->stream, c->buffer, *c->header, Awaitable(ec));
+          co_await http::async_read_header(stream, c->buffer, *c->header, Awaitable(ec));
         }
         if (ec) {
           // A client that went quiet or away, or a stop: close. A malformed head gets a 400.
@@ -871,10 +913,10 @@ void HttpServer::WaitForHead(std::shared_ptr<Connection> connection) {
           }
           co_return;
         }
-        c->stream.expires_never();
         // No longer waiting before a worker may own it: StopAccepting's cancel must not reach
         // the socket then (it checks, on this strand, whether the connection still waits).
         StopWaiting(c.get());
+        c->Release();
         in_flight_++;
         workers_.Submit([this, c] { Serve(c); });
       },
@@ -899,10 +941,10 @@ void HttpServer::StopAccepting() {
   }
   // Connections waiting for a head close; requests in flight go on.
   for (auto& c : idle) {
-    auto executor = c->stream.get_executor();
+    auto executor = c->strand;
     net::post(executor, [this, c = std::move(c)] {
       // On the connection's strand: unless its head arrived meanwhile (a worker owns it then).
-      if (IsWaiting(c.get())) c->stream.cancel();
+      if (IsWaiting(c.get())) c->Stream().cancel();
     });
   }
 }

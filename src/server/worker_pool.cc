@@ -31,6 +31,7 @@ void WorkerPool::Submit(std::function<void()> job) {
     std::lock_guard lock(mu_);
     if (stopping_) return;
     queue_.push_back(std::move(job));
+    queued_count_.store(queue_.size(), std::memory_order_relaxed);
     ended = TakeEnded();
     // Every queued job has an idle thread to take it (they have been woken, or will be): wake
     // one more; otherwise start a thread while the bound allows.
@@ -61,15 +62,9 @@ size_t WorkerPool::threads() const {
   return running_.size();
 }
 
-size_t WorkerPool::busy() const {
-  std::lock_guard lock(mu_);
-  return busy_;
-}
+size_t WorkerPool::busy() const { return busy_.load(std::memory_order_relaxed); }
 
-size_t WorkerPool::queued() const {
-  std::lock_guard lock(mu_);
-  return queue_.size();
-}
+size_t WorkerPool::queued() const { return queued_count_.load(std::memory_order_relaxed); }
 
 std::vector<std::thread> WorkerPool::TakeEnded() {
   std::vector<std::thread> ended;
@@ -89,7 +84,8 @@ void WorkerPool::Loop() {
     if (queue_.empty()) break;  // Stopping (or idle), with nothing left to run.
     std::function<void()> job = std::move(queue_.front());
     queue_.pop_front();
-    ++busy_;
+    queued_count_.store(queue_.size(), std::memory_order_relaxed);
+    busy_.fetch_add(1, std::memory_order_relaxed);
     lock.unlock();
     try {
       job();
@@ -102,7 +98,7 @@ void WorkerPool::Loop() {
     }
     job = nullptr;  // Whatever it held is released outside the lock.
     lock.lock();
-    --busy_;
+    busy_.fetch_sub(1, std::memory_order_relaxed);
   }
   // This thread ends: its handle goes to be joined by the next Submit or Stop.
   auto self = running_.find(std::this_thread::get_id());

@@ -12,6 +12,7 @@
 // would wait for itself).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -37,8 +38,10 @@ class WorkerPool {
   void Stop();
 
   size_t threads() const;  // Started and not yet ended.
-  size_t busy() const;     // Running a job now.
-  size_t queued() const;   // Waiting for a thread.
+  // Running a job now; waiting for a thread. Read without the lock (a moment's value): the HTTP
+  // server asks after every request.
+  size_t busy() const;
+  size_t queued() const;
 
  private:
   void Loop();
@@ -56,7 +59,8 @@ class WorkerPool {
   std::map<std::thread::id, std::thread> running_;  // GUARDED_BY(mu_)
   std::vector<std::thread> ended_threads_;        // GUARDED_BY(mu_): to join.
   size_t idle_ = 0;                               // GUARDED_BY(mu_): waiting for a job.
-  size_t busy_ = 0;                               // GUARDED_BY(mu_)
+  std::atomic<size_t> busy_{0};          // Written under mu_.
+  std::atomic<size_t> queued_count_{0};  // queue_.size(), written under mu_.
   bool stopping_ = false;                         // GUARDED_BY(mu_)
 };
 

@@ -168,6 +168,16 @@ class ServerCase(pycell_server.HttpAssertions, unittest.TestCase):
     def tearDownClass(cls):
         try:
             if cls.server.proc is not None and cls.server.proc.poll() is None:
+                # Whatever the class did to the connections, no exception escaped the server's
+                # handlers or threads (pycell_internal_errors_total, issue 16).
+                scrape = cls.admin.get("/metrics")
+                if scrape.status != 200:
+                    raise AssertionError("GET /metrics: %r" % scrape)
+                errors = [line for line in scrape.body.decode().splitlines()
+                          if line.startswith("pycell_internal_errors_total")]
+                if not errors or any(float(line.rsplit(" ", 1)[1]) != 0 for line in errors):
+                    raise AssertionError("internal errors counted: %r\n%s" %
+                                         (errors, cls.server.log_tail()))
                 rc = cls.server.stop(timeout=60)
                 if rc != 0:
                     raise AssertionError("after SIGTERM the server exited %s\n%s" %
