@@ -33,6 +33,9 @@ Status EngineConfig::Validate() const {
     return Status::InvalidArgument("runtime dir must be an absolute path");
   }
   if (max_sessions == 0) return Status::InvalidArgument("max_sessions must be at least 1");
+  if (sessions_cpu_weight < 1 || sessions_cpu_weight > 10000) {
+    return Status::InvalidArgument("engine.sessions_cpu_weight must be 1 to 10000");
+  }
   return pool.limits.Validate();
 }
 

@@ -52,6 +52,18 @@ struct EngineConfig {
   // The most sessions one project may hold in the pool at once, so that one tenant cannot take
   // every slot. 0: three quarters of max_sessions (at least 1). See SessionShare().
   uint32_t max_sessions_per_project = 0;
+  // When the pool is full, how long a request for a session waits for a slot before its 429.
+  // Waiting requests are admitted fairly: a freed slot goes to the waiting project that holds
+  // the fewest sessions (the longest waiting among equals). 0: refuse at once.
+  std::chrono::milliseconds admission_wait{5000};
+  // The CPU weight of all sessions together (the cgroup_parent group) against its siblings, in
+  // cgroup v2's units (1-10000, 100 the default): with the server and zygote in a sibling group
+  // of the same weight, sessions spinning every core leave the control plane half the CPU.
+  uint32_t sessions_cpu_weight = 100;
+  // The most bytes of outputs (displays and results, as JSON) an execution's stored record holds
+  // inline. Past it, all the cell's outputs are stored as an output file counted against the
+  // project's storage quota, and the record keeps those that fit and names the file.
+  uint64_t max_record_outputs_bytes = 1 << 20;
   std::chrono::milliseconds interrupt_grace{3000};
   // Run even when a protection the policy expects is missing (e.g. not root). Off: refuse.
   bool allow_weaker_sandbox = false;

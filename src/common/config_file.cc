@@ -259,6 +259,11 @@ Status ReadRoot(const toml::table& root, ServiceConfig* config) {
     RETURN_IF_ERROR(e.String("cgroup_parent", &c.cgroup_parent));
     RETURN_IF_ERROR(e.Integer("max_sessions", &c.max_sessions, 1, 100000));
     RETURN_IF_ERROR(e.Integer("max_sessions_per_project", &c.max_sessions_per_project, 0, 100000));
+    int64_t wait_ms = c.admission_wait.count();
+    RETURN_IF_ERROR(e.Integer("admission_wait_ms", &wait_ms, 0, 600000));
+    c.admission_wait = std::chrono::milliseconds(wait_ms);
+    RETURN_IF_ERROR(e.Integer("sessions_cpu_weight", &c.sessions_cpu_weight, 1, 10000));
+    RETURN_IF_ERROR(e.Bytes("max_record_outputs", &c.max_record_outputs_bytes));
     int64_t grace_ms = c.interrupt_grace.count();
     RETURN_IF_ERROR(e.Integer("interrupt_grace_ms", &grace_ms, 0, 600000));
     c.interrupt_grace = std::chrono::milliseconds(grace_ms);

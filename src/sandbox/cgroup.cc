@@ -265,15 +265,32 @@ Status Cgroup::AddProcess(pid_t pid) {
   return Status::Ok();
 }
 
-Status Cgroup::SetCpuWeight(uint32_t weight) {
+namespace {
+
+Status WriteCpuWeight(CgroupVersion version, const std::string& dir, uint32_t weight) {
   weight = std::clamp<uint32_t>(weight, 1, 10000);
-  const Part* part = PartFor("cpu");
-  if (part == nullptr) return Status::Ok();  // No CPU controller: nothing to weigh.
-  if (part->version == CgroupVersion::kV2) {
-    return cgroup_files::Write(part->dir + "/cpu.weight", std::to_string(weight));
+  if (version == CgroupVersion::kV2) {
+    return cgroup_files::Write(dir + "/cpu.weight", std::to_string(weight));
   }
   uint64_t shares = std::max<uint64_t>(2, uint64_t{weight} * 1024 / 100);
-  return cgroup_files::Write(part->dir + "/cpu.shares", std::to_string(shares));
+  return cgroup_files::Write(dir + "/cpu.shares", std::to_string(shares));
+}
+
+}  // namespace
+
+Status Cgroup::SetCpuWeight(uint32_t weight) {
+  const Part* part = PartFor("cpu");
+  if (part == nullptr) return Status::Ok();  // No CPU controller: nothing to weigh.
+  return WriteCpuWeight(part->version, part->dir, weight);
+}
+
+Status Cgroup::SetParentCpuWeight(const CgroupLayout& layout, const std::string& parent,
+                                  uint32_t weight) {
+  CgroupVersion version = layout.VersionOf("cpu");
+  if (version == CgroupVersion::kNone) return Status::Ok();
+  std::string dir = layout.RootOf("cpu") + "/" + parent;
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + dir);
+  return WriteCpuWeight(version, dir, weight).WithContext("the sessions' CPU weight");
 }
 
 CgroupUsage Cgroup::ReadUsage() const {

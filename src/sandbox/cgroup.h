@@ -81,6 +81,10 @@ class Cgroup {
   // The group's CPU weight against its siblings, in cgroup v2's units (1 to 10000; 100 is the
   // default): cpu.weight on v2, cpu.shares (weight * 1024 / 100) on v1.
   Status SetCpuWeight(uint32_t weight);
+  // The same for <root-of-the-cpu-controller>/<parent>, the group every session is a child of
+  // (made if missing): its weight against the groups beside it, the server's among them.
+  static Status SetParentCpuWeight(const CgroupLayout& layout, const std::string& parent,
+                                   uint32_t weight);
   CgroupUsage ReadUsage() const;
   // Starts a new peak-memory window (per execution), where the kernel allows it.
   void ResetPeak();

@@ -239,6 +239,24 @@ TEST(CgroupTest, CpuWeightIsSharesOnV1AndWeightOnV2) {
   (void)(*v2)->Destroy();
 }
 
+TEST(CgroupTest, ParentCpuWeightWeighsAllSessionsTogether) {
+  TempDir tmp;
+  for (const char* c : {"memory", "pids", "cpu", "cpuacct"}) tmp.Make(c);
+  CgroupLayout v1 = CgroupLayout::ForTest(CgroupVersion::kV1, tmp.path());
+  ASSERT_OK(Cgroup::SetParentCpuWeight(v1, "p", 50));  // Made when missing.
+  EXPECT_EQ(ReadFile(tmp.path() + "/cpu/p/cpu.shares"), "512");
+  auto child = Cgroup::Create(v1, "p", "a", {});  // The parent already there is fine.
+  ASSERT_OK(child);
+  ASSERT_OK(Cgroup::SetParentCpuWeight(v1, "p", 20000));  // Clamped to 10000.
+  EXPECT_EQ(ReadFile(tmp.path() + "/cpu/p/cpu.shares"), "102400");
+  (void)(*child)->Destroy();
+  TempDir tmp2;
+  CgroupLayout v2 = CgroupLayout::ForTest(CgroupVersion::kV2, tmp2.path());
+  ASSERT_OK(Cgroup::SetParentCpuWeight(v2, "p", 100));
+  EXPECT_EQ(ReadFile(tmp2.path() + "/p/cpu.weight"), "100");
+  EXPECT_FALSE(Cgroup::SetParentCpuWeight(v2, "missing/deeper", 100).ok());
+}
+
 TEST(CgroupTest, V1ReadUsageParsesUsageFiles) {
   TempDir tmp;
   for (const char* c : {"memory", "pids", "cpu", "cpuacct"}) tmp.Make(c);

@@ -4,6 +4,8 @@
 #include <algorithm>
 
 #include "common/build_info.h"
+#include "common/fs.h"
+#include "common/json_reader.h"
 #include "notebook/notebook.h"
 #include "service/service.h"
 #include "session/execution.h"
@@ -34,6 +36,14 @@ Result<Json> Service::Notebook(const auth::Caller& caller, const std::string& se
   for (const store::ExecutionRow& row : rows) {
     Json record = Json::parse(row.record_json, nullptr, false);
     if (!record.is_object()) return Status::Internal("execution " + row.id + " has no record");
+    // A cell whose outputs were too large for its record keeps all of them in a stored file:
+    // the notebook shows them all while that file is kept (retention), the record's share after.
+    if (record.contains("outputs_file") && record["outputs_file"].is_object() &&
+        record["outputs_file"].value("sha256", "").size() == 64) {
+      auto text = ReadSmallFile(blobs_->BlobPath(record["outputs_file"]["sha256"]), 64 << 20);
+      auto outputs = text.ok() ? ParseUntrustedJson(*text) : Result<Json>(text.status());
+      if (outputs.ok() && outputs->is_array()) record["outputs"] = std::move(*outputs);
+    }
     timeline.push_back({{"id", row.id},
                         {"status", row.status},
                         {"principal", row.principal},

@@ -249,7 +249,8 @@ Json Service::FileJson(const store::FileRow& row) const {
   if (row.purpose == "output") {
     j["session_id"] = row.session_id;
     j["execution_id"] = row.execution_id;
-    j["path"] = "/mnt/data/" + row.path;
+    // An execution's outputs file (outputs-<execution>.json) was never in the session.
+    j["path"] = row.path.empty() ? Json(nullptr) : Json("/mnt/data/" + row.path);
   }
   return j;
 }
@@ -890,6 +891,59 @@ Result<Service::StagedArtifact> Service::StageArtifact(session::Session& session
   return StagedArtifact{std::move(row), std::move(writer)};
 }
 
+std::optional<Service::StagedArtifact> Service::StageOutputs(session::ExecutionRecord* record,
+                                                           const store::SessionRow& owner,
+                                                           const auth::Caller& caller) {
+  const uint64_t bound = LiveConfig()->engine.max_record_outputs_bytes;
+  std::vector<std::string> texts;
+  uint64_t total = 2;  // The array's brackets.
+  for (const kernel::Output& output : record->outputs) {
+    texts.push_back(session::OutputToJson(output, record->execution_count));
+    total += texts.back().size() + 1;
+  }
+  if (total <= bound + 2) return std::nullopt;
+  size_t fit = 0;  // The outputs the record keeps: those that fit within the bound, in order.
+  for (uint64_t used = 2; fit < texts.size() && used + texts[fit].size() + 1 <= bound; ++fit) {
+    used += texts[fit].size() + 1;
+  }
+  const size_t count = texts.size();
+  record->outputs.resize(fit);
+  auto stage = [&]() -> Result<StagedArtifact> {
+    ASSIGN_OR_RETURN(auto writer, blobs_->NewWriter(total));
+    RETURN_IF_ERROR(writer->Write("["));
+    for (size_t i = 0; i < texts.size(); ++i) {
+      if (i > 0) RETURN_IF_ERROR(writer->Write(","));
+      RETURN_IF_ERROR(writer->Write(texts[i]));
+    }
+    RETURN_IF_ERROR(writer->Write("]"));
+    ASSIGN_OR_RETURN(store::ProjectRow project, store_->GetProject(owner.project_id));
+    Status quota =
+        usage::CheckStorageQuota(*store_, project, static_cast<int64_t>(writer->bytes()));
+    if (!quota.ok()) return QuotaRefused(caller, record->session_id, quota);
+    store::FileRow row;
+    row.id = NewId("file_");
+    row.filename = "outputs-" + record->id + ".json";
+    row.media_type = "application/json";
+    row.purpose = "output";
+    row.created_at_ms = NowMs();
+    auto keep = LiveConfig()->retention.output_files;
+    row.expires_at_ms = keep.count() > 0 ? row.created_at_ms + keep.count() * 1000 : 0;
+    row.session_id = record->session_id;
+    row.execution_id = record->id;
+    row.project_id = owner.project_id;
+    row.principal = caller.principal;  // No path: the code never saw this file.
+    return StagedArtifact{std::move(row), std::move(writer)};
+  };
+  auto staged = stage();
+  if (!staged.ok()) {
+    record->outputs_truncated = true;
+    record->outputs_file_skipped = staged.status().message();
+    return std::nullopt;
+  }
+  record->outputs_file = session::ExecutionRecord::OutputsFile{staged->row.id, 0, "", count};
+  return std::move(*staged);
+}
+
 store::Trail Service::ViolationTrail(const store::SessionRow& row, const std::string& rule,
                                      const std::string& execution_id) {
   auth::Caller system = auth::Caller::System();
@@ -951,8 +1005,23 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
     budget -= std::min<uint64_t>(budget, artifact->writer->bytes());
     staged.push_back(std::move(*artifact));
   }
+  std::optional<StagedArtifact> outputs_file = StageOutputs(&record, owner, caller);
   std::vector<store::FileRow> artifacts;
   std::unique_lock<std::mutex> blob_lock(blob_mu_);
+  if (outputs_file) {
+    auto blob = outputs_file->writer->Commit();
+    if (blob.ok()) {
+      outputs_file->row.sha256 = blob->sha256;
+      outputs_file->row.bytes = static_cast<int64_t>(blob->bytes);
+      record.outputs_file->bytes = blob->bytes;
+      record.outputs_file->sha256 = blob->sha256;
+      artifacts.push_back(std::move(outputs_file->row));
+    } else {
+      record.outputs_file.reset();
+      record.outputs_truncated = true;
+      record.outputs_file_skipped = blob.status().message();
+    }
+  }
   for (StagedArtifact& artifact : staged) {
     auto blob = artifact.writer->Commit();
     if (!blob.ok()) {
@@ -1025,12 +1094,14 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
   trail.audit->code_sha256 = exec.code_sha256;
   trail.audit->outcome = exec.status == "ok" ? "ok" : "error";
   Json artifact_ids = Json::array();
-  for (const store::FileRow& a : artifacts) artifact_ids.push_back(a.id);
-  trail.audit->detail_json = DumpJson(Json{{"session_id", session_id},
-                                  {"status", exec.status},
-                                  {"duration_ms", exec.duration_ms},
-                                  {"cpu_ms", exec.cpu_ms},
-                                  {"artifacts", artifact_ids}});
+  for (const session::Artifact& a : record.artifacts) artifact_ids.push_back(a.file_id);
+  Json detail = {{"session_id", session_id},
+                 {"status", exec.status},
+                 {"duration_ms", exec.duration_ms},
+                 {"cpu_ms", exec.cpu_ms},
+                 {"artifacts", artifact_ids}};
+  if (record.outputs_file) detail["outputs_file"] = record.outputs_file->file_id;
+  trail.audit->detail_json = DumpJson(detail);
   Status recorded = store_->RecordExecution(exec, artifacts, row, trail);
   if (!recorded.ok()) {
     for (const store::FileRow& artifact : artifacts) DropUnnamedBlob(artifact.sha256);
@@ -1160,6 +1231,7 @@ Result<Json> Service::ProducedBy(const auth::Caller& caller, const store::FileRo
   ASSIGN_OR_RETURN(auto written, store_->ListFiles(earlier, store::Page{1000, ""}));
   for (auto it = written.rbegin(); it != written.rend(); ++it) {  // Oldest first.
     if (it->execution_id == exec.id || it->created_at_ms > exec.started_at_ms) continue;
+    if (it->path.empty()) continue;  // An earlier cell's outputs file: the code never saw it.
     RETURN_IF_ERROR(add_input(it->id, it->filename, it->sha256, "written_earlier_in_session"));
   }
   return Json{{"execution", execution}, {"session", session}, {"inputs", inputs}};

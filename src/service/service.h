@@ -306,6 +306,12 @@ class Service {
   Result<StagedArtifact> StageArtifact(session::Session& session, const store::SessionRow& owner,
                                        const auth::Caller& caller, const std::string& execution_id,
                                        const files::FileChange& change, uint64_t max_bytes);
+  // When the record's outputs are larger than engine.max_record_outputs: all of them as an output
+  // file (a JSON array), staged like an artifact, and the record cut to the outputs that fit.
+  // Nothing when they fit, or when the file could not be made (the record says why).
+  std::optional<StagedArtifact> StageOutputs(session::ExecutionRecord* record,
+                                             const store::SessionRow& owner,
+                                             const auth::Caller& caller);
   // A session slot reserved against the project's quotas from the check until its record is
   // written (Release) or the creation fails (the destructor).
   class QuotaReservation {

@@ -48,7 +48,7 @@ const std::vector<std::string>& AttestedFields() {
 
 const std::vector<std::string>& ReportedFields() {
   static const std::vector<std::string> fields = {
-      "status", "execution_count", "runner_ms", "stdout", "stderr", "outputs", "error"};
+      "status", "execution_count", "runner_ms", "stdout", "stderr", "outputs", "outputs_file", "error"};
   return fields;
 }
 
@@ -108,6 +108,15 @@ std::string ExecutionRecord::ToJson(int indent) const {
   if (!session_end_reason.empty()) j["session_end_reason"] = session_end_reason;
   if (!interrupted_by.empty()) j["interrupted_by"] = interrupted_by;
   if (!protocol_violation.empty()) j["protocol_violation"] = protocol_violation;
+  if (outputs_file) {
+    j["outputs_file"] = {{"id", outputs_file->file_id},
+                         {"bytes", outputs_file->bytes},
+                         {"sha256", outputs_file->sha256},
+                         {"outputs", outputs_file->count}};
+  } else if (!outputs_file_skipped.empty()) {
+    j["outputs_file"] = nullptr;
+    j["outputs_file_skipped"] = outputs_file_skipped;
+  }
   if (!unmeasured_reason.empty()) j["unmeasured_reason"] = unmeasured_reason;
   // What the host measured itself, and what only the session says (docs/evidence.md).
   j["provenance"] = {{"attested", json(AttestedFields())}, {"reported", json(ReportedFields())}};

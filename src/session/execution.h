@@ -41,6 +41,17 @@ struct ExecutionRecord {
   bool stderr_truncated = false;
   std::vector<kernel::Output> outputs;
   bool outputs_truncated = false;  // Displays past the per-cell budget were dropped.
+  // Set by the service when the outputs are larger than the record may hold inline
+  // (engine.max_record_outputs): every output is then in this stored file (a JSON array in the
+  // record's own shape), and `outputs` keeps only those that fit.
+  struct OutputsFile {
+    std::string file_id;
+    uint64_t bytes = 0;
+    std::string sha256;
+    size_t count = 0;  // Outputs in the file; outputs.size() of them are in the record too.
+  };
+  std::optional<OutputsFile> outputs_file;
+  std::string outputs_file_skipped;  // Why the outputs that did not fit were not stored.
   std::optional<kernel::CellError> error;
   int execution_count = 0;
   std::chrono::system_clock::time_point started_at;

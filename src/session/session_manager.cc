@@ -88,6 +88,13 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Create(const EngineConfi
         "this host lacks the memory, pids or cpu cgroup controller, so sessions would run "
         "without limits; see `pycell doctor`, or opt in with --allow-weaker-sandbox");
   }
+  if (manager->use_cgroups_) {
+    // All sessions together weigh engine.sessions_cpu_weight against the groups beside theirs,
+    // where the server and its zygote run: spinning sessions leave the control plane its share.
+    Status weighed = sandbox::Cgroup::SetParentCpuWeight(manager->cgroups_, config.cgroup_parent,
+                                                         config.sessions_cpu_weight);
+    if (!weighed.ok()) LOG_WARN("{}", weighed.ToString());
+  }
   sandbox::Protection runtime = sandbox::ProbePrivateRuntime();
   manager->private_runtime_ = runtime.available;
   if (!runtime.available) {
@@ -261,16 +268,15 @@ Result<std::shared_ptr<Session>> SessionManager::ForkSession(const std::string& 
   ASSIGN_OR_RETURN(std::shared_ptr<Session> origin, Get(origin_id));
   const std::string project = origin->project_id();
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    RETURN_IF_ERROR(AdmitLocked(project));
-    ++admitting_[project];
+    std::unique_lock<std::mutex> lock(mu_);
+    RETURN_IF_ERROR(AdmitFairly(lock, project));
   }
   struct Unadmit {
     SessionManager* m;
     const std::string& project;
     ~Unadmit() {
       std::lock_guard<std::mutex> lock(m->mu_);
-      if (--m->admitting_[project] == 0) m->admitting_.erase(project);
+      m->UnadmitLocked(project);
     }
   } unadmit{this, project};
   auto user = origin->UserIds();
@@ -417,17 +423,17 @@ void SessionManager::ExpiryLoop() {
   }
 }
 
-Status SessionManager::AdmitLocked(const std::string& project_id) const {
-  size_t admitting = 0;
-  for (const auto& [project, n] : admitting_) admitting += n;
-  if (sessions_.size() + admitting >= config_.max_sessions) {
-    return Status::ResourceExhausted("the limit of " + std::to_string(config_.max_sessions) +
-                                     " concurrent sessions is reached; end one and retry");
-  }
+Status SessionManager::AdmitLocked(const std::string& project_id, const Waiter* self) const {
+  // The share first: a project past it is refused at once, whether or not the pool is full.
   const size_t share = config_.SessionShare();
   size_t held = 0;
   if (auto it = admitting_.find(project_id); it != admitting_.end()) held = it->second;
   for (const auto& [id, s] : sessions_) held += s->project_id() == project_id ? 1 : 0;
+  if (self != nullptr) {
+    for (const Waiter& w : waiting_) {
+      if (w.seq < self->seq && w.project_id == project_id) ++held;
+    }
+  }
   if (held >= share) {
     return Status::ResourceExhausted(
                "this project holds " + std::to_string(held) + " of the pool's " +
@@ -436,7 +442,75 @@ Status SessionManager::AdmitLocked(const std::string& project_id) const {
                "); end one of its sessions and retry")
         .WithReason("pool_share_exceeded");
   }
+  size_t admitting = 0;
+  for (const auto& [project, n] : admitting_) admitting += n;
+  if (sessions_.size() + admitting >= config_.max_sessions) {
+    return Status::ResourceExhausted("the limit of " + std::to_string(config_.max_sessions) +
+                                     " concurrent sessions is reached; end one and retry");
+  }
   return Status::Ok();
+}
+
+bool SessionManager::FirstInLineLocked(const Waiter& self) const {
+  std::map<std::string, size_t> held = admitting_;
+  for (const auto& [id, s] : sessions_) ++held[s->project_id()];
+  auto rank = [&](const Waiter& w) {
+    auto it = held.find(w.project_id);
+    return std::make_pair(it == held.end() ? size_t{0} : it->second, w.seq);
+  };
+  const auto mine = rank(self);
+  for (const Waiter& w : waiting_) {
+    if (w.seq != self.seq && rank(w) < mine) return false;
+  }
+  return true;
+}
+
+Status SessionManager::AdmitFairly(std::unique_lock<std::mutex>& lock,
+                                   const std::string& project_id) {
+  Status admitted = AdmitLocked(project_id);
+  if (admitted.ok() && waiting_.empty()) {
+    ++admitting_[project_id];
+    return admitted;
+  }
+  if (admitted.reason() == "pool_share_exceeded" || config_.admission_wait.count() == 0) {
+    return admitted;
+  }
+  // In line: the pool is full, or others wait for the slot that is free.
+  auto self = waiting_.insert(waiting_.end(), Waiter{project_id, ++waiter_seq_});
+  const auto deadline = std::chrono::steady_clock::now() + config_.admission_wait;
+  while (true) {
+    if (stopping_) {
+      admitted = Status::Unavailable("the pool is stopping");
+      break;
+    }
+    admitted = AdmitLocked(project_id, &*self);
+    if (admitted.reason() == "pool_share_exceeded") break;
+    if (admitted.ok() && FirstInLineLocked(*self)) {
+      ++admitting_[project_id];
+      break;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      admitted = Status::ResourceExhausted(
+                     "the limit of " + std::to_string(config_.max_sessions) +
+                     " concurrent sessions is reached, and no slot came free for this project "
+                     "within " + std::to_string(config_.admission_wait.count()) +
+                     " ms (engine.admission_wait_ms); end a session and retry");
+      break;
+    }
+    // Slots free up when sessions end (cv_ is told); the poll is a backstop.
+    cv_.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(250)));
+  }
+  waiting_.erase(self);
+  cv_.notify_all();  // The next in line may be the one the slot goes to now.
+  return admitted;
+}
+
+void SessionManager::UnadmitLocked(const std::string& project_id) {
+  auto it = admitting_.find(project_id);
+  if (it == admitting_.end()) return;
+  if (--it->second == 0) admitting_.erase(it);
+  cv_.notify_all();
 }
 
 Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOptions& options) {
@@ -459,10 +533,12 @@ Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOpti
   }
   RETURN_IF_ERROR(limits.Validate());
 
+  // From its admission until it is registered the session holds a slot in admitting_; a cold
+  // launch takes a second or more, with the slot held and not the lock.
   std::shared_ptr<Session> session;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    RETURN_IF_ERROR(AdmitLocked(options.project_id));
+    std::unique_lock<std::mutex> lock(mu_);
+    RETURN_IF_ERROR(AdmitFairly(lock, options.project_id));
     while (!custom && !ready_.empty()) {
       session = std::move(ready_.front());
       ready_.pop_front();
@@ -476,20 +552,17 @@ Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOpti
     session->MarkHandedOver();
     if (options.execution_timeout) session->SetExecutionTimeout(*options.execution_timeout);
   } else {
-    // A cold launch takes a second or more: it holds an admission slot, not the lock.
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      RETURN_IF_ERROR(AdmitLocked(options.project_id));
-      ++admitting_[options.project_id];
-    }
     auto launched = Launch(limits);
-    std::lock_guard<std::mutex> lock(mu_);
-    if (--admitting_[options.project_id] == 0) admitting_.erase(options.project_id);
-    if (!launched.ok()) return launched.status();
+    if (!launched.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      UnadmitLocked(options.project_id);
+      return launched.status();
+    }
     session = std::move(*launched);
   }
   session->SetProject(options.project_id);
   std::lock_guard<std::mutex> lock(mu_);
+  UnadmitLocked(options.project_id);
   sessions_[session->id()] = session;
   return session;
 }

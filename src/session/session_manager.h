@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -105,9 +106,26 @@ class SessionManager {
   Status PrepareHost(SessionResources* r, const SessionLimits& limits, uid_t uid, gid_t gid);
   void RefillLoop();
   void ExpiryLoop();
+  // A request for a session waiting for a slot in a full pool (engine.admission_wait).
+  struct Waiter {
+    std::string project_id;
+    uint64_t seq = 0;  // Arrival order.
+  };
   // Refuses a new session of `project_id` when the pool or the project's share of it is full,
-  // counting launches in flight. REQUIRES: mu_ held.
-  Status AdmitLocked(const std::string& project_id) const;
+  // counting launches in flight and, for the share, the project's requests waiting ahead of
+  // `self`. REQUIRES: mu_ held.
+  Status AdmitLocked(const std::string& project_id, const Waiter* self = nullptr) const;
+  // Admits a new session of `project_id` and counts it in admitting_ (the caller moves it to
+  // sessions_ or takes it back with Unadmit). When the pool is full the request waits up to
+  // engine.admission_wait, in line with the others: a freed slot goes to the waiting project
+  // holding the fewest sessions, the earliest among equals. A project past its share is refused
+  // at once. REQUIRES: `lock` holds mu_.
+  Status AdmitFairly(std::unique_lock<std::mutex>& lock, const std::string& project_id);
+  // Whether `self` is the waiter a free slot goes to. REQUIRES: mu_ held.
+  bool FirstInLineLocked(const Waiter& self) const;
+  // Takes back one admission of `project_id` (its creation failed or it was registered).
+  // REQUIRES: mu_ held.
+  void UnadmitLocked(const std::string& project_id);
   // REQUIRES: expire_mu_ held.
   void ExpireSessionsLocked();
   // One pass of ExpireSessions; true when it ended something. REQUIRES: expire_mu_ held.
@@ -147,6 +165,8 @@ class SessionManager {
   size_t launching_ = 0;                                        // GUARDED_BY(mu_)
   // Sessions being created or forked for users, by project, not yet in sessions_.
   std::map<std::string, size_t> admitting_;                     // GUARDED_BY(mu_)
+  std::list<Waiter> waiting_;                                   // GUARDED_BY(mu_)
+  uint64_t waiter_seq_ = 0;                                     // GUARDED_BY(mu_)
   bool stopping_ = false;                                       // GUARDED_BY(mu_)
   std::function<void(const LaunchTimings&)> launch_observer_;   // GUARDED_BY(mu_)
   std::function<void(const Session&)> end_observer_;  // Set before use; then read-only.

@@ -51,6 +51,7 @@ fails. Standard library only.
 #  14 copies of /usr/bin/true in /tmp, /mnt/data, and a memfd     -> they ran
 # Every row and the system test now pass; no test is a known hole.
 
+import hashlib
 import http.client
 import json
 import os
@@ -169,6 +170,14 @@ def server(name, **kw):
 
 CONN_CONFIG = "[server]\nrequest_timeout_s = 5\n"
 SHARE_CONFIG = "[engine]\nmax_sessions = 8\n"
+# A record keeps at most 64 KiB of outputs inline.
+RECORDS_CONFIG = "[engine]\nmax_record_outputs = \"64k\"\n"
+# A pool of 4 where a request waits 4 s for a slot; its sessions under a cgroup parent of their
+# own, weighted 50 (the other servers' sessions share the default parent "pycell").
+ADMIT_PARENT = "pycell-admission-tests"
+ADMIT_CONFIG = ("[engine]\nmax_sessions = 4\nmax_sessions_per_project = 3\n"
+                "admission_wait_ms = 4000\nsessions_cpu_weight = 50\n"
+                "cgroup_parent = \"%s\"\n" % ADMIT_PARENT)
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -1217,6 +1226,108 @@ class TestProjectShare(ServiceTestCase):
         self.check(refusal, len(self.made), "a POST .../fork loop")
 
 
+class TestFairAdmission(ServiceTestCase):
+    """Row 9, the full pool: a request for a session waits (engine.admission_wait_ms) and a freed
+    slot goes to the waiting project that holds the fewest sessions, not to whoever asked first;
+    a project past its share is refused at once, waiting or not; a wait that finds no slot ends
+    in 429. Also: all sessions sit under one cgroup parent weighted engine.sessions_cpu_weight."""
+
+    def get_server(self):
+        return server("admit", config_text=ADMIT_CONFIG)
+
+    def setUp(self):
+        super().setUp()
+        tag = os.urandom(3).hex()
+        self.keys = {}
+        for name in ("a", "b", "c"):
+            make_project(self.admin, "%s-%s" % (name, tag))
+            self.keys[name] = make_key(self.admin, "%s-%s" % (name, tag), "%s-%s" % (name, tag))
+        self.made = []
+        self.addCleanup(self.end_all)
+
+    def end_all(self):
+        for session_id in self.made:
+            safe(self.admin.delete, "/v1/sessions/" + session_id)
+
+    def create(self, name):
+        return new_session(self.keys[name], "POST /v1/sessions for " + name)
+
+    def fill(self):
+        """a holds 2 sessions, b and c 1 each: the pool of 4 is full."""
+        held = {name: [self.create(name) for _ in range(n)]
+                for name, n in (("a", 2), ("b", 1), ("c", 1))}
+        for ids in held.values():
+            self.made.extend(ids)
+        return held
+
+    def waiting(self, name):
+        """A POST /v1/sessions for `name` on its own thread: (thread, reply holder)."""
+        out = {}
+
+        def run():
+            out["reply"] = safe(self.keys[name].create_session)
+            out["at"] = time.monotonic()
+            if out["reply"].status == 201:
+                self.made.append(out["reply"].json()["id"])
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread, out
+
+    def test_freed_slot_goes_to_the_project_holding_fewest(self):
+        held = self.fill()
+        first, a_reply = self.waiting("a")  # a asks first, holding 2.
+        time.sleep(0.5)
+        second, b_reply = self.waiting("b")  # b asks after it, holding 1.
+        time.sleep(0.5)
+        self.assertTrue(first.is_alive() and second.is_alive(),
+                        "with the pool full a request did not wait: a %r, b %r" %
+                        (a_reply.get("reply"), b_reply.get("reply")))
+        expect(self.admin.delete("/v1/sessions/" + held["c"][0]), 200, "DELETE c's session")
+        second.join(4)
+        self.assertFalse(second.is_alive(), "b's request was not admitted when a slot freed")
+        self.assertEqual(b_reply["reply"].status, 201,
+                         "the freed slot: b (holding 1) waited behind a (holding 2): %r" %
+                         (b_reply["reply"],))
+        self.assertTrue(first.is_alive(), "a's request ended before a second slot freed: %r" %
+                        (a_reply.get("reply"),))
+        expect(self.admin.delete("/v1/sessions/" + held["b"][0]), 200, "DELETE b's first session")
+        first.join(6)
+        self.assertFalse(first.is_alive(), "a's request was not admitted when a second slot freed")
+        self.assertEqual(a_reply["reply"].status, 201, "a's request: %r" % (a_reply["reply"],))
+        self.assertServiceSurvived("fair admission")
+
+    def test_share_is_refused_at_once_and_a_fruitless_wait_ends_in_429(self):
+        self.fill()
+        first, a_reply = self.waiting("a")  # Holding 2 and waiting for a 3rd: its share.
+        time.sleep(0.5)
+        started = time.monotonic()
+        over = safe(self.keys["a"].create_session)  # A 4th would pass its share of 3.
+        self.assertEqual(over.status, 429, "a 4th session for a (share 3): %r" % (over,))
+        self.assertEqual(json_of(over)["error"]["code"], "pool_share_exceeded", repr(over))
+        self.assertLess(time.monotonic() - started, 2, "the request past the share waited")
+        first.join(8)
+        self.assertFalse(first.is_alive(), "a request waited past engine.admission_wait_ms")
+        reply = a_reply["reply"]
+        self.assertEqual(reply.status, 429, "no slot freed, yet: %r" % (reply,))
+        self.assertIn("admission_wait_ms", json_of(reply)["error"]["message"])
+        self.assertGreater(a_reply["at"] - started, 2.5, "the request did not wait ~4 s")
+        self.assertServiceSurvived("a fruitless wait")
+
+    def test_sessions_cgroup_parent_is_weighted(self):
+        v2 = "/sys/fs/cgroup/%s/cpu.weight" % ADMIT_PARENT
+        v1 = ["/sys/fs/cgroup/%s/%s/cpu.shares" % (c, ADMIT_PARENT)
+              for c in ("cpu", "cpu,cpuacct", "cpuacct,cpu")]
+        if os.path.exists(v2):
+            with open(v2) as f:
+                self.assertEqual(f.read().strip(), "50")
+            return
+        found = [p for p in v1 if os.path.exists(p)]
+        self.assertTrue(found, "no cgroup parent %s with a CPU weight" % ADMIT_PARENT)
+        with open(found[0]) as f:
+            self.assertEqual(f.read().strip(), "512")  # 50 * 1024 / 100
+
+
 # --- row 10: output floods -------------------------------------------------------------------
 
 FLOOD = FR + textwrap.dedent("""\
@@ -1266,6 +1377,77 @@ class TestOutputFlood(MainTestCase):
 
     def test_three_floods(self):
         self.floods(3)
+
+
+OUTPUTS_CELL = textwrap.dedent("""\
+    from IPython.display import display
+    for i in range(200):
+        display('%03d' % i + 'x' * 1000)
+    'done'
+    """)
+
+
+class TestRecordOutputsFile(ServiceTestCase):
+    """Row 10, the stored record: a cell whose outputs pass engine.max_record_outputs (64k here)
+    keeps those that fit in its record and all of them in an output file counted against the
+    project's storage quota; with no room in the quota the record says why and stays bounded."""
+
+    def get_server(self):
+        return server("records", config_text=RECORDS_CONFIG)
+
+    def setUp(self):
+        super().setUp()
+        self.tag = os.urandom(3).hex()
+
+    def run_cell(self, quotas=None):
+        name = "records-" + self.tag
+        make_project(self.admin, name, **({"quotas": quotas} if quotas else {}))
+        user = make_key(self.admin, name, name)
+        session_id = new_session(user)
+        self.addCleanup(safe, self.admin.delete, "/v1/sessions/" + session_id)
+        record = expect(user.execute(session_id, OUTPUTS_CELL, timeout_s=60), 200, "the cell")
+        return user, session_id, record
+
+    def test_outputs_past_the_bound_go_to_a_file(self):
+        user, session_id, record = self.run_cell()
+        self.assertEqual(record["status"], "ok", record.get("error"))
+        stored = user.get("/v1/executions/" + record["id"])
+        self.assertEqual(stored.status, 200, repr(stored))
+        self.assertLess(len(stored.body), 96 << 10, "the stored record is not bounded")
+        self.assertEqual(stored.json(), record, "the stored record differs from the answer")
+        ref = record.get("outputs_file")
+        self.assertIsInstance(ref, dict, "no outputs_file in %r" % {k: v for k, v in
+                                                                   record.items() if k != "outputs"})
+        self.assertEqual(ref["outputs"], 201)  # 200 displays and the result.
+        kept = record["outputs"]
+        self.assertTrue(0 < len(kept) < 201, "the record keeps %d outputs" % len(kept))
+        self.assertLessEqual(len(json.dumps(kept, separators=(",", ":"))), 64 << 10)
+        meta = expect(user.get("/v1/files/" + ref["id"]), 200, "GET the outputs file")
+        self.assertEqual((meta["purpose"], meta["execution_id"], meta["session_id"],
+                          meta["path"], meta["bytes"], meta["sha256"]),
+                         ("output", record["id"], session_id, None, ref["bytes"], ref["sha256"]))
+        content = user.get("/v1/files/%s/content" % ref["id"])
+        self.assertEqual(content.status, 200, repr(content))
+        self.assertEqual(hashlib.sha256(content.body).hexdigest(), ref["sha256"])
+        outputs = json.loads(content.body)
+        self.assertEqual(len(outputs), 201)
+        self.assertEqual(outputs[:len(kept)], kept, "the record's outputs are not the file's first")
+        self.assertIn("'199x", outputs[199]["data"]["text/plain"])
+        self.assertEqual(outputs[200]["output_type"], "execute_result")
+        notebook = expect(user.get("/v1/sessions/%s/notebook" % session_id), 200, "notebook")
+        cells = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+        self.assertEqual(len(cells[-1]["outputs"]), 201, "the notebook lacks outputs (200 "
+                         "displays and the result)")
+        lineage = expect(user.get("/v1/files/%s/lineage" % ref["id"]), 200, "lineage")
+        self.assertEqual(lineage["produced_by"]["execution"]["id"], record["id"])
+
+    def test_no_room_in_the_storage_quota(self):
+        user, session_id, record = self.run_cell(quotas={"storage_bytes": 10000})
+        self.assertIsNone(record.get("outputs_file"), repr(record.get("outputs_file")))
+        self.assertIn("storage_bytes", record.get("outputs_file_skipped", ""))
+        self.assertTrue(record["outputs_truncated"])
+        self.assertLessEqual(len(json.dumps(record["outputs"], separators=(",", ":"))), 64 << 10)
+        self.assertServiceSurvived("outputs with no room in the storage quota")
 
 
 # --- row 11: a forged completion -------------------------------------------------------------
