@@ -212,6 +212,44 @@ TEST(IdentifierSessionsTest, OwnedByPrincipalAndRemadeWhenEnded) {
   EXPECT_TRUE(map.Resolve(alice, "ident", false).status().IsNotFound());
 }
 
+TEST(IdentifierSessionsTest, PrunedWhenItsSessionEnds) {
+  int made = 0;
+  std::set<std::string> live;
+  IdentifierSessions map(
+      [&](const auth::Caller&, const std::string&) -> Result<std::string> {
+        std::string id = "sess_" + std::to_string(++made);
+        live.insert(id);
+        return id;
+      },
+      [&](const auth::Caller&, const std::string& id) {
+        return live.count(id) ? Status::Ok() : Status::NotFound("ended");
+      });
+  auth::Caller alice;
+  alice.principal = "alice";
+  alice.project_id = "proj_1";
+  for (int i = 0; i < 100; ++i) {
+    std::string id = *map.Resolve(alice, "ident-" + std::to_string(i), true);
+    live.erase(id);
+    map.Prune(id);
+  }
+  EXPECT_EQ(map.size(), 0u);  // 100 identifiers used once and ended: none kept.
+  // An identifier remade since its first session: that session's late end keeps the new one.
+  std::string first = *map.Resolve(alice, "kept", true);
+  live.erase(first);
+  std::string second = *map.Resolve(alice, "kept", true);
+  EXPECT_NE(first, second);
+  map.Prune(first);
+  EXPECT_EQ(*map.Resolve(alice, "kept", false), second);
+  // Forgotten and made again under the same key: the old session's end leaves the new entry.
+  map.Forget(alice, "kept");
+  std::string third = *map.Resolve(alice, "kept", true);
+  map.Prune(second);
+  EXPECT_EQ(*map.Resolve(alice, "kept", false), third);
+  map.Prune(third);
+  EXPECT_EQ(map.size(), 0u);
+  map.Prune("sess_unknown");  // No identifier names it: nothing happens.
+}
+
 TEST(IdentifierSessionsTest, ConcurrentFirstUseMakesOneSession) {
   std::atomic<int> made{0};
   IdentifierSessions map(

@@ -11,7 +11,7 @@ Result<std::string> IdentifierSessions::Resolve(const auth::Caller& caller,
     if (it != entries_.end()) {
       entry = it->second;
     } else if (create) {
-      entry = std::make_shared<Entry>();
+      entry = std::make_shared<Entry>(++serials_);
       entries_.emplace(KeyOf(caller, identifier), entry);
     }
   }
@@ -25,8 +25,32 @@ Result<std::string> IdentifierSessions::Resolve(const auth::Caller& caller,
     return entry->session_id;
   }
   if (!create) return not_found();
-  ASSIGN_OR_RETURN(entry->session_id, create_(caller, identifier));
+  ASSIGN_OR_RETURN(std::string made, create_(caller, identifier));
+  {
+    std::lock_guard<std::mutex> map_lock(mu_);
+    if (!entry->session_id.empty()) made_.erase(entry->session_id);
+    made_[made] = Made{KeyOf(caller, identifier), entry->serial};
+    // Pruned meanwhile (its last session ended while this one was made): back in the map.
+    entries_.try_emplace(KeyOf(caller, identifier), entry);
+  }
+  entry->session_id = std::move(made);
   return entry->session_id;
+}
+
+void IdentifierSessions::Prune(const std::string& session_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto made = made_.find(session_id);
+  if (made == made_.end()) return;
+  auto entry = entries_.find(made->second.key);
+  if (entry != entries_.end() && entry->second->serial == made->second.serial) {
+    entries_.erase(entry);
+  }
+  made_.erase(made);
+}
+
+size_t IdentifierSessions::size() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return entries_.size();
 }
 
 void IdentifierSessions::Forget(const auth::Caller& caller, const std::string& identifier) {

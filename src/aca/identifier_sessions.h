@@ -16,6 +16,7 @@
 // creates it; other identifiers are not held up.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -45,12 +46,20 @@ class IdentifierSessions {
                               bool create);
   // Forgets `identifier` (after its session was deleted).
   void Forget(const auth::Caller& caller, const std::string& identifier);
+  // Forgets the identifier that names `session_id`, which has ended (however it ended: deleted,
+  // expired, killed), so that the map holds only identifiers with live sessions. A no-op for a
+  // session no identifier names.
+  void Prune(const std::string& session_id);
+  // Identifiers held (live sessions, and first uses being made).
+  size_t size();
   // The caller's identifiers with live sessions, as (identifier, session id), sorted.
   std::vector<std::pair<std::string, std::string>> List(const auth::Caller& caller);
 
  private:
   using Key = std::tuple<std::string, std::string, std::string>;  // project, principal, id
   struct Entry {
+    explicit Entry(uint64_t n) : serial(n) {}
+    const uint64_t serial;    // Unique for the map's life (an address may be reused).
     std::mutex mu;            // Held while the session is checked or made.
     std::string session_id;   // GUARDED_BY(mu); "" until made.
   };
@@ -58,10 +67,19 @@ class IdentifierSessions {
     return {caller.project_id, caller.principal, identifier};
   }
 
+  // Which entry made a session: Prune erases the entry only if it is still the key's (the
+  // identifier may have been forgotten and made again since).
+  struct Made {
+    Key key;
+    uint64_t serial = 0;  // The Entry's.
+  };
+
   const Create create_;
   const IsLive is_live_;
-  std::mutex mu_;
+  std::mutex mu_;  // Taken after an Entry's mu, never before it.
   std::map<Key, std::shared_ptr<Entry>> entries_;  // GUARDED_BY(mu_)
+  std::map<std::string, Made> made_;               // GUARDED_BY(mu_); by session id
+  uint64_t serials_ = 0;                           // GUARDED_BY(mu_)
 };
 
 }  // namespace pycell::aca

@@ -150,6 +150,10 @@ struct Aca {
 
 void AddAcaRoutes(Router* router, Service* service, const std::string& prefix) {
   auto aca = std::make_shared<Aca>(service);
+  // The map keeps only identifiers whose sessions live: an ended session's is forgotten.
+  service->AddEndListener([weak = std::weak_ptr<Aca>(aca)](const std::string& session_id) {
+    if (auto live = weak.lock()) live->sessions.Prune(session_id);
+  });
   using P = auth::Permission;
   auto add = [&](const char* method, const std::string& path, P permission, auto handler,
                  bool streams = false) {

@@ -195,6 +195,7 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
     manager->SetEndObserver([self](const session::Session& s) {
       Status status = self->RecordEnd(s);
       if (!status.ok()) LOG_ERROR("recording the end of {}: {}", s.id(), status.ToString());
+      for (const auto& listener : self->end_listeners_) listener(s.id());
     });
     service->pools_[pool.name] = std::move(manager);
   }

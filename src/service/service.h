@@ -1,7 +1,7 @@
 // Service: the few domain calls every protocol ends in — upload a file, create a session (with
 // files placed in /mnt/data), execute a cell (registering the files it wrote as output files),
-// read and delete files, end a session. REST /v1 translates HTTP into these calls today; MCP and
-// the Azure-compatible routes will translate into the same ones. Nothing here knows about HTTP.
+// read and delete files, end a session. REST /v1, MCP and the Azure-compatible routes each
+// translate their protocol into these calls. Nothing here knows about HTTP.
 //
 // It owns one SessionManager per pool, the MetadataStore (SQLite under the data dir) and the
 // FileStore (blobs under the data dir), keeps the records in step with the live sessions, and
@@ -146,6 +146,12 @@ class Service {
   // Places stored files into the session's /mnt/data; returns what was placed.
   Result<Json> PutSessionFiles(const auth::Caller& caller, const std::string& session_id,
                                const std::vector<std::string>& file_ids);
+  // Calls `listener` with the id of every session that ends from now on, however it ends
+  // (deleted, expired, killed, the server stopping), after its end is recorded. Register before
+  // serving: the list is read without a lock. A listener must not call back into the Service.
+  void AddEndListener(std::function<void(const std::string& session_id)> listener) {
+    end_listeners_.push_back(std::move(listener));
+  }
   // OK when the session runs and the caller may use it; else NotFound or its typed end
   // (session_expired, …).
   Status RequireLive(const auth::Caller& caller, const std::string& session_id) {
@@ -392,6 +398,7 @@ class Service {
   std::map<std::string, int64_t> reserved_sessions_;  // By project. GUARDED_BY(quota_mu_)
   // Held while a session's end is recorded, and while a cell that outlived its session is
   // recorded against the ended row, so that neither write undoes the other.
+  std::vector<std::function<void(const std::string&)>> end_listeners_;  // AddEndListener
   std::mutex end_mu_;
 
   std::atomic<bool> stopping_cells_{false};  // InterruptAll or Shutdown was called.

@@ -32,7 +32,7 @@ class Statement;
 class SqliteDb {
  public:
   // Opens (creating if needed) the database at `path` and sets the connection up: WAL journal,
-  // synchronous=FULL, foreign keys on, busy timeout kBusyTimeoutMs. Internal with a message that
+  // synchronous=NORMAL (sqlite_db.cc says why not FULL), foreign keys on, busy timeout kBusyTimeoutMs. Internal with a message that
   // names `path` when the file cannot be opened or is not an SQLite database.
   static Result<std::unique_ptr<SqliteDb>> Open(const std::string& path);
   ~SqliteDb();
