@@ -46,13 +46,8 @@ Result<ExecuteRequest> ExecuteFields(const Json& fields, bool current) {
     return Status::InvalidArgument("code is required: a string of Python");
   }
   request.code = fields["code"].get<std::string>();
-  if (fields.contains("timeoutInSeconds") && !fields["timeoutInSeconds"].is_null()) {
-    const Json& t = fields["timeoutInSeconds"];
-    if (!t.is_number_integer() || t.get<int64_t>() < 1 || t.get<int64_t>() > 86400) {
-      return Status::InvalidArgument("timeoutInSeconds must be an integer from 1 to 86400");
-    }
-    request.timeout = std::chrono::seconds(t.get<int64_t>());
-  }
+  ASSIGN_OR_RETURN(request.timeout,
+                   OptionalTimeoutField(fields, "timeoutInSeconds", "the request's properties"));
   if (current && fields.contains("outputStreamsMaxLength") &&
       !fields["outputStreamsMaxLength"].is_null()) {
     const Json& m = fields["outputStreamsMaxLength"];

@@ -70,7 +70,8 @@ TEST(AcaExecute, HostileBodies) {
                            "{\"properties\": {\"code\": \"1\", \"codeInputType\": \"url\"}}",
                            "{\"properties\": {\"code\": \"1\", \"executionType\": 7}}",
                            "{\"properties\": {\"code\": \"1\", \"timeoutInSeconds\": -1}}",
-                           "{\"properties\": {\"code\": \"1\", \"timeoutInSeconds\": 1.5}}",
+                           "{\"properties\": {\"code\": \"1\", \"timeoutInSeconds\": 0.5}}",
+                           "{\"properties\": {\"code\": \"1\", \"timeoutInSeconds\": 86401}}",
                            "{\"properties\": {\"code\": \"1\", \"timeoutInSeconds\": \"9\"}}",
                            "{\"properties\": {\"code\": \"1\", \"timeoutInSeconds\": 1e300}}",
                            "{\"properties\": {\"code\": \"\xff\xfe\"}}"}) {
@@ -78,6 +79,11 @@ TEST(AcaExecute, HostileBodies) {
     ASSERT_FALSE(r.ok()) << body;
     EXPECT_TRUE(r.status().IsInvalidArgument()) << body;
   }
+  // The one timeout rule (common/json_reader.h), as REST and MCP read timeout_s: a fraction is
+  // rounded down.
+  auto fraction = ParseLegacyExecute(R"j({"properties": {"code": "1", "timeoutInSeconds": 1.5}})j");
+  ASSERT_TRUE(fraction.ok());
+  EXPECT_EQ(fraction->timeout->count(), 1);
   EXPECT_FALSE(ParseExecution(R"j({"code": "1", "outputStreamsMaxLength": -3})j").ok());
   EXPECT_FALSE(ParseExecution(R"j({"properties": {"code": "1"}})j").ok());
   // Deep nesting is refused or parsed without exhausting the stack.

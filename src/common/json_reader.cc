@@ -128,6 +128,18 @@ Result<double> NumberField(const json& object, std::string_view key, double min,
   return d;
 }
 
+Result<std::optional<std::chrono::seconds>> OptionalTimeoutField(const json& object,
+                                                                 std::string_view key,
+                                                                 std::string_view what) {
+  const json* value = Member(object, key);
+  if (value == nullptr || value->is_null()) return std::optional<std::chrono::seconds>();
+  if (!value->is_number() || !std::isfinite(value->get<double>()) ||
+      value->get<double>() < 1 || value->get<double>() > 86400) {
+    return WrongType(key, what, "a number of seconds from 1 to 86400");
+  }
+  return std::optional<std::chrono::seconds>(static_cast<int64_t>(value->get<double>()));
+}
+
 Result<std::optional<bool>> OptionalBoolField(const json& object, std::string_view key,
                                               std::string_view what) {
   const json* value = Member(object, key);

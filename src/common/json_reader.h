@@ -15,6 +15,7 @@
 // Thread-safety: pure functions.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -62,6 +63,13 @@ Result<std::optional<bool>> OptionalBoolField(const nlohmann::json& object, std:
 Result<std::vector<std::string>> StringArrayField(const nlohmann::json& object,
                                                   std::string_view key, size_t max_items,
                                                   std::string_view what);
+// The one rule for the time a request gives a cell (REST's and MCP's "timeout_s", the Azure
+// routes' "timeoutInSeconds"): absent or null is nullopt (the session's default); otherwise a
+// number of seconds from 1 to 86400, a fraction rounded down. The session then refuses one past
+// its pool's max_execution_timeout.
+Result<std::optional<std::chrono::seconds>> OptionalTimeoutField(const nlohmann::json& object,
+                                                                 std::string_view key,
+                                                                 std::string_view what);
 // The member if it is an object; NotFound when absent; InvalidArgument when of another type.
 Result<const nlohmann::json*> ObjectField(const nlohmann::json& object, std::string_view key,
                                           std::string_view what);

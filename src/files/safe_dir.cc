@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <functional>
 
+#include "common/ids.h"
+
 namespace pycell::files {
 namespace {
 
@@ -209,6 +211,27 @@ Status SafeDir::CreateFileFrom(const std::string& name, int source_fd, uid_t uid
                                                  : Status::FromErrno("chown " + name);
   if (!s.ok()) ::unlinkat(root_.get(), name.c_str(), 0);  // No half file behind an error.
   return s;
+}
+
+Status SafeDir::ReplaceFileFrom(const std::string& name, int source_fd, uid_t uid,
+                                gid_t gid) const {
+  if (!IsSafeFileName(name)) {
+    return Status::InvalidArgument("'" + name + "' is not a plain file name (no '/', '.' or '..')");
+  }
+  struct stat there {};
+  if (::fstatat(root_.get(), name.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISDIR(there.st_mode)) {
+    return Status::FailedPrecondition(name + " is a folder in /mnt/data; it is not replaced");
+  }
+  const std::string temp = "." + NewId("pycell-upload-");
+  RETURN_IF_ERROR(CreateFileFrom(temp, source_fd, uid, gid));
+  // renameat replaces a file or a link (the link itself, never its target) atomically.
+  if (::renameat(root_.get(), temp.c_str(), root_.get(), name.c_str()) != 0) {
+    Status s = Status::FromErrno("replace " + name);
+    ::unlinkat(root_.get(), temp.c_str(), 0);
+    return s;
+  }
+  return Status::Ok();
 }
 
 Status SafeDir::CopyOut(const std::string& relative_path, const std::string& dest_path,

@@ -54,6 +54,10 @@ class SafeDir {
   // Creates a new regular file `name` (no '/', not "." or "..") at the root, owned by uid/gid,
   // and copies `source_fd`'s content into it. Refuses to replace anything already there.
   Status CreateFileFrom(const std::string& name, int source_fd, uid_t uid, gid_t gid) const;
+  // The same, replacing a file or link named `name` in one step: the copy is written under a
+  // temporary name and renamed over it, so the folder never holds a half file or no file at
+  // all. A folder named `name` is refused (FailedPrecondition).
+  Status ReplaceFileFrom(const std::string& name, int source_fd, uid_t uid, gid_t gid) const;
   // Copies the regular file `relative_path` to `dest_path` on the host (created 0644, replacing
   // a regular file there). Never follows a link on the session's side. A file of more than
   // `max_bytes` (when it is opened, or by growing during the copy) is refused, and nothing is

@@ -379,6 +379,33 @@ TEST_F(SafeDirTest, CreateFileFromCopiesLargeFilesAndPipesExactly) {
   EXPECT_EQ(ReadFile(In("piped.csv")), "piped,data\n");
 }
 
+TEST_F(SafeDirTest, ReplaceFileFromReplacesAFileOrALinkInOneStep) {
+  WriteFile(outside_ + "/v2", "version 2\n");
+  WriteFile(outside_ + "/target", "outside, untouched\n");
+  WriteFile(In("data.csv"), "version 1\n");
+  ASSERT_EQ(::symlink((outside_ + "/target").c_str(), In("link.csv").c_str()), 0);
+  ASSERT_OK(::mkdir(In("folder").c_str(), 0755) == 0 ? Status::Ok() : Status::FromErrno("mkdir"));
+  for (const char* name : {"data.csv", "link.csv", "new.csv"}) {
+    UniqueFd source(::open((outside_ + "/v2").c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_OK(dir_->ReplaceFileFrom(name, source.get(), ::geteuid(), ::getegid()));
+    EXPECT_EQ(ReadFile(In(name)), "version 2\n") << name;
+    struct stat st;
+    ASSERT_EQ(::lstat(In(name).c_str(), &st), 0);
+    EXPECT_TRUE(S_ISREG(st.st_mode)) << name;  // The link itself was replaced.
+  }
+  EXPECT_EQ(ReadFile(outside_ + "/target"), "outside, untouched\n");
+  UniqueFd source(::open((outside_ + "/v2").c_str(), O_RDONLY | O_CLOEXEC));
+  EXPECT_TRUE(dir_->ReplaceFileFrom("folder", source.get(), ::geteuid(), ::getegid())
+                  .IsFailedPrecondition());
+  EXPECT_TRUE(dir_->ReplaceFileFrom("../x", source.get(), 0, 0).IsInvalidArgument());
+  // No temporary copy is left behind.
+  auto snapshot = dir_->Snapshot();
+  ASSERT_OK(snapshot);
+  for (const auto& [path, state] : *snapshot) {
+    EXPECT_EQ(path.find("pycell-upload"), std::string::npos) << path;
+  }
+}
+
 TEST_F(SafeDirTest, CreateFileFromRefusesUnsafeNames) {
   UniqueFd source(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   const std::string with_nul("a\0b", 3), too_long(256, 'n');

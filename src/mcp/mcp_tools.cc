@@ -198,15 +198,8 @@ Tool ExecutePython(Service* s) {
     if (!args.contains("code") || !args["code"].is_string()) {
       return Status::InvalidArgument("code is required: a string of Python");
     }
-    std::optional<std::chrono::seconds> timeout;
-    if (args.contains("timeout_s") && !args["timeout_s"].is_null()) {
-      if (!args["timeout_s"].is_number() || args["timeout_s"].get<double>() < 1) {
-        return Status::InvalidArgument("timeout_s must be a number of seconds ≥ 1");
-      }
-      double t = args["timeout_s"].get<double>();
-      if (t > 86400) return Status::InvalidArgument("timeout_s is too large");
-      timeout = std::chrono::seconds(static_cast<int64_t>(t));
-    }
+    ASSIGN_OR_RETURN(std::optional<std::chrono::seconds> timeout,
+                     OptionalTimeoutField(args, "timeout_s", "the arguments"));
     ASSIGN_OR_RETURN(std::string session_id, OptionalString(args, "session_id"));
     RETURN_IF_ERROR(ctx.Require(P::kExecutionsRun));
     bool created = session_id.empty();

@@ -6,7 +6,7 @@
 
 #include "aca/aca_api.h"
 #include "aca/identifier_sessions.h"
-#include "files/multipart.h"
+#include "server/upload_body.h"
 
 namespace pycell::server {
 namespace {
@@ -72,57 +72,21 @@ struct Aca {
   }
 
   // Streams a multipart body's part "file" into a new input file and places it into the
-  // session's /mnt/data. Returns the session listing's entry of the placed file.
+  // session's /mnt/data, replacing a file of its name as Azure does. Returns the session
+  // listing's entry of the placed file.
   Result<Json> Upload(Request& r, const std::string& session_id) {
-    const std::string& content_type = r.Header("content-type");
-    if (content_type.rfind("multipart/", 0) != 0) {
-      return Status::InvalidArgument("send the file as multipart/form-data in the field \"file\"");
-    }
-    ASSIGN_OR_RETURN(std::string boundary,
-                     files::MultipartParser::BoundaryFromContentType(content_type));
-    std::unique_ptr<service::Upload> upload;
-    std::string name;
-    bool in_file = false;
-    files::MultipartCallbacks callbacks;
-    callbacks.on_part_begin = [&](const files::PartHeaders& part) -> Status {
-      in_file = part.name == "file";
-      if (!in_file) return Status::Ok();
-      if (upload) return Status::InvalidArgument("send one part named \"file\" per upload");
-      if (!part.has_filename) {
-        return Status::InvalidArgument("the \"file\" part needs a filename in its Content-Disposition");
-      }
-      // Semantic Kernel and LlamaIndex send "/mnt/data/<name>" as the filename.
-      ASSIGN_OR_RETURN(name, aca::SessionFileName(part.filename, /*top_level=*/true));
-      ASSIGN_OR_RETURN(upload, service->BeginUpload(r.caller, name));
-      return Status::Ok();
+    UploadRules rules;
+    rules.allow_raw = false;
+    // Semantic Kernel and LlamaIndex send "/mnt/data/<name>" as the filename.
+    rules.name_of = [](const std::string& sent) {
+      return aca::SessionFileName(sent, /*top_level=*/true);
     };
-    callbacks.on_part_data = [&](std::string_view data) -> Status {
-      return in_file ? upload->Write(data) : Status::Ok();
-    };
-    callbacks.on_part_end = [&]() -> Status {
-      in_file = false;
-      return Status::Ok();
-    };
-    files::MultipartParser parser(boundary, std::move(callbacks));
-    std::vector<char> chunk(1 << 20);
-    for (;;) {
-      ASSIGN_OR_RETURN(size_t n, r.body_reader->Read(chunk.data(), chunk.size()));
-      if (n == 0) break;
-      RETURN_IF_ERROR(parser.Feed(std::string_view(chunk.data(), n)));
-    }
-    RETURN_IF_ERROR(parser.Finish());
-    if (!upload) {
-      return Status::InvalidArgument(
-          "the multipart body has no part named \"file\"; send the file as the form field \"file\"");
-    }
-    ASSIGN_OR_RETURN(Json file, upload->Finish());
-    // Azure replaces a file of the same name; pycell places without replacing, so remove first.
-    Status removed = service->RemoveSessionFile(r.caller, session_id, name).status();
-    if (!removed.ok() && !removed.IsNotFound()) return removed;
-    ASSIGN_OR_RETURN(Json placed,
-                     service->PutSessionFiles(r.caller, session_id, {file["id"].get<std::string>()}));
+    ASSIGN_OR_RETURN(ReceivedUpload upload, ReceiveUpload(*service, r, rules));
+    RETURN_IF_ERROR(service->ReplaceSessionFile(r.caller, session_id,
+                                                upload.file["id"].get<std::string>())
+                        .status());
     ASSIGN_OR_RETURN(Json listing, service->ListSessionFiles(r.caller, session_id));
-    return aca::FindFile(listing, name);
+    return aca::FindFile(listing, upload.name);
   }
 
   Result<Response> Download(Request& r, const std::string& raw_name) {

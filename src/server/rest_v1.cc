@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
-#include "files/multipart.h"
-#include "server/overlapped_writer.h"
+#include "common/json_reader.h"
 #include "server/request_parsing.h"
+#include "server/upload_body.h"
 #include "session/execution.h"
 
 namespace pycell::server {
@@ -34,87 +34,6 @@ bool WantsEventStream(const Request& request) {
 }
 
 // --- files ----------------------------------------------------------------------------------
-
-// Reads the whole body, two buffers in turn, handing each piece to `feed`, whose writes go
-// through `writer`: the next piece is read from the network while the last one is hashed and
-// written.
-Status PumpBody(BodyReader* reader, OverlappedWriter& writer,
-                const std::function<Status(std::string_view)>& feed) {
-  std::vector<char> buffers[2] = {std::vector<char>(1 << 20), std::vector<char>(1 << 20)};
-  Status status = [&]() -> Status {
-    for (int current = 0;; current ^= 1) {
-      ASSIGN_OR_RETURN(size_t n, reader->Read(buffers[current].data(), buffers[current].size()));
-      // The other buffer's writes must be done before it is read into, next turn.
-      RETURN_IF_ERROR(writer.Drain());
-      if (n == 0) return Status::Ok();
-      RETURN_IF_ERROR(feed(std::string_view(buffers[current].data(), n)));
-    }
-  }();
-  // Whatever ended the loop, no queued write may outlive the buffers it points into.
-  // (Regression: a refused multipart body returned here with writes still queued; ASan caught
-  // the writer's thread reading freed memory.)
-  Status drained = writer.Drain();
-  return status.ok() ? drained : status;
-}
-
-// Streams the body into an upload: multipart (field "file") or raw with ?filename=.
-Result<Json> ReceiveUpload(Service& service, Request& request) {
-  const auth::Caller& caller = request.caller;
-  const std::string& content_type = request.Header("content-type");
-  std::unique_ptr<service::Upload> upload;
-  OverlappedWriter writer([&upload](std::string_view data) { return upload->Write(data); });
-  if (content_type.rfind("multipart/", 0) == 0) {
-    ASSIGN_OR_RETURN(std::string boundary,
-                     files::MultipartParser::BoundaryFromContentType(content_type));
-    bool in_file = false;
-    files::MultipartCallbacks callbacks;
-    callbacks.on_part_begin = [&](const files::PartHeaders& part) -> Status {
-      in_file = part.name == "file";
-      if (!in_file) return Status::Ok();
-      if (upload) return Status::InvalidArgument("send one part named \"file\" per upload");
-      if (!part.has_filename || part.filename.empty()) {
-        return Status::InvalidArgument("the \"file\" part needs a filename in its Content-Disposition");
-      }
-      ASSIGN_OR_RETURN(upload, service.BeginUpload(caller, part.filename));
-      return Status::Ok();
-    };
-    callbacks.on_part_data = [&](std::string_view data) -> Status {
-      if (in_file) writer.Write(data);
-      return Status::Ok();
-    };
-    callbacks.on_part_end = [&]() -> Status {
-      in_file = false;
-      return Status::Ok();
-    };
-    files::MultipartParser parser(boundary, std::move(callbacks));
-    RETURN_IF_ERROR(PumpBody(request.body_reader, writer,
-                             [&](std::string_view piece) { return parser.Feed(piece); }));
-    RETURN_IF_ERROR(parser.Finish());
-    // Only a whole, well-formed body is recorded: nothing is kept of a refused request.
-    if (!upload) {
-      return Status::InvalidArgument(
-          "the multipart body has no part named \"file\"; send the file as the form field \"file\"");
-    }
-    return upload->Finish();
-  }
-  const std::string& filename = request.Query("filename");
-  if (filename.empty()) {
-    return Status::InvalidArgument(
-        "send the file as multipart/form-data (field \"file\") or as the raw body with "
-        "?filename=NAME");
-  }
-  ASSIGN_OR_RETURN(upload, service.BeginUpload(caller, filename));
-  RETURN_IF_ERROR(PumpBody(request.body_reader, writer, [&](std::string_view piece) {
-    writer.Write(piece);
-    return Status::Ok();
-  }));
-  return upload->Finish();
-}
-
-Status WithUploadReason(Status s) {
-  if (s.IsResourceExhausted() && s.reason().empty()) return s.WithReason("payload_too_large");
-  return s;
-}
 
 Result<Response> FileContentResponse(Service& service, const Request& request) {
   ASSIGN_OR_RETURN(service::FileContent content,
@@ -170,15 +89,8 @@ Result<Response> Execute(Service& service, Request& request, ResponseStream& str
   if (!body.contains("code") || !body["code"].is_string()) {
     return Status::InvalidArgument("code is required: a string of Python");
   }
-  std::optional<std::chrono::seconds> timeout;
-  if (body.contains("timeout_s") && !body["timeout_s"].is_null()) {
-    if (!body["timeout_s"].is_number() || body["timeout_s"].get<double>() < 1) {
-      return Status::InvalidArgument("timeout_s must be a number of seconds ≥ 1");
-    }
-    double t = body["timeout_s"].get<double>();
-    if (t > 86400) return Status::InvalidArgument("timeout_s is too large");
-    timeout = std::chrono::seconds(static_cast<int64_t>(t));
-  }
+  ASSIGN_OR_RETURN(std::optional<std::chrono::seconds> timeout,
+                   OptionalTimeoutField(body, "timeout_s", "the request body"));
   const std::string& id = request.params.at("id");
   std::string code = body["code"].get<std::string>();
   if (!WantsEventStream(request)) {
@@ -282,9 +194,8 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
   });
 
   add("POST", "/v1/files", P::kFilesWrite, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    auto file = ReceiveUpload(s, r);
-    if (!file.ok()) return WithUploadReason(file.status());
-    return JsonResponse(201, *file);
+    ASSIGN_OR_RETURN(ReceivedUpload upload, ReceiveUpload(s, r));
+    return JsonResponse(201, upload.file);
   }, /*streams=*/true);
   add("GET", "/v1/files", P::kFilesRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(store::Page page, PageFrom(r));
@@ -369,10 +280,9 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
     }
     // An upload straight into the session: stored as an input file, then placed.
     RETURN_IF_ERROR(s.RequireLive(r.caller, id));
-    auto file = ReceiveUpload(s, r);
-    if (!file.ok()) return WithUploadReason(file.status());
+    ASSIGN_OR_RETURN(ReceivedUpload upload, ReceiveUpload(s, r));
     ASSIGN_OR_RETURN(Json placed,
-                     s.PutSessionFiles(r.caller, id, {(*file)["id"].get<std::string>()}));
+                     s.PutSessionFiles(r.caller, id, {upload.file["id"].get<std::string>()}));
     return JsonResponse(201, placed);
   }, /*streams=*/true);
   add("GET", "/v1/sessions/{id}/files", P::kSessionsFiles, [&s](Request& r, ResponseStream&) -> Result<Response> {

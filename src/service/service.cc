@@ -811,53 +811,6 @@ Result<Json> Service::EndSession(const auth::Caller& caller, const std::string& 
   return SessionJson(row);
 }
 
-Result<Json> Service::PutSessionFiles(const auth::Caller& caller, const std::string& session_id,
-                                      const std::vector<std::string>& file_ids) {
-  ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
-  Json placed = Json::array();
-  for (const std::string& id : file_ids) {
-    ASSIGN_OR_RETURN(store::FileRow row, VisibleFile(caller, id));
-    ASSIGN_OR_RETURN(UniqueFd fd, blobs_->OpenBlob(row.sha256));
-    // SafeDir says FailedPrecondition (409) for a name already in /mnt/data.
-    RETURN_IF_ERROR(session->PutFile(row.filename, fd.get()).WithContext("placing " + id));
-    int64_t now = NowMs();
-    store::Trail trail;
-    trail.audit = auth::EventBy(caller, "session.files.put", session_id, now);
-    trail.audit->detail_json =
-        DumpJson(Json{{"file_id", id}, {"filename", row.filename}, {"sha256", row.sha256}});
-    RETURN_IF_ERROR(
-        store_->AddSessionInputs({{session_id, id, row.filename, row.sha256, now}}, trail));
-    placed.push_back({{"file_id", id}, {"path", "/mnt/data/" + row.filename}, {"bytes", row.bytes}});
-  }
-  return Json{{"object", "list"}, {"data", placed}};
-}
-
-Result<Json> Service::RemoveSessionFile(const auth::Caller& caller,
-                                        const std::string& session_id, const std::string& path) {
-  ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
-  std::string relative = path.rfind("/mnt/data/", 0) == 0 ? path.substr(10) : path;
-  RETURN_IF_ERROR(session->RemoveFile(relative));
-  store::Trail trail;
-  trail.audit = auth::EventBy(caller, "session.files.delete", session_id, NowMs());
-  const std::string shown = "/mnt/data/" + EscapeNonUtf8(relative);
-  trail.audit->detail_json = DumpJson(Json{{"path", shown}});
-  RETURN_IF_ERROR(store_->Record(trail));
-  return Json{{"object", "session.file"}, {"path", shown}, {"deleted", true}};
-}
-
-Result<Json> Service::ListSessionFiles(const auth::Caller& caller, const std::string& session_id) {
-  ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
-  ASSIGN_OR_RETURN(files::DirSnapshot snapshot, session->ListFiles());
-  Json data = Json::array();
-  for (const auto& [path, state] : snapshot) {
-    data.push_back({{"path", "/mnt/data/" + EscapeNonUtf8(path)},
-                    {"bytes", state.bytes},
-                    {"modified_at", FormatRfc3339(std::chrono::system_clock::time_point(
-                                        duration_cast<std::chrono::system_clock::duration>(
-                                            std::chrono::nanoseconds(state.mtime_ns))))}});
-  }
-  return Json{{"object", "list"}, {"data", data}};
-}
 
 // --- executions -----------------------------------------------------------------------------
 

@@ -143,9 +143,15 @@ class Service {
   // caller, in the origin's project, pool, limits and metadata, with the origin's input files on
   // record as its own. Between cells only (409 session_busy otherwise).
   Result<Json> ForkSession(const auth::Caller& caller, const std::string& id);
-  // Places stored files into the session's /mnt/data; returns what was placed.
+  // Places stored files into the session's /mnt/data; returns what was placed. A name already
+  // there is 409.
   Result<Json> PutSessionFiles(const auth::Caller& caller, const std::string& session_id,
                                const std::vector<std::string>& file_ids);
+  // Places one stored file, replacing a file of its name in one step (the Azure-compatible
+  // upload's semantics): the session's /mnt/data never lacks the name meanwhile. Audited as
+  // session.files.put with "replaced": true. Returns the placed entry.
+  Result<Json> ReplaceSessionFile(const auth::Caller& caller, const std::string& session_id,
+                                  const std::string& file_id);
   // Calls `listener` with the id of every session that ends from now on, however it ends
   // (deleted, expired, killed, the server stopping), after its end is recorded. Register before
   // serving: the list is read without a lock. A listener must not call back into the Service.
@@ -165,8 +171,8 @@ class Service {
   Result<Json> ListSessionFiles(const auth::Caller& caller, const std::string& session_id);
   // A file in the session's /mnt/data by its path (relative to it), opened read-only through
   // the session's safe folder, audited as session.files.get and metered as a download; its
-  // record (row) carries only filename, bytes and media type. For the Azure-compatible routes
-  // (aca_support.cc), which name session files by path rather than by file id.
+  // record (row) carries only filename, bytes and media type. For the Azure-compatible routes,
+  // which name session files by path rather than by file id.
   Result<FileContent> OpenSessionFile(const auth::Caller& caller, const std::string& session_id,
                                       const std::string& path);
 
@@ -176,7 +182,7 @@ class Service {
                               const std::string& code, std::optional<std::chrono::seconds> timeout,
                               const kernel::ExecuteObserver& observer = {});
   // Sends the session's running cell (if any) a KeyboardInterrupt, as a timeout would; audited
-  // as execution.interrupt. For MCP's notifications/cancelled (mcp_support.cc).
+  // as execution.interrupt. For MCP's notifications/cancelled.
   Status InterruptSession(const auth::Caller& caller, const std::string& session_id);
   Result<std::string> GetExecution(const auth::Caller& caller, const std::string& id);
   Result<Json> ListExecutions(const auth::Caller& caller, const std::string& session_id,
@@ -312,6 +318,10 @@ class Service {
   Result<StagedArtifact> StageArtifact(session::Session& session, const store::SessionRow& owner,
                                        const auth::Caller& caller, const std::string& execution_id,
                                        const files::FileChange& change, uint64_t max_bytes);
+  // Places stored file `file_id` into the session's /mnt/data (replacing one of its name when
+  // `replace`), on record as an input of the session; the placed entry.
+  Result<Json> PlaceFile(const auth::Caller& caller, session::Session& session,
+                         const std::string& file_id, bool replace);
   // When the record's outputs are larger than engine.max_record_outputs: all of them as an output
   // file (a JSON array), staged like an artifact, and the record cut to the outputs that fit.
   // Nothing when they fit, or when the file could not be made (the record says why).

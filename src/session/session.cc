@@ -204,6 +204,13 @@ Status Session::PutFile(const std::string& name, int source_fd) {
   return dir.CreateFileFrom(name, source_fd, resources_.user_uid, resources_.user_gid);
 }
 
+Status Session::ReplaceFile(const std::string& name, int source_fd) {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  if (end_reason_ != EndReason::kNone) return Status::FailedPrecondition("session has ended");
+  ASSIGN_OR_RETURN(auto dir, files::SafeDir::Open(resources_.dir + "/data"));
+  return dir.ReplaceFileFrom(name, source_fd, resources_.user_uid, resources_.user_gid);
+}
+
 Status Session::RemoveFile(const std::string& relative_path) {
   std::lock_guard<std::mutex> lock(state_mu_);
   if (end_reason_ != EndReason::kNone) return Status::FailedPrecondition("session has ended");

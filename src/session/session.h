@@ -84,6 +84,8 @@ class Session {
 
   // Files in /mnt/data.
   Status PutFile(const std::string& name, int source_fd);
+  // PutFile replacing a file of that name in one step (files::SafeDir::ReplaceFileFrom).
+  Status ReplaceFile(const std::string& name, int source_fd);
   Result<files::DirSnapshot> ListFiles() const;
   // Removes a file (or a link, never what it points at) under /mnt/data; not a folder.
   Status RemoveFile(const std::string& relative_path);

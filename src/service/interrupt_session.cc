@@ -1,5 +1,5 @@
-// The one domain call MCP needs beyond /v1's: interrupting a session's running cell when the
-// client cancels the tools/call that runs it (notifications/cancelled).
+// Interrupting a session's running cell on request, without ending the session (MCP calls it when
+// the client cancels the tools/call that runs a cell: notifications/cancelled).
 #include <nlohmann/json.hpp>
 
 #include "service/service.h"
