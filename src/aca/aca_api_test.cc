@@ -185,18 +185,26 @@ TEST(AcaSession, Shape) {
   EXPECT_TRUE(SessionList({s})["nextLink"].is_null());
 }
 
-TEST(IdentifierSessionsTest, OwnedByPrincipalAndRemadeWhenEnded) {
+// An identifier map over a fake service: sessions "sess_1", "sess_2", … live until erased from
+// `live`.
+struct FakeSessions {
   int made = 0;
   std::set<std::string> live;
-  IdentifierSessions map(
-      [&](const auth::Caller&, const std::string&) -> Result<std::string> {
+  IdentifierSessions map{
+      [this](const auth::Caller&, const std::string&) -> Result<std::string> {
         std::string id = "sess_" + std::to_string(++made);
         live.insert(id);
         return id;
       },
-      [&](const auth::Caller&, const std::string& id) {
+      [this](const auth::Caller&, const std::string& id) {
         return live.count(id) ? Status::Ok() : Status::NotFound("ended");
-      });
+      }};
+};
+
+TEST(IdentifierSessionsTest, OwnedByPrincipalAndRemadeWhenEnded) {
+  FakeSessions fake;
+  IdentifierSessions& map = fake.map;
+  std::set<std::string>& live = fake.live;
   auth::Caller alice, bob;
   alice.principal = "alice";
   alice.project_id = "proj_1";
@@ -219,17 +227,9 @@ TEST(IdentifierSessionsTest, OwnedByPrincipalAndRemadeWhenEnded) {
 }
 
 TEST(IdentifierSessionsTest, PrunedWhenItsSessionEnds) {
-  int made = 0;
-  std::set<std::string> live;
-  IdentifierSessions map(
-      [&](const auth::Caller&, const std::string&) -> Result<std::string> {
-        std::string id = "sess_" + std::to_string(++made);
-        live.insert(id);
-        return id;
-      },
-      [&](const auth::Caller&, const std::string& id) {
-        return live.count(id) ? Status::Ok() : Status::NotFound("ended");
-      });
+  FakeSessions fake;
+  IdentifierSessions& map = fake.map;
+  std::set<std::string>& live = fake.live;
   auth::Caller alice;
   alice.principal = "alice";
   alice.project_id = "proj_1";
