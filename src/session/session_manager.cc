@@ -120,8 +120,11 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Create(const EngineConfi
   manager->zygote_options_.preload = config.pool.preload;
   manager->zygote_options_.cache_dir = config.state_dir + "/cache";
   RETURN_IF_ERROR(manager->LiveZygote().status());
-  manager->pool_target_ = config.pool.ready_sessions;
-  manager->limits_ = config.pool.limits;
+  {
+    MutexLock lock(manager->mu_);  // No other thread yet; for the analysis.
+    manager->pool_target_ = config.pool.ready_sessions;
+    manager->limits_ = config.pool.limits;
+  }
   manager->refill_thread_ = std::thread([m = manager.get()] { m->RefillLoop(); });
   manager->expiry_thread_ = std::thread([m = manager.get()] { m->ExpiryLoop(); });
   return manager;
@@ -131,12 +134,12 @@ SessionManager::~SessionManager() {
   std::deque<std::shared_ptr<Session>> ready;
   std::map<std::string, std::shared_ptr<Session>> sessions;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     ready.swap(ready_);
     sessions.swap(sessions_);
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (refill_thread_.joinable()) refill_thread_.join();
   if (expiry_thread_.joinable()) expiry_thread_.join();
   for (auto& s : ready) s->End(EndReason::kShutdown);
@@ -222,7 +225,7 @@ Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& lim
   timings.total_ms = ms_since(started);
   std::function<void(const LaunchTimings&)> observer;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     observer = launch_observer_;
   }
   if (observer) observer(timings);
@@ -261,7 +264,7 @@ Result<std::shared_ptr<Session>> SessionManager::ForkSession(const std::string& 
   ASSIGN_OR_RETURN(std::shared_ptr<Session> origin, Get(origin_id));
   const std::string project = origin->project_id();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(AdmitLocked(project));
     ++admitting_[project];
   }
@@ -269,7 +272,7 @@ Result<std::shared_ptr<Session>> SessionManager::ForkSession(const std::string& 
     SessionManager* m;
     const std::string& project;
     ~Unadmit() {
-      std::lock_guard<std::mutex> lock(m->mu_);
+      MutexLock lock(m->mu_);
       if (--m->admitting_[project] == 0) m->admitting_.erase(project);
     }
   } unadmit{this, project};
@@ -319,7 +322,7 @@ Result<std::shared_ptr<Session>> SessionManager::ForkSession(const std::string& 
   session->SetOrigin(origin);
   session->SetProject(project);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) {
       session->End(EndReason::kShutdown);
       return Status::Unavailable("the engine is stopping");
@@ -359,7 +362,7 @@ size_t SessionManager::SweepLeftovers() {
 }
 
 Result<std::shared_ptr<kernel::Zygote>> SessionManager::LiveZygote() {
-  std::lock_guard<std::mutex> lock(zygote_mu_);
+  MutexLock lock(zygote_mu_);
   if (zygote_ && zygote_->Alive()) return zygote_;
   if (zygote_) LOG_WARN("pool {}: the zygote died; starting a new one", config_.pool.name);
   zygote_.reset();
@@ -369,25 +372,25 @@ Result<std::shared_ptr<kernel::Zygote>> SessionManager::LiveZygote() {
 }
 
 void SessionManager::RefillLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (!stopping_) {
     bool room = ready_.size() + launching_ < pool_target_ &&
                 sessions_.size() + ready_.size() + launching_ < config_.max_sessions;
     if (!room) {
-      cv_.wait_for(lock, std::chrono::seconds(1));
+      cv_.WaitFor(mu_, std::chrono::seconds(1));
       continue;
     }
     ++launching_;
     SessionLimits limits = limits_;
     uint64_t generation = limits_generation_;
-    lock.unlock();
+    lock.Unlock();
     auto session = Launch(limits);
-    lock.lock();
+    lock.Lock();
     --launching_;
     if (!session.ok()) {
       LOG_WARN("pool {}: could not start a session: {}", config_.pool.name,
                session.status().ToString());
-      cv_.wait_for(lock, std::chrono::seconds(1));  // Do not spin on a broken host.
+      cv_.WaitFor(mu_, std::chrono::seconds(1));  // Do not spin on a broken host.
       continue;
     }
     // Stopped, the target was lowered, or the limits changed while it launched.
@@ -397,23 +400,23 @@ void SessionManager::RefillLoop() {
       continue;
     }
     ready_.push_back(std::move(*session));
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
 }
 
 void SessionManager::ExpiryLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (!stopping_) {
-    cv_.wait_for(lock, std::chrono::seconds(1));
+    cv_.WaitFor(mu_, std::chrono::seconds(1));
     if (stopping_) break;
-    lock.unlock();
+    lock.Unlock();
     try {
       ExpireSessions();
     } catch (const std::exception& e) {  // A bug; the loop must go on expiring sessions.
       LOG_ERROR("pool {}: expiry pass failed: {}", config_.pool.name, e.what());
       metrics::CountInternalError("session_expiry");
     }
-    lock.lock();
+    lock.Lock();
   }
 }
 
@@ -461,7 +464,7 @@ Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOpti
 
   std::shared_ptr<Session> session;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     RETURN_IF_ERROR(AdmitLocked(options.project_id));
     while (!custom && !ready_.empty()) {
       session = std::move(ready_.front());
@@ -470,7 +473,7 @@ Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOpti
       session->End(EndReason::kCrashed);  // Died while waiting (e.g. zygote killed).
       session.reset();
     }
-    cv_.notify_all();  // The refill thread has room now.
+    cv_.NotifyAll();  // The refill thread has room now.
   }
   if (session) {
     session->MarkHandedOver();
@@ -478,24 +481,24 @@ Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOpti
   } else {
     // A cold launch takes a second or more: it holds an admission slot, not the lock.
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       RETURN_IF_ERROR(AdmitLocked(options.project_id));
       ++admitting_[options.project_id];
     }
     auto launched = Launch(limits);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (--admitting_[options.project_id] == 0) admitting_.erase(options.project_id);
     if (!launched.ok()) return launched.status();
     session = std::move(*launched);
   }
   session->SetProject(options.project_id);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   sessions_[session->id()] = session;
   return session;
 }
 
 Result<std::shared_ptr<Session>> SessionManager::Get(const std::string& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return Status::NotFound("no session " + id);
   return it->second;
@@ -504,13 +507,13 @@ Result<std::shared_ptr<Session>> SessionManager::Get(const std::string& id) cons
 Status SessionManager::EndSession(const std::string& id, EndReason reason) {
   std::shared_ptr<Session> session;
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = sessions_.find(id);
     if (it == sessions_.end()) {
       // An expiry pass may have taken it and be ending it now: wait for that pass, so that "not
       // found" means its end is on record (the pass holds expire_mu_ until it has reported it).
-      lock.unlock();
-      std::lock_guard<std::mutex> pass(expire_mu_);
+      lock.Unlock();
+      MutexLock pass(expire_mu_);
       return Status::NotFound("no session " + id);
     }
     session = std::move(it->second);
@@ -518,13 +521,13 @@ Status SessionManager::EndSession(const std::string& id, EndReason reason) {
   }
   session->End(reason);
   if (end_observer_) end_observer_(*session);
-  cv_.notify_all();
+  cv_.NotifyAll();
   ExpireSessions();  // Its forks, whose processes ended with it.
   return Status::Ok();
 }
 
 void SessionManager::ExpireSessions() {
-  std::lock_guard<std::mutex> pass(expire_mu_);
+  MutexLock pass(expire_mu_);
   ExpireSessionsLocked();
 }
 
@@ -545,7 +548,7 @@ bool SessionManager::ExpireOnce() {
   std::vector<std::pair<std::shared_ptr<Session>, EndReason>> expired;
   auto now = clock_->Now();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       const auto& s = it->second;
       EndReason reason = EndReason::kNone;
@@ -573,53 +576,54 @@ bool SessionManager::ExpireOnce() {
     session->End(reason);
     if (end_observer_) end_observer_(*session);
   }
-  if (!expired.empty()) cv_.notify_all();
+  if (!expired.empty()) cv_.NotifyAll();
   return !expired.empty();
 }
 
 bool SessionManager::WaitForWarmPool(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, timeout, [&] { return ready_.size() >= pool_target_; });
+  MutexLock lock(mu_);
+  return cv_.WaitFor(mu_, timeout,
+                     [&]() REQUIRES(mu_) { return ready_.size() >= pool_target_; });
 }
 
 void SessionManager::SetPoolTarget(uint32_t ready_sessions) {
   std::deque<std::shared_ptr<Session>> dropped;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     pool_target_ = ready_sessions;
     while (ready_.size() > pool_target_) {
       dropped.push_back(std::move(ready_.back()));
       ready_.pop_back();
     }
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   for (auto& s : dropped) s->End(EndReason::kShutdown);
 }
 
 uint32_t SessionManager::PoolTarget() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return pool_target_;
 }
 
 void SessionManager::SetLimits(const SessionLimits& limits) {
   std::deque<std::shared_ptr<Session>> dropped;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     limits_ = limits;
     ++limits_generation_;
     dropped.swap(ready_);
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   for (auto& s : dropped) s->End(EndReason::kShutdown);
 }
 
 SessionLimits SessionManager::Limits() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return limits_;
 }
 
 void SessionManager::SetLaunchObserver(std::function<void(const LaunchTimings&)> observer) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   launch_observer_ = std::move(observer);
 }
 
@@ -628,19 +632,19 @@ void SessionManager::SetEndObserver(std::function<void(const Session&)> observer
 }
 
 std::vector<std::shared_ptr<Session>> SessionManager::Sessions() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<std::shared_ptr<Session>> out;
   for (const auto& [id, s] : sessions_) out.push_back(s);
   return out;
 }
 
 size_t SessionManager::ReadyCount() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return ready_.size();
 }
 
 size_t SessionManager::ActiveCount() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return sessions_.size();
 }
 
