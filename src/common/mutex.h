@@ -46,6 +46,8 @@ class SCOPED_CAPABILITY MutexLock {
   explicit MutexLock(Mutex& mu) ACQUIRE(mu) : mu_(mu) { mu_.Lock(); }
   // Takes over a mutex the caller holds already (after `if (mu.TryLock())`).
   MutexLock(Mutex& mu, std::adopt_lock_t) REQUIRES(mu) : mu_(mu) {}
+  // Holds nothing yet: Lock() takes the mutex, on the paths that need it.
+  MutexLock(Mutex& mu, std::defer_lock_t) EXCLUDES(mu) : mu_(mu), held_(false) {}
   ~MutexLock() RELEASE() {
     if (held_) mu_.Unlock();
   }
