@@ -6,7 +6,7 @@ Result<std::string> IdentifierSessions::Resolve(const auth::Caller& caller,
                                                 const std::string& identifier, bool create) {
   std::shared_ptr<Entry> entry;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = entries_.find(KeyOf(caller, identifier));
     if (it != entries_.end()) {
       entry = it->second;
@@ -20,7 +20,7 @@ Result<std::string> IdentifierSessions::Resolve(const auth::Caller& caller,
                             "; running code with it (POST code/execute or executions) makes one");
   };
   if (!entry) return not_found();
-  std::lock_guard<std::mutex> lock(entry->mu);
+  MutexLock lock(entry->mu);
   if (!entry->session_id.empty() && is_live_(caller, entry->session_id).ok()) {
     return entry->session_id;
   }
@@ -30,7 +30,7 @@ Result<std::string> IdentifierSessions::Resolve(const auth::Caller& caller,
 }
 
 void IdentifierSessions::Forget(const auth::Caller& caller, const std::string& identifier) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   entries_.erase(KeyOf(caller, identifier));
 }
 
@@ -38,7 +38,7 @@ std::vector<std::pair<std::string, std::string>> IdentifierSessions::List(
     const auth::Caller& caller) {
   std::vector<std::pair<std::string, std::shared_ptr<Entry>>> mine;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [key, entry] : entries_) {
       if (std::get<0>(key) == caller.project_id && std::get<1>(key) == caller.principal) {
         mine.emplace_back(std::get<2>(key), entry);
@@ -47,7 +47,7 @@ std::vector<std::pair<std::string, std::string>> IdentifierSessions::List(
   }
   std::vector<std::pair<std::string, std::string>> live;
   for (const auto& [identifier, entry] : mine) {
-    std::lock_guard<std::mutex> lock(entry->mu);
+    MutexLock lock(entry->mu);
     if (!entry->session_id.empty() && is_live_(caller, entry->session_id).ok()) {
       live.emplace_back(identifier, entry->session_id);
     }

@@ -19,12 +19,12 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "auth/caller.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace pycell::aca {
@@ -51,8 +51,8 @@ class IdentifierSessions {
  private:
   using Key = std::tuple<std::string, std::string, std::string>;  // project, principal, id
   struct Entry {
-    std::mutex mu;            // Held while the session is checked or made.
-    std::string session_id;   // GUARDED_BY(mu); "" until made.
+    Mutex mu;  // Held while the session is checked or made.
+    std::string session_id GUARDED_BY(mu);  // "" until made.
   };
   static Key KeyOf(const auth::Caller& caller, const std::string& identifier) {
     return {caller.project_id, caller.principal, identifier};
@@ -60,8 +60,8 @@ class IdentifierSessions {
 
   const Create create_;
   const IsLive is_live_;
-  std::mutex mu_;
-  std::map<Key, std::shared_ptr<Entry>> entries_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<Key, std::shared_ptr<Entry>> entries_ GUARDED_BY(mu_);
 };
 
 }  // namespace pycell::aca
