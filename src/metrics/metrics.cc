@@ -71,7 +71,7 @@ struct Metrics::Families {
       .Name("pycell_quota_refusals_total")
       .Help("Requests refused past a project quota, by quota.")
       .Register(*registry);
-  Family<Counter>& audit_events = prometheus::BuildCounter()
+  Family<Counter>& audit_events GUARDED_BY(audit_follow_mu) = prometheus::BuildCounter()
       .Name("pycell_audit_events_total")
       .Help("Events in the audit log (every event written since the database began).")
       .Register(*registry);
@@ -104,6 +104,9 @@ struct Metrics::Families {
 
   Mutex sampler_mu;
   std::function<StateSample()> sampler GUARDED_BY(sampler_mu);
+  // Held while a scrape brings audit_events up to the log's length: two scrapes at once would
+  // both add the same difference.
+  Mutex audit_follow_mu;
 };
 
 namespace {
@@ -217,8 +220,13 @@ std::string Metrics::Scrape() {
     families_->bytes_stored.Add({}).Set(sample.bytes_stored);
     families_->over_expected.Add({}).Set(sample.sessions_over_expected);
     // A counter follows the log's length: it only ever grows, as the log does.
-    Counter& audit = families_->audit_events.Add({});
-    if (sample.audit_events > audit.Value()) audit.Increment(sample.audit_events - audit.Value());
+    {
+      MutexLock lock(families_->audit_follow_mu);
+      Counter& audit = families_->audit_events.Add({});
+      if (sample.audit_events > audit.Value()) {
+        audit.Increment(sample.audit_events - audit.Value());
+      }
+    }
   }
   {
     InternalErrors& errors = TheInternalErrors();
