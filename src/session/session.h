@@ -75,7 +75,8 @@ class Session {
 
   const std::string& id() const { return id_; }
   const SessionLimits& limits() const { return limits_; }
-  // The default timeout of this session's cells (within limits().max_execution_timeout).
+  // The default timeout of this session's cells (within limits().max_execution_timeout). Before
+  // the session is shared: limits() is read without a lock.
   void SetExecutionTimeout(std::chrono::seconds timeout);
 
   Result<ExecutionRecord> Execute(const ExecuteRequest& request,
@@ -155,6 +156,8 @@ class Session {
   std::string project_id_;         // Set once, before the session is shared.
   std::weak_ptr<Session> origin_;
 
+  // SetExecutionTimeout changes it (under exec_mu_) before the session is handed out; read
+  // without a lock from then on.
   SessionLimits limits_;
   std::chrono::milliseconds interrupt_grace_;
   Clock* clock_;
