@@ -6,7 +6,7 @@ Result<std::string> IdentifierSessions::Resolve(const auth::Caller& caller,
                                                 const std::string& identifier, bool create) {
   std::shared_ptr<Entry> entry;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = entries_.find(KeyOf(caller, identifier));
     if (it != entries_.end()) {
       entry = it->second;
@@ -20,14 +20,14 @@ Result<std::string> IdentifierSessions::Resolve(const auth::Caller& caller,
                             "; running code with it (POST code/execute or executions) makes one");
   };
   if (!entry) return not_found();
-  std::lock_guard<std::mutex> lock(entry->mu);
+  MutexLock lock(entry->mu);
   if (!entry->session_id.empty() && is_live_(caller, entry->session_id).ok()) {
     return entry->session_id;
   }
   if (!create) return not_found();
   ASSIGN_OR_RETURN(std::string made, create_(caller, identifier));
   {
-    std::lock_guard<std::mutex> map_lock(mu_);
+    MutexLock map_lock(mu_);
     if (!entry->session_id.empty()) made_.erase(entry->session_id);
     made_[made] = Made{KeyOf(caller, identifier), entry->serial};
     // Pruned meanwhile (its last session ended while this one was made): back in the map.
@@ -38,7 +38,7 @@ Result<std::string> IdentifierSessions::Resolve(const auth::Caller& caller,
 }
 
 void IdentifierSessions::Prune(const std::string& session_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto made = made_.find(session_id);
   if (made == made_.end()) return;
   auto entry = entries_.find(made->second.key);
@@ -49,12 +49,12 @@ void IdentifierSessions::Prune(const std::string& session_id) {
 }
 
 size_t IdentifierSessions::size() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return entries_.size();
 }
 
 void IdentifierSessions::Forget(const auth::Caller& caller, const std::string& identifier) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   entries_.erase(KeyOf(caller, identifier));
 }
 
@@ -62,7 +62,7 @@ std::vector<std::pair<std::string, std::string>> IdentifierSessions::List(
     const auth::Caller& caller) {
   std::vector<std::pair<std::string, std::shared_ptr<Entry>>> mine;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [key, entry] : entries_) {
       if (std::get<0>(key) == caller.project_id && std::get<1>(key) == caller.principal) {
         mine.emplace_back(std::get<2>(key), entry);
@@ -71,7 +71,7 @@ std::vector<std::pair<std::string, std::string>> IdentifierSessions::List(
   }
   std::vector<std::pair<std::string, std::string>> live;
   for (const auto& [identifier, entry] : mine) {
-    std::lock_guard<std::mutex> lock(entry->mu);
+    MutexLock lock(entry->mu);
     if (!entry->session_id.empty() && is_live_(caller, entry->session_id).ok()) {
       live.emplace_back(identifier, entry->session_id);
     }

@@ -20,12 +20,12 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "auth/caller.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace pycell::aca {
@@ -59,9 +59,9 @@ class IdentifierSessions {
   using Key = std::tuple<std::string, std::string, std::string>;  // project, principal, id
   struct Entry {
     explicit Entry(uint64_t n) : serial(n) {}
-    const uint64_t serial;    // Unique for the map's life (an address may be reused).
-    std::mutex mu;            // Held while the session is checked or made.
-    std::string session_id;   // GUARDED_BY(mu); "" until made.
+    const uint64_t serial;  // Unique for the map's life (an address may be reused).
+    Mutex mu;               // Held while the session is checked or made.
+    std::string session_id GUARDED_BY(mu);  // "" until made.
   };
   static Key KeyOf(const auth::Caller& caller, const std::string& identifier) {
     return {caller.project_id, caller.principal, identifier};
@@ -76,10 +76,10 @@ class IdentifierSessions {
 
   const Create create_;
   const IsLive is_live_;
-  std::mutex mu_;  // Taken after an Entry's mu, never before it.
-  std::map<Key, std::shared_ptr<Entry>> entries_;  // GUARDED_BY(mu_)
-  std::map<std::string, Made> made_;               // GUARDED_BY(mu_); by session id
-  uint64_t serials_ = 0;                           // GUARDED_BY(mu_)
+  Mutex mu_;  // Taken after an Entry's mu, never before it.
+  std::map<Key, std::shared_ptr<Entry>> entries_ GUARDED_BY(mu_);
+  std::map<std::string, Made> made_ GUARDED_BY(mu_);  // By session id.
+  uint64_t serials_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace pycell::aca

@@ -85,7 +85,7 @@ Result<Caller> Authenticator::Authenticate(const std::string& authorization,
 Status Authenticator::Fail(const std::string& address, const std::string& request_id,
                            const std::string& key_id, const std::string& reason, Status answer) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto now = clock_->Now();
     Prune(now);
     Window& window = windows_[FailureKey(address)];

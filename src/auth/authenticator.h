@@ -17,12 +17,12 @@
 
 #include <chrono>
 #include <map>
-#include <mutex>
 #include <string>
 
 #include "auth/caller.h"
 #include "auth/roles.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "metrics/metrics.h"
 #include "store/metadata_store.h"
@@ -53,9 +53,10 @@ class Authenticator {
   // Records the failure and audits it, returning `answer` (the 401); past the limit returns the
   // 429 instead, unaudited.
   Status Fail(const std::string& address, const std::string& request_id,
-              const std::string& key_id, const std::string& reason, Status answer);
-  // REQUIRES: mu_ held. Drops windows that have passed.
-  void Prune(std::chrono::steady_clock::time_point now);
+              const std::string& key_id, const std::string& reason, Status answer)
+      EXCLUDES(mu_);
+  // Drops windows that have passed.
+  void Prune(std::chrono::steady_clock::time_point now) REQUIRES(mu_);
 
   store::MetadataStore* const store_;
   Clock* const clock_;
@@ -63,14 +64,14 @@ class Authenticator {
   void Count(const std::string& reason) {
     if (metrics_) metrics_->AuthFailure(reason);
   }
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   struct Window {
     std::chrono::steady_clock::time_point start;
     int failures = 0;
   };
-  // GUARDED_BY(mu_): by source address (an IPv6 address by its /64).
-  std::map<std::string, Window> windows_;
-  std::chrono::steady_clock::time_point last_prune_;  // GUARDED_BY(mu_)
+  // By source address (an IPv6 address by its /64).
+  std::map<std::string, Window> windows_ GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point last_prune_ GUARDED_BY(mu_);
 };
 
 }  // namespace pycell::auth

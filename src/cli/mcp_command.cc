@@ -10,12 +10,12 @@
 // clients statelessly.
 #include <CLI/CLI.hpp>
 #include <iostream>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "cli/client_common.h"
 #include "cli/commands.h"
+#include "common/mutex.h"
 
 namespace pycell::cli {
 namespace {
@@ -23,12 +23,12 @@ namespace {
 class StdoutWriter {
  public:
   void Write(const Json& message) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     std::cout << Dump(message) << "\n" << std::flush;
   }
 
  private:
-  std::mutex mu_;
+  Mutex mu_;
 };
 
 Json RpcError(const Json& id, int code, const std::string& message) {

@@ -1,7 +1,6 @@
 #include "diagnostics/diagnostics.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <deque>
 #include <span>
 #include <thread>
@@ -10,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/logging.h"
+#include "common/mutex.h"
 #include "diagnostics/sink_writer.h"
 
 namespace pycell::diagnostics {
@@ -64,7 +64,7 @@ class Diagnostics::Worker {
   void Enqueue(const std::shared_ptr<const std::string>& event) {
     bool wake = false;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (stopping_ || queue_.size() >= setting_.queue_max) {
         ++dropped_;
         ++dropped_unlogged_;  // Logged by the worker: the caller never waits for a log write.
@@ -75,38 +75,39 @@ class Diagnostics::Worker {
       // those two moments need a wake-up (one per event costs a context switch per event).
       wake = queue_.size() == 1 || queue_.size() >= batch_max_;
     }
-    if (wake) wake_.notify_one();
+    if (wake) wake_.NotifyOne();
   }
 
   // Asks for what is queued to be written now, not when a batch fills.
   void RequestFlush() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (queue_.empty() && !busy_) return;
       flush_requested_ = true;
     }
-    wake_.notify_one();
+    wake_.NotifyOne();
   }
 
   // True when the queue is empty and no batch is in hand before `deadline`.
   bool WaitIdle(SteadyTime deadline) {
-    std::unique_lock lock(mu_);
-    return idle_.wait_until(lock, deadline, [&] { return queue_.empty() && !busy_; });
+    MutexLock lock(mu_);
+    return idle_.WaitUntil(mu_, deadline,
+                           [&]() REQUIRES(mu_) { return queue_.empty() && !busy_; });
   }
 
   // Abandons what is left (see Close) and joins the thread. Idempotent.
   void Stop() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stopping_ = true;
       cancel_ = true;
     }
-    wake_.notify_all();
+    wake_.NotifyAll();
     if (thread_.joinable()) thread_.join();
   }
 
   SinkState State() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return {setting_.name, setting_.sink, setting_.categories, sent_,
             failed_,       dropped_,      queue_.size(),       last_error_};
   }
@@ -123,13 +124,13 @@ class Diagnostics::Worker {
         batch_window_(setting.sink == "webhook" ? setting.flush_interval : kLocalBatchWindow) {}
 
   void Run() {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     while (true) {
-      wake_.wait(lock, [&] { return cancel_ || !queue_.empty(); });
+      wake_.Wait(mu_, [&]() REQUIRES(mu_) { return cancel_ || !queue_.empty(); });
       if (cancel_) break;
       if (batch_window_.count() > 0) {
         // Wait for a full batch, but not longer than the window from the oldest event.
-        wake_.wait_until(lock, queue_.front().queued_at + batch_window_, [&] {
+        wake_.WaitUntil(mu_, queue_.front().queued_at + batch_window_, [&]() REQUIRES(mu_) {
           return cancel_ || flush_requested_ || queue_.size() >= batch_max_;
         });
         if (cancel_) break;
@@ -145,61 +146,61 @@ class Diagnostics::Worker {
         queue_.pop_front();
       }
       busy_ = true;
-      Deliver(batch, lock);
+      Deliver(batch);
       busy_ = false;
       if (queue_.empty()) {
         flush_requested_ = false;
-        idle_.notify_all();
+        idle_.NotifyAll();
       }
-      LogDrops(lock);
+      LogDrops();
     }
     dropped_ += queue_.size();
     queue_.clear();
     busy_ = false;
-    idle_.notify_all();
+    idle_.NotifyAll();
   }
 
   // Says how many events were dropped, at most once every kDropLogInterval.
-  // REQUIRES: `lock` holds mu_ (released while logging).
-  void LogDrops(std::unique_lock<std::mutex>& lock) {
+  // Releases mu_ while logging.
+  void LogDrops() REQUIRES(mu_) {
     auto now = std::chrono::steady_clock::now();
     if (dropped_unlogged_ == 0 || now - last_drop_log_ < kDropLogInterval) return;
     uint64_t dropped = std::exchange(dropped_unlogged_, 0);
     last_drop_log_ = now;
-    lock.unlock();
+    mu_.Unlock();
     LOG_WARN("diagnostic setting {}: dropped {} events: its queue ({} events) was full",
              setting_.name, dropped, setting_.queue_max);
-    lock.lock();
+    mu_.Lock();
   }
 
   // Writes `batch`, retrying what was not delivered after backoff, backoff·2, … up to
   // max_retries times; what is still not delivered then is failed.
-  // REQUIRES: `lock` holds mu_ (released while writing and waiting).
-  void Deliver(std::span<const std::string_view> batch, std::unique_lock<std::mutex>& lock) {
+  // Releases mu_ while writing and waiting.
+  void Deliver(std::span<const std::string_view> batch) REQUIRES(mu_) {
     size_t done = 0;
     uint32_t retries = 0;
     std::chrono::milliseconds backoff = setting_.backoff;
     while (true) {
-      lock.unlock();
+      mu_.Unlock();
       size_t delivered = 0;
       Status status = writer_->Write(batch.subspan(done), &delivered);
-      lock.lock();
+      mu_.Lock();
       CHECK(delivered <= batch.size() - done);
       done += delivered;
       sent_ += delivered;
       if (status.ok() && done == batch.size()) {
         if (failing_) {
           failing_ = false;
-          lock.unlock();
+          mu_.Unlock();
           LOG_INFO("diagnostic setting {}: delivering again", setting_.name);
-          lock.lock();
+          mu_.Lock();
         }
         return;
       }
       last_error_ = status.ok() ? "incomplete write" : status.message();
       if (retries >= setting_.max_retries || cancel_) break;
       ++retries;
-      if (wake_.wait_for(lock, backoff, [&] { return cancel_.load(); })) break;
+      if (wake_.WaitFor(mu_, backoff, [&] { return cancel_.load(); })) break;
       backoff = std::min(backoff * 2, kMaxBackoff);
     }
     failed_ += batch.size() - done;
@@ -207,12 +208,12 @@ class Diagnostics::Worker {
     failing_ = true;
     if (first_failure) {
       std::string error = last_error_;
-      lock.unlock();
+      mu_.Unlock();
       LOG_WARN(
           "diagnostic setting {} ({}): {} events failed after {} retries: {}; further "
           "failures are counted, not logged, until it delivers again",
           setting_.name, setting_.sink, batch.size() - done, retries, error);
-      lock.lock();
+      mu_.Lock();
     }
   }
 
@@ -224,20 +225,20 @@ class Diagnostics::Worker {
   // webhook's transfer.
   std::atomic<bool> cancel_{false};
 
-  mutable std::mutex mu_;
-  std::condition_variable wake_;  // To the thread: events, a flush, Stop.
-  std::condition_variable idle_;  // To WaitIdle: the queue is empty and no batch in hand.
-  std::deque<Pending> queue_;     // GUARDED_BY(mu_)
-  bool busy_ = false;             // GUARDED_BY(mu_): a batch is being delivered.
-  bool flush_requested_ = false;  // GUARDED_BY(mu_)
-  bool stopping_ = false;         // GUARDED_BY(mu_)
-  bool failing_ = false;          // GUARDED_BY(mu_): the last batch failed (logged once).
-  uint64_t dropped_unlogged_ = 0;  // GUARDED_BY(mu_): not yet in the log.
-  SteadyTime last_drop_log_;        // GUARDED_BY(mu_)
-  uint64_t sent_ = 0;             // GUARDED_BY(mu_)
-  uint64_t failed_ = 0;           // GUARDED_BY(mu_)
-  uint64_t dropped_ = 0;          // GUARDED_BY(mu_)
-  std::string last_error_;        // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar wake_;  // To the thread: events, a flush, Stop.
+  CondVar idle_;  // To WaitIdle: the queue is empty and no batch in hand.
+  std::deque<Pending> queue_ GUARDED_BY(mu_);
+  bool busy_ GUARDED_BY(mu_) = false;  // A batch is being delivered.
+  bool flush_requested_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool failing_ GUARDED_BY(mu_) = false;  // The last batch failed (logged once).
+  uint64_t dropped_unlogged_ GUARDED_BY(mu_) = 0;  // Not yet in the log.
+  SteadyTime last_drop_log_ GUARDED_BY(mu_);
+  uint64_t sent_ GUARDED_BY(mu_) = 0;
+  uint64_t failed_ GUARDED_BY(mu_) = 0;
+  uint64_t dropped_ GUARDED_BY(mu_) = 0;
+  std::string last_error_ GUARDED_BY(mu_);
   std::thread thread_;            // Started last in Start, joined in Stop.
 };
 
@@ -297,7 +298,7 @@ bool Diagnostics::Flush(std::chrono::milliseconds timeout) {
 }
 
 void Diagnostics::Close(std::chrono::milliseconds flush_deadline) {
-  std::lock_guard lock(close_mu_);
+  MutexLock lock(close_mu_);
   if (closed_) return;
   closed_ = true;
   Flush(flush_deadline);

@@ -17,7 +17,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +25,7 @@
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace pycell::diagnostics {
@@ -88,7 +88,7 @@ class Diagnostics {
   // Flushes for up to `flush_deadline`, then stops the workers — a batch in a retry's backoff
   // or a webhook transfer is abandoned and counted as failed, events still queued as dropped —
   // and joins them. Later Emits are dropped (and counted). Idempotent.
-  void Close(std::chrono::milliseconds flush_deadline);
+  void Close(std::chrono::milliseconds flush_deadline) EXCLUDES(close_mu_);
   static constexpr std::chrono::milliseconds kCloseDeadline{2000};
 
  private:
@@ -99,8 +99,8 @@ class Diagnostics {
   // routes_[i]: the workers of the settings listing kDiagnosticCategories[i]. Fixed after Create.
   std::vector<std::vector<Worker*>> routes_;
   Clock* clock_ = nullptr;
-  std::mutex close_mu_;
-  bool closed_ = false;  // GUARDED_BY(close_mu_)
+  Mutex close_mu_;
+  bool closed_ GUARDED_BY(close_mu_) = false;
 };
 
 }  // namespace pycell::diagnostics

@@ -4,16 +4,16 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <mutex>
 #include <string>
 
+#include "common/mutex.h"
 #include "diagnostics/sink_writer.h"
 
 namespace pycell::diagnostics {
 namespace {
 
-std::mutex& StdoutMutex() {
-  static std::mutex mu;
+Mutex& StdoutMutex() {
+  static Mutex mu;
   return mu;
 }
 
@@ -28,7 +28,7 @@ class StdoutWriter : public SinkWriter {
       buffer.append(event);
       buffer.push_back('\n');
     }
-    std::lock_guard lock(StdoutMutex());
+    MutexLock lock(StdoutMutex());
     size_t written = 0;
     size_t next_line = 0;  // Index of the first event not yet wholly written.
     size_t line_end = events.empty() ? 0 : events[0].size() + 1;

@@ -114,7 +114,7 @@ Status Kernel::WaitReady(std::chrono::milliseconds timeout) {
 
 Status Kernel::Violated(Status violation) {
   {
-    std::lock_guard<std::mutex> lock(violation_mu_);
+    MutexLock lock(violation_mu_);
     if (violation_.empty()) violation_ = violation.message();
   }
   LOG_WARN("session (init pid {}): protocol violation: {}", init_pid_, violation.message());
@@ -123,7 +123,7 @@ Status Kernel::Violated(Status violation) {
 }
 
 std::string Kernel::violation() const {
-  std::lock_guard<std::mutex> lock(violation_mu_);
+  MutexLock lock(violation_mu_);
   return violation_;
 }
 

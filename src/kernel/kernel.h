@@ -12,11 +12,11 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "kernel/frame.h"
@@ -131,7 +131,7 @@ class Kernel {
  private:
   void Signal(int sig);
   // Records the rule broken and kills the session; returns `violation` for the caller to pass on.
-  Status Violated(Status violation);
+  Status Violated(Status violation) EXCLUDES(violation_mu_);
 
   pid_t init_pid_;
   UniqueFd init_pidfd_;
@@ -142,8 +142,8 @@ class Kernel {
   std::atomic<bool> dead_{false};
   int64_t execute_id_ = 0;  // Random, of the last execute sent; the runner echoes it in "done".
   int64_t execution_count_ = 0;   // As the last completion reported it.
-  mutable std::mutex violation_mu_;
-  std::string violation_;  // GUARDED_BY(violation_mu_)
+  mutable Mutex violation_mu_;
+  std::string violation_ GUARDED_BY(violation_mu_);
 };
 
 }  // namespace pycell::kernel

@@ -97,6 +97,7 @@ Result<std::unique_ptr<Zygote>> Zygote::Start(const ZygoteOptions& options) {
   }
   theirs.Reset();
   std::unique_ptr<Zygote> zygote(new Zygote(pid, std::move(ours)));
+  MutexLock lock(zygote->mu_);  // Not shared yet; for the analysis.
   RETURN_IF_ERROR(WriteFrame(zygote->control_.get(), DumpJson(config)));
   auto ready = ReadFrame(zygote->control_.get(), zygote->reader_, options.start_timeout);
   if (!ready.ok()) {
@@ -122,7 +123,7 @@ Zygote::~Zygote() {
 }
 
 bool Zygote::Alive() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (exited_) return false;
   int status = 0;
   if (::waitpid(pid_, &status, WNOHANG) == pid_) exited_ = true;  // Reaped: it is gone.
@@ -130,7 +131,7 @@ bool Zygote::Alive() {
 }
 
 Result<pid_t> Zygote::Spawn(const sandbox::Policy& policy, double cpus, const SessionFds& fds) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   json request = {{"type", "spawn"}, {"policy", json::parse(EncodePolicy(policy))}, {"cpus", cpus}};
   std::vector<int> passed = {fds.stdout_write, fds.stderr_write, fds.control, fds.go_read};
   if (fds.lifeline >= 0) passed.push_back(fds.lifeline);

@@ -10,10 +10,10 @@
 
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "kernel/frame.h"
@@ -42,18 +42,19 @@ class Zygote {
   static Result<std::unique_ptr<Zygote>> Start(const ZygoteOptions& options);
   ~Zygote();  // Kills the zygote (sessions it forked live on until their server ends them).
 
-  Result<pid_t> Spawn(const sandbox::Policy& policy, double cpus, const SessionFds& fds);
+  Result<pid_t> Spawn(const sandbox::Policy& policy, double cpus, const SessionFds& fds)
+      EXCLUDES(mu_);
   pid_t pid() const { return pid_; }
   // False once the zygote process has exited (it is reaped here).
-  bool Alive();
+  bool Alive() EXCLUDES(mu_);
 
  private:
   Zygote(pid_t pid, UniqueFd control) : pid_(pid), control_(std::move(control)) {}
   pid_t pid_;
-  std::mutex mu_;
-  UniqueFd control_;    // GUARDED_BY(mu_) for each request/reply pair.
-  FrameReader reader_;  // GUARDED_BY(mu_)
-  bool exited_ = false;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  UniqueFd control_ GUARDED_BY(mu_);  // For each request/reply pair.
+  FrameReader reader_ GUARDED_BY(mu_);
+  bool exited_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace pycell::kernel

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <thread>
 
 namespace pycell::mcp {
@@ -99,9 +98,9 @@ Parsed ParseMessage(std::string_view text) {
 // --- a tools/call in flight -----------------------------------------------------------------
 
 struct McpServer::Running {
-  std::mutex mu;
-  bool cancelled = false;           // GUARDED_BY(mu)
-  std::function<void()> on_cancel;  // GUARDED_BY(mu)
+  Mutex mu;
+  bool cancelled GUARDED_BY(mu) = false;
+  std::function<void()> on_cancel GUARDED_BY(mu);
 };
 
 namespace {
@@ -123,7 +122,7 @@ class CallToolContext : public ToolContext {
   }
   void Progress(const std::string& message) override {
     if (progress_token_.is_null() || !call_.notify) return;
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     // Progress must increase with every notification: seconds since the call began.
     double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
@@ -145,8 +144,8 @@ class CallToolContext : public ToolContext {
   const Json progress_token_;
   std::function<void(std::function<void()>)> on_cancel_;
   const std::chrono::steady_clock::time_point started_;
-  std::mutex mu_;
-  double last_progress_ = 0;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  double last_progress_ GUARDED_BY(mu_) = 0;
 };
 
 // Sends a progress notification every kProgressInterval until destroyed, so that clients with
@@ -156,30 +155,30 @@ class ProgressTicker {
   explicit ProgressTicker(CallToolContext* context) : context_(context) {
     if (!context->wants_progress()) return;
     thread_ = std::thread([this] {
-      std::unique_lock<std::mutex> lock(mu_);
-      while (!cv_.wait_for(lock, kProgressInterval, [this] { return done_; })) {
-        lock.unlock();
+      MutexLock lock(mu_);
+      while (!cv_.WaitFor(mu_, kProgressInterval, [this]() REQUIRES(mu_) { return done_; })) {
+        lock.Unlock();
         context_->Progress("running, " + std::to_string(static_cast<int>(context_->seconds())) +
                            " s");
-        lock.lock();
+        lock.Lock();
       }
     });
   }
   ~ProgressTicker() {
     if (!thread_.joinable()) return;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       done_ = true;
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
     thread_.join();
   }
 
  private:
   CallToolContext* context_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  bool done_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
@@ -299,7 +298,7 @@ Result<Json> McpServer::CallTool(const Message& request, const CallContext& cont
   auto running = std::make_shared<Running>();
   std::string key = RunningKey(context, request.id);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     running_[key] = running;
   }
   // Unregistered however the call ends (a handler's exception is caught in HandleRequest).
@@ -308,15 +307,15 @@ Result<Json> McpServer::CallTool(const Message& request, const CallContext& cont
     const std::string& key;
     const std::shared_ptr<Running>& running;
     ~Unregister() {
-      std::lock_guard<std::mutex> lock(server->mu_);
+      MutexLock lock(server->mu_);
       auto it = server->running_.find(key);
       if (it != server->running_.end() && it->second == running) server->running_.erase(it);
     }
   } unregister{this, key, running};
   auto on_cancel = [running](std::function<void()> cancel) {
-    std::unique_lock<std::mutex> lock(running->mu);
+    MutexLock lock(running->mu);
     if (running->cancelled) {
-      lock.unlock();
+      lock.Unlock();
       cancel();
       return;
     }
@@ -330,7 +329,7 @@ Result<Json> McpServer::CallTool(const Message& request, const CallContext& cont
   }
   bool cancelled = false;
   {
-    std::lock_guard<std::mutex> lock(running->mu);
+    MutexLock lock(running->mu);
     cancelled = running->cancelled;
     running->on_cancel = nullptr;
   }
@@ -391,7 +390,7 @@ void McpServer::Cancelled(const Message& notification, const CallContext& contex
     return;
   std::shared_ptr<Running> running;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = running_.find(RunningKey(context, params["requestId"]));
     if (it == running_.end())
       return;  // Finished already, or never ours: ignored, as the spec says.
@@ -399,7 +398,7 @@ void McpServer::Cancelled(const Message& notification, const CallContext& contex
   }
   std::function<void()> cancel;
   {
-    std::lock_guard<std::mutex> lock(running->mu);
+    MutexLock lock(running->mu);
     running->cancelled = true;
     cancel = std::move(running->on_cancel);
     running->on_cancel = nullptr;

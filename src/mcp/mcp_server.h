@@ -23,7 +23,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -32,6 +31,7 @@
 
 #include "auth/caller.h"
 #include "auth/roles.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace pycell::mcp {
@@ -172,8 +172,8 @@ class McpServer {
   const ResolveResource resolve_;
   const Json resource_templates_;
   const std::map<std::string, MethodFn> methods_;
-  std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Running>> running_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, std::shared_ptr<Running>> running_ GUARDED_BY(mu_);
 };
 
 }  // namespace pycell::mcp

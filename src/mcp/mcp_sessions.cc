@@ -8,7 +8,7 @@ namespace pycell::mcp {
 
 std::string McpSessions::Open(const auth::Caller& caller, const std::string& protocol_version) {
   std::string id = NewId("mcp_");
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (sessions_.size() >= kMaxSessions) {
     auto oldest = std::min_element(
         sessions_.begin(), sessions_.end(),
@@ -20,7 +20,7 @@ std::string McpSessions::Open(const auth::Caller& caller, const std::string& pro
 }
 
 Status McpSessions::Use(const std::string& id, const auth::Caller& caller) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = sessions_.find(id);
   if (it == sessions_.end() || it->second.key_id != caller.key_id) {
     return Status::NotFound("no MCP session " + id + "; send initialize again to start one");
@@ -30,7 +30,7 @@ Status McpSessions::Use(const std::string& id, const auth::Caller& caller) {
 }
 
 Status McpSessions::End(const std::string& id, const auth::Caller& caller) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = sessions_.find(id);
   if (it == sessions_.end() || it->second.key_id != caller.key_id) {
     return Status::NotFound("no MCP session " + id);
@@ -40,7 +40,7 @@ Status McpSessions::End(const std::string& id, const auth::Caller& caller) {
 }
 
 size_t McpSessions::size() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return sessions_.size();
 }
 

@@ -10,10 +10,10 @@
 #include <chrono>
 #include <cstddef>
 #include <map>
-#include <mutex>
 #include <string>
 
 #include "auth/caller.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace pycell::mcp {
@@ -36,8 +36,8 @@ class McpSessions {
     std::string protocol_version;
     std::chrono::steady_clock::time_point last_used;
   };
-  mutable std::mutex mu_;
-  std::map<std::string, Entry> sessions_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::string, Entry> sessions_ GUARDED_BY(mu_);
 };
 
 }  // namespace pycell::mcp

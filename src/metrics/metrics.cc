@@ -8,8 +8,9 @@
 
 #include <atomic>
 #include <map>
-#include <mutex>
 #include <sstream>
+
+#include "common/mutex.h"
 
 namespace pycell::metrics {
 
@@ -70,7 +71,7 @@ struct Metrics::Families {
       .Name("pycell_quota_refusals_total")
       .Help("Requests refused past a project quota, by quota.")
       .Register(*registry);
-  Family<Counter>& audit_events = prometheus::BuildCounter()
+  Family<Counter>& audit_events GUARDED_BY(audit_follow_mu) = prometheus::BuildCounter()
       .Name("pycell_audit_events_total")
       .Help("Events in the audit log (every event written since the database began).")
       .Register(*registry);
@@ -101,16 +102,19 @@ struct Metrics::Families {
       .Help("Active sessions running longer than usage.expected_session_s.")
       .Register(*registry);
 
-  std::mutex sampler_mu;
-  std::function<StateSample()> sampler;  // GUARDED_BY(sampler_mu)
+  Mutex sampler_mu;
+  std::function<StateSample()> sampler GUARDED_BY(sampler_mu);
+  // Held while a scrape brings audit_events up to the log's length: two scrapes at once would
+  // both add the same difference.
+  Mutex audit_follow_mu;
 };
 
 namespace {
 
 // CountInternalError's counts, process-wide (few names; a map under a mutex is plenty).
 struct InternalErrors {
-  std::mutex mu;
-  std::map<std::string, uint64_t, std::less<>> by_where;  // GUARDED_BY(mu)
+  Mutex mu;
+  std::map<std::string, uint64_t, std::less<>> by_where GUARDED_BY(mu);
   std::atomic<uint64_t> total{0};
 };
 InternalErrors& TheInternalErrors() {
@@ -130,7 +134,7 @@ const Histogram::BucketBoundaries kSessionBuckets = {1,    10,   30,    60,    3
 void CountInternalError(std::string_view where) {
   InternalErrors& errors = TheInternalErrors();
   errors.total++;
-  std::lock_guard lock(errors.mu);
+  MutexLock lock(errors.mu);
   auto it = errors.by_where.find(where);
   if (it == errors.by_where.end()) it = errors.by_where.emplace(std::string(where), 0).first;
   it->second++;
@@ -195,14 +199,14 @@ void Metrics::PoolRefill(double seconds) {
 }
 
 void Metrics::SetSampler(std::function<StateSample()> sampler) {
-  std::lock_guard lock(families_->sampler_mu);
+  MutexLock lock(families_->sampler_mu);
   families_->sampler = std::move(sampler);
 }
 
 std::string Metrics::Scrape() {
   std::function<StateSample()> sampler;
   {
-    std::lock_guard lock(families_->sampler_mu);
+    MutexLock lock(families_->sampler_mu);
     sampler = families_->sampler;
   }
   if (sampler) {
@@ -216,12 +220,17 @@ std::string Metrics::Scrape() {
     families_->bytes_stored.Add({}).Set(sample.bytes_stored);
     families_->over_expected.Add({}).Set(sample.sessions_over_expected);
     // A counter follows the log's length: it only ever grows, as the log does.
-    Counter& audit = families_->audit_events.Add({});
-    if (sample.audit_events > audit.Value()) audit.Increment(sample.audit_events - audit.Value());
+    {
+      MutexLock lock(families_->audit_follow_mu);
+      Counter& audit = families_->audit_events.Add({});
+      if (sample.audit_events > audit.Value()) {
+        audit.Increment(sample.audit_events - audit.Value());
+      }
+    }
   }
   {
     InternalErrors& errors = TheInternalErrors();
-    std::lock_guard lock(errors.mu);
+    MutexLock lock(errors.mu);
     for (const auto& [where, count] : errors.by_where) {
       Counter& counter = families_->internal_errors.Add({{"where", where}});
       if (static_cast<double>(count) > counter.Value()) {

@@ -786,7 +786,7 @@ HttpServer::~HttpServer() {
 }
 
 const std::string* HttpServer::Admit(const std::string& limit_key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const ServerConfig& config = options_.config;
   const std::string* refusal = nullptr;
   if (stopping_) {
@@ -820,7 +820,7 @@ const std::string* HttpServer::Admit(const std::string& limit_key) {
 void HttpServer::ConnectionClosed(const std::string& limit_key) {
   bool trim = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!limit_key.empty()) {
       auto it = per_address_.find(limit_key);
       if (it != per_address_.end() && --it->second == 0) per_address_.erase(it);
@@ -834,30 +834,30 @@ void HttpServer::ConnectionClosed(const std::string& limit_key) {
       last_trim_ = now;
       trim = true;
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
   if (trim) ::malloc_trim(0);  // After the reply: a few ms at most, on no request's path.
 }
 
 size_t HttpServer::connections() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return connections_;
 }
 
 bool HttpServer::StartWaiting(Connection* connection, std::weak_ptr<Connection> weak) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (stopping_) return false;
   waiting_.emplace(connection, std::move(weak));
   return true;
 }
 
 void HttpServer::StopWaiting(Connection* connection) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   waiting_.erase(connection);
 }
 
 bool HttpServer::IsWaiting(Connection* connection) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return waiting_.count(connection) > 0;
 }
 
@@ -926,7 +926,7 @@ void HttpServer::WaitForHead(std::shared_ptr<Connection> connection) {
 void HttpServer::StopAccepting() {
   std::vector<std::shared_ptr<Connection>> idle;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_.exchange(true) || !io_) return;
     for (auto& [raw, weak] : waiting_) {
       if (auto c = weak.lock()) idle.push_back(std::move(c));
@@ -951,20 +951,20 @@ void HttpServer::StopAccepting() {
 
 void HttpServer::RequestDone() {
   // Under mu_, so that WaitIdle cannot miss the wake-up between its check and its wait.
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   in_flight_--;
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 bool HttpServer::WaitIdle(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mu_);
-  return cv_.wait_for(lock, timeout, [&] { return in_flight_.load() == 0; });
+  MutexLock lock(mu_);
+  return cv_.WaitFor(mu_, timeout, [&] { return in_flight_.load() == 0; });
 }
 
 void HttpServer::Join() {
   {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return connections_ == 0; });
+    MutexLock lock(mu_);
+    cv_.Wait(mu_, [&]() REQUIRES(mu_) { return connections_ == 0; });
     if (!stopping_ || joined_ || !io_) return;  // Still accepting: the threads go on.
     joined_ = true;
   }

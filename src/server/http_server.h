@@ -52,17 +52,16 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/config.h"
 #include "common/ip_address.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "server/router.h"
 #include "server/worker_pool.h"
@@ -100,14 +99,14 @@ class HttpServer {
   uint16_t port() const { return port_; }
   const std::string& host() const { return host_; }
 
-  void StopAccepting();
+  void StopAccepting() EXCLUDES(mu_);
   // Waits until no request is being handled, or `timeout` passes. True when idle.
-  bool WaitIdle(std::chrono::milliseconds timeout);
+  bool WaitIdle(std::chrono::milliseconds timeout) EXCLUDES(mu_);
   // Waits for every connection to close; after StopAccepting, then ends the io threads and the
   // workers (without it, the server goes on accepting: a test may Join between connections).
-  void Join();
+  void Join() EXCLUDES(mu_);
   size_t in_flight() const { return in_flight_.load(); }
-  size_t connections() const;
+  size_t connections() const EXCLUDES(mu_);
   size_t worker_threads() const { return workers_.threads(); }
 
   class Connection;  // http_server.cc
@@ -127,14 +126,14 @@ class HttpServer {
   void WaitForHead(std::shared_ptr<Connection> connection);  // Back to the io side.
   // Counts a new connection from `limit_key` ("" when not limited per address): nullptr when
   // admitted, else the 503 to send (then nothing was counted).
-  const std::string* Admit(const std::string& limit_key);
-  void ConnectionClosed(const std::string& limit_key);
+  const std::string* Admit(const std::string& limit_key) EXCLUDES(mu_);
+  void ConnectionClosed(const std::string& limit_key) EXCLUDES(mu_);
   // Registers a connection waiting for its head (StopAccepting closes those); false when the
   // server is stopping.
-  bool StartWaiting(Connection* connection, std::weak_ptr<Connection> weak);
-  void StopWaiting(Connection* connection);
-  bool IsWaiting(Connection* connection) const;
-  void RequestDone();
+  bool StartWaiting(Connection* connection, std::weak_ptr<Connection> weak) EXCLUDES(mu_);
+  void StopWaiting(Connection* connection) EXCLUDES(mu_);
+  bool IsWaiting(Connection* connection) const EXCLUDES(mu_);
+  void RequestDone() EXCLUDES(mu_);
 
   const HttpServerOptions options_;
   const Router* router_;
@@ -146,14 +145,14 @@ class HttpServer {
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> in_flight_{0};
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  size_t connections_ = 0;                                // GUARDED_BY(mu_)
-  std::unordered_map<std::string, uint32_t> per_address_;  // GUARDED_BY(mu_)
-  std::unordered_map<Connection*, std::weak_ptr<Connection>> waiting_;  // GUARDED_BY(mu_)
-  std::chrono::steady_clock::time_point last_trim_;  // GUARDED_BY(mu_): the last malloc_trim
-  std::chrono::steady_clock::time_point last_refusal_log_;  // GUARDED_BY(mu_)
-  bool joined_ = false;                                      // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  size_t connections_ GUARDED_BY(mu_) = 0;
+  std::unordered_map<std::string, uint32_t> per_address_ GUARDED_BY(mu_);
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> waiting_ GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point last_trim_ GUARDED_BY(mu_);  // The last malloc_trim.
+  std::chrono::steady_clock::time_point last_refusal_log_ GUARDED_BY(mu_);
+  bool joined_ GUARDED_BY(mu_) = false;
 
   WorkerPool workers_;
   std::unique_ptr<Io> io_;  // Last: destroyed (explicitly, in ~HttpServer) before the rest.

@@ -3,10 +3,10 @@
 #include <curl/curl.h>
 
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "common/build_info.h"
+#include "common/mutex.h"
 #include "mcp/mcp_server.h"
 #include "mcp/mcp_sessions.h"
 #include "mcp/mcp_tools.h"
@@ -120,14 +120,14 @@ Result<Response> Post(McpEndpoint& endpoint, Request& request, ResponseStream& s
   std::vector<std::pair<std::string, std::string>> headers = {{"Content-Type", "text/event-stream"},
                                                               {"Cache-Control", "no-store"}};
   if (!session_id.empty()) headers.emplace_back("Mcp-Session-Id", session_id);
-  std::mutex write_mu;
+  Mutex write_mu;  // Guards `stream`: progress notifications come from other threads.
   auto send = [&](const Json& event) {
-    std::lock_guard<std::mutex> lock(write_mu);
+    MutexLock lock(write_mu);
     if (!stream.begun() && !stream.Begin(200, headers).ok()) return;
     (void)stream.Write("event: message\ndata: " + Dump(event) + "\n\n");
   };
   {
-    std::lock_guard<std::mutex> lock(write_mu);
+    MutexLock lock(write_mu);
     (void)stream.Begin(200, headers);
   }
   context.notify = send;

@@ -11,13 +11,12 @@
 // Thread-safety: one producer thread; the sink runs on the writer's thread.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <string_view>
 #include <thread>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace pycell::server {
@@ -28,19 +27,19 @@ class OverlappedWriter {
   ~OverlappedWriter();  // Drains, then stops the thread.
 
   // Queues `data`, which must stay valid until the next Drain returns.
-  void Write(std::string_view data);
-  Status Drain();
+  void Write(std::string_view data) EXCLUDES(mu_);
+  Status Drain() EXCLUDES(mu_);
 
  private:
-  void Loop();
+  void Loop() EXCLUDES(mu_);
 
   std::function<Status(std::string_view)> sink_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::string_view> queue_;  // GUARDED_BY(mu_)
-  bool busy_ = false;                    // GUARDED_BY(mu_): the thread is in sink_.
-  bool stopping_ = false;                // GUARDED_BY(mu_)
-  Status failure_;                       // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<std::string_view> queue_ GUARDED_BY(mu_);
+  bool busy_ GUARDED_BY(mu_) = false;  // The thread is in sink_.
+  bool stopping_ GUARDED_BY(mu_) = false;
+  Status failure_ GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -16,7 +16,7 @@ WorkerPool::WorkerPool(size_t max_threads, std::chrono::milliseconds idle_exit,
       idle_exit_(idle_exit),
       keep_threads_(std::min(keep_threads, max_threads_)) {
   // The kept threads start now: at rest the pool always holds exactly them.
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (size_t i = 0; i < keep_threads_; ++i) {
     std::thread thread([this] { Loop(); });
     running_.emplace(thread.get_id(), std::move(thread));
@@ -28,7 +28,7 @@ WorkerPool::~WorkerPool() { Stop(); }
 void WorkerPool::Submit(std::function<void()> job) {
   std::vector<std::thread> ended;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return;
     queue_.push_back(std::move(job));
     queued_count_.store(queue_.size(), std::memory_order_relaxed);
@@ -36,7 +36,7 @@ void WorkerPool::Submit(std::function<void()> job) {
     // Every queued job has an idle thread to take it (they have been woken, or will be): wake
     // one more; otherwise start a thread while the bound allows.
     if (queue_.size() <= idle_) {
-      work_.notify_one();
+      work_.NotifyOne();
     } else if (running_.size() < max_threads_) {
       std::thread thread([this] { Loop(); });
       running_.emplace(thread.get_id(), std::move(thread));
@@ -48,17 +48,17 @@ void WorkerPool::Submit(std::function<void()> job) {
 void WorkerPool::Stop() {
   std::vector<std::thread> ended;
   {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
-    work_.notify_all();
-    ended_.wait(lock, [&] { return running_.empty(); });
+    work_.NotifyAll();
+    ended_.Wait(mu_, [&]() REQUIRES(mu_) { return running_.empty(); });
     ended = TakeEnded();
   }
   for (std::thread& thread : ended) thread.join();
 }
 
 size_t WorkerPool::threads() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return running_.size();
 }
 
@@ -73,11 +73,12 @@ std::vector<std::thread> WorkerPool::TakeEnded() {
 }
 
 void WorkerPool::Loop() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
     while (queue_.empty() && !stopping_) {
       ++idle_;
-      bool woken = work_.wait_for(lock, idle_exit_, [&] { return !queue_.empty() || stopping_; });
+      bool woken = work_.WaitFor(mu_, idle_exit_,
+                                 [&]() REQUIRES(mu_) { return !queue_.empty() || stopping_; });
       --idle_;
       if (!woken && running_.size() > keep_threads_) break;  // Idle long enough: end.
     }
@@ -86,7 +87,7 @@ void WorkerPool::Loop() {
     queue_.pop_front();
     queued_count_.store(queue_.size(), std::memory_order_relaxed);
     busy_.fetch_add(1, std::memory_order_relaxed);
-    lock.unlock();
+    lock.Unlock();
     try {
       job();
     } catch (const std::exception& e) {
@@ -97,16 +98,16 @@ void WorkerPool::Loop() {
       metrics::CountInternalError("http_worker");
     }
     job = nullptr;  // Whatever it held is released outside the lock.
-    lock.lock();
+    lock.Lock();
     busy_.fetch_sub(1, std::memory_order_relaxed);
   }
   // This thread ends: its handle goes to be joined by the next Submit or Stop.
   auto self = running_.find(std::this_thread::get_id());
   ended_threads_.push_back(std::move(self->second));
   running_.erase(self);
-  ended_.notify_all();
+  ended_.NotifyAll();
   bool last_idle_exit = !stopping_ && running_.size() == keep_threads_;
-  lock.unlock();
+  lock.Unlock();
   // The pool shrank back to rest after a burst: what the ended threads' arenas hold in free
   // pages goes back to the system (glibc keeps it otherwise).
   if (last_idle_exit) ::malloc_trim(0);

@@ -14,14 +14,14 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace pycell::server {
 
@@ -33,35 +33,35 @@ class WorkerPool {
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   // Runs `job` on a worker, now or when one is free. Never blocks. After Stop, drops it.
-  void Submit(std::function<void()> job);
+  void Submit(std::function<void()> job) EXCLUDES(mu_);
   // Lets the queued jobs run, then waits for every thread to end.
-  void Stop();
+  void Stop() EXCLUDES(mu_);
 
-  size_t threads() const;  // Started and not yet ended.
+  size_t threads() const EXCLUDES(mu_);  // Started and not yet ended.
   // Running a job now; waiting for a thread. Read without the lock (a moment's value): the HTTP
   // server asks after every request.
   size_t busy() const;
   size_t queued() const;
 
  private:
-  void Loop();
-  // REQUIRES: mu_ held. Takes the threads that ended, to be joined outside the lock.
-  std::vector<std::thread> TakeEnded();
+  void Loop() EXCLUDES(mu_);
+  // Takes the threads that ended, to be joined outside the lock.
+  std::vector<std::thread> TakeEnded() REQUIRES(mu_);
 
   const size_t max_threads_;
   const std::chrono::milliseconds idle_exit_;
   const size_t keep_threads_;
 
-  mutable std::mutex mu_;
-  std::condition_variable work_;   // A job was queued, or Stop.
-  std::condition_variable ended_;  // A thread ended.
-  std::deque<std::function<void()>> queue_;       // GUARDED_BY(mu_)
-  std::map<std::thread::id, std::thread> running_;  // GUARDED_BY(mu_)
-  std::vector<std::thread> ended_threads_;        // GUARDED_BY(mu_): to join.
-  size_t idle_ = 0;                               // GUARDED_BY(mu_): waiting for a job.
+  mutable Mutex mu_;
+  CondVar work_;   // A job was queued, or Stop.
+  CondVar ended_;  // A thread ended.
+  std::deque<std::function<void()>> queue_ GUARDED_BY(mu_);
+  std::map<std::thread::id, std::thread> running_ GUARDED_BY(mu_);
+  std::vector<std::thread> ended_threads_ GUARDED_BY(mu_);  // To join.
+  size_t idle_ GUARDED_BY(mu_) = 0;                        // Waiting for a job.
   std::atomic<size_t> busy_{0};          // Written under mu_.
   std::atomic<size_t> queued_count_{0};  // queue_.size(), written under mu_.
-  bool stopping_ = false;                         // GUARDED_BY(mu_)
+  bool stopping_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace pycell::server

@@ -115,7 +115,7 @@ Result<Json> Upload::Finish() {
   row.project_id = caller_.project_id;
   row.principal = caller_.principal;
   {
-    std::lock_guard<std::mutex> lock(s->blob_mu_);  // No delete may drop the blob in between.
+    MutexLock lock(s->blob_mu_);  // No delete may drop the blob in between.
     ASSIGN_OR_RETURN(files::BlobInfo blob, writer_->Commit());
     row.sha256 = blob.sha256;
     row.bytes = static_cast<int64_t>(blob.bytes);
@@ -153,8 +153,12 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
   service->host_protections_json_ = DumpJson(protections);
   ASSIGN_OR_RETURN(service->store_, store::OpenSqliteStore(data + "/pycell.db"));
   // Diagnostic settings first, so that every audit event of this run reaches them.
-  ASSIGN_OR_RETURN(service->diagnostics_,
+  ASSIGN_OR_RETURN(auto diagnostics,
                    diagnostics::Diagnostics::Create(config.diagnostic_settings, {clock}));
+  {
+    MutexLock lock(service->diagnostics_mu_);  // No other thread yet; for the analysis.
+    service->diagnostics_ = std::move(diagnostics);
+  }
   service->store_->SetAuditListener(
       [self = service.get()](const audit::AuditEvent& event) { self->EmitAudit(event); });
   ASSIGN_OR_RETURN(service->blobs_, files::FileStore::Open(data + "/files"));
@@ -205,17 +209,17 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
 
 Service::~Service() {
   {
-    std::lock_guard<std::mutex> lock(diagnostics_mu_);
+    MutexLock lock(diagnostics_mu_);
     if (diagnostics_) diagnostics_->Close(diagnostics::Diagnostics::kCloseDeadline);
   }
   {
-    std::lock_guard<std::mutex> lock(sweep_mu_);
+    MutexLock lock(sweep_mu_);
     stopping_ = true;
   }
-  sweep_cv_.notify_all();
+  sweep_cv_.NotifyAll();
   if (sweep_thread_.joinable()) sweep_thread_.join();
   pools_.clear();  // Ends every session (recorded through the end observer).
-  std::lock_guard<std::mutex> end_lock(end_mu_);
+  MutexLock end_lock(end_mu_);
   FlushUnrecordedEndsLocked();  // Whatever still fails is marked server_restart at next start.
 }
 
@@ -340,7 +344,7 @@ Status Service::DeleteFile(const auth::Caller& caller, const std::string& id) {
   trail.audit->detail_json =
       DumpJson(Json{{"filename", row.filename}, {"sha256", row.sha256}, {"bytes", row.bytes}});
   trail.usage.push_back(StorageHeld(row));
-  std::lock_guard<std::mutex> lock(blob_mu_);
+  MutexLock lock(blob_mu_);
   auto remaining = store_->DeleteFile(id, trail);
   if (!remaining.ok()) {
     if (remaining.status().IsNotFound()) return Status::NotFound("no file " + id);
@@ -368,16 +372,17 @@ Result<int> Service::SweepExpiredFiles() {
 }
 
 void Service::SweepLoop() {
-  std::unique_lock<std::mutex> lock(sweep_mu_);
+  MutexLock lock(sweep_mu_);
   auto last_sweep = std::chrono::steady_clock::now();
   while (!stopping_) {
     // Every second: the ends a busy database refused; every sweep interval: retention.
-    sweep_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+    sweep_cv_.WaitFor(sweep_mu_, std::chrono::seconds(1),
+                      [&]() REQUIRES(sweep_mu_) { return stopping_; });
     if (stopping_) break;
-    lock.unlock();
+    lock.Unlock();
     try {
       {
-        std::lock_guard<std::mutex> end_lock(end_mu_);
+        MutexLock end_lock(end_mu_);
         FlushUnrecordedEndsLocked();
       }
       auto now = std::chrono::steady_clock::now();
@@ -392,7 +397,7 @@ void Service::SweepLoop() {
       LOG_ERROR("retention sweep: internal error: {}", e.what());
       metrics::CountInternalError("retention_sweep");
     }
-    lock.lock();
+    lock.Lock();
   }
 }
 
@@ -531,7 +536,7 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
     }
   }
   {
-    std::lock_guard<std::mutex> lock(rows_mu_);
+    MutexLock lock(rows_mu_);
     active_rows_[row.id] = row;
   }
   metrics_->SessionCreated(row.pool);
@@ -542,7 +547,7 @@ Service::QuotaReservation::~QuotaReservation() { Release(); }
 
 void Service::QuotaReservation::Release() {
   if (service_ == nullptr) return;
-  std::lock_guard<std::mutex> lock(service_->quota_mu_);
+  MutexLock lock(service_->quota_mu_);
   if (--service_->reserved_sessions_[project_id_] == 0) {
     service_->reserved_sessions_.erase(project_id_);
   }
@@ -552,7 +557,7 @@ void Service::QuotaReservation::Release() {
 Result<Service::QuotaReservation> Service::ReserveSession(const auth::Caller& caller,
                                                           const store::ProjectRow& project,
                                                           const std::string& target) {
-  std::lock_guard<std::mutex> lock(quota_mu_);
+  MutexLock lock(quota_mu_);
   int64_t pending = 0;
   if (auto it = reserved_sessions_.find(project.id); it != reserved_sessions_.end()) {
     pending = it->second;
@@ -610,7 +615,7 @@ Result<Json> Service::ForkSession(const auth::Caller& caller, const std::string&
     }
   }
   {
-    std::lock_guard<std::mutex> lock(rows_mu_);
+    MutexLock lock(rows_mu_);
     active_rows_[row.id] = row;
   }
   metrics_->SessionCreated(row.pool);
@@ -618,12 +623,12 @@ Result<Json> Service::ForkSession(const auth::Caller& caller, const std::string&
 }
 
 Status Service::RecordEnd(const session::Session& s) {
-  std::lock_guard<std::mutex> end_lock(end_mu_);
+  MutexLock end_lock(end_mu_);
   FlushUnrecordedEndsLocked();
   auth::Caller by = auth::Caller::System();
   std::optional<store::SessionRow> cached;
   {
-    std::lock_guard<std::mutex> lock(rows_mu_);
+    MutexLock lock(rows_mu_);
     auto active = active_rows_.find(s.id());
     if (active != active_rows_.end()) {
       cached = std::move(active->second);
@@ -659,7 +664,7 @@ Status Service::RecordEnd(const session::Session& s) {
   }
   Status written = store_->PutSession(row, trail);
   if (!written.ok()) {
-    std::lock_guard<std::mutex> lock(rows_mu_);
+    MutexLock lock(rows_mu_);
     std::string id = row.id;  // Not row.id below: the right side is moved from first.
     unrecorded_ends_[id] = {std::move(row), std::move(trail)};
     return written.WithContext("kept to retry");
@@ -671,7 +676,7 @@ Status Service::RecordEnd(const session::Session& s) {
 void Service::FlushUnrecordedEndsLocked() {
   std::map<std::string, UnrecordedEnd> pending;
   {
-    std::lock_guard<std::mutex> lock(rows_mu_);
+    MutexLock lock(rows_mu_);
     pending = unrecorded_ends_;
   }
   for (const auto& [id, end] : pending) {
@@ -684,13 +689,13 @@ void Service::FlushUnrecordedEndsLocked() {
              end.row.end_reason);
     metrics_->SessionEnded(end.row.pool, end.row.end_reason,
                            (end.row.ended_at_ms - end.row.created_at_ms) / 1000.0);
-    std::lock_guard<std::mutex> lock(rows_mu_);
+    MutexLock lock(rows_mu_);
     unrecorded_ends_.erase(id);
   }
 }
 
 void Service::OverlayUnrecordedEnd(store::SessionRow* row) {
-  std::lock_guard<std::mutex> lock(rows_mu_);
+  MutexLock lock(rows_mu_);
   auto it = unrecorded_ends_.find(row->id);
   if (it != unrecorded_ends_.end()) *row = it->second.row;
 }
@@ -720,7 +725,7 @@ Result<std::shared_ptr<session::Session>> Service::LiveSession(const auth::Calle
   if (!IsValidId(id, "sess_")) return Status::NotFound("no session " + id);
   std::string pool_name;
   {
-    std::lock_guard<std::mutex> lock(rows_mu_);
+    MutexLock lock(rows_mu_);
     auto cached = active_rows_.find(id);
     if (cached != active_rows_.end() && cached->second.principal == caller.principal &&
         cached->second.project_id == caller.project_id) {
@@ -778,20 +783,20 @@ Result<Json> Service::EndSession(const auth::Caller& caller, const std::string& 
   ASSIGN_OR_RETURN(store::SessionRow row, VisibleSession(caller, id));
   if (row.status == "active") {
     {
-      std::lock_guard<std::mutex> lock(rows_mu_);
+      MutexLock lock(rows_mu_);
       ended_by_[id] = caller;
     }
     auto pool = pools_.find(row.pool);
     bool ended = pool != pools_.end() &&
                  pool->second->EndSession(id, session::EndReason::kClosed).ok();
     {
-      std::lock_guard<std::mutex> lock(rows_mu_);
+      MutexLock lock(rows_mu_);
       ended_by_.erase(id);  // Used by RecordEnd when the pool ended it; not needed otherwise.
     }
     if (!ended) {  // Not live any more (its cell ended it): record what we know.
-      std::lock_guard<std::mutex> end_lock(end_mu_);
+      MutexLock end_lock(end_mu_);
       {
-        std::lock_guard<std::mutex> lock(rows_mu_);
+        MutexLock lock(rows_mu_);
         active_rows_.erase(id);
       }
       // The pool may have recorded its end meanwhile (expiry, a violation): that reason stands.
@@ -918,7 +923,7 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
   ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
   store::SessionRow owner;
   {
-    std::lock_guard<std::mutex> lock(rows_mu_);
+    MutexLock lock(rows_mu_);
     auto cached = active_rows_.find(session_id);
     if (cached == active_rows_.end()) return EndedError(session_id, "crashed");
     owner = cached->second;
@@ -961,7 +966,7 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
   }
   std::optional<StagedArtifact> outputs_file = StageOutputs(&record, owner, caller);
   std::vector<store::FileRow> artifacts;
-  std::unique_lock<std::mutex> blob_lock(blob_mu_);
+  MutexLock blob_lock(blob_mu_);
   if (outputs_file) {
     auto blob = outputs_file->writer->Commit();
     if (blob.ok()) {
@@ -1008,7 +1013,7 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
   store::SessionRow row;
   bool ended_meanwhile = false;
   {
-    std::lock_guard<std::mutex> lock(rows_mu_);
+    MutexLock lock(rows_mu_);
     auto cached = active_rows_.find(session_id);
     ended_meanwhile = cached == active_rows_.end();
     if (!ended_meanwhile) {
@@ -1027,12 +1032,12 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
     if (row.status == "ended") active_rows_.erase(cached);
     }
   }
-  std::unique_lock<std::mutex> end_lock(end_mu_, std::defer_lock);
+  MutexLock end_lock(end_mu_, std::defer_lock);
   if (ended_meanwhile) {
     // Ended while the cell ran (DELETE, the pool's sweep): the code ran, so it is recorded all
     // the same, against the ended session's record (written by RecordEnd, which end_mu_ waits
     // for); the caller hears the session is gone.
-    end_lock.lock();
+    end_lock.Lock();
     auto stored = store_->GetSession(session_id);
     if (!stored.ok()) {
       for (const store::FileRow& artifact : artifacts) DropUnnamedBlob(artifact.sha256);
@@ -1061,7 +1066,7 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
     for (const store::FileRow& artifact : artifacts) DropUnnamedBlob(artifact.sha256);
     return recorded;
   }
-  blob_lock.unlock();
+  blob_lock.Unlock();
   metrics_->Execution(exec.status, exec.duration_ms / 1000);
   std::string sandbox_event;
   if (exec.status == "timeout") sandbox_event = "timeout_" + record.timeout_action;
@@ -1346,12 +1351,12 @@ Json Service::Pools() const {
 }
 
 std::shared_ptr<const ServiceConfig> Service::LiveConfig() const {
-  std::lock_guard<std::mutex> lock(live_config_mu_);
+  MutexLock lock(live_config_mu_);
   return live_config_;
 }
 
 Result<Json> Service::Reload(const auth::Caller& caller, const ServiceConfig& requested) {
-  std::lock_guard<std::mutex> reload_lock(reload_mu_);
+  MutexLock reload_lock(reload_mu_);
   RETURN_IF_ERROR(requested.Validate());
   std::shared_ptr<const ServiceConfig> current = LiveConfig();
   // What may change live is taken from `requested`; the rest stays as it is.
@@ -1408,12 +1413,12 @@ Result<Json> Service::Reload(const auth::Caller& caller, const ServiceConfig& re
     }
   }
   {
-    std::lock_guard<std::mutex> lock(live_config_mu_);
+    MutexLock lock(live_config_mu_);
     live_config_ = std::make_shared<const ServiceConfig>(std::move(next));
   }
   if (fresh) {
     {
-      std::lock_guard<std::mutex> lock(diagnostics_mu_);
+      MutexLock lock(diagnostics_mu_);
       diagnostics_.swap(fresh);
     }
     fresh->Close(diagnostics::Diagnostics::kCloseDeadline);  // The old settings' queues.
@@ -1465,7 +1470,7 @@ Result<Json> Service::ServiceInfo() {
 void Service::Emit(std::string_view category, const std::function<Json()>& make) {
   std::shared_ptr<diagnostics::Diagnostics> current;
   {
-    std::lock_guard<std::mutex> lock(diagnostics_mu_);
+    MutexLock lock(diagnostics_mu_);
     current = diagnostics_;
   }
   if (current && current->Wants(category)) current->Emit(category, make());
@@ -1505,7 +1510,7 @@ void Service::EmitAudit(const audit::AuditEvent& event) {
 Json Service::DiagnosticSettings() const {
   std::shared_ptr<diagnostics::Diagnostics> current;
   {
-    std::lock_guard<std::mutex> lock(diagnostics_mu_);
+    MutexLock lock(diagnostics_mu_);
     current = diagnostics_;
   }
   Json data = Json::array();
@@ -1541,7 +1546,7 @@ metrics::StateSample Service::SampleState() {
     sample.audit_events = static_cast<double>(totals->audit_events);
   }
   {
-    std::lock_guard<std::mutex> lock(rows_mu_);
+    MutexLock lock(rows_mu_);
     sample.sessions_over_expected = static_cast<double>(flagged_long_.size());
   }
   return sample;
@@ -1552,7 +1557,7 @@ int Service::FlagLongSessions() {
   if (expected.count() <= 0) return 0;
   int64_t now = NowMs();
   int over = 0;
-  std::lock_guard<std::mutex> lock(rows_mu_);
+  MutexLock lock(rows_mu_);
   for (const auto& [id, row] : active_rows_) {
     if (now - row.created_at_ms <= expected.count() * 1000) continue;
     ++over;
@@ -1579,10 +1584,10 @@ void Service::InterruptAll() {
 void Service::Shutdown() {
   stopping_cells_ = true;
   {
-    std::lock_guard<std::mutex> lock(sweep_mu_);
+    MutexLock lock(sweep_mu_);
     stopping_ = true;
   }
-  sweep_cv_.notify_all();
+  sweep_cv_.NotifyAll();
   for (auto& [name, manager] : pools_) {
     for (auto& s : manager->Sessions()) (void)manager->EndSession(s->id(), session::EndReason::kShutdown);
   }

@@ -20,12 +20,10 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <utility>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -36,6 +34,7 @@
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "auth/authenticator.h"
@@ -301,12 +300,12 @@ class Service {
                                                         const std::string& id);
   // Records a refusal past a quota (quota.exceeded) and returns it.
   Status QuotaRefused(const auth::Caller& caller, const std::string& target, Status refusal);
-  Status RecordEnd(const session::Session& session);
+  Status RecordEnd(const session::Session& session) EXCLUDES(end_mu_, rows_mu_);
   // Writes the ends RecordEnd could not (the database was locked or full), oldest first, until
-  // one fails again. The caller holds end_mu_.
-  void FlushUnrecordedEndsLocked();
+  // one fails again.
+  void FlushUnrecordedEndsLocked() REQUIRES(end_mu_) EXCLUDES(rows_mu_);
   // The ended row in place of `row` while its end waits to be written.
-  void OverlayUnrecordedEnd(store::SessionRow* row);
+  void OverlayUnrecordedEnd(store::SessionRow* row) EXCLUDES(rows_mu_);
   // The diagnostic events an audit event makes (the store's audit listener).
   void EmitAudit(const audit::AuditEvent& event);
   // One changed file on its way to becoming an output: copied and hashed (the slow part) without
@@ -347,7 +346,7 @@ class Service {
   };
   Result<QuotaReservation> ReserveSession(const auth::Caller& caller,
                                           const store::ProjectRow& project,
-                                          const std::string& target);
+                                          const std::string& target) EXCLUDES(quota_mu_);
   // The audit event of a session ended for breaking the control protocol (a security event).
   store::Trail ViolationTrail(const store::SessionRow& row, const std::string& rule,
                               const std::string& execution_id);
@@ -359,19 +358,19 @@ class Service {
   // The record of a session just made: its id, pool, times and limits, status active.
   store::SessionRow ActiveRow(const session::Session& session, const std::string& pool) const;
   // After a record naming `sha256` could not be written: removes the blob unless another record
-  // names it. REQUIRES: blob_mu_ held.
-  void DropUnnamedBlob(const std::string& sha256);
+  // names it.
+  void DropUnnamedBlob(const std::string& sha256) REQUIRES(blob_mu_);
   // The storage a deleted file held, for usage.
   store::UsageEvent StorageHeld(const store::FileRow& row) const;
   int64_t NowMs() const;
   int64_t ToWallMs(std::chrono::steady_clock::time_point t) const;
-  void SweepLoop();
+  void SweepLoop() EXCLUDES(sweep_mu_);
 
   const ServiceConfig config_;
   Clock* const clock_;
-  mutable std::mutex live_config_mu_;
-  std::shared_ptr<const ServiceConfig> live_config_;  // GUARDED_BY(live_config_mu_)
-  std::mutex reload_mu_;  // One reload at a time.
+  mutable Mutex live_config_mu_;
+  std::shared_ptr<const ServiceConfig> live_config_ GUARDED_BY(live_config_mu_);
+  Mutex reload_mu_;  // One reload at a time.
   int64_t started_at_ms_ = 0;
   std::chrono::steady_clock::time_point started_;  // For uptime: steady across clock steps.
   std::string host_protections_json_;  // From sandbox::ProbeHost at Open.
@@ -381,40 +380,40 @@ class Service {
   std::unique_ptr<auth::Authenticator> authenticator_;
   std::optional<evidence::SigningKey> evidence_key_;  // <data-dir>/evidence.key; set by Open.
   // Replaced whole when the settings change; Emit works on the instance it copied.
-  mutable std::mutex diagnostics_mu_;
-  std::shared_ptr<diagnostics::Diagnostics> diagnostics_;  // GUARDED_BY(diagnostics_mu_)
+  mutable Mutex diagnostics_mu_;
+  std::shared_ptr<diagnostics::Diagnostics> diagnostics_ GUARDED_BY(diagnostics_mu_);
   std::map<std::string, std::unique_ptr<session::SessionManager>> pools_;  // Fixed after Open.
   // Held while a blob is committed and its record written, and while a record is deleted and
   // its blob removed: a delete can never remove a blob a new record is about to name.
-  std::mutex blob_mu_;
+  Mutex blob_mu_;
   // The records of the sessions that run, kept in step with the store (which is written first
   // on create, with every execution and at the end), so that a cell reads no database row.
-  std::mutex rows_mu_;
-  std::map<std::string, store::SessionRow> active_rows_;  // GUARDED_BY(rows_mu_)
+  Mutex rows_mu_;
+  std::map<std::string, store::SessionRow> active_rows_ GUARDED_BY(rows_mu_);
   // Who ended a session through EndSession, for its session.end event (RecordEnd runs on the
   // pool's thread); sessions already flagged as running long.
-  std::map<std::string, auth::Caller> ended_by_;  // GUARDED_BY(rows_mu_)
-  std::set<std::string> flagged_long_;           // GUARDED_BY(rows_mu_)
+  std::map<std::string, auth::Caller> ended_by_ GUARDED_BY(rows_mu_);
+  std::set<std::string> flagged_long_ GUARDED_BY(rows_mu_);
   // Session ends whose write failed: retried every second by the sweep thread (and before each
   // later end), shown by VisibleSession meanwhile, so an end is never lost to a busy database.
   struct UnrecordedEnd {
     store::SessionRow row;
     store::Trail trail;
   };
-  std::map<std::string, UnrecordedEnd> unrecorded_ends_;  // GUARDED_BY(rows_mu_)
+  std::map<std::string, UnrecordedEnd> unrecorded_ends_ GUARDED_BY(rows_mu_);
   // Held to check a project's session quotas and reserve a slot (QuotaReservation), so two
   // creations cannot both take the last unit; not held across a launch or file copies.
-  std::mutex quota_mu_;
-  std::map<std::string, int64_t> reserved_sessions_;  // By project. GUARDED_BY(quota_mu_)
+  Mutex quota_mu_;
+  std::map<std::string, int64_t> reserved_sessions_ GUARDED_BY(quota_mu_);  // By project.
   // Held while a session's end is recorded, and while a cell that outlived its session is
   // recorded against the ended row, so that neither write undoes the other.
   std::vector<std::function<void(const std::string&)>> end_listeners_;  // AddEndListener
-  std::mutex end_mu_;
+  Mutex end_mu_;
 
   std::atomic<bool> stopping_cells_{false};  // InterruptAll or Shutdown was called.
-  std::mutex sweep_mu_;
-  std::condition_variable sweep_cv_;
-  bool stopping_ = false;  // GUARDED_BY(sweep_mu_)
+  Mutex sweep_mu_;
+  CondVar sweep_cv_;
+  bool stopping_ GUARDED_BY(sweep_mu_) = false;
   std::thread sweep_thread_;
 };
 

@@ -28,7 +28,8 @@ const char* EndReasonName(EndReason reason) {
 
 Session::Session(SessionResources resources, SessionLimits limits,
                  std::chrono::milliseconds grace, Clock* clock)
-    : limits_(std::move(limits)),
+    : id_(resources.id),
+      limits_(std::move(limits)),
       interrupt_grace_(grace),
       clock_(clock),
       resources_(std::move(resources)),
@@ -48,12 +49,12 @@ void MarkTruncation(std::string* text, bool truncated, uint64_t cap) {
 
 Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
                                          const kernel::ExecuteObserver& observer) {
-  std::unique_lock<std::mutex> exec_lock(exec_mu_, std::try_to_lock);
-  if (!exec_lock.owns_lock()) {
+  if (!exec_mu_.TryLock()) {
     return Status::FailedPrecondition("session " + id() +
                                       " is running another cell; wait for it or interrupt it")
         .WithReason("session_busy");
   }
+  MutexLock exec_lock(exec_mu_, std::adopt_lock);
   auto timeout = request.timeout.value_or(limits_.execution_timeout);
   if (timeout.count() <= 0 || timeout > limits_.max_execution_timeout) {
     return Status::InvalidArgument("timeout must be between 1 and " +
@@ -63,7 +64,7 @@ Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
   sandbox::Cgroup* cgroup;
   std::string data_dir;
   {
-    std::lock_guard<std::mutex> lock(state_mu_);
+    MutexLock lock(state_mu_);
     if (end_reason_ != EndReason::kNone) {
       return Status::FailedPrecondition("session " + id() + " has ended (" +
                                         EndReasonName(end_reason_) + "); create a new one");
@@ -172,7 +173,7 @@ Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
   }
 
   if (auto origin = origin_.lock()) origin->Touch();
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   running_cell_ = false;
   last_active_ = clock_->Now();
   if (cpu_boosted_) EndCpuBoostLocked();
@@ -188,38 +189,38 @@ Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
 }
 
 void Session::SetExecutionTimeout(std::chrono::seconds timeout) {
-  std::lock_guard<std::mutex> exec_lock(exec_mu_);
+  MutexLock exec_lock(exec_mu_);
   limits_.execution_timeout = timeout;
 }
 
 void Session::Interrupt() {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (resources_.kernel) resources_.kernel->Interrupt();
 }
 
 Status Session::PutFile(const std::string& name, int source_fd) {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (end_reason_ != EndReason::kNone) return Status::FailedPrecondition("session has ended");
   ASSIGN_OR_RETURN(auto dir, files::SafeDir::Open(resources_.dir + "/data"));
   return dir.CreateFileFrom(name, source_fd, resources_.user_uid, resources_.user_gid);
 }
 
 Status Session::ReplaceFile(const std::string& name, int source_fd) {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (end_reason_ != EndReason::kNone) return Status::FailedPrecondition("session has ended");
   ASSIGN_OR_RETURN(auto dir, files::SafeDir::Open(resources_.dir + "/data"));
   return dir.ReplaceFileFrom(name, source_fd, resources_.user_uid, resources_.user_gid);
 }
 
 Status Session::RemoveFile(const std::string& relative_path) {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (end_reason_ != EndReason::kNone) return Status::FailedPrecondition("session has ended");
   ASSIGN_OR_RETURN(auto dir, files::SafeDir::Open(resources_.dir + "/data"));
   return dir.RemoveFile(relative_path);
 }
 
 Result<files::DirSnapshot> Session::ListFiles() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (end_reason_ != EndReason::kNone) return Status::FailedPrecondition("session has ended");
   ASSIGN_OR_RETURN(auto dir, files::SafeDir::Open(resources_.dir + "/data"));
   return dir.Snapshot();
@@ -227,21 +228,21 @@ Result<files::DirSnapshot> Session::ListFiles() const {
 
 Status Session::CopyFileOut(const std::string& relative_path, const std::string& dest,
                             uint64_t max_bytes) const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (end_reason_ != EndReason::kNone) return Status::FailedPrecondition("session has ended");
   ASSIGN_OR_RETURN(auto dir, files::SafeDir::Open(resources_.dir + "/data"));
   return dir.CopyOut(relative_path, dest, max_bytes);
 }
 
 Result<UniqueFd> Session::OpenFile(const std::string& relative_path) const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (end_reason_ != EndReason::kNone) return Status::FailedPrecondition("session has ended");
   ASSIGN_OR_RETURN(auto dir, files::SafeDir::Open(resources_.dir + "/data"));
   return dir.OpenFileForRead(relative_path);
 }
 
 void Session::End(EndReason reason) {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (end_reason_ == EndReason::kNone) end_reason_ = reason;
   if (resources_.kernel) resources_.kernel->Kill();
   if (!running_cell_) ReleaseLocked();  // Else the running Execute releases on its way out.
@@ -281,23 +282,23 @@ void ReleaseSessionResources(SessionResources* r) {
 }
 
 EndReason Session::end_reason() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   return end_reason_;
 }
 
 bool Session::busy() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   return running_cell_;
 }
 
 void Session::MarkHandedOver() {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   created_ = last_active_ = clock_->Now();
   boost_ends_ = std::chrono::steady_clock::now() + kCpuBoost;
 }
 
 void Session::EndCpuBoostIfDue(std::chrono::steady_clock::time_point now) {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (cpu_boosted_ && boost_ends_ && now >= *boost_ends_) EndCpuBoostLocked();
 }
 
@@ -309,19 +310,19 @@ void Session::EndCpuBoostLocked() {
 }
 
 std::chrono::steady_clock::time_point Session::created_at() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   return created_;
 }
 
 std::chrono::steady_clock::time_point Session::last_active_at() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   return last_active_;
 }
 
 std::chrono::steady_clock::time_point Session::expires_at() const {
   std::chrono::steady_clock::time_point own;
   {
-    std::lock_guard<std::mutex> lock(state_mu_);
+    MutexLock lock(state_mu_);
     own = std::min(created_ + limits_.active_lifetime, last_active_ + limits_.idle_timeout);
   }
   if (auto origin = origin_.lock()) own = std::min(own, origin->expires_at());
@@ -330,7 +331,7 @@ std::chrono::steady_clock::time_point Session::expires_at() const {
 
 void Session::Touch() {
   if (auto origin = origin_.lock()) origin->Touch();
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   last_active_ = clock_->Now();
 }
 
@@ -346,26 +347,26 @@ bool Session::OriginEnded() const {
 }
 
 std::optional<std::pair<uid_t, gid_t>> Session::UserIds() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (end_reason_ != EndReason::kNone || !resources_.kernel) return std::nullopt;
   return std::make_pair(resources_.user_uid, resources_.user_gid);
 }
 
 pid_t Session::InitPid() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   return resources_.kernel ? resources_.kernel->init_pid() : -1;
 }
 
 Result<kernel::ForkedKernel> Session::ForkProcesses(const std::function<Status()>& copy_files) {
-  std::unique_lock<std::mutex> exec_lock(exec_mu_, std::try_to_lock);
-  if (!exec_lock.owns_lock()) {
+  if (!exec_mu_.TryLock()) {
     return Status::FailedPrecondition("session " + id() +
                                       " is running a cell; fork it between cells")
         .WithReason("session_busy");
   }
+  MutexLock exec_lock(exec_mu_, std::adopt_lock);
   kernel::Kernel* kernel;
   {
-    std::lock_guard<std::mutex> lock(state_mu_);
+    MutexLock lock(state_mu_);
     if (end_reason_ != EndReason::kNone) {
       return Status::FailedPrecondition("session " + id() + " has ended (" +
                                         EndReasonName(end_reason_) + "); it cannot be forked");
@@ -379,7 +380,7 @@ Result<kernel::ForkedKernel> Session::ForkProcesses(const std::function<Status()
   Status copied = copy_files();
   Result<kernel::ForkedKernel> forked =
       copied.ok() ? kernel->Fork(std::chrono::seconds(10)) : Result<kernel::ForkedKernel>(copied);
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   running_cell_ = false;
   if (kernel::IsProtocolViolation(forked.status())) EndForViolationLocked(forked.status().message());
   if (end_reason_ != EndReason::kNone) {
@@ -397,7 +398,7 @@ Status Session::CheckBetweenCells() {
   // Under state_mu_ only, never exec_mu_ (taking that would make a cell that starts meanwhile
   // answer "busy"): a cell or a fork marks running_cell_ under state_mu_ before it touches the
   // kernel, and reads the channel itself from then on.
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (running_cell_ || end_reason_ != EndReason::kNone || !resources_.kernel) return Status::Ok();
   Status quiet = resources_.kernel->CheckBetweenCells();
   if (kernel::IsProtocolViolation(quiet)) EndForViolationLocked(quiet.message());
@@ -414,22 +415,22 @@ void Session::EndForViolationLocked(const std::string& rule) {
 }
 
 std::string Session::protocol_violation() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   return protocol_violation_;
 }
 
 std::vector<pid_t> Session::ProcessIds() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   return resources_.cgroup ? resources_.cgroup->Processes() : std::vector<pid_t>{};
 }
 
 std::string Session::dir() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   return resources_.dir;
 }
 
 bool Session::ProcessGone() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (!resources_.kernel || resources_.kernel->Dead()) return true;
   return !resources_.kernel->QuietAndAlive();
 }

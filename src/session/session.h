@@ -10,12 +10,12 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "files/safe_dir.h"
@@ -73,9 +73,10 @@ class Session {
           Clock* clock);
   ~Session();  // End(kShutdown) if still running.
 
-  const std::string& id() const { return resources_.id; }
+  const std::string& id() const { return id_; }
   const SessionLimits& limits() const { return limits_; }
-  // The default timeout of this session's cells (within limits().max_execution_timeout).
+  // The default timeout of this session's cells (within limits().max_execution_timeout). Before
+  // the session is shared: limits() is read without a lock.
   void SetExecutionTimeout(std::chrono::seconds timeout);
 
   Result<ExecutionRecord> Execute(const ExecuteRequest& request,
@@ -146,31 +147,34 @@ class Session {
   bool ProcessGone() const;
 
  private:
-  void ReleaseLocked();  // REQUIRES: state_mu_ held.
-  void EndCpuBoostLocked();  // REQUIRES: state_mu_ held.
-  // Ends the session for the violation the kernel reported. REQUIRES: state_mu_ held.
-  void EndForViolationLocked(const std::string& rule);
-  void Touch();
+  void ReleaseLocked() REQUIRES(state_mu_);
+  void EndCpuBoostLocked() REQUIRES(state_mu_);
+  // Ends the session for the violation the kernel reported.
+  void EndForViolationLocked(const std::string& rule) REQUIRES(state_mu_);
+  void Touch() EXCLUDES(state_mu_);
 
+  const std::string id_;           // resources_.id, which never changes: read without a lock.
   std::string origin_id_;          // Set once, before the session is shared.
   std::string project_id_;         // Set once, before the session is shared.
   std::weak_ptr<Session> origin_;
 
+  // SetExecutionTimeout changes it (under exec_mu_) before the session is handed out; read
+  // without a lock from then on.
   SessionLimits limits_;
   std::chrono::milliseconds interrupt_grace_;
   Clock* clock_;
 
-  std::mutex exec_mu_;  // Held for a whole cell; try_lock gives "busy".
+  Mutex exec_mu_;  // Held for a whole cell; TryLock gives "busy".
 
-  mutable std::mutex state_mu_;
-  SessionResources resources_;  // GUARDED_BY(state_mu_) for release; kernel_ calls are thread-safe.
-  EndReason end_reason_ = EndReason::kNone;         // GUARDED_BY(state_mu_)
-  std::chrono::steady_clock::time_point created_;   // GUARDED_BY(state_mu_)
-  std::chrono::steady_clock::time_point last_active_;  // GUARDED_BY(state_mu_)
-  bool running_cell_ = false;  // A cell or a fork uses the kernel. GUARDED_BY(state_mu_)
-  std::string protocol_violation_;                  // GUARDED_BY(state_mu_)
-  bool cpu_boosted_ = true;                         // GUARDED_BY(state_mu_)
-  std::optional<std::chrono::steady_clock::time_point> boost_ends_;  // GUARDED_BY(state_mu_)
+  mutable Mutex state_mu_;
+  SessionResources resources_ GUARDED_BY(state_mu_);  // For release; kernel_ calls are thread-safe.
+  EndReason end_reason_ GUARDED_BY(state_mu_) = EndReason::kNone;
+  std::chrono::steady_clock::time_point created_ GUARDED_BY(state_mu_);
+  std::chrono::steady_clock::time_point last_active_ GUARDED_BY(state_mu_);
+  bool running_cell_ GUARDED_BY(state_mu_) = false;  // A cell or a fork uses the kernel.
+  std::string protocol_violation_ GUARDED_BY(state_mu_);
+  bool cpu_boosted_ GUARDED_BY(state_mu_) = true;
+  std::optional<std::chrono::steady_clock::time_point> boost_ends_ GUARDED_BY(state_mu_);
 };
 
 }  // namespace pycell::session

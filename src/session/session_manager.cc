@@ -127,8 +127,11 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Create(const EngineConfi
   manager->zygote_options_.preload = config.pool.preload;
   manager->zygote_options_.cache_dir = config.state_dir + "/cache";
   RETURN_IF_ERROR(manager->LiveZygote().status());
-  manager->pool_target_ = config.pool.ready_sessions;
-  manager->limits_ = config.pool.limits;
+  {
+    MutexLock lock(manager->mu_);  // No other thread yet; for the analysis.
+    manager->pool_target_ = config.pool.ready_sessions;
+    manager->limits_ = config.pool.limits;
+  }
   manager->refill_thread_ = std::thread([m = manager.get()] { m->RefillLoop(); });
   manager->expiry_thread_ = std::thread([m = manager.get()] { m->ExpiryLoop(); });
   return manager;
@@ -138,12 +141,12 @@ SessionManager::~SessionManager() {
   std::deque<std::shared_ptr<Session>> ready;
   std::map<std::string, std::shared_ptr<Session>> sessions;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     ready.swap(ready_);
     sessions.swap(sessions_);
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (refill_thread_.joinable()) refill_thread_.join();
   if (expiry_thread_.joinable()) expiry_thread_.join();
   for (auto& s : ready) s->End(EndReason::kShutdown);
@@ -229,7 +232,7 @@ Result<std::shared_ptr<Session>> SessionManager::Launch(const SessionLimits& lim
   timings.total_ms = ms_since(started);
   std::function<void(const LaunchTimings&)> observer;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     observer = launch_observer_;
   }
   if (observer) observer(timings);
@@ -268,14 +271,14 @@ Result<std::shared_ptr<Session>> SessionManager::ForkSession(const std::string& 
   ASSIGN_OR_RETURN(std::shared_ptr<Session> origin, Get(origin_id));
   const std::string project = origin->project_id();
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    RETURN_IF_ERROR(AdmitFairly(lock, project));
+    MutexLock lock(mu_);
+    RETURN_IF_ERROR(AdmitFairly(project));
   }
   struct Unadmit {
     SessionManager* m;
     const std::string& project;
     ~Unadmit() {
-      std::lock_guard<std::mutex> lock(m->mu_);
+      MutexLock lock(m->mu_);
       m->UnadmitLocked(project);
     }
   } unadmit{this, project};
@@ -325,7 +328,7 @@ Result<std::shared_ptr<Session>> SessionManager::ForkSession(const std::string& 
   session->SetOrigin(origin);
   session->SetProject(project);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) {
       session->End(EndReason::kShutdown);
       return Status::Unavailable("the engine is stopping");
@@ -365,7 +368,7 @@ size_t SessionManager::SweepLeftovers() {
 }
 
 Result<std::shared_ptr<kernel::Zygote>> SessionManager::LiveZygote() {
-  std::lock_guard<std::mutex> lock(zygote_mu_);
+  MutexLock lock(zygote_mu_);
   if (zygote_ && zygote_->Alive()) return zygote_;
   if (zygote_) LOG_WARN("pool {}: the zygote died; starting a new one", config_.pool.name);
   zygote_.reset();
@@ -375,25 +378,25 @@ Result<std::shared_ptr<kernel::Zygote>> SessionManager::LiveZygote() {
 }
 
 void SessionManager::RefillLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (!stopping_) {
     bool room = ready_.size() + launching_ < pool_target_ &&
                 sessions_.size() + ready_.size() + launching_ < config_.max_sessions;
     if (!room) {
-      cv_.wait_for(lock, std::chrono::seconds(1));
+      cv_.WaitFor(mu_, std::chrono::seconds(1));
       continue;
     }
     ++launching_;
     SessionLimits limits = limits_;
     uint64_t generation = limits_generation_;
-    lock.unlock();
+    lock.Unlock();
     auto session = Launch(limits);
-    lock.lock();
+    lock.Lock();
     --launching_;
     if (!session.ok()) {
       LOG_WARN("pool {}: could not start a session: {}", config_.pool.name,
                session.status().ToString());
-      cv_.wait_for(lock, std::chrono::seconds(1));  // Do not spin on a broken host.
+      cv_.WaitFor(mu_, std::chrono::seconds(1));  // Do not spin on a broken host.
       continue;
     }
     // Stopped, the target was lowered, or the limits changed while it launched.
@@ -403,23 +406,23 @@ void SessionManager::RefillLoop() {
       continue;
     }
     ready_.push_back(std::move(*session));
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
 }
 
 void SessionManager::ExpiryLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (!stopping_) {
-    cv_.wait_for(lock, std::chrono::seconds(1));
+    cv_.WaitFor(mu_, std::chrono::seconds(1));
     if (stopping_) break;
-    lock.unlock();
+    lock.Unlock();
     try {
       ExpireSessions();
     } catch (const std::exception& e) {  // A bug; the loop must go on expiring sessions.
       LOG_ERROR("pool {}: expiry pass failed: {}", config_.pool.name, e.what());
       metrics::CountInternalError("session_expiry");
     }
-    lock.lock();
+    lock.Lock();
   }
 }
 
@@ -465,8 +468,7 @@ bool SessionManager::FirstInLineLocked(const Waiter& self) const {
   return true;
 }
 
-Status SessionManager::AdmitFairly(std::unique_lock<std::mutex>& lock,
-                                   const std::string& project_id) {
+Status SessionManager::AdmitFairly(const std::string& project_id) {
   Status admitted = AdmitLocked(project_id);
   if (admitted.ok() && waiting_.empty()) {
     ++admitting_[project_id];
@@ -499,10 +501,11 @@ Status SessionManager::AdmitFairly(std::unique_lock<std::mutex>& lock,
       break;
     }
     // Slots free up when sessions end (cv_ is told); the poll is a backstop.
-    cv_.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(250)));
+    cv_.WaitFor(mu_, std::min<std::chrono::steady_clock::duration>(
+                         deadline - now, std::chrono::milliseconds(250)));
   }
   waiting_.erase(self);
-  cv_.notify_all();  // The next in line may be the one the slot goes to now.
+  cv_.NotifyAll();  // The next in line may be the one the slot goes to now.
   return admitted;
 }
 
@@ -510,7 +513,7 @@ void SessionManager::UnadmitLocked(const std::string& project_id) {
   auto it = admitting_.find(project_id);
   if (it == admitting_.end()) return;
   if (--it->second == 0) admitting_.erase(it);
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOptions& options) {
@@ -537,8 +540,8 @@ Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOpti
   // launch takes a second or more, with the slot held and not the lock.
   std::shared_ptr<Session> session;
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    RETURN_IF_ERROR(AdmitFairly(lock, options.project_id));
+    MutexLock lock(mu_);
+    RETURN_IF_ERROR(AdmitFairly(options.project_id));
     while (!custom && !ready_.empty()) {
       session = std::move(ready_.front());
       ready_.pop_front();
@@ -546,7 +549,7 @@ Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOpti
       session->End(EndReason::kCrashed);  // Died while waiting (e.g. zygote killed).
       session.reset();
     }
-    cv_.notify_all();  // The refill thread has room now.
+    cv_.NotifyAll();  // The refill thread has room now.
   }
   if (session) {
     session->MarkHandedOver();
@@ -554,21 +557,21 @@ Result<std::shared_ptr<Session>> SessionManager::CreateSession(const SessionOpti
   } else {
     auto launched = Launch(limits);
     if (!launched.ok()) {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       UnadmitLocked(options.project_id);
       return launched.status();
     }
     session = std::move(*launched);
   }
   session->SetProject(options.project_id);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   UnadmitLocked(options.project_id);
   sessions_[session->id()] = session;
   return session;
 }
 
 Result<std::shared_ptr<Session>> SessionManager::Get(const std::string& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return Status::NotFound("no session " + id);
   return it->second;
@@ -577,13 +580,13 @@ Result<std::shared_ptr<Session>> SessionManager::Get(const std::string& id) cons
 Status SessionManager::EndSession(const std::string& id, EndReason reason) {
   std::shared_ptr<Session> session;
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = sessions_.find(id);
     if (it == sessions_.end()) {
       // An expiry pass may have taken it and be ending it now: wait for that pass, so that "not
       // found" means its end is on record (the pass holds expire_mu_ until it has reported it).
-      lock.unlock();
-      std::lock_guard<std::mutex> pass(expire_mu_);
+      lock.Unlock();
+      MutexLock pass(expire_mu_);
       return Status::NotFound("no session " + id);
     }
     session = std::move(it->second);
@@ -591,13 +594,13 @@ Status SessionManager::EndSession(const std::string& id, EndReason reason) {
   }
   session->End(reason);
   if (end_observer_) end_observer_(*session);
-  cv_.notify_all();
+  cv_.NotifyAll();
   ExpireSessions();  // Its forks, whose processes ended with it.
   return Status::Ok();
 }
 
 void SessionManager::ExpireSessions() {
-  std::lock_guard<std::mutex> pass(expire_mu_);
+  MutexLock pass(expire_mu_);
   ExpireSessionsLocked();
 }
 
@@ -618,7 +621,7 @@ bool SessionManager::ExpireOnce() {
   std::vector<std::pair<std::shared_ptr<Session>, EndReason>> expired;
   auto now = clock_->Now();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       const auto& s = it->second;
       EndReason reason = EndReason::kNone;
@@ -646,53 +649,54 @@ bool SessionManager::ExpireOnce() {
     session->End(reason);
     if (end_observer_) end_observer_(*session);
   }
-  if (!expired.empty()) cv_.notify_all();
+  if (!expired.empty()) cv_.NotifyAll();
   return !expired.empty();
 }
 
 bool SessionManager::WaitForWarmPool(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, timeout, [&] { return ready_.size() >= pool_target_; });
+  MutexLock lock(mu_);
+  return cv_.WaitFor(mu_, timeout,
+                     [&]() REQUIRES(mu_) { return ready_.size() >= pool_target_; });
 }
 
 void SessionManager::SetPoolTarget(uint32_t ready_sessions) {
   std::deque<std::shared_ptr<Session>> dropped;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     pool_target_ = ready_sessions;
     while (ready_.size() > pool_target_) {
       dropped.push_back(std::move(ready_.back()));
       ready_.pop_back();
     }
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   for (auto& s : dropped) s->End(EndReason::kShutdown);
 }
 
 uint32_t SessionManager::PoolTarget() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return pool_target_;
 }
 
 void SessionManager::SetLimits(const SessionLimits& limits) {
   std::deque<std::shared_ptr<Session>> dropped;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     limits_ = limits;
     ++limits_generation_;
     dropped.swap(ready_);
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   for (auto& s : dropped) s->End(EndReason::kShutdown);
 }
 
 SessionLimits SessionManager::Limits() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return limits_;
 }
 
 void SessionManager::SetLaunchObserver(std::function<void(const LaunchTimings&)> observer) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   launch_observer_ = std::move(observer);
 }
 
@@ -701,19 +705,19 @@ void SessionManager::SetEndObserver(std::function<void(const Session&)> observer
 }
 
 std::vector<std::shared_ptr<Session>> SessionManager::Sessions() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<std::shared_ptr<Session>> out;
   for (const auto& [id, s] : sessions_) out.push_back(s);
   return out;
 }
 
 size_t SessionManager::ReadyCount() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return ready_.size();
 }
 
 size_t SessionManager::ActiveCount() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return sessions_.size();
 }
 

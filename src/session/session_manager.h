@@ -7,18 +7,17 @@
 // caller still holding one after it ended gets FailedPrecondition from it, never a crash.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "common/config.h"
 #include "kernel/zygote.h"
 #include "sandbox/cgroup.h"
@@ -68,7 +67,7 @@ class SessionManager {
   // Ends sessions past their idle timeout or lifetime, and sessions whose control channel spoke
   // between cells (a protocol violation). A thread of its own calls it every second, whatever
   // the pool's refills are doing; tests call it after moving a FakeClock.
-  void ExpireSessions();
+  void ExpireSessions() EXCLUDES(expire_mu_, mu_);
   // Blocks until the pool holds its target of ready sessions (or `timeout` passes).
   bool WaitForWarmPool(std::chrono::milliseconds timeout);
   // Sets how many ready sessions the pool keeps; lowering it drops the ready sessions above
@@ -101,11 +100,11 @@ class SessionManager {
  private:
   SessionManager(EngineConfig config, Clock* clock) : config_(std::move(config)), clock_(clock) {}
   // Builds and contains one session (the cold path). Does not register it.
-  Result<std::shared_ptr<Session>> Launch(const SessionLimits& limits);
+  Result<std::shared_ptr<Session>> Launch(const SessionLimits& limits) EXCLUDES(mu_);
   // The host side of a new session: its folder (locked), quota'd data and tmp, its cgroup.
   Status PrepareHost(SessionResources* r, const SessionLimits& limits, uid_t uid, gid_t gid);
-  void RefillLoop();
-  void ExpiryLoop();
+  void RefillLoop() EXCLUDES(mu_);
+  void ExpiryLoop() EXCLUDES(mu_);
   // A request for a session waiting for a slot in a full pool (engine.admission_wait).
   struct Waiter {
     std::string project_id;
@@ -113,23 +112,22 @@ class SessionManager {
   };
   // Refuses a new session of `project_id` when the pool or the project's share of it is full,
   // counting launches in flight and, for the share, the project's requests waiting ahead of
-  // `self`. REQUIRES: mu_ held.
-  Status AdmitLocked(const std::string& project_id, const Waiter* self = nullptr) const;
+  // `self`.
+  Status AdmitLocked(const std::string& project_id, const Waiter* self = nullptr) const
+      REQUIRES(mu_);
   // Admits a new session of `project_id` and counts it in admitting_ (the caller moves it to
-  // sessions_ or takes it back with Unadmit). When the pool is full the request waits up to
-  // engine.admission_wait, in line with the others: a freed slot goes to the waiting project
+  // sessions_ or takes it back with UnadmitLocked). When the pool is full the request waits up
+  // to engine.admission_wait, in line with the others: a freed slot goes to the waiting project
   // holding the fewest sessions, the earliest among equals. A project past its share is refused
-  // at once. REQUIRES: `lock` holds mu_.
-  Status AdmitFairly(std::unique_lock<std::mutex>& lock, const std::string& project_id);
-  // Whether `self` is the waiter a free slot goes to. REQUIRES: mu_ held.
-  bool FirstInLineLocked(const Waiter& self) const;
+  // at once.
+  Status AdmitFairly(const std::string& project_id) REQUIRES(mu_);
+  // Whether `self` is the waiter a free slot goes to.
+  bool FirstInLineLocked(const Waiter& self) const REQUIRES(mu_);
   // Takes back one admission of `project_id` (its creation failed or it was registered).
-  // REQUIRES: mu_ held.
-  void UnadmitLocked(const std::string& project_id);
-  // REQUIRES: expire_mu_ held.
-  void ExpireSessionsLocked();
-  // One pass of ExpireSessions; true when it ended something. REQUIRES: expire_mu_ held.
-  bool ExpireOnce();
+  void UnadmitLocked(const std::string& project_id) REQUIRES(mu_);
+  void ExpireSessionsLocked() REQUIRES(expire_mu_) EXCLUDES(mu_);
+  // One pass of ExpireSessions; true when it ended something.
+  bool ExpireOnce() REQUIRES(expire_mu_) EXCLUDES(mu_);
   // Removes session folders (and their cgroups) that no live process holds: leftovers of a
   // pycell that was killed. Returns how many.
   size_t SweepLeftovers();
@@ -137,15 +135,15 @@ class SessionManager {
   const EngineConfig config_;
   Clock* const clock_;
   // Returns the zygote, starting a new one if the last one died (killed, crashed).
-  Result<std::shared_ptr<kernel::Zygote>> LiveZygote();
+  Result<std::shared_ptr<kernel::Zygote>> LiveZygote() EXCLUDES(zygote_mu_);
 
   kernel::ZygoteOptions zygote_options_;
   // The lifeline: every session's init holds a read end, only this process the write end, so
   // that sessions end when the process that manages them dies, however it dies.
   UniqueFd lifeline_read_;
   UniqueFd lifeline_write_;
-  std::mutex zygote_mu_;
-  std::shared_ptr<kernel::Zygote> zygote_;  // GUARDED_BY(zygote_mu_)
+  Mutex zygote_mu_;
+  std::shared_ptr<kernel::Zygote> zygote_ GUARDED_BY(zygote_mu_);
   sandbox::CgroupLayout cgroups_;
   std::optional<sandbox::SubIdRange> ids_;
   bool use_cgroups_ = false;
@@ -154,21 +152,21 @@ class SessionManager {
   // Held for a whole expiry pass: sessions a pass took from the registry are ended and reported
   // before EndSession, which waits for it when it finds one missing, says "not found". Taken
   // before mu_, never while mu_ is held.
-  std::mutex expire_mu_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::shared_ptr<Session>> ready_;                  // GUARDED_BY(mu_)
-  std::map<std::string, std::shared_ptr<Session>> sessions_;    // GUARDED_BY(mu_), handed out
-  uint32_t pool_target_ = 0;                                    // GUARDED_BY(mu_)
-  SessionLimits limits_;                                        // GUARDED_BY(mu_)
-  uint64_t limits_generation_ = 0;  // GUARDED_BY(mu_); +1 at each SetLimits
-  size_t launching_ = 0;                                        // GUARDED_BY(mu_)
+  Mutex expire_mu_;
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<std::shared_ptr<Session>> ready_ GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<Session>> sessions_ GUARDED_BY(mu_);  // Handed out.
+  uint32_t pool_target_ GUARDED_BY(mu_) = 0;
+  SessionLimits limits_ GUARDED_BY(mu_);
+  uint64_t limits_generation_ GUARDED_BY(mu_) = 0;  // +1 at each SetLimits
+  size_t launching_ GUARDED_BY(mu_) = 0;
   // Sessions being created or forked for users, by project, not yet in sessions_.
-  std::map<std::string, size_t> admitting_;                     // GUARDED_BY(mu_)
-  std::list<Waiter> waiting_;                                   // GUARDED_BY(mu_)
-  uint64_t waiter_seq_ = 0;                                     // GUARDED_BY(mu_)
-  bool stopping_ = false;                                       // GUARDED_BY(mu_)
-  std::function<void(const LaunchTimings&)> launch_observer_;   // GUARDED_BY(mu_)
+  std::map<std::string, size_t> admitting_ GUARDED_BY(mu_);
+  std::list<Waiter> waiting_ GUARDED_BY(mu_);
+  uint64_t waiter_seq_ GUARDED_BY(mu_) = 0;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::function<void(const LaunchTimings&)> launch_observer_ GUARDED_BY(mu_);
   std::function<void(const Session&)> end_observer_;  // Set before use; then read-only.
   std::thread refill_thread_;
   std::thread expiry_thread_;

@@ -5,13 +5,13 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/mutex.h"
 #include "store/metadata_store.h"
 #include "store/migrations.h"
 #include "store/sqlite_db.h"
@@ -261,8 +261,8 @@ class SqliteStore : public MetadataStore {
   // --- projects and keys ---
 
   Status PutProject(const ProjectRow& row, const Trail& trail) override {
-    std::lock_guard lock(mu_);
-    return Write(trail, [&]() -> Status {
+    MutexLock lock(mu_);
+    return Write(trail, [&]() REQUIRES(mu_) -> Status {
       ASSIGN_OR_RETURN(
           Statement upsert,
           db_->Prepare("INSERT INTO projects (" + std::string(kProjectColumns) + ") VALUES (" +
@@ -290,15 +290,15 @@ class SqliteStore : public MetadataStore {
   }
 
   Result<std::vector<ProjectRow>> ListProjects() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ASSIGN_OR_RETURN(Statement select, db_->Prepare("SELECT " + std::string(kProjectColumns) +
                                                     " FROM projects ORDER BY name"));
     return ReadAll<ProjectRow>(select, ReadProject);
   }
 
   Status PutKey(const KeyRow& row, const Trail& trail) override {
-    std::lock_guard lock(mu_);
-    return Write(trail, [&]() -> Status {
+    MutexLock lock(mu_);
+    return Write(trail, [&]() REQUIRES(mu_) -> Status {
       ASSIGN_OR_RETURN(Statement upsert,
                        db_->Prepare("INSERT OR REPLACE INTO api_keys (" +
                                     std::string(kKeyColumns) + ") VALUES (" + Placeholders(9) +
@@ -316,7 +316,7 @@ class SqliteStore : public MetadataStore {
 
   Result<std::vector<KeyRow>> ListKeys(const std::string& project_id,
                                        bool include_revoked) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::string sql = "SELECT " + std::string(kKeyColumns) + " FROM api_keys WHERE 1 = 1";
     if (!project_id.empty()) sql += " AND project_id = ?";
     if (!include_revoked) sql += " AND revoked_at_ms = 0";
@@ -333,17 +333,17 @@ class SqliteStore : public MetadataStore {
   // --- audit ---
 
   void SetAuditListener(std::function<void(const audit::AuditEvent&)> listener) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     audit_listener_ = std::move(listener);
   }
 
   Status Record(const Trail& trail) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return Write(trail, [] { return Status::Ok(); });
   }
 
   Result<std::vector<audit::AuditEvent>> ListAudit(const AuditFilter& filter) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::string sql = "SELECT " + std::string(kAuditColumns) + " FROM audit_events WHERE seq > ?";
     std::vector<std::string> args;
     auto where = [&](const char* column, const std::string& value) {
@@ -369,8 +369,9 @@ class SqliteStore : public MetadataStore {
   // --- sessions ---
 
   Status PutSession(const SessionRow& row, const Trail& trail) override {
-    std::lock_guard lock(mu_);
-    return Write(trail, [&] { return UpsertSession(row); }).WithContext("put session " + row.id);
+    MutexLock lock(mu_);
+    return Write(trail, [&]() REQUIRES(mu_) { return UpsertSession(row); })
+        .WithContext("put session " + row.id);
   }
 
   Result<SessionRow> GetSession(const std::string& id) override {
@@ -380,7 +381,7 @@ class SqliteStore : public MetadataStore {
   Result<std::vector<SessionRow>> ListSessions(const std::string& status, const Page& page,
                                                const std::string& project_id,
                                                const std::string& principal) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     PagedQuery query(kSessionColumns, "sessions");
     if (!project_id.empty()) query.Where("project_id", project_id);
     if (!principal.empty()) query.Where("principal", principal);
@@ -389,7 +390,7 @@ class SqliteStore : public MetadataStore {
   }
 
   Result<int64_t> EndActiveSessions(const std::string& reason, int64_t now_ms) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ASSIGN_OR_RETURN(Transaction transaction, Transaction::BeginImmediate(*db_));
     std::vector<std::pair<std::string, std::string>> active;  // id, project
     {
@@ -432,10 +433,10 @@ class SqliteStore : public MetadataStore {
                                      execution.session_id + " but the session row given is " +
                                      session.id);
     }
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     const std::string context =
         "record execution " + execution.id + " (session " + execution.session_id + ")";
-    return Write(trail, [&]() -> Status {
+    return Write(trail, [&]() REQUIRES(mu_) -> Status {
       // The execution first: its foreign key turns an unknown session into InvalidArgument,
       // where writing the session first would quietly create it.
       RETURN_IF_ERROR(InsertExecution(execution));
@@ -453,7 +454,7 @@ class SqliteStore : public MetadataStore {
 
   Result<std::vector<ExecutionRow>> ListExecutions(const std::string& session_id,
                                                    const Page& page) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     // One snapshot for both reads, so a session seen to exist is the one whose page we read.
     ASSIGN_OR_RETURN(Transaction transaction, Transaction::BeginRead(*db_));
     {
@@ -472,8 +473,9 @@ class SqliteStore : public MetadataStore {
   // --- files ---
 
   Status PutFile(const FileRow& row, const Trail& trail) override {
-    std::lock_guard lock(mu_);
-    return Write(trail, [&] { return InsertFile(row); }).WithContext("put file " + row.id);
+    MutexLock lock(mu_);
+    return Write(trail, [&]() REQUIRES(mu_) { return InsertFile(row); })
+        .WithContext("put file " + row.id);
   }
 
   Result<FileRow> GetFile(const std::string& id) override {
@@ -481,7 +483,7 @@ class SqliteStore : public MetadataStore {
   }
 
   Result<std::vector<FileRow>> ListFiles(const FileFilter& filter, const Page& page) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     PagedQuery query(kFileColumns, "files");
     if (!filter.project_id.empty()) query.Where("project_id", filter.project_id);
     if (!filter.purpose.empty()) query.Where("purpose", filter.purpose);
@@ -491,9 +493,9 @@ class SqliteStore : public MetadataStore {
   }
 
   Result<int64_t> DeleteFile(const std::string& id, const Trail& trail) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     int64_t remaining = 0;
-    Status written = Write(trail, [&]() -> Status {
+    Status written = Write(trail, [&]() REQUIRES(mu_) -> Status {
       std::string sha256;
       {
         ASSIGN_OR_RETURN(Statement select, db_->Prepare("SELECT sha256 FROM files WHERE id = ?"));
@@ -520,7 +522,7 @@ class SqliteStore : public MetadataStore {
   }
 
   Result<std::vector<FileRow>> ExpiredFiles(int64_t now_ms, int limit) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ASSIGN_OR_RETURN(Statement select,
                      db_->Prepare("SELECT " + std::string(kFileColumns) +
                                   " FROM files WHERE expires_at_ms > 0 AND expires_at_ms <= ?"
@@ -535,15 +537,15 @@ class SqliteStore : public MetadataStore {
   }
 
   Result<std::vector<std::string>> ReferencedBlobs() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ASSIGN_OR_RETURN(Statement select,
                      db_->Prepare("SELECT DISTINCT sha256 FROM files ORDER BY sha256"));
     return ReadAll<std::string>(select, [](const Statement& s) { return s.ColumnText(0); });
   }
 
   Status AddSessionInputs(const std::vector<SessionInput>& inputs, const Trail& trail) override {
-    std::lock_guard lock(mu_);
-    return Write(trail, [&]() -> Status {
+    MutexLock lock(mu_);
+    return Write(trail, [&]() REQUIRES(mu_) -> Status {
       for (const SessionInput& input : inputs) {
         ASSIGN_OR_RETURN(Statement insert,
                          db_->Prepare("INSERT INTO session_inputs (session_id, file_id, filename, "
@@ -559,7 +561,7 @@ class SqliteStore : public MetadataStore {
   }
 
   Result<std::vector<SessionInput>> SessionInputs(const std::string& session_id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ASSIGN_OR_RETURN(Statement select,
                      db_->Prepare("SELECT session_id, file_id, filename, sha256, placed_at_ms "
                                   "FROM session_inputs WHERE session_id = ? "
@@ -569,7 +571,7 @@ class SqliteStore : public MetadataStore {
   }
 
   Result<std::vector<SessionInput>> UsesOfFile(const std::string& file_id, int limit) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ASSIGN_OR_RETURN(Statement select,
                      db_->Prepare("SELECT session_id, file_id, filename, sha256, placed_at_ms "
                                   "FROM session_inputs WHERE file_id = ? "
@@ -582,7 +584,7 @@ class SqliteStore : public MetadataStore {
 
   Result<std::vector<SessionRow>> SessionsCreated(int64_t from_ms, int64_t to_ms,
                                                   const std::string& project_id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::string sql = "SELECT " + std::string(kSessionColumns) +
                       " FROM sessions WHERE created_at_ms >= ? AND created_at_ms < ?";
     if (!project_id.empty()) sql += " AND project_id = ?";
@@ -594,7 +596,7 @@ class SqliteStore : public MetadataStore {
 
   Result<std::vector<UsageEvent>> UsageEvents(int64_t from_ms, int64_t to_ms,
                                               const std::string& project_id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::string sql = "SELECT " + std::string(kUsageColumns) +
                       " FROM usage_events WHERE time_ms >= ? AND start_ms < ?";
     if (!project_id.empty()) sql += " AND project_id = ?";
@@ -606,7 +608,7 @@ class SqliteStore : public MetadataStore {
 
   Result<std::vector<FileRow>> FilesCreatedBefore(int64_t to_ms,
                                                   const std::string& project_id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::string sql = "SELECT " + std::string(kFileColumns) + " FROM files WHERE created_at_ms < ?";
     if (!project_id.empty()) sql += " AND project_id = ?";
     ASSIGN_OR_RETURN(Statement select, db_->Prepare(sql));
@@ -627,7 +629,7 @@ class SqliteStore : public MetadataStore {
   }
 
   Result<double> CpuMsSince(const std::string& project_id, int64_t since_ms) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ASSIGN_OR_RETURN(Statement select,
                      db_->Prepare("SELECT COALESCE(SUM(cpu_ms), 0) FROM executions "
                                   "WHERE project_id = ? AND started_at_ms >= ?"));
@@ -642,7 +644,7 @@ class SqliteStore : public MetadataStore {
   }
 
   Result<StoreTotals> Totals() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ASSIGN_OR_RETURN(Statement select,
                      db_->Prepare("SELECT (SELECT COUNT(*) FROM files), "
                                   "(SELECT COALESCE(SUM(bytes), 0) FROM files), "
@@ -653,7 +655,7 @@ class SqliteStore : public MetadataStore {
   }
 
   Result<int> SchemaVersion() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return CurrentSchemaVersion(*db_);
   }
 
@@ -662,7 +664,7 @@ class SqliteStore : public MetadataStore {
   template <typename Row, typename ReadRow>
   Result<Row> GetOne(std::string_view table, std::string_view columns, std::string_view column,
                      const std::string& value, ReadRow read, const char* what) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ASSIGN_OR_RETURN(Statement select,
                      db_->Prepare("SELECT " + std::string(columns) + " FROM " +
                                   std::string(table) + " WHERE " + std::string(column) + " = ?"));
@@ -674,7 +676,7 @@ class SqliteStore : public MetadataStore {
 
   // A single integer (COUNT or SUM) from `sql` with text arguments.
   Result<int64_t> Count(const std::string& sql, std::initializer_list<std::string> args) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ASSIGN_OR_RETURN(Statement select, db_->Prepare(sql));
     int index = 1;
     for (const std::string& arg : args) select.Bind(index++, arg);
@@ -684,9 +686,9 @@ class SqliteStore : public MetadataStore {
   }
 
   // Runs `change` and writes `trail` in one write transaction (or inside the one already open).
-  // REQUIRES: mu_ held.
+  // `change` runs with mu_ held, which its lambda declares: `[&]() REQUIRES(mu_) { ... }`.
   template <typename Change>
-  Status Write(const Trail& trail, Change change) {
+  Status Write(const Trail& trail, Change change) REQUIRES(mu_) {
     ASSIGN_OR_RETURN(Transaction transaction, Transaction::BeginImmediate(*db_));
     RETURN_IF_ERROR(change());
     std::optional<audit::AuditEvent> event = trail.audit;
@@ -703,8 +705,8 @@ class SqliteStore : public MetadataStore {
   }
 
   // Appends `event` to the chain: its seq and prev_hash follow the last stored event, its hash
-  // covers both. REQUIRES: mu_ held and a write transaction open (so nobody appends in between).
-  Status AppendAudit(audit::AuditEvent* event) {
+  // covers both. REQUIRES: a write transaction open (so nobody appends in between).
+  Status AppendAudit(audit::AuditEvent* event) REQUIRES(mu_) {
     {
       ASSIGN_OR_RETURN(Statement last, db_->Prepare("SELECT seq, hash FROM audit_events "
                                                     "ORDER BY seq DESC LIMIT 1"));
@@ -726,8 +728,7 @@ class SqliteStore : public MetadataStore {
     return insert.Run().WithContext("append audit event " + event->action);
   }
 
-  // REQUIRES: mu_ held.
-  Status InsertUsage(const UsageEvent& u) {
+  Status InsertUsage(const UsageEvent& u) REQUIRES(mu_) {
     ASSIGN_OR_RETURN(Statement insert,
                      db_->Prepare("INSERT INTO usage_events (" + std::string(kUsageColumns) +
                                   ") VALUES (" + Placeholders(8) + ")"));
@@ -743,8 +744,7 @@ class SqliteStore : public MetadataStore {
     });
   }
 
-  // REQUIRES: mu_ held.
-  Status UpsertSession(const SessionRow& row) {
+  Status UpsertSession(const SessionRow& row) REQUIRES(mu_) {
     ASSIGN_OR_RETURN(
         Statement upsert,
         db_->Prepare("INSERT INTO sessions (" + std::string(kSessionColumns) + ") VALUES (" +
@@ -764,8 +764,7 @@ class SqliteStore : public MetadataStore {
     return upsert.Run();
   }
 
-  // REQUIRES: mu_ held.
-  Status InsertExecution(const ExecutionRow& row) {
+  Status InsertExecution(const ExecutionRow& row) REQUIRES(mu_) {
     ASSIGN_OR_RETURN(Statement insert,
                      db_->Prepare("INSERT INTO executions (" + std::string(kExecutionColumns) +
                                   ") VALUES (" + Placeholders(kExecutionColumnCount) + ")"));
@@ -773,8 +772,7 @@ class SqliteStore : public MetadataStore {
     return insert.Run();
   }
 
-  // REQUIRES: mu_ held.
-  Status InsertFile(const FileRow& row) {
+  Status InsertFile(const FileRow& row) REQUIRES(mu_) {
     ASSIGN_OR_RETURN(Statement insert,
                      db_->Prepare("INSERT INTO files (" + std::string(kFileColumns) + ") VALUES (" +
                                   Placeholders(kFileColumnCount) + ")"));
@@ -782,9 +780,9 @@ class SqliteStore : public MetadataStore {
     return insert.Run();
   }
 
-  std::mutex mu_;
-  const std::unique_ptr<SqliteDb> db_;  // GUARDED_BY(mu_)
-  std::function<void(const audit::AuditEvent&)> audit_listener_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  const std::unique_ptr<SqliteDb> db_ PT_GUARDED_BY(mu_);
+  std::function<void(const audit::AuditEvent&)> audit_listener_ GUARDED_BY(mu_);
 };
 
 }  // namespace
