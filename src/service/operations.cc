@@ -1,0 +1,272 @@
+// The operations part of the Service: pools, live configuration and reload, service
+// information, diagnostic events and settings, metrics samples, long-session flags.
+#include "service/service.h"
+
+#include "common/json_reader.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "common/config_json.h"
+#include "common/crypto.h"
+#include "common/fs.h"
+#include "common/ids.h"
+#include "common/logging.h"
+#include "common/utf8.h"
+#include "common/build_info.h"
+#include "files/media_type.h"
+#include "sandbox/host_probe.h"
+#include "service/service_json.h"
+#include "usage/quota.h"
+#include "usage/usage.h"
+
+namespace pycell::service {
+
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// --- operations ---------------------------------------------------------------------------
+
+Json Service::Pools() const {
+  Json data = Json::array();
+  for (const auto& [name, manager] : pools_) {
+    size_t running = 0;
+    for (const auto& s : manager->Sessions()) running += s->busy() ? 1 : 0;
+    data.push_back({{"name", name},
+                    {"object", "pool"},
+                    {"ready", manager->ReadyCount()},
+                    {"target_ready", manager->PoolTarget()},
+                    {"active", manager->Sessions().size()},
+                    {"executing", running},
+                    {"preload", manager->config().pool.preload},
+                    {"limits", LimitsToJson(manager->Limits())}});
+  }
+  return Json{{"object", "list"}, {"data", data}, {"has_more", false}};
+}
+
+std::shared_ptr<const ServiceConfig> Service::LiveConfig() const {
+  MutexLock lock(live_config_mu_);
+  return live_config_;
+}
+
+Result<Json> Service::Reload(const auth::Caller& caller, const ServiceConfig& requested) {
+  MutexLock reload_lock(reload_mu_);
+  RETURN_IF_ERROR(requested.Validate());
+  std::shared_ptr<const ServiceConfig> current = LiveConfig();
+  // What may change live is taken from `requested`; the rest stays as it is.
+  ServiceConfig next = requested;
+  next.server = current->server;
+  next.engine = current->engine;
+  bool same_pools = next.pools.size() == current->pools.size();
+  for (size_t i = 0; same_pools && i < next.pools.size(); ++i) {
+    same_pools = next.pools[i].name == current->pools[i].name;
+  }
+  if (!same_pools) next.pools = current->pools;
+  for (size_t i = 0; i < next.pools.size(); ++i) next.pools[i].preload = current->pools[i].preload;
+
+  Json before = ConfigToJson(*current);
+  std::vector<ConfigChange> wanted = DiffConfigJson(before, ConfigToJson(requested));
+  std::set<std::string> applied_keys;
+  for (const ConfigChange& change : DiffConfigJson(before, ConfigToJson(next))) {
+    applied_keys.insert(change.key);
+  }
+  Json applied = Json::array();
+  Json needs_restart = Json::array();
+  for (const ConfigChange& change : wanted) {
+    Json item = {{"key", change.key}, {"from", change.before}, {"to", change.after}};
+    (applied_keys.count(change.key) ? applied : needs_restart).push_back(std::move(item));
+  }
+  Json result = {{"applied", applied}, {"needs_restart", needs_restart}};
+  if (wanted.empty()) return result;
+
+  // The new diagnostic settings start before anything changes: a sink that cannot start (a file
+  // that cannot be opened) refuses the whole reload.
+  std::shared_ptr<diagnostics::Diagnostics> fresh;
+  bool new_settings = ConfigToJson(next)["diagnostic_settings"] != before["diagnostic_settings"];
+  if (new_settings) {
+    auto created = diagnostics::Diagnostics::Create(next.diagnostic_settings, {clock_});
+    if (!created.ok()) return Status::InvalidArgument(created.status().message());
+    fresh = std::move(*created);
+  }
+  store::Trail trail;
+  trail.audit = auth::EventBy(caller, "config.change", "", NowMs());
+  trail.audit->detail_json = DumpJson(result);
+  Status recorded = store_->Record(trail);
+  if (!recorded.ok()) {
+    if (fresh) fresh->Close(std::chrono::milliseconds(0));
+    return recorded;
+  }
+
+  for (size_t i = 0; i < next.pools.size(); ++i) {
+    session::SessionManager& manager = *pools_.at(next.pools[i].name);
+    if (LimitsToJson(next.pools[i].limits) != LimitsToJson(current->pools[i].limits)) {
+      manager.SetLimits(next.pools[i].limits);
+    }
+    if (next.pools[i].ready_sessions != current->pools[i].ready_sessions) {
+      manager.SetPoolTarget(next.pools[i].ready_sessions);
+    }
+  }
+  {
+    MutexLock lock(live_config_mu_);
+    live_config_ = std::make_shared<const ServiceConfig>(std::move(next));
+  }
+  if (fresh) {
+    {
+      MutexLock lock(diagnostics_mu_);
+      diagnostics_.swap(fresh);
+    }
+    fresh->Close(diagnostics::Diagnostics::kCloseDeadline);  // The old settings' queues.
+  }
+  LOG_INFO("configuration reloaded: {} change(s) applied, {} need a restart", applied.size(),
+           needs_restart.size());
+  for (const Json& item : needs_restart) {
+    LOG_WARN("configuration: {} changed from {} to {}; it needs a restart (kept as it was)",
+             item["key"].get<std::string>(), DumpJson(item["from"]), DumpJson(item["to"]));
+  }
+  return result;
+}
+
+Json Service::ConfigJson() const {
+  Json config = ConfigToJson(*LiveConfig());
+  config["object"] = "config";
+  return config;
+}
+
+Result<Json> Service::ServiceInfo() {
+  ASSIGN_OR_RETURN(int schema, store_->SchemaVersion());
+  ASSIGN_OR_RETURN(auto keys, store_->ListKeys("", /*include_revoked=*/false));
+  Json by_role = {{"admin", 0}, {"operator", 0}, {"user", 0}, {"auditor", 0}};
+  for (const store::KeyRow& key : keys) by_role[key.role] = by_role.value(key.role, 0) + 1;
+  return Json{{"object", "service"},
+              {"version", PYCELL_VERSION},
+              {"build", {{"commit", PYCELL_GIT_COMMIT},
+                         {"type", PYCELL_BUILD_TYPE},
+                         {"compiler", PYCELL_COMPILER}}},
+              {"started_at", TimeOrNull(started_at_ms_)},
+              {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(clock_->Now() -
+                                                                            started_)
+                                .count()},
+              {"listen", config_.server.listen},
+              {"metrics_listen", config_.server.metrics_listen.empty()
+                                     ? Json(nullptr)
+                                     : Json(config_.server.metrics_listen)},
+              {"data_dir", config_.server.data_dir},
+              {"store", {{"backend", "sqlite"},
+                         {"path", config_.server.data_dir + "/pycell.db"},
+                         {"schema_version", schema}}},
+              {"host_protections", Json::parse(host_protections_json_)},
+              {"pools", Pools()["data"]},
+              {"keys_by_role", by_role},
+              {"evidence_public_key", EvidencePublicKey()},
+              {"config", ConfigToJson(*LiveConfig())}};
+}
+
+void Service::Emit(std::string_view category, const std::function<Json()>& make) {
+  std::shared_ptr<diagnostics::Diagnostics> current;
+  {
+    MutexLock lock(diagnostics_mu_);
+    current = diagnostics_;
+  }
+  if (current && current->Wants(category)) current->Emit(category, make());
+}
+
+// Every audit event goes to `audit` as the API shows it; session lifecycle events also to
+// `sessions`, and refusals (failed logins, denied permissions, quotas) also to `security`.
+void Service::EmitAudit(const audit::AuditEvent& event) {
+  Emit(diagnostics::kAudit, [&] { return audit::EventToJson(event); });
+  if (event.action == "session.create" || event.action == "session.end") {
+    Emit(diagnostics::kSessions, [&] {
+      Json detail = Json::parse(event.detail_json, nullptr, false);
+      Json out = {{"event", event.action == "session.create" ? "session.created"
+                                                              : "session.ended"},
+                  {"session_id", event.target},
+                  {"principal", event.principal},
+                  {"project_id", event.project_id},
+                  {"request_id", event.request_id},
+                  {"audit_event_id", event.id}};
+      if (detail.is_object()) {
+        for (auto& [key, value] : detail.items()) out[key] = value;
+      }
+      return out;
+    });
+  }
+  if (event.action == "auth.denied" || event.action == "quota.exceeded" ||
+      event.outcome == "denied") {
+    Emit(diagnostics::kSecurity, [&] {
+      Json out = audit::EventToJson(event);
+      out["event"] = event.action;
+      out["audit_event_id"] = event.id;
+      return out;
+    });
+  }
+}
+
+Json Service::DiagnosticSettings() const {
+  std::shared_ptr<diagnostics::Diagnostics> current;
+  {
+    MutexLock lock(diagnostics_mu_);
+    current = diagnostics_;
+  }
+  Json data = Json::array();
+  if (current) {
+    for (const diagnostics::Diagnostics::SinkState& state : current->States()) {
+      data.push_back({{"name", state.name},
+                      {"sink", state.sink},
+                      {"categories", state.categories},
+                      {"sent", state.sent},
+                      {"failed", state.failed},
+                      {"dropped", state.dropped},
+                      {"queued", state.queued},
+                      {"last_error", state.last_error.empty() ? Json(nullptr)
+                                                              : Json(state.last_error)}});
+    }
+  }
+  return Json{{"object", "list"}, {"data", data}};
+}
+
+metrics::StateSample Service::SampleState() {
+  metrics::StateSample sample;
+  for (const auto& [name, manager] : pools_) {
+    metrics::PoolState pool{name, static_cast<double>(manager->ReadyCount()), 0, 0};
+    for (const auto& s : manager->Sessions()) {
+      pool.active += 1;
+      pool.executing += s->busy() ? 1 : 0;
+    }
+    sample.pools.push_back(pool);
+  }
+  if (auto totals = store_->Totals(); totals.ok()) {
+    sample.files_stored = static_cast<double>(totals->files);
+    sample.bytes_stored = static_cast<double>(totals->bytes);
+    sample.audit_events = static_cast<double>(totals->audit_events);
+  }
+  {
+    MutexLock lock(rows_mu_);
+    sample.sessions_over_expected = static_cast<double>(flagged_long_.size());
+  }
+  return sample;
+}
+
+int Service::FlagLongSessions() {
+  auto expected = LiveConfig()->usage.expected_session;
+  if (expected.count() <= 0) return 0;
+  int64_t now = NowMs();
+  int over = 0;
+  MutexLock lock(rows_mu_);
+  for (const auto& [id, row] : active_rows_) {
+    if (now - row.created_at_ms <= expected.count() * 1000) continue;
+    ++over;
+    if (flagged_long_.insert(id).second) {
+      LOG_WARN("session {} (project {}, principal {}) has run {} s, past the expected {} s",
+               id, row.project_id, row.principal, (now - row.created_at_ms) / 1000,
+               expected.count());
+    }
+  }
+  return over;
+}
+
+}  // namespace pycell::service
