@@ -49,8 +49,8 @@ FUZZ_SECONDS ?= 60
 fuzz: deps
 	./fuzz/run_fuzzers.sh --build-dir build-fuzz --seconds $(FUZZ_SECONDS)
 
-format:
-	clang-format -i $$(git ls-files '*.cc' '*.h')
+format: deps
+	clang-format -i $$(find src tests bench fuzz -type f \( -name '*.cc' -o -name '*.h' \))
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz

@@ -98,8 +98,8 @@ Status Run(const Flags& flags) {
   const long rows = static_cast<long>(flags.mb) * (1 << 20) / 8 / 10;  // 10 float64 columns.
   const std::string build =
       "import numpy as np, pandas as pd\n"
-      "df = pd.DataFrame(np.random.default_rng(7).random((" + std::to_string(rows) +
-      ", 10)), columns=[f'c{i}' for i in range(10)])\n";
+      "df = pd.DataFrame(np.random.default_rng(7).random((" +
+      std::to_string(rows) + ", 10)), columns=[f'c{i}' for i in range(10)])\n";
   ASSIGN_OR_RETURN(auto origin, manager->CreateSession());
   RETURN_IF_ERROR(RunCell(*origin, build));
   RETURN_IF_ERROR(RunCell(*origin, "assert df.memory_usage(index=False).sum() >= " +

@@ -51,9 +51,9 @@ struct Flags {
   std::string jupyter_script = PYCELL_BENCH_JUPYTER_SCRIPT;
   std::string python = "/usr/bin/python3";
   int cells = 1000;
-  int sessions = 30;        // New-session samples.
-  int concurrent = 50;      // Sessions at once for throughput.
-  int seconds = 10;         // Throughput run.
+  int sessions = 30;    // New-session samples.
+  int concurrent = 50;  // Sessions at once for throughput.
+  int seconds = 10;     // Throughput run.
   uint64_t upload_mb = 512;
   bool jupyter = true;
 };
@@ -98,12 +98,13 @@ double RunCell(Client& c, const std::string& session, const std::string& code) {
 }
 
 json SummaryJson(const Summary& s) {
-  return {{"n", s.n}, {"p50", s.p50}, {"p90", s.p90}, {"p99", s.p99},
+  return {{"n", s.n},     {"p50", s.p50}, {"p90", s.p90},  {"p99", s.p99},
           {"min", s.min}, {"max", s.max}, {"mean", s.mean}};
 }
 
 void Print(const char* name, const Summary& s, double target) {
-  std::printf("  %-34s p50 %8.3f ms  p90 %8.3f  p99 %8.3f  (n=%zu)", name, s.p50, s.p90, s.p99, s.n);
+  std::printf("  %-34s p50 %8.3f ms  p90 %8.3f  p99 %8.3f  (n=%zu)", name, s.p50, s.p90, s.p99,
+              s.n);
   if (target > 0) std::printf("  target ≤ %.1f ms: %s", target, s.p50 <= target ? "met" : "MISSED");
   std::printf("\n");
 }
@@ -126,10 +127,10 @@ double Sha256Throughput(const std::vector<char>& chunk, uint64_t bytes) {
 
 int Main(const Flags& flags) {
   BenchServer server("http-bench", {.pycell = flags.pycell,
-                                     .data_dir = flags.data_dir,
-                                     .runtime_dir = flags.runtime_dir,
-                                     .config_path = flags.config_path,
-                                     .ready_sessions = 4});
+                                    .data_dir = flags.data_dir,
+                                    .runtime_dir = flags.runtime_dir,
+                                    .config_path = flags.config_path,
+                                    .ready_sessions = 4});
   server.Start();
   json results = {{"cores", std::thread::hardware_concurrency()}};
   std::printf("pycell over HTTP on loopback (%u cores)\n", std::thread::hardware_concurrency());
@@ -184,7 +185,8 @@ int Main(const Flags& flags) {
     for (int i = 0; i < flags.concurrent; ++i) {
       threads.emplace_back([&, i] {
         while (!stop) {
-          latencies[static_cast<size_t>(i)].Add(RunCell(*clients[static_cast<size_t>(i)], sessions[static_cast<size_t>(i)], "1"));
+          latencies[static_cast<size_t>(i)].Add(
+              RunCell(*clients[static_cast<size_t>(i)], sessions[static_cast<size_t>(i)], "1"));
           done++;
         }
       });
@@ -198,12 +200,13 @@ int Main(const Flags& flags) {
     Print("  latency under that load", all.Summarize(), 0);
     results["throughput_latency_ms"] = SummaryJson(all.Summarize());
     double rate = static_cast<double>(done.load()) / seconds;
-    std::printf("  %-34s %8.0f executions/s over %d sessions  target ≥ %.0f: %s\n",
-                "throughput", rate, flags.concurrent, kThroughputTarget,
+    std::printf("  %-34s %8.0f executions/s over %d sessions  target ≥ %.0f: %s\n", "throughput",
+                rate, flags.concurrent, kThroughputTarget,
                 rate >= kThroughputTarget ? "met" : "MISSED");
     results["throughput_per_s"] = rate;
     results["throughput_sessions"] = flags.concurrent;
-    for (int i = 0; i < flags.concurrent; ++i) EndSession(*clients[static_cast<size_t>(i)], sessions[static_cast<size_t>(i)]);
+    for (int i = 0; i < flags.concurrent; ++i)
+      EndSession(*clients[static_cast<size_t>(i)], sessions[static_cast<size_t>(i)]);
   }
 
   // 4. Upload vs OpenSSL SHA-256.
@@ -224,11 +227,11 @@ int Main(const Flags& flags) {
     double seconds = w.ElapsedMs() / 1000.0;
     Expect(status, body, 201, "upload");
     double rate = static_cast<double>(bytes) / seconds;
-    std::printf("  %-34s %8.0f MB/s (%.2f s for %llu MB); OpenSSL SHA-256 %.0f MB/s; ratio %.2f  "
-                "target ≥ %.2f: %s\n",
-                "upload", rate / 1e6, seconds, static_cast<unsigned long long>(flags.upload_mb),
-                sha / 1e6, rate / sha, kUploadTargetRatio,
-                rate / sha >= kUploadTargetRatio ? "met" : "MISSED");
+    std::printf(
+        "  %-34s %8.0f MB/s (%.2f s for %llu MB); OpenSSL SHA-256 %.0f MB/s; ratio %.2f  "
+        "target ≥ %.2f: %s\n",
+        "upload", rate / 1e6, seconds, static_cast<unsigned long long>(flags.upload_mb), sha / 1e6,
+        rate / sha, kUploadTargetRatio, rate / sha >= kUploadTargetRatio ? "met" : "MISSED");
     results["upload_bytes_per_s"] = rate;
     results["sha256_bytes_per_s"] = sha;
     results["upload_status"] = status;
@@ -274,16 +277,26 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (arg == "--pycell") flags.pycell = next();
-    else if (arg == "--data-dir") flags.data_dir = next();
-    else if (arg == "--config") flags.config_path = next();
-    else if (arg == "--json") flags.json_path = next();
-    else if (arg == "--cells") flags.cells = std::stoi(next());
-    else if (arg == "--sessions") flags.sessions = std::stoi(next());
-    else if (arg == "--concurrent") flags.concurrent = std::stoi(next());
-    else if (arg == "--seconds") flags.seconds = std::stoi(next());
-    else if (arg == "--upload-mb") flags.upload_mb = std::stoull(next());
-    else if (arg == "--no-jupyter") flags.jupyter = false;
+    if (arg == "--pycell")
+      flags.pycell = next();
+    else if (arg == "--data-dir")
+      flags.data_dir = next();
+    else if (arg == "--config")
+      flags.config_path = next();
+    else if (arg == "--json")
+      flags.json_path = next();
+    else if (arg == "--cells")
+      flags.cells = std::stoi(next());
+    else if (arg == "--sessions")
+      flags.sessions = std::stoi(next());
+    else if (arg == "--concurrent")
+      flags.concurrent = std::stoi(next());
+    else if (arg == "--seconds")
+      flags.seconds = std::stoi(next());
+    else if (arg == "--upload-mb")
+      flags.upload_mb = std::stoull(next());
+    else if (arg == "--no-jupyter")
+      flags.jupyter = false;
     else {
       std::cerr << pycell::bench::kUsage;
       return 2;

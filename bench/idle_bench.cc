@@ -202,8 +202,10 @@ double FreshRequest(uint16_t port, const std::string& authorization) {
     ::close(fd);
     return -1;
   }
-  std::string request = "GET /v1/me HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
-                        "Authorization: " + authorization + "\r\n\r\n";
+  std::string request =
+      "GET /v1/me HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
+      "Authorization: " +
+      authorization + "\r\n\r\n";
   ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
   int status = ReadResponse(fd);
   ::close(fd);
@@ -220,13 +222,17 @@ json ValidRequests(const BenchServer& server, int n, const char* when) {
   for (int i = 0; i < n; ++i) {
     Stopwatch w;
     int status = c.Request(http::verb::get, "/v1/me", "", &body);
-    if (status == 200) kept.Add(w.ElapsedMs());
-    else failed++;
+    if (status == 200)
+      kept.Add(w.ElapsedMs());
+    else
+      failed++;
   }
   for (int i = 0; i < n / 4; ++i) {
     double ms = FreshRequest(server.port(), server.authorization());
-    if (ms >= 0) fresh.Add(ms);
-    else failed++;
+    if (ms >= 0)
+      fresh.Add(ms);
+    else
+      failed++;
   }
   std::string a = std::string("GET /v1/me, kept-alive, ") + when;
   std::string b = std::string("GET /v1/me, new connection, ") + when;
@@ -315,24 +321,27 @@ json MeasureOne(const Flags& flags, const std::string& pycell, int idle,
       int a = 256 + i / 50;
       std::string source = "127.0." + std::to_string(a / 256) + "." + std::to_string(a % 256);
       int fd = OpenIdle(server.port(), source);
-      if (fd < 0) refused++;
-      else held.push_back(fd);
+      if (fd < 0)
+        refused++;
+      else
+        held.push_back(fd);
     }
     double open_s = opening.ElapsedMs() / 1000;
     std::this_thread::sleep_for(std::chrono::seconds(1));
     auto [threads_idle, rss_idle] = ThreadsAndRssKb(server.pid());
-    std::printf("    %d idle connections held (%d refused or failed; opened in %.1f s): server "
-                "threads %ld -> %ld, RSS %.1f -> %.1f MB\n",
-                static_cast<int>(held.size()), refused, open_s, threads_before, threads_idle,
-                rss_before / 1024.0, rss_idle / 1024.0);
+    std::printf(
+        "    %d idle connections held (%d refused or failed; opened in %.1f s): server "
+        "threads %ld -> %ld, RSS %.1f -> %.1f MB\n",
+        static_cast<int>(held.size()), refused, open_s, threads_before, threads_idle,
+        rss_before / 1024.0, rss_idle / 1024.0);
     json with = ValidRequests(server, flags.requests, "idle connections held");
     double p99 = with["kept_alive_ms"]["p99"];
     double p99_new = with["new_connection_ms"]["p99"];
-    std::printf("    valid request p99 with %d idle: %.2f ms kept-alive, %.2f ms new connection; "
-                "target < %.0f ms: %s\n",
-                static_cast<int>(held.size()), p99, p99_new, kIdleP99TargetMs,
-                std::max(p99, p99_new) < kIdleP99TargetMs && with["failed"] == 0 ? "met"
-                                                                                  : "MISSED");
+    std::printf(
+        "    valid request p99 with %d idle: %.2f ms kept-alive, %.2f ms new connection; "
+        "target < %.0f ms: %s\n",
+        static_cast<int>(held.size()), p99, p99_new, kIdleP99TargetMs,
+        std::max(p99, p99_new) < kIdleP99TargetMs && with["failed"] == 0 ? "met" : "MISSED");
     // And a cell's round trip with them held.
     {
       HttpClient c = server.Client();
@@ -394,10 +403,8 @@ int Main(const Flags& flags) {
   }
   ::unlink(config_path);
   if (!flags.json_path.empty()) {
-    std::ofstream(flags.json_path) << json{{"cores", std::thread::hardware_concurrency()},
-                                           {"runs", runs}}
-                                          .dump(2)
-                                   << "\n";
+    std::ofstream(flags.json_path)
+        << json{{"cores", std::thread::hardware_concurrency()}, {"runs", runs}}.dump(2) << "\n";
   }
   return 0;
 }
@@ -416,16 +423,26 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (arg == "--pycell") flags.pycell = next();
-    else if (arg == "--baseline") flags.baseline = next();
-    else if (arg == "--json") flags.json_path = next();
-    else if (arg == "--idle") flags.idle = std::stoi(next());
-    else if (arg == "--baseline-idle") flags.baseline_idle = std::stoi(next());
-    else if (arg == "--requests") flags.requests = std::stoi(next());
-    else if (arg == "--cells") flags.cells = std::stoi(next());
-    else if (arg == "--concurrent") flags.concurrent = std::stoi(next());
-    else if (arg == "--seconds") flags.seconds = std::stoi(next());
-    else if (arg == "--rounds") flags.rounds = std::stoi(next());
+    if (arg == "--pycell")
+      flags.pycell = next();
+    else if (arg == "--baseline")
+      flags.baseline = next();
+    else if (arg == "--json")
+      flags.json_path = next();
+    else if (arg == "--idle")
+      flags.idle = std::stoi(next());
+    else if (arg == "--baseline-idle")
+      flags.baseline_idle = std::stoi(next());
+    else if (arg == "--requests")
+      flags.requests = std::stoi(next());
+    else if (arg == "--cells")
+      flags.cells = std::stoi(next());
+    else if (arg == "--concurrent")
+      flags.concurrent = std::stoi(next());
+    else if (arg == "--seconds")
+      flags.seconds = std::stoi(next());
+    else if (arg == "--rounds")
+      flags.rounds = std::stoi(next());
     else {
       std::cerr << pycell::bench::kUsage;
       return 2;

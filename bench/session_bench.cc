@@ -62,10 +62,10 @@ constexpr double kMemoryTargetMb = 15;
 
 struct Flags {
   std::string state_dir = PYCELL_BENCH_DEFAULT_STATE_DIR;
-  int iterations = 30;         // Session creations per case (and Jupyter kernel starts).
-  int cell_iterations = 500;   // Trivial cells per code.
-  int sessions = 8;            // Sessions (and kernels) alive at once for the memory figures.
-  int pool = 4;                // Warm pool target for case 1.
+  int iterations = 30;        // Session creations per case (and Jupyter kernel starts).
+  int cell_iterations = 500;  // Trivial cells per code.
+  int sessions = 8;           // Sessions (and kernels) alive at once for the memory figures.
+  int pool = 4;               // Warm pool target for case 1.
   std::string json_path;
   std::string jupyter_script = PYCELL_BENCH_JUPYTER_SCRIPT;
   std::string python = PYCELL_BENCH_PYTHON;

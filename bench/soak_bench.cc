@@ -9,7 +9,8 @@
 // every descendant: zygote, sessions, their children), cgroups, mounts under its folders, and files
 // in its data dir. Then each of N workers, one keep-alive connection each, loops:
 //   - a small cell that keeps state (`n += 1`) and checks that the session kept it;
-//   - every --upload-every cells: 64 KiB of random numbers (a CSV) uploaded into its session, a cell that
+//   - every --upload-every cells: 64 KiB of random numbers (a CSV) uploaded into its session, a
+//   cell that
 //     hashes them into an artifact, the artifact downloaded and compared with the hash computed
 //     here, then both file records deleted;
 //   - every --churn-every cells: its session ended and a new one created.
@@ -24,8 +25,8 @@
 
 #include <atomic>
 #include <climits>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -66,7 +67,8 @@ constexpr char kUsage[] =
     "  --sessions N        sessions at once, one worker each (default 100)\n"
     "  --seconds N         how long the workers run (default 600)\n"
     "  --upload-every N    an upload, a hashing cell and a download every N cells (default 10)\n"
-    "  --churn-every N     a worker ends its session and starts another every N cells (default 50)\n"
+    "  --churn-every N     a worker ends its session and starts another every N cells (default "
+    "50)\n"
     "  --ready-sessions N  the server's warm pool (default 4)\n"
     "  --runtime-dir DIR   the server's runtime dir (default /run/pycell-soak)\n"
     "  --rss-slack-mb N    how far the server's RSS may end above its baseline (default 128)\n"
@@ -86,9 +88,14 @@ struct Resources {
   int64_t runtime_entries = 0;
 
   json ToJson() const {
-    return {{"fds", fds},         {"threads", threads}, {"rss_kb", rss_kb},
-            {"processes", processes}, {"cgroups", cgroups}, {"mounts", mounts},
-            {"data_files", data_files}, {"runtime_entries", runtime_entries}};
+    return {{"fds", fds},
+            {"threads", threads},
+            {"rss_kb", rss_kb},
+            {"processes", processes},
+            {"cgroups", cgroups},
+            {"mounts", mounts},
+            {"data_files", data_files},
+            {"runtime_entries", runtime_entries}};
   }
 };
 
@@ -242,7 +249,9 @@ struct Tally {
 class Worker {
  public:
   Worker(const BenchServer& server, const Flags& flags, int index)
-      : server_(server), flags_(flags), random_(static_cast<uint64_t>(index) * 7919 + 1),
+      : server_(server),
+        flags_(flags),
+        random_(static_cast<uint64_t>(index) * 7919 + 1),
         index_(index) {}
 
   void Run(const std::atomic<bool>& stop) {
@@ -315,8 +324,10 @@ class Worker {
     std::string body;
     Stopwatch w;
     int status = c.Request(http::verb::delete_, "/v1/sessions/" + session_, "", &body);
-    if (status != 200) Fail("end session", status, body);
-    else tally_.end.Add(w.ElapsedMs());
+    if (status != 200)
+      Fail("end session", status, body);
+    else
+      tally_.end.Add(w.ElapsedMs());
     session_.clear();
   }
 
@@ -364,9 +375,8 @@ class Worker {
     std::string name = "in" + std::to_string(tally_.uploads) + ".csv";
     std::string body;
     Stopwatch w;
-    int status = c.Request(http::verb::post,
-                           "/v1/sessions/" + session_ + "/files?filename=" + name, bytes, &body,
-                           "application/octet-stream");
+    int status = c.Request(http::verb::post, "/v1/sessions/" + session_ + "/files?filename=" + name,
+                           bytes, &body, "application/octet-stream");
     if (status != 201) {
       Fail("upload", status, body);
       return;
@@ -382,9 +392,13 @@ class Worker {
     }
     json record = Cell(c,
                        "import hashlib\n"
-                       "with open('/mnt/data/" + name + "', 'rb') as f: d = f.read()\n"
-                       "with open('/mnt/data/" + name + ".sha256', 'w') as f: "
-                       "f.write(hashlib.sha256(d).hexdigest())\n");
+                       "with open('/mnt/data/" +
+                           name +
+                           "', 'rb') as f: d = f.read()\n"
+                           "with open('/mnt/data/" +
+                           name +
+                           ".sha256', 'w') as f: "
+                           "f.write(hashlib.sha256(d).hexdigest())\n");
     if (!record.is_null()) {
       std::string artifact_id;
       for (const json& a : record.value("artifacts", json::array())) {
@@ -423,7 +437,7 @@ class Worker {
 };
 
 json SummaryJson(const Summary& s) {
-  return {{"n", s.n},     {"p50", s.p50}, {"p90", s.p90}, {"p99", s.p99},
+  return {{"n", s.n},     {"p50", s.p50}, {"p90", s.p90},  {"p99", s.p99},
           {"min", s.min}, {"max", s.max}, {"mean", s.mean}};
 }
 
@@ -444,8 +458,8 @@ int Main(const Flags& flags) {
   }
   close(config_fd);
   // Every worker's connection comes from 127.0.0.1: the per-address limit must allow them all.
-  std::ofstream(config_tmpl) << "[server]\nmax_connections_per_address = "
-                             << flags.sessions + 16 << "\n"
+  std::ofstream(config_tmpl) << "[server]\nmax_connections_per_address = " << flags.sessions + 16
+                             << "\n"
                              << "[engine]\n"
                              << "max_sessions = " << flags.sessions + flags.ready_sessions + 8
                              << "\ncgroup_parent = \"" << cgroup_parent << "\"\n";
@@ -462,9 +476,10 @@ int Main(const Flags& flags) {
   std::this_thread::sleep_for(std::chrono::seconds(2));
   Resources before = measure();
 
-  std::printf("soak: %d sessions, %d s, an upload every %d cells, a new session every %d (%u cores)\n",
-              flags.sessions, flags.seconds, flags.upload_every, flags.churn_every,
-              std::thread::hardware_concurrency());
+  std::printf(
+      "soak: %d sessions, %d s, an upload every %d cells, a new session every %d (%u cores)\n",
+      flags.sessions, flags.seconds, flags.upload_every, flags.churn_every,
+      std::thread::hardware_concurrency());
   std::fflush(stdout);
   std::vector<std::unique_ptr<Worker>> workers;
   for (int i = 0; i < flags.sessions; ++i) {
@@ -513,11 +528,12 @@ int Main(const Flags& flags) {
   }
 
   double rate = static_cast<double>(all.cells) / seconds;
-  std::printf("  %-22s %8.1f cells/s over %.0f s (%lld cells, %lld sessions, %lld uploads, "
-              "%lld downloads)\n",
-              "throughput", rate, seconds, static_cast<long long>(all.cells),
-              static_cast<long long>(all.sessions), static_cast<long long>(all.uploads),
-              static_cast<long long>(all.downloads));
+  std::printf(
+      "  %-22s %8.1f cells/s over %.0f s (%lld cells, %lld sessions, %lld uploads, "
+      "%lld downloads)\n",
+      "throughput", rate, seconds, static_cast<long long>(all.cells),
+      static_cast<long long>(all.sessions), static_cast<long long>(all.uploads),
+      static_cast<long long>(all.downloads));
   Print("cell round trip", all.cell);
   Print("upload 64 KiB", all.upload);
   Print("download", all.download);
@@ -535,8 +551,8 @@ int Main(const Flags& flags) {
   bool back = true;
   for (const auto& [key, value] : b.items()) {
     int64_t v0 = value, v1 = a[key];
-    bool ok = key == "rss_kb" ? v1 <= v0 + static_cast<int64_t>(flags.rss_slack_mb * 1024)
-                              : v1 == v0;
+    bool ok =
+        key == "rss_kb" ? v1 <= v0 + static_cast<int64_t>(flags.rss_slack_mb * 1024) : v1 == v0;
     back = back && ok;
     std::printf("  %-16s %10lld %10lld %10lld  %s\n", key.c_str(), static_cast<long long>(v0),
                 static_cast<long long>(p[key].get<int64_t>()), static_cast<long long>(v1),
@@ -567,8 +583,8 @@ int Main(const Flags& flags) {
     std::ofstream(flags.json_path) << results.dump(2) << "\n";
   }
   if (!flags.check) return 0;
-  bool ok = failures == 0 && back && all.cells > 0 && all.downloads > 0 &&
-            WIFEXITED(stop_status) && WEXITSTATUS(stop_status) == 0;
+  bool ok = failures == 0 && back && all.cells > 0 && all.downloads > 0 && WIFEXITED(stop_status) &&
+            WEXITSTATUS(stop_status) == 0;
   std::printf("soak: %s\n", ok ? "passed" : "FAILED");
   return ok ? 0 : 1;
 }
@@ -587,16 +603,26 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (arg == "--pycell") flags.pycell = next();
-    else if (arg == "--sessions") flags.sessions = std::stoi(next());
-    else if (arg == "--seconds") flags.seconds = std::stoi(next());
-    else if (arg == "--upload-every") flags.upload_every = std::stoi(next());
-    else if (arg == "--churn-every") flags.churn_every = std::stoi(next());
-    else if (arg == "--ready-sessions") flags.ready_sessions = std::stoi(next());
-    else if (arg == "--runtime-dir") flags.runtime_dir = next();
-    else if (arg == "--rss-slack-mb") flags.rss_slack_mb = std::stod(next());
-    else if (arg == "--json") flags.json_path = next();
-    else if (arg == "--check") flags.check = true;
+    if (arg == "--pycell")
+      flags.pycell = next();
+    else if (arg == "--sessions")
+      flags.sessions = std::stoi(next());
+    else if (arg == "--seconds")
+      flags.seconds = std::stoi(next());
+    else if (arg == "--upload-every")
+      flags.upload_every = std::stoi(next());
+    else if (arg == "--churn-every")
+      flags.churn_every = std::stoi(next());
+    else if (arg == "--ready-sessions")
+      flags.ready_sessions = std::stoi(next());
+    else if (arg == "--runtime-dir")
+      flags.runtime_dir = next();
+    else if (arg == "--rss-slack-mb")
+      flags.rss_slack_mb = std::stod(next());
+    else if (arg == "--json")
+      flags.json_path = next();
+    else if (arg == "--check")
+      flags.check = true;
     else {
       std::cerr << pycell::bench::kUsage;
       return 2;

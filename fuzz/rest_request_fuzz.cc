@@ -54,8 +54,7 @@ void Bodies(const server::Request& request) {
 }
 
 void Range(const std::string& header) {
-  for (uint64_t size : {uint64_t{0}, uint64_t{1}, uint64_t{100}, uint64_t{1} << 40,
-                        ~uint64_t{0}}) {
+  for (uint64_t size : {uint64_t{0}, uint64_t{1}, uint64_t{100}, uint64_t{1} << 40, ~uint64_t{0}}) {
     bool unsatisfiable = false;
     auto range = server::ParseRange(header, size, &unsatisfiable);
     if (range) {

@@ -33,6 +33,8 @@ BENCH_PACKAGES+=(python3-jupyter-server runsc bubblewrap)
 # tests/faults jumps the server's wall clock), and node and npm (tests/mcp runs the official MCP
 # TypeScript SDK client, installed from npm).
 TEST_PACKAGES=(prometheus systemd python3-nbformat faketime)
+# clang-format: make test's format_check holds the sources to .clang-format (`make format`).
+TEST_PACKAGES+=(clang-format)
 # Debian's nodejs and npm, unless a Node.js with npm is there already: NodeSource's nodejs package
 # provides npm itself and conflicts with Debian's.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -1,12 +1,11 @@
 // main() of every GoogleTest binary: the binary is also the zygote of the sessions its tests
 // start (the engine re-executes /proc/self/exe).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "common/logging.h"
 #include "kernel/zygote_main.h"
 #include "sandbox/mount_ns.h"
-
-#include <unistd.h>
 
 int main(int argc, char** argv) {
   if (int code; pycell::kernel::MaybeRunZygote(argc, argv, &code)) return code;

@@ -1,18 +1,16 @@
 #include "aca/aca_api.h"
 
-#include "common/json_reader.h"
-
 #include <algorithm>
 #include <cctype>
-
 #include <nlohmann/json.hpp>
+
+#include "common/json_reader.h"
 
 namespace pycell::aca {
 namespace {
 
 bool EqualsNoCase(const std::string& a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
@@ -62,9 +60,9 @@ Result<ExecuteRequest> ExecuteFields(const Json& fields, bool current) {
 Result<Json> ParseObject(std::string_view body) {
   auto parsed = ParseUntrustedJson(body, JsonLimits{64u << 20, 32, 1u << 20});
   if (!parsed.ok()) {
-    return Status::InvalidArgument(
-        "the body is not usable JSON (" + parsed.status().message() + "); send {\"properties\": {\"codeInputType\": \"inline\", "
-        "\"executionType\": \"synchronous\", \"code\": \"1+1\"}}");
+    return Status::InvalidArgument("the body is not usable JSON (" + parsed.status().message() +
+                                   "); send {\"properties\": {\"codeInputType\": \"inline\", "
+                                   "\"executionType\": \"synchronous\", \"code\": \"1+1\"}}");
   }
   if (!parsed->is_object()) return Status::InvalidArgument("the body must be a JSON object");
   return std::move(*parsed);
@@ -108,9 +106,9 @@ std::string RelativeToData(const std::string& path) {
 }  // namespace
 
 const std::vector<std::string>& SupportedApiVersions() {
-  static const std::vector<std::string> kVersions = {
-      "2024-02-02-preview", "2024-08-02-preview", "2024-10-02-preview",
-      "2025-02-02-preview", "2025-10-02-preview"};
+  static const std::vector<std::string> kVersions = {"2024-02-02-preview", "2024-08-02-preview",
+                                                     "2024-10-02-preview", "2025-02-02-preview",
+                                                     "2025-10-02-preview"};
   return kVersions;
 }
 
@@ -221,9 +219,9 @@ Json LegacyExecuteResponse(const Json& execution) {
 Json ExecutionResponse(const Json& execution, const std::string& identifier, bool asynchronous,
                        std::optional<uint64_t> max_length) {
   const std::string& status = StringField(execution, "status");
-  const char* azure_status = status == "ok"                     ? "Succeeded"
+  const char* azure_status = status == "ok"                                  ? "Succeeded"
                              : !Field(execution, "interrupted_by").is_null() ? "Cancelled"
-                                                                : "Failed";
+                                                                             : "Failed";
   std::string out = StringField(execution, "stdout");
   std::string err = StderrOf(execution);
   if (max_length) {
@@ -316,8 +314,8 @@ Json SessionResponse(const Json& session, const std::string& identifier) {
   return {{"identifier", identifier},
           {"sessionId", identifier},
           {"createdAt", time("created_at")},
-          {"lastAccessedAt", time("last_active_at").is_null() ? time("created_at")
-                                                              : time("last_active_at")},
+          {"lastAccessedAt",
+           time("last_active_at").is_null() ? time("created_at") : time("last_active_at")},
           {"expireAt", time("expires_at")},
           {"expiresAt", time("expires_at")},
           {"status", StringField(session, "status") == "active" ? "Running" : "Stopped"}};

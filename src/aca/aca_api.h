@@ -25,12 +25,11 @@
 #pragma once
 
 #include <chrono>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "common/status.h"
 
@@ -54,7 +53,7 @@ Status CheckIdentifier(const std::string& identifier);
 // One cell to run, from either contract's body.
 struct ExecuteRequest {
   std::string code;
-  std::optional<std::chrono::seconds> timeout;  // timeoutInSeconds
+  std::optional<std::chrono::seconds> timeout;        // timeoutInSeconds
   std::optional<uint64_t> output_streams_max_length;  // outputStreamsMaxLength (current)
   bool asynchronous = false;  // executionType "asynchronous": run to completion all the same.
 };

@@ -93,14 +93,14 @@ TEST(AcaExecute, HostileBodies) {
 }
 
 Json Execution(const std::string& status, Json outputs, Json error = nullptr) {
-  return {{"id", "exec_1"}, {"session_id", "sess_1"}, {"status", status},
-          {"stdout", "out\n"}, {"stderr", ""}, {"outputs", outputs},
-          {"error", error}, {"duration_ms", 12}, {"interrupted_by", nullptr}};
+  return {{"id", "exec_1"},    {"session_id", "sess_1"}, {"status", status},
+          {"stdout", "out\n"}, {"stderr", ""},           {"outputs", outputs},
+          {"error", error},    {"duration_ms", 12},      {"interrupted_by", nullptr}};
 }
 
 TEST(AcaResponse, LegacySuccessWithNumberResult) {
-  Json e = Execution("ok", Json::array({{{"output_type", "execute_result"},
-                                          {"data", {{"text/plain", "42"}}}}}));
+  Json e = Execution(
+      "ok", Json::array({{{"output_type", "execute_result"}, {"data", {{"text/plain", "42"}}}}}));
   Json r = LegacyExecuteResponse(e)["properties"];
   EXPECT_EQ(r["status"], "Success");
   EXPECT_EQ(r["result"], 42);
@@ -110,10 +110,10 @@ TEST(AcaResponse, LegacySuccessWithNumberResult) {
 }
 
 TEST(AcaResponse, ImageResultWins) {
-  Json e = Execution("ok", Json::array({{{"output_type", "display_data"},
-                                          {"data", {{"image/png", "iVBORw0K\nGgo="}}}},
-                                         {{"output_type", "execute_result"},
-                                          {"data", {{"text/plain", "'text'"}}}}}));
+  Json e = Execution(
+      "ok",
+      Json::array({{{"output_type", "display_data"}, {"data", {{"image/png", "iVBORw0K\nGgo="}}}},
+                   {{"output_type", "execute_result"}, {"data", {{"text/plain", "'text'"}}}}}));
   Json result = LegacyExecuteResponse(e)["properties"]["result"];
   EXPECT_EQ(result["type"], "image");
   EXPECT_EQ(result["format"], "png");
@@ -121,9 +121,11 @@ TEST(AcaResponse, ImageResultWins) {
 }
 
 TEST(AcaResponse, FailureCarriesTheTraceback) {
-  Json e = Execution("error", Json::array(),
-                     {{"ename", "ZeroDivisionError"}, {"evalue", "division by zero"},
-                      {"traceback", Json::array({"Traceback", "ZeroDivisionError: division by zero"})}});
+  Json e =
+      Execution("error", Json::array(),
+                {{"ename", "ZeroDivisionError"},
+                 {"evalue", "division by zero"},
+                 {"traceback", Json::array({"Traceback", "ZeroDivisionError: division by zero"})}});
   Json legacy = LegacyExecuteResponse(e)["properties"];
   EXPECT_EQ(legacy["status"], "Failure");
   EXPECT_NE(legacy["stderr"].get<std::string>().find("ZeroDivisionError"), std::string::npos);
@@ -149,8 +151,8 @@ TEST(AcaFiles, NamesRelativeToMntData) {
   EXPECT_EQ(*SessionFileName("/mnt/data/x.csv", true), "x.csv");
   EXPECT_EQ(*SessionFileName("x.csv", true), "x.csv");
   EXPECT_EQ(*SessionFileName("sub/x.csv", false), "sub/x.csv");
-  for (const char* bad : {"", "/mnt/data", "/mnt/data/", "..", "../x", "a/../b", "/etc/passwd",
-                          "a//b", "./a"}) {
+  for (const char* bad :
+       {"", "/mnt/data", "/mnt/data/", "..", "../x", "a/../b", "/etc/passwd", "a//b", "./a"}) {
     EXPECT_FALSE(SessionFileName(bad, false).ok()) << bad;
   }
   EXPECT_FALSE(SessionFileName("sub/x.csv", true).ok());
@@ -159,7 +161,8 @@ TEST(AcaFiles, NamesRelativeToMntData) {
 
 TEST(AcaFiles, ListingShapes) {
   Json listing = {{"object", "list"},
-                  {"data", Json::array({{{"path", "/mnt/data/a.csv"}, {"bytes", 5},
+                  {"data", Json::array({{{"path", "/mnt/data/a.csv"},
+                                         {"bytes", 5},
                                          {"modified_at", "2025-01-01T00:00:00Z"}}})}};
   Json legacy = FileList(listing, Contract::kLegacy);
   EXPECT_EQ(legacy["value"][0]["properties"]["filename"], "a.csv");
@@ -174,8 +177,10 @@ TEST(AcaFiles, ListingShapes) {
 }
 
 TEST(AcaSession, Shape) {
-  Json s = SessionResponse({{"id", "sess_1"}, {"status", "active"},
-                            {"created_at", "2025-01-01T00:00:00Z"}, {"last_active_at", nullptr},
+  Json s = SessionResponse({{"id", "sess_1"},
+                            {"status", "active"},
+                            {"created_at", "2025-01-01T00:00:00Z"},
+                            {"last_active_at", nullptr},
                             {"expires_at", "2025-01-01T01:00:00Z"}},
                            "ident-1");
   EXPECT_EQ(s["identifier"], "ident-1");
@@ -190,15 +195,14 @@ TEST(AcaSession, Shape) {
 struct FakeSessions {
   int made = 0;
   std::set<std::string> live;
-  IdentifierSessions map{
-      [this](const auth::Caller&, const std::string&) -> Result<std::string> {
-        std::string id = "sess_" + std::to_string(++made);
-        live.insert(id);
-        return id;
-      },
-      [this](const auth::Caller&, const std::string& id) {
-        return live.count(id) ? Status::Ok() : Status::NotFound("ended");
-      }};
+  IdentifierSessions map{[this](const auth::Caller&, const std::string&) -> Result<std::string> {
+                           std::string id = "sess_" + std::to_string(++made);
+                           live.insert(id);
+                           return id;
+                         },
+                         [this](const auth::Caller&, const std::string& id) {
+                           return live.count(id) ? Status::Ok() : Status::NotFound("ended");
+                         }};
 };
 
 TEST(IdentifierSessionsTest, OwnedByPrincipalAndRemadeWhenEnded) {

@@ -59,8 +59,8 @@ class IdentifierSessions {
   using Key = std::tuple<std::string, std::string, std::string>;  // project, principal, id
   struct Entry {
     explicit Entry(uint64_t n) : serial(n) {}
-    const uint64_t serial;  // Unique for the map's life (an address may be reused).
-    Mutex mu;               // Held while the session is checked or made.
+    const uint64_t serial;                  // Unique for the map's life (an address may be reused).
+    Mutex mu;                               // Held while the session is checked or made.
     std::string session_id GUARDED_BY(mu);  // "" until made.
   };
   static Key KeyOf(const auth::Caller& caller, const std::string& identifier) {

@@ -10,8 +10,7 @@ namespace pycell::audit {
 
 using Json = nlohmann::json;
 
-const char* const kGenesisHash =
-    "0000000000000000000000000000000000000000000000000000000000000000";
+const char* const kGenesisHash = "0000000000000000000000000000000000000000000000000000000000000000";
 
 namespace {
 
@@ -66,23 +65,24 @@ Json EventToJson(const AuditEvent& e) {
   Json detail = Json::parse(e.detail_json, nullptr, false);
   if (detail.is_discarded()) detail = Json(e.detail_json);
   auto or_null = [](const std::string& s) { return s.empty() ? Json(nullptr) : Json(s); };
-  return {{"seq", e.seq},
-          {"id", e.id},
-          {"object", "audit_event"},
-          {"time", FormatRfc3339(std::chrono::system_clock::time_point(
-                       std::chrono::milliseconds(e.time_ms)))},
-          {"time_ms", e.time_ms},
-          {"principal", e.principal},
-          {"project_id", or_null(e.project_id)},
-          {"key_id", or_null(e.key_id)},
-          {"action", e.action},
-          {"target", or_null(e.target)},
-          {"outcome", e.outcome},
-          {"request_id", or_null(e.request_id)},
-          {"code_sha256", or_null(e.code_sha256)},
-          {"detail", detail},
-          {"prev_hash", e.prev_hash},
-          {"hash", e.hash}};
+  return {
+      {"seq", e.seq},
+      {"id", e.id},
+      {"object", "audit_event"},
+      {"time",
+       FormatRfc3339(std::chrono::system_clock::time_point(std::chrono::milliseconds(e.time_ms)))},
+      {"time_ms", e.time_ms},
+      {"principal", e.principal},
+      {"project_id", or_null(e.project_id)},
+      {"key_id", or_null(e.key_id)},
+      {"action", e.action},
+      {"target", or_null(e.target)},
+      {"outcome", e.outcome},
+      {"request_id", or_null(e.request_id)},
+      {"code_sha256", or_null(e.code_sha256)},
+      {"detail", detail},
+      {"prev_hash", e.prev_hash},
+      {"hash", e.hash}};
 }
 
 Result<AuditEvent> EventFromJson(const Json& j) {
@@ -91,8 +91,8 @@ Result<AuditEvent> EventFromJson(const Json& j) {
   auto text = [&](const char* key, std::string* out) -> Status {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) return Status::Ok();
-    if (!it->is_string()) return Status::InvalidArgument(std::string("audit event: ") + key +
-                                                         " must be a string");
+    if (!it->is_string())
+      return Status::InvalidArgument(std::string("audit event: ") + key + " must be a string");
     *out = it->get<std::string>();
     return Status::Ok();
   };
@@ -106,11 +106,17 @@ Result<AuditEvent> EventFromJson(const Json& j) {
   };
   RETURN_IF_ERROR(number("seq", &e.seq));
   RETURN_IF_ERROR(number("time_ms", &e.time_ms));
-  for (auto [key, field] : {std::pair{"id", &e.id}, {"principal", &e.principal},
-                            {"project_id", &e.project_id}, {"key_id", &e.key_id},
-                            {"action", &e.action}, {"target", &e.target}, {"outcome", &e.outcome},
-                            {"request_id", &e.request_id}, {"code_sha256", &e.code_sha256},
-                            {"prev_hash", &e.prev_hash}, {"hash", &e.hash}}) {
+  for (auto [key, field] : {std::pair{"id", &e.id},
+                            {"principal", &e.principal},
+                            {"project_id", &e.project_id},
+                            {"key_id", &e.key_id},
+                            {"action", &e.action},
+                            {"target", &e.target},
+                            {"outcome", &e.outcome},
+                            {"request_id", &e.request_id},
+                            {"code_sha256", &e.code_sha256},
+                            {"prev_hash", &e.prev_hash},
+                            {"hash", &e.hash}}) {
     RETURN_IF_ERROR(text(key, field));
   }
   auto detail = j.find("detail");

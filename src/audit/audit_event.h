@@ -11,31 +11,30 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "common/status.h"
 
 namespace pycell::audit {
 
 struct AuditEvent {
-  int64_t seq = 0;             // 1, 2, …: assigned by the store.
-  std::string id;              // evt_…
+  int64_t seq = 0;  // 1, 2, …: assigned by the store.
+  std::string id;   // evt_…
   int64_t time_ms = 0;
-  std::string principal;       // Who: a key's principal, "system", "anonymous" (failed auth).
-  std::string project_id;      // proj_…, or "" when none applies.
-  std::string key_id;          // key_… of the caller, or "".
-  std::string action;          // "session.create", "file.download", "auth.denied", …
-  std::string target;          // The id acted on (sess_…, file_…, key_…), or "".
-  std::string outcome = "ok";  // "ok" | "denied" | "error" | "quota_exceeded"
-  std::string request_id;      // req_… (also the X-Request-Id response header), or "".
-  std::string code_sha256;     // Executions: SHA-256 of the code.
+  std::string principal;           // Who: a key's principal, "system", "anonymous" (failed auth).
+  std::string project_id;          // proj_…, or "" when none applies.
+  std::string key_id;              // key_… of the caller, or "".
+  std::string action;              // "session.create", "file.download", "auth.denied", …
+  std::string target;              // The id acted on (sess_…, file_…, key_…), or "".
+  std::string outcome = "ok";      // "ok" | "denied" | "error" | "quota_exceeded"
+  std::string request_id;          // req_… (also the X-Request-Id response header), or "".
+  std::string code_sha256;         // Executions: SHA-256 of the code.
   std::string detail_json = "{}";  // An object: bytes, peer, reason, …
-  std::string prev_hash;       // The previous event's hash; kGenesisHash for seq 1.
-  std::string hash;            // EventHash(*this).
+  std::string prev_hash;           // The previous event's hash; kGenesisHash for seq 1.
+  std::string hash;                // EventHash(*this).
 };
 
 // prev_hash of the first event: 64 zeros.
@@ -50,7 +49,7 @@ std::string EventHash(const AuditEvent& event);
 // The first event (in the order given, which must be seq order from 1) whose seq, prev_hash or
 // hash is not what an untouched chain would have, with why; nullopt when the chain verifies.
 struct ChainBreak {
-  int64_t seq = 0;     // The seq stored in the broken event (or expected, when one is missing).
+  int64_t seq = 0;  // The seq stored in the broken event (or expected, when one is missing).
   std::string id;
   std::string reason;  // "hash does not match its contents", "event 7 is missing", …
 };

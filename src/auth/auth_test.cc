@@ -1,6 +1,5 @@
 // Keys, roles and scope: the pure parts of src/auth, and the directory over a real SQLite store.
 #include <gtest/gtest.h>
-
 #include <sys/stat.h>
 
 #include <atomic>
@@ -150,8 +149,8 @@ TEST_F(DirectoryTest, AuthenticatesValidKeysAndRefusesTheRestWithAnAuditEvent) {
   EXPECT_EQ(caller->project_id, project->id);
   EXPECT_EQ(caller->role, Role::kUser);
 
-  std::string wrong_secret = key->token.substr(0, key->token.size() - 1) +
-                             (key->token.back() == '0' ? "1" : "0");
+  std::string wrong_secret =
+      key->token.substr(0, key->token.size() - 1) + (key->token.back() == '0' ? "1" : "0");
   for (const std::string& header : {std::string(""), std::string("Basic abc"),
                                     std::string("Bearer nonsense"), "Bearer " + wrong_secret}) {
     auto refused = authenticator.Authenticate(header, "10.0.0.2:5000", "req_2");
@@ -171,15 +170,18 @@ TEST_F(DirectoryTest, AuthenticatesValidKeysAndRefusesTheRestWithAnAuditEvent) {
 TEST_F(DirectoryTest, ManyFailuresFromOneAddressAreRateLimitedUntilTheWindowPasses) {
   Authenticator authenticator(store_.get(), &clock_);
   for (int i = 0; i < Authenticator::kMaxFailures; ++i) {
-    EXPECT_TRUE(authenticator.Authenticate("Bearer x", "10.0.0.9:1", "").status().IsUnauthenticated());
+    EXPECT_TRUE(
+        authenticator.Authenticate("Bearer x", "10.0.0.9:1", "").status().IsUnauthenticated());
   }
   auto limited = authenticator.Authenticate("Bearer x", "10.0.0.9:2", "");
   EXPECT_EQ(limited.status().reason(), "too_many_failures");
   EXPECT_GT(limited.status().retry_after_s(), 0);
   // Another address is not affected.
-  EXPECT_TRUE(authenticator.Authenticate("Bearer x", "10.0.0.10:1", "").status().IsUnauthenticated());
+  EXPECT_TRUE(
+      authenticator.Authenticate("Bearer x", "10.0.0.10:1", "").status().IsUnauthenticated());
   clock_.Advance(Authenticator::kFailureWindow);
-  EXPECT_TRUE(authenticator.Authenticate("Bearer x", "10.0.0.9:3", "").status().IsUnauthenticated());
+  EXPECT_TRUE(
+      authenticator.Authenticate("Bearer x", "10.0.0.9:3", "").status().IsUnauthenticated());
 }
 
 // Issue 16, row 8: 20 wrong keys from one address locked out the valid keys sent from it too —
@@ -244,7 +246,8 @@ TEST_F(LockoutTest, AValidKeyIsAcceptedFromALockedOutAddress) {
             "too_many_failures");
   // The lockout ends with its window.
   clock_.Advance(Authenticator::kFailureWindow);
-  EXPECT_TRUE(authenticator.Authenticate(wrong_secret_, "10.0.0.9:6", "").status().IsUnauthenticated());
+  EXPECT_TRUE(
+      authenticator.Authenticate(wrong_secret_, "10.0.0.9:6", "").status().IsUnauthenticated());
   ASSERT_OK(authenticator.Authenticate(valid_, "10.0.0.9:7", ""));
 }
 
@@ -321,10 +324,10 @@ TEST(IpAddressTest, ParsesAddressesAndTheFormsProxiesWrite) {
   EXPECT_EQ(IpAddress::Parse("[2001:db8::1]:443", true), v6);
   EXPECT_EQ(IpAddress::Parse("[2001:db8::1]", true), v6);
   EXPECT_EQ(IpAddress::Parse("2001:db8::1", true), v6);
-  for (const char* bad : {"", " ", "unknown", "_hidden", "localhost", "10.0.0", "10.0.0.256",
-                          "10.0.0.1:", "10.0.0.1:http", "10.0.0.1:123456", "[10.0.0.1]",
-                          "[2001:db8::1", "[2001:db8::1]x", "fe80::1%eth0", "10.0.0.1 ",
-                          "1.2.3.4.5", "::1::2", "0x0a000001"}) {
+  for (const char* bad :
+       {"", " ", "unknown", "_hidden", "localhost", "10.0.0", "10.0.0.256",
+        "10.0.0.1:", "10.0.0.1:http", "10.0.0.1:123456", "[10.0.0.1]", "[2001:db8::1",
+        "[2001:db8::1]x", "fe80::1%eth0", "10.0.0.1 ", "1.2.3.4.5", "::1::2", "0x0a000001"}) {
     EXPECT_FALSE(IpAddress::Parse(bad, true)) << bad;
   }
   EXPECT_FALSE(IpAddress::Parse("10.0.0.1:80"));  // Without allow_port: no port.
@@ -350,9 +353,9 @@ TEST(IpRangeTest, ParsesCidrsAndRefusesMistakes) {
   ASSERT_OK(all);
   EXPECT_TRUE(all->Contains(*IpAddress::Parse("203.0.113.9")));
   EXPECT_FALSE(all->Contains(*IpAddress::Parse("2001:db8::1")));  // IPv4's /0 is IPv4 only.
-  for (const char* bad : {"", "10.0.0.0/33", "10.0.0.1/8", "10.0.0.0/", "10.0.0.0/-1",
-                          "10.0.0.0/8/8", "2001:db8::/129", "2001:db8::1/32", "proxy.local",
-                          "10.0.0.0/ 8", "10.0.0.0/0008"}) {
+  for (const char* bad :
+       {"", "10.0.0.0/33", "10.0.0.1/8", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/8/8",
+        "2001:db8::/129", "2001:db8::1/32", "proxy.local", "10.0.0.0/ 8", "10.0.0.0/0008"}) {
     EXPECT_FALSE(IpRange::Parse(bad).ok()) << bad;
   }
   auto listed = ParseIpRanges({"10.0.0.0/8", "bad"}, "server.trusted_proxies");

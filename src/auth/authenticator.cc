@@ -4,8 +4,8 @@
 
 #include "auth/api_key.h"
 #include "common/ip_address.h"
-#include "common/logging.h"
 #include "common/json_reader.h"
+#include "common/logging.h"
 
 namespace pycell::auth {
 namespace {
@@ -29,8 +29,7 @@ std::string FailureKey(const std::string& address) {
 }
 
 int64_t WallMs(Clock* clock) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             clock->WallNow().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock->WallNow().time_since_epoch())
       .count();
 }
 
@@ -41,8 +40,7 @@ constexpr const char* kDummySha256 =
 }  // namespace
 
 Result<Caller> Authenticator::Authenticate(const std::string& authorization,
-                                           const std::string& peer,
-                                           const std::string& request_id) {
+                                           const std::string& peer, const std::string& request_id) {
   const std::string address = AddressOf(peer);
   if (authorization.empty()) {
     return Fail(address, request_id, "", "missing",
@@ -93,10 +91,10 @@ Status Authenticator::Fail(const std::string& address, const std::string& reques
     if (window.failures == 0) window.start = now;
     if (window.failures >= kMaxFailures) {
       // Locked out: refused as a failure, not audited (the first kMaxFailures were).
-      auto left = std::chrono::duration_cast<std::chrono::seconds>(window.start +
-                                                                   kFailureWindow - now)
-                      .count() +
-                  1;
+      auto left =
+          std::chrono::duration_cast<std::chrono::seconds>(window.start + kFailureWindow - now)
+              .count() +
+          1;
       Count("too_many_failures");
       return Status::ResourceExhausted("too many failed authentications from " + address +
                                        "; try again in " + std::to_string(left) +
@@ -116,7 +114,8 @@ Status Authenticator::Fail(const std::string& address, const std::string& reques
   event.action = "auth.denied";
   event.outcome = "denied";
   event.request_id = request_id;
-  event.detail_json = DumpJson(nlohmann::json{{"status", 401}, {"reason", reason}, {"peer", address}});
+  event.detail_json =
+      DumpJson(nlohmann::json{{"status", 401}, {"reason", reason}, {"peer", address}});
   Status recorded = store_->Record(trail);
   if (!recorded.ok()) {
     LOG_ERROR("auditing a failed authentication: {}", recorded.ToString());
@@ -131,11 +130,11 @@ Status Authenticator::Deny(const Caller& caller, Permission permission, const st
   trail.audit = EventBy(caller, "auth.denied", "", WallMs(clock_));
   trail.audit->outcome = "denied";
   trail.audit->detail_json = DumpJson(nlohmann::json{{"status", 403},
-                                            {"reason", "permission"},
-                                            {"permission", PermissionName(permission)},
-                                            {"role", RoleName(caller.role)},
-                                            {"route", route},
-                                            {"peer", AddressOf(caller.peer)}});
+                                                     {"reason", "permission"},
+                                                     {"permission", PermissionName(permission)},
+                                                     {"role", RoleName(caller.role)},
+                                                     {"route", route},
+                                                     {"peer", AddressOf(caller.peer)}});
   RETURN_IF_ERROR(store_->Record(trail));
   return Status::PermissionDenied(std::string("the role ") + RoleName(caller.role) +
                                   " may not do this (it needs " + PermissionName(permission) +

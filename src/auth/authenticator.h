@@ -52,9 +52,8 @@ class Authenticator {
  private:
   // Records the failure and audits it, returning `answer` (the 401); past the limit returns the
   // 429 instead, unaudited.
-  Status Fail(const std::string& address, const std::string& request_id,
-              const std::string& key_id, const std::string& reason, Status answer)
-      EXCLUDES(mu_);
+  Status Fail(const std::string& address, const std::string& request_id, const std::string& key_id,
+              const std::string& reason, Status answer) EXCLUDES(mu_);
   // Drops windows that have passed.
   void Prune(std::chrono::steady_clock::time_point now) REQUIRES(mu_);
 

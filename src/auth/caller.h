@@ -20,8 +20,8 @@ struct Caller {
   std::string project_id;  // The key's project.
   Role role = Role::kUser;
   bool all_projects = false;  // An auditor created to read every project.
-  std::string request_id;  // req_… of the HTTP request, or "".
-  std::string peer;        // "address:port" of the client, or "".
+  std::string request_id;     // req_… of the HTTP request, or "".
+  std::string peer;           // "address:port" of the client, or "".
 
   // The server itself (retention, timeouts, restarts): admin scope, principal "system".
   static Caller System();

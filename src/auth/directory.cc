@@ -8,10 +8,10 @@
 #include "auth/api_key.h"
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/json_reader.h"
 #include "common/logging.h"
 #include "common/unique_fd.h"
 #include "common/utf8.h"
-#include "common/json_reader.h"
 
 namespace pycell::auth {
 namespace {
@@ -60,7 +60,8 @@ Result<ProjectSpec> ProjectSpecFromJson(const Json& body, bool creating) {
       }
       spec.name = value.get<std::string>();
     } else if (key == "share_sessions") {
-      if (!value.is_boolean()) return Status::InvalidArgument("share_sessions must be true or false");
+      if (!value.is_boolean())
+        return Status::InvalidArgument("share_sessions must be true or false");
       spec.share_sessions = value.get<bool>();
     } else if (key == "quotas") {
       if (!value.is_object()) return Status::InvalidArgument("quotas must be an object");
@@ -153,19 +154,21 @@ Result<store::ProjectRow> UpdateProject(store::MetadataStore& store, const Calle
 Result<CreatedKey> CreateKey(store::MetadataStore& store, const Caller& by, const KeySpec& spec,
                              int64_t now_ms) {
   if (spec.principal.empty() || spec.principal.size() > 128 || !IsPrintableUtf8(spec.principal)) {
-    return Status::InvalidArgument("principal must be 1-128 printable characters (a person, a "
-                                   "service or an agent)");
+    return Status::InvalidArgument(
+        "principal must be 1-128 printable characters (a person, a "
+        "service or an agent)");
   }
   if (!ParseRole(spec.role)) {
     return Status::InvalidArgument("role must be admin, operator, user or auditor");
   }
   if (spec.all_projects && spec.role != "auditor") {
-    return Status::InvalidArgument("all_projects is for auditors (admins and operators see every "
-                                   "project anyway; users see their own)");
+    return Status::InvalidArgument(
+        "all_projects is for auditors (admins and operators see every "
+        "project anyway; users see their own)");
   }
-  ASSIGN_OR_RETURN(store::ProjectRow project,
-                   FindProject(store, spec.project.empty() ? store::kDefaultProjectId
-                                                           : spec.project));
+  ASSIGN_OR_RETURN(
+      store::ProjectRow project,
+      FindProject(store, spec.project.empty() ? store::kDefaultProjectId : spec.project));
   ASSIGN_OR_RETURN(IssuedKey issued, IssueKey());
   CreatedKey created;
   created.token = issued.token;
@@ -224,9 +227,10 @@ Result<bool> Bootstrap(store::MetadataStore& store, const std::string& key_path,
     return Status::FromErrno("writing " + key_path);
   }
   // A warning so that it shows at the default log level: who holds this file holds the server.
-  LOG_WARN("created the first admin key ({}, principal admin) and wrote it to {} (mode 0600); "
-           "use it with `pycell keys create` to make keys for people and agents",
-           created.row.id, key_path);
+  LOG_WARN(
+      "created the first admin key ({}, principal admin) and wrote it to {} (mode 0600); "
+      "use it with `pycell keys create` to make keys for people and agents",
+      created.row.id, key_path);
   return true;
 }
 

@@ -15,16 +15,16 @@ namespace pycell::auth {
 enum class Role { kAdmin, kOperator, kUser, kAuditor };
 
 enum class Permission {
-  kPublic,          // No key needed (health, readiness, the API description).
-  kWhoAmI,          // Any valid key.
-  kFilesWrite,      // Upload, delete.
-  kFilesRead,       // File records (metadata).
-  kFilesContent,    // File bytes.
+  kPublic,        // No key needed (health, readiness, the API description).
+  kWhoAmI,        // Any valid key.
+  kFilesWrite,    // Upload, delete.
+  kFilesRead,     // File records (metadata).
+  kFilesContent,  // File bytes.
   kLineageRead,
   kSessionsCreate,
   kSessionsRead,
   kSessionsEnd,
-  kSessionsFiles,   // Place files into /mnt/data, list it.
+  kSessionsFiles,  // Place files into /mnt/data, list it.
   kExecutionsRun,
   kExecutionsRead,  // Execution records: code, outputs, timings.
   kAuditRead,
@@ -32,7 +32,7 @@ enum class Permission {
   kUsageRead,
   kPoolsRead,
   kConfigRead,
-  kMetricsRead,     // GET /metrics.
+  kMetricsRead,  // GET /metrics.
   kProjectsRead,
   kProjectsManage,
   kKeysManage,

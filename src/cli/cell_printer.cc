@@ -99,8 +99,7 @@ Status SaveArtifacts(const session::Session& session, const session::ExecutionRe
   uint64_t budget = session.limits().data_bytes;
   session::ExportPlan plan = session::PlanExport(record.files, budget);
   for (const session::SkippedArtifact& skipped : plan.skipped) {
-    std::cerr << "pycell: not copied: /mnt/data/" << skipped.path << ": " << skipped.reason
-              << "\n";
+    std::cerr << "pycell: not copied: /mnt/data/" << skipped.path << ": " << skipped.reason << "\n";
   }
   for (const files::FileChange& change : plan.files) {
     std::string dest = out_dir + "/" + change.path;

@@ -22,8 +22,8 @@ int Doctor(const EngineConfig& config) {
   std::cout << "\nThe configuration would use:\n"
             << "  runtime         " << config.python << (python ? "" : " (MISSING)") << "\n"
             << "  namespaces      user, mount, pid, net (loopback only), ipc, uts\n"
-            << "  limits          memory " << (config.pool.limits.memory_bytes >> 20)
-            << " MiB, " << config.pool.limits.max_pids << " pids, " << config.pool.limits.cpus
+            << "  limits          memory " << (config.pool.limits.memory_bytes >> 20) << " MiB, "
+            << config.pool.limits.max_pids << " pids, " << config.pool.limits.cpus
             << " cpu; /mnt/data " << (config.pool.limits.data_bytes >> 20) << " MiB, /tmp "
             << (config.pool.limits.tmp_bytes >> 20) << " MiB (tmpfs quotas)\n"
             << "  privilege       subordinate uid per session, no capabilities, no_new_privs\n"
@@ -41,7 +41,8 @@ int Doctor(const EngineConfig& config) {
 
 std::function<int()> RegisterDoctor(CLI::App& app) {
   auto config = std::make_shared<EngineConfig>();
-  CLI::App* doctor = app.add_subcommand("doctor", "show which sandbox protections this host offers");
+  CLI::App* doctor =
+      app.add_subcommand("doctor", "show which sandbox protections this host offers");
   doctor->add_option("--python", config->python, "the Python sessions run");
   return [config] { return Doctor(*config); };
 }

@@ -8,8 +8,9 @@ namespace pycell::cli {
 void EngineFlags::Register(CLI::App* command) {
   command->add_option("--state-dir", config.state_dir, "folder for caches and records")
       ->capture_default_str();
-  command->add_option("--runtime-dir", config.runtime_dir,
-                      "folder for live sessions' mount points (every parent needs o+x)")
+  command
+      ->add_option("--runtime-dir", config.runtime_dir,
+                   "folder for live sessions' mount points (every parent needs o+x)")
       ->capture_default_str();
   command->add_option("--python", config.python, "the Python sessions run")->capture_default_str();
   command->add_option("--memory", memory, "memory limit of the session, e.g. 512m or 2g");

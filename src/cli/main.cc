@@ -14,7 +14,8 @@ int main(int argc, char** argv) {
   if (int code; pycell::kernel::MaybeRunZygote(argc, argv, &code)) return code;
   CLI::App app{"pycell: a self-hosted, sandboxed Python code interpreter"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "pycell " PYCELL_VERSION " (commit " PYCELL_GIT_COMMIT ", " PYCELL_BUILD_TYPE ")");
+  app.set_version_flag("--version", "pycell " PYCELL_VERSION " (commit " PYCELL_GIT_COMMIT
+                                    ", " PYCELL_BUILD_TYPE ")");
   std::string log_level = "warn";
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
   std::function<int()> run = pycell::cli::RegisterRun(app);
@@ -40,7 +41,8 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("repl")) return repl();
   if (app.got_subcommand("doctor")) return doctor();
   if (app.got_subcommand("serve")) return serve();
-  for (const auto& command : {client, access, audit, usage, metrics, show, evidence, notebook, mcp}) {
+  for (const auto& command :
+       {client, access, audit, usage, metrics, show, evidence, notebook, mcp}) {
     if (int code = command(); code >= 0) return code;
   }
   return pycell::cli::kExitUsage;

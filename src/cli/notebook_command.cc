@@ -25,9 +25,8 @@ struct NotebookFlags {
 int Notebook(const ClientFlags& flags, const NotebookFlags& notebook) {
   auto client = Connect(flags);
   if (!client.ok()) return Fail(client.status());
-  auto answer = JsonAnswer((*client)->Get("/v1/sessions/" + Escape(notebook.session_id) +
-                                          "/notebook"),
-                           **client);
+  auto answer = JsonAnswer(
+      (*client)->Get("/v1/sessions/" + Escape(notebook.session_id) + "/notebook"), **client);
   if (!answer.ok()) return Fail(answer.status());
   std::string text = answer->dump(1, ' ', false, Json::error_handler_t::replace) + "\n";
   if (notebook.out.empty() || notebook.out == "-") {
@@ -46,9 +45,9 @@ int Replay(const ClientFlags& flags, const std::string& session_id, bool keep) {
   auto client = Connect(flags);
   if (!client.ok()) return Fail(client.status());
   Json body = {{"keep", keep}};
-  auto answer = JsonAnswer((*client)->PostJson("/v1/sessions/" + Escape(session_id) + "/replay",
-                                               DumpJson(body)),
-                           **client);
+  auto answer = JsonAnswer(
+      (*client)->PostJson("/v1/sessions/" + Escape(session_id) + "/replay", DumpJson(body)),
+      **client);
   if (!answer.ok()) return Fail(answer.status());
   const Json& report = *answer;
   bool equal = report.value("all_equal", false);
@@ -106,14 +105,16 @@ std::function<int()> RegisterNotebookCommand(CLI::App& app) {
       ->required();
   command->add_option("--out,-o", state->notebook.out, "write to this file (default: stdout)");
   CLI::App* replay = app.add_subcommand(
-      "replay", "run a session's cells again in a new session and compare the outputs cell by "
-                "cell; exit 1 when one differs");
+      "replay",
+      "run a session's cells again in a new session and compare the outputs cell by "
+      "cell; exit 1 when one differs");
   AddClientFlags(replay, &state->client);
   replay->add_option("session", state->replay_session, "the session's id (sess_…)")->required();
   replay->add_flag("--keep", state->keep, "keep the replay session (default: end it)");
   CLI::App* fork = app.add_subcommand(
-      "fork", "a new session with a copy of a session's live state (variables, /mnt/data); "
-              "prints its id");
+      "fork",
+      "a new session with a copy of a session's live state (variables, /mnt/data); "
+      "prints its id");
   AddClientFlags(fork, &state->client);
   fork->add_option("session", state->fork_session, "the session's id (sess_…)")->required();
   return [state, command, replay, fork]() -> int {

@@ -15,8 +15,8 @@
 #include "common/logging.h"
 #include "kernel/openapi_source.h"
 #include "sandbox/mount_ns.h"
-#include "server/http_server.h"
 #include "server/aca_routes.h"
+#include "server/http_server.h"
 #include "server/mcp_routes.h"
 #include "server/rest_v1.h"
 #include "service/service.h"
@@ -48,7 +48,8 @@ Result<ServiceConfig> BuildConfig(const ServeFlags& flags) {
   if (!flags.metrics_listen.empty()) config.server.metrics_listen = flags.metrics_listen;
   if (flags.allow_weaker_sandbox) config.engine.allow_weaker_sandbox = true;
   if (flags.ready_sessions >= 0) {
-    for (auto& pool : config.pools) pool.ready_sessions = static_cast<uint32_t>(flags.ready_sessions);
+    for (auto& pool : config.pools)
+      pool.ready_sessions = static_cast<uint32_t>(flags.ready_sessions);
   }
   std::string& data = config.server.data_dir;
   data = std::filesystem::absolute(data).lexically_normal().string();
@@ -82,9 +83,11 @@ std::function<int()> RegisterServe(CLI::App& app) {
   using Flags = ServeFlags;
   auto flags = std::make_shared<Flags>();
   CLI::App* serve = app.add_subcommand("serve", "run the HTTP service (REST API /v1)");
-  serve->add_option("--config", flags->config_path, "TOML configuration file (docs/configuration.md)");
+  serve->add_option("--config", flags->config_path,
+                    "TOML configuration file (docs/configuration.md)");
   serve->add_option("--listen", flags->listen, "host:port to listen on (default 127.0.0.1:8080)");
-  serve->add_option("--data-dir", flags->data_dir, "folder for the database and file contents (default ./var)");
+  serve->add_option("--data-dir", flags->data_dir,
+                    "folder for the database and file contents (default ./var)");
   serve->add_option("--runtime-dir", flags->runtime_dir, "folder for live sessions' mount points");
   serve->add_option("--ready-sessions", flags->ready_sessions, "warm sessions per pool");
   serve->add_option("--metrics-listen", flags->metrics_listen,
@@ -138,11 +141,11 @@ std::function<int()> RegisterServe(CLI::App& app) {
     options.on_request = [svc](const server::RequestLog& r) {
       svc->metrics().HttpRequest(r.method, r.route, r.status, r.seconds);
       svc->Emit(diagnostics::kRequests, [&r] {
-        service::Json event = {{"event", "http.request"}, {"method", r.method},
-                               {"route", r.route},        {"target", r.target},
-                               {"status", r.status},      {"seconds", r.seconds},
+        service::Json event = {{"event", "http.request"},    {"method", r.method},
+                               {"route", r.route},           {"target", r.target},
+                               {"status", r.status},         {"seconds", r.seconds},
                                {"request_id", r.request_id}, {"peer", r.peer},
-                               {"principal", r.principal}, {"project_id", r.project_id}};
+                               {"principal", r.principal},   {"project_id", r.project_id}};
         return event;
       });
     };
@@ -178,7 +181,7 @@ std::function<int()> RegisterServe(CLI::App& app) {
       Reload(*flags, service->get());
     }
     LOG_WARN("signal {}: stopping; requests in flight have {} s", signal_number,
-                    config.server.shutdown_grace.count());
+             config.server.shutdown_grace.count());
     if (metrics_server) metrics_server->StopAccepting();
     (*server)->StopAccepting();
     if (!(*server)->WaitIdle(config.server.shutdown_grace)) {

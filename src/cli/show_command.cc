@@ -55,16 +55,16 @@ int Show(const ClientFlags& flags) {
   }
   std::cout << "\n\nHost protections:\n";
   for (const Json& p : i.value("host_protections", Json::array())) {
-    std::cout << "  [" << (p.value("available", false) ? "yes" : " no") << "] "
-              << Field(p, "name") << "\n";
+    std::cout << "  [" << (p.value("available", false) ? "yes" : " no") << "] " << Field(p, "name")
+              << "\n";
   }
   std::cout << "\nPools:\n";
   for (const Json& p : i.value("pools", Json::array())) {
     const Json limits = p.value("limits", Json::object());
     std::cout << "  " << Field(p, "name") << ": ready " << Field(p, "ready") << "/"
               << Field(p, "target_ready") << ", active " << Field(p, "active") << ", executing "
-              << Field(p, "executing") << "; memory " << Field(limits, "memory_bytes")
-              << " B, " << Field(limits, "max_pids") << " pids, " << Field(limits, "cpus")
+              << Field(p, "executing") << "; memory " << Field(limits, "memory_bytes") << " B, "
+              << Field(limits, "max_pids") << " pids, " << Field(limits, "cpus")
               << " cpu, cell timeout " << Field(limits, "execution_timeout_s") << " s\n";
   }
   std::cout << "\nConfiguration:\n";
@@ -157,20 +157,27 @@ std::function<int()> RegisterShowCommands(CLI::App& app) {
   };
   auto state = std::make_shared<State>();
   State& s = *state;
-  s.show = app.add_subcommand("show", "the live state of a server: version, addresses, pools, "
-                                      "protections, keys by role, configuration");
+  s.show = app.add_subcommand("show",
+                              "the live state of a server: version, addresses, pools, "
+                              "protections, keys by role, configuration");
   AddClientFlags(s.show, &s.client);
-  CLI::App* config = app.add_subcommand("config", "check a configuration file, or compare it "
-                                                  "with a server's live configuration");
+  CLI::App* config = app.add_subcommand("config",
+                                        "check a configuration file, or compare it "
+                                        "with a server's live configuration");
   config->require_subcommand(1);
   CLI::App* check = config->add_subcommand("check", "validate a file without starting anything");
   check->add_option("file", s.path, "the TOML file")->required();
-  s.subcommands.Add(config, "diff", "compare a file with the live configuration; exit 1 when "
-                                    "they differ", [&s] { return Diff(s.client, s.path); })
-      ->add_option("file", s.path, "the expected TOML file")->required();
-  CLI::App* diagnostic = app.add_subcommand(
-      "diagnostic-settings", "where log categories go (audit, executions, sessions, requests, "
-                             "security) and how each sink is doing");
+  s.subcommands
+      .Add(config, "diff",
+           "compare a file with the live configuration; exit 1 when "
+           "they differ",
+           [&s] { return Diff(s.client, s.path); })
+      ->add_option("file", s.path, "the expected TOML file")
+      ->required();
+  CLI::App* diagnostic =
+      app.add_subcommand("diagnostic-settings",
+                         "where log categories go (audit, executions, sessions, requests, "
+                         "security) and how each sink is doing");
   diagnostic->require_subcommand(1);
   s.subcommands.Add(diagnostic, "list", "each setting with events sent, failed, dropped, queued",
                     [&s] { return ListDiagnosticSettings(s.client); });

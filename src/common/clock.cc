@@ -49,8 +49,8 @@ Result<int64_t> ParseRfc3339Ms(const std::string& text) {
   int64_t millis = 0, offset_s = 0;
   if (pos < text.size()) {
     if (text[pos] != 'T' && text[pos] != 't' && text[pos] != ' ') return invalid();
-    if (std::sscanf(text.c_str() + pos + 1, "%2d:%2d:%2d%n", &hour, &minute, &second,
-                    &consumed) != 3 ||
+    if (std::sscanf(text.c_str() + pos + 1, "%2d:%2d:%2d%n", &hour, &minute, &second, &consumed) !=
+            3 ||
         consumed != 8) {
       return invalid();
     }

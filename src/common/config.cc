@@ -60,14 +60,17 @@ Status ServerConfig::Validate() const {
   }
   if (!aca_prefix.empty() &&
       (aca_prefix[0] != '/' || aca_prefix.back() == '/' || aca_prefix == "/v1" ||
-       aca_prefix.find_first_of("{}?#") != std::string::npos || aca_prefix.find("//") != std::string::npos)) {
+       aca_prefix.find_first_of("{}?#") != std::string::npos ||
+       aca_prefix.find("//") != std::string::npos)) {
     return Status::InvalidArgument(
-        "server.aca_prefix must be \"\" or a path such as \"/aca\" (leading slash, none at the end, "
+        "server.aca_prefix must be \"\" or a path such as \"/aca\" (leading slash, none at the "
+        "end, "
         "not /v1)");
   }
   if (!metrics_listen.empty()) {
     // Without keys, so never beyond this machine.
-    bool loopback = metrics_listen.rfind("127.", 0) == 0 || metrics_listen.rfind("[::1]:", 0) == 0 ||
+    bool loopback = metrics_listen.rfind("127.", 0) == 0 ||
+                    metrics_listen.rfind("[::1]:", 0) == 0 ||
                     metrics_listen.rfind("localhost:", 0) == 0;
     if (metrics_listen.find(':') == std::string::npos || !loopback) {
       return Status::InvalidArgument(
@@ -186,7 +189,8 @@ Status ServiceConfig::Validate() const {
     }
     for (size_t j = 0; j < i; ++j) {
       if (pools[j].name == pool.name) {
-        return Status::InvalidArgument(where + ".name: pool \"" + pool.name + "\" is defined twice");
+        return Status::InvalidArgument(where + ".name: pool \"" + pool.name +
+                                       "\" is defined twice");
       }
     }
     RETURN_IF_ERROR(EngineFor(pool).Validate().WithContext(where));
@@ -204,11 +208,16 @@ Result<uint64_t> ParseByteSize(const std::string& text) {
   if (errno == ERANGE) return Status::InvalidArgument("'" + text + "' is too large");
   std::string suffix(end);
   uint64_t unit = 1;
-  if (suffix == "" || suffix == "b") unit = 1;
-  else if (suffix == "k" || suffix == "K" || suffix == "KiB") unit = 1ull << 10;
-  else if (suffix == "m" || suffix == "M" || suffix == "MiB") unit = 1ull << 20;
-  else if (suffix == "g" || suffix == "G" || suffix == "GiB") unit = 1ull << 30;
-  else return Status::InvalidArgument("'" + text + "': unknown size unit (use k, m or g)");
+  if (suffix == "" || suffix == "b")
+    unit = 1;
+  else if (suffix == "k" || suffix == "K" || suffix == "KiB")
+    unit = 1ull << 10;
+  else if (suffix == "m" || suffix == "M" || suffix == "MiB")
+    unit = 1ull << 20;
+  else if (suffix == "g" || suffix == "G" || suffix == "GiB")
+    unit = 1ull << 30;
+  else
+    return Status::InvalidArgument("'" + text + "': unknown size unit (use k, m or g)");
   if (value > (UINT64_MAX / unit)) return Status::InvalidArgument("'" + text + "' is too large");
   return static_cast<uint64_t>(value * unit);
 }

@@ -17,12 +17,12 @@ namespace pycell {
 // Limits of one session (a pool's defaults; a request may ask for less, never more than the
 // pool's maximums).
 struct SessionLimits {
-  uint64_t memory_bytes = 2ull << 30;          // 2 GiB
+  uint64_t memory_bytes = 2ull << 30;  // 2 GiB
   uint32_t max_pids = 256;
   double cpus = 1.0;
-  uint64_t data_bytes = 1ull << 30;            // /mnt/data quota (tmpfs: counts as memory)
-  uint64_t tmp_bytes = 256ull << 20;           // /tmp quota
-  uint64_t max_file_bytes = 512ull << 20;      // one file, as Foundry agents
+  uint64_t data_bytes = 1ull << 30;        // /mnt/data quota (tmpfs: counts as memory)
+  uint64_t tmp_bytes = 256ull << 20;       // /tmp quota
+  uint64_t max_file_bytes = 512ull << 20;  // one file, as Foundry agents
   uint32_t max_open_files = 1024;
   uint64_t max_output_bytes = 1ull << 20;      // per stream per execution, as ACA
   std::chrono::seconds execution_timeout{60};  // default for a cell
@@ -47,7 +47,7 @@ struct EngineConfig {
   // uids must be able to reach it, so it is kept apart from the state dir (which may sit under a
   // private folder): every parent needs o+x, and pycell creates it 0711.
   std::string runtime_dir = "/run/pycell";
-  std::string cgroup_parent = "pycell";       // Under each hierarchy's root.
+  std::string cgroup_parent = "pycell";  // Under each hierarchy's root.
   uint32_t max_sessions = 64;
   // The most sessions one project may hold in the pool at once, so that one tenant cannot take
   // every slot. 0: three quarters of max_sessions (at least 1). See SessionShare().
@@ -129,10 +129,10 @@ struct RetentionConfig {
 // What usage costs (docs/access.md). All 0 by default: pycell meters, the operator prices.
 struct PriceConfig {
   std::string currency = "USD";
-  double per_session = 0;           // Each session, from allocation to end (like ACA sessions).
+  double per_session = 0;  // Each session, from allocation to end (like ACA sessions).
   double per_cpu_hour = 0;
-  double per_gb_month = 0;          // Storage held: 10^9 bytes for 730 hours.
-  double per_gb_transferred = 0;    // Uploads and downloads: 10^9 bytes.
+  double per_gb_month = 0;        // Storage held: 10^9 bytes for 730 hours.
+  double per_gb_transferred = 0;  // Uploads and downloads: 10^9 bytes.
 };
 
 struct UsageConfig {

@@ -1,11 +1,11 @@
 #include "common/config_file.h"
 
+#include <toml++/toml.h>
+
 #include <cstdint>
 #include <fstream>
 #include <set>
 #include <sstream>
-
-#include <toml++/toml.h>
 
 namespace pycell {
 namespace {
@@ -13,7 +13,8 @@ namespace {
 // Reads one table, remembering which keys were understood so the rest can be refused.
 class TableReader {
  public:
-  TableReader(const toml::table& table, std::string where) : table_(table), where_(std::move(where)) {}
+  TableReader(const toml::table& table, std::string where)
+      : table_(table), where_(std::move(where)) {}
 
   std::string Key(std::string_view key) const {
     return where_.empty() ? std::string(key) : where_ + "." + std::string(key);
@@ -119,7 +120,8 @@ class TableReader {
   const toml::array* Array(std::string_view key, Status* error) {
     const toml::node* node = Take(key);
     if (!node) return nullptr;
-    if (!node->is_array()) *error = Status::InvalidArgument(Key(key) + ": expected [[" + Key(key) + "]] tables");
+    if (!node->is_array())
+      *error = Status::InvalidArgument(Key(key) + ": expected [[" + Key(key) + "]] tables");
     return node->as_array();
   }
 
@@ -127,7 +129,8 @@ class TableReader {
   Status Finish() const {
     for (const auto& [key, node] : table_) {
       if (!taken_.count(std::string(key.str()))) {
-        return Status::InvalidArgument(Key(key.str()) + ": unknown key (see docs/configuration.md)");
+        return Status::InvalidArgument(Key(key.str()) +
+                                       ": unknown key (see docs/configuration.md)");
       }
     }
     return Status::Ok();
@@ -176,11 +179,9 @@ Status ReadPool(const toml::table& table, const std::string& where, PoolConfig* 
 
 // Keys only some sinks have, with the sink they belong to.
 constexpr std::pair<std::string_view, std::string_view> kSinkKeys[] = {
-    {"path", "file"},          {"max_bytes", "file"},
-    {"keep", "file"},          {"facility", "syslog"},
-    {"ident", "syslog"},       {"socket", "syslog"},
-    {"url", "webhook"},
-    {"batch_max", "webhook"},  {"flush_interval_ms", "webhook"},
+    {"path", "file"},          {"max_bytes", "file"},    {"keep", "file"},
+    {"facility", "syslog"},    {"ident", "syslog"},      {"socket", "syslog"},
+    {"url", "webhook"},        {"batch_max", "webhook"}, {"flush_interval_ms", "webhook"},
     {"timeout_ms", "webhook"},
 };
 
@@ -235,8 +236,8 @@ Status ReadRoot(const toml::table& root, ServiceConfig* config) {
     RETURN_IF_ERROR(s.String("listen", &c.listen));
     RETURN_IF_ERROR(s.String("data_dir", &c.data_dir));
     RETURN_IF_ERROR(s.Integer("max_connections", &c.max_connections, 1, 1 << 20));
-    RETURN_IF_ERROR(s.Integer("max_connections_per_address", &c.max_connections_per_address, 1,
-                              1 << 20));
+    RETURN_IF_ERROR(
+        s.Integer("max_connections_per_address", &c.max_connections_per_address, 1, 1 << 20));
     RETURN_IF_ERROR(s.Integer("max_workers", &c.max_workers, 1, 65536));
     RETURN_IF_ERROR(s.Seconds("header_timeout_s", &c.header_timeout, 1, 3600));
     RETURN_IF_ERROR(s.Seconds("request_timeout_s", &c.request_timeout, 1, 86400));
@@ -274,7 +275,8 @@ Status ReadRoot(const toml::table& root, ServiceConfig* config) {
   if (const toml::table* retention = r.Table("retention", &error)) {
     TableReader t(*retention, "retention");
     RetentionConfig& c = config->retention;
-    int64_t input_days = c.input_files.count() / 86400, output_days = c.output_files.count() / 86400;
+    int64_t input_days = c.input_files.count() / 86400,
+            output_days = c.output_files.count() / 86400;
     RETURN_IF_ERROR(t.Integer("input_files_days", &input_days, 0, 36500));
     RETURN_IF_ERROR(t.Integer("output_files_days", &output_days, 0, 36500));
     c.input_files = std::chrono::seconds(input_days * 86400);
@@ -308,8 +310,8 @@ Status ReadRoot(const toml::table& root, ServiceConfig* config) {
   RETURN_IF_ERROR(error);
   if (const toml::table* usage = r.Table("usage", &error)) {
     TableReader t(*usage, "usage");
-    RETURN_IF_ERROR(t.Seconds("expected_session_s", &config->usage.expected_session, 0,
-                              365 * 86400));
+    RETURN_IF_ERROR(
+        t.Seconds("expected_session_s", &config->usage.expected_session, 0, 365 * 86400));
     RETURN_IF_ERROR(t.Finish());
   }
   RETURN_IF_ERROR(error);

@@ -76,7 +76,8 @@ execution_timeout_s = 30
 name = "big"
 [pools.limits]
 memory = 4294967296
-)", "test.toml");
+)",
+                            "test.toml");
   ASSERT_OK(config.status());
   EXPECT_EQ(config->server.listen, "0.0.0.0:9000");
   ASSERT_EQ(config->pools.size(), 2u);
@@ -92,8 +93,10 @@ TEST(ConfigFileTest, RefusesWhatIsWrongAndSaysWhere) {
   ExpectRefused("[server]\nlisten = 8080\n", "server.listen");
   ExpectRefused("[server]\nlisten = \"nocolon\"\n", "server.listen");
   ExpectRefused("[serverr]\n", "serverr");
-  ExpectRefused("[[pools]]\nname = \"a\"\n[pools.limits]\nmemroy = \"1g\"\n", "pools[0].limits.memroy");
-  ExpectRefused("[[pools]]\nname = \"a\"\n[pools.limits]\nmemory = \"lots\"\n", "pools[0].limits.memory");
+  ExpectRefused("[[pools]]\nname = \"a\"\n[pools.limits]\nmemroy = \"1g\"\n",
+                "pools[0].limits.memroy");
+  ExpectRefused("[[pools]]\nname = \"a\"\n[pools.limits]\nmemory = \"lots\"\n",
+                "pools[0].limits.memory");
   ExpectRefused("[[pools]]\nname = \"a\"\n[pools.limits]\nmemory = \"1m\"\n", "memory");
   ExpectRefused("[[pools]]\nname = \"a\"\n[[pools]]\nname = \"a\"\n", "defined twice");
   ExpectRefused("[[pools]]\nname = \"a\"\nready_sessions = -1\n", "pools[0].ready_sessions");

@@ -11,7 +11,8 @@
 namespace pycell {
 
 Status MakeDir(const std::string& path, mode_t mode) {
-  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + path);
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST)
+    return Status::FromErrno("mkdir " + path);
   return Status::Ok();
 }
 

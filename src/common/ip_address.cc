@@ -132,8 +132,8 @@ Result<IpRange> IpRange::Parse(std::string_view text) {
   // Host bits set ("10.0.0.1/8") are more likely a typo than a wish: refuse them.
   for (int bit = range.prefix_; bit < 128; ++bit) {
     if (address->bytes()[bit / 8] & (0x80 >> (bit % 8))) {
-      return Status::InvalidArgument(quoted + ": host bits are set after the prefix (did you mean " +
-                                     "the network address?)");
+      return Status::InvalidArgument(
+          quoted + ": host bits are set after the prefix (did you mean " + "the network address?)");
     }
   }
   return range;
@@ -176,8 +176,7 @@ IpAddress ClientAddress(const IpAddress& peer, std::string_view forwarded_for,
   std::string_view rest = forwarded_for;
   for (int hops = 0; hops < 64 && !rest.empty(); ++hops) {
     size_t comma = rest.rfind(',');
-    std::string_view entry =
-        Trim(comma == std::string_view::npos ? rest : rest.substr(comma + 1));
+    std::string_view entry = Trim(comma == std::string_view::npos ? rest : rest.substr(comma + 1));
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(0, comma);
     if (entry.empty()) continue;  // "a, , b" and a trailing comma: no entry.
     auto address = IpAddress::Parse(entry, /*allow_port=*/true);

@@ -37,8 +37,8 @@ Result<json> ParseUntrustedJson(std::string_view text, const JsonLimits& limits)
   };
   json parsed = json::parse(text.begin(), text.end(), bound, /*allow_exceptions=*/false);
   if (exceeded != nullptr) {
-    size_t limit = std::string_view(exceeded).starts_with("nesting") ? limits.max_depth
-                                                                     : limits.max_values;
+    size_t limit =
+        std::string_view(exceeded).starts_with("nesting") ? limits.max_depth : limits.max_values;
     return Status::InvalidArgument(std::string("JSON refused: ") + exceeded + " the limit of " +
                                    std::to_string(limit));
   }
@@ -133,8 +133,8 @@ Result<std::optional<std::chrono::seconds>> OptionalTimeoutField(const json& obj
                                                                  std::string_view what) {
   const json* value = Member(object, key);
   if (value == nullptr || value->is_null()) return std::optional<std::chrono::seconds>();
-  if (!value->is_number() || !std::isfinite(value->get<double>()) ||
-      value->get<double>() < 1 || value->get<double>() > 86400) {
+  if (!value->is_number() || !std::isfinite(value->get<double>()) || value->get<double>() < 1 ||
+      value->get<double>() > 86400) {
     return WrongType(key, what, "a number of seconds from 1 to 86400");
   }
   return std::optional<std::chrono::seconds>(static_cast<int64_t>(value->get<double>()));

@@ -18,12 +18,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/status.h"
 
@@ -31,8 +30,8 @@ namespace pycell {
 
 struct JsonLimits {
   size_t max_bytes = 8u << 20;
-  size_t max_depth = 64;          // Objects and arrays inside one another.
-  size_t max_values = 1u << 20;   // Every value counts: objects, arrays, keys' values, scalars.
+  size_t max_depth = 64;         // Objects and arrays inside one another.
+  size_t max_values = 1u << 20;  // Every value counts: objects, arrays, keys' values, scalars.
 };
 
 // Parses `text` within `limits`. InvalidArgument: not JSON, too large, too deep, too many values.
@@ -48,8 +47,7 @@ std::string DumpJson(const nlohmann::json& value, int indent = -1);
 Result<std::string> StringField(const nlohmann::json& object, std::string_view key,
                                 std::string_view what);
 Result<std::optional<std::string>> OptionalStringField(const nlohmann::json& object,
-                                                       std::string_view key,
-                                                       std::string_view what);
+                                                       std::string_view key, std::string_view what);
 Result<int64_t> IntField(const nlohmann::json& object, std::string_view key, int64_t min,
                          int64_t max, std::string_view what);
 Result<std::optional<int64_t>> OptionalIntField(const nlohmann::json& object, std::string_view key,

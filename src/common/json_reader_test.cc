@@ -82,9 +82,9 @@ TEST(Utf8Test, EscapeNonUtf8KeepsValidTextAndEscapesTheRest) {
   EXPECT_EQ(EscapeNonUtf8("plain.csv"), "plain.csv");
   EXPECT_EQ(EscapeNonUtf8("r\xc3\xa9sum\xc3\xa9.txt"), "r\xc3\xa9sum\xc3\xa9.txt");
   EXPECT_EQ(EscapeNonUtf8("bad\xff.txt"), "bad%FF.txt");
-  EXPECT_EQ(EscapeNonUtf8("\xc3"), "%C3");                  // Truncated sequence.
-  EXPECT_EQ(EscapeNonUtf8("\xed\xa0\x80"), "%ED%A0%80");    // A surrogate.
-  EXPECT_EQ(EscapeNonUtf8("\xc0\xaf"), "%C0%AF");           // Overlong '/'.
+  EXPECT_EQ(EscapeNonUtf8("\xc3"), "%C3");                // Truncated sequence.
+  EXPECT_EQ(EscapeNonUtf8("\xed\xa0\x80"), "%ED%A0%80");  // A surrogate.
+  EXPECT_EQ(EscapeNonUtf8("\xc0\xaf"), "%C0%AF");         // Overlong '/'.
   EXPECT_EQ(EscapeNonUtf8("50%.csv"), "50%.csv");
   for (int b = 0; b < 256; ++b) {
     std::string one(1, static_cast<char>(b));

@@ -20,9 +20,9 @@ namespace pycell::internal {
 }
 
 // A bug, not an input error: logs and aborts.
-#define CHECK(cond)                                                                 \
-  do {                                                                              \
-    if (!(cond)) ::pycell::internal::CheckFailed(#cond, __FILE__, __LINE__);        \
+#define CHECK(cond)                                                          \
+  do {                                                                       \
+    if (!(cond)) ::pycell::internal::CheckFailed(#cond, __FILE__, __LINE__); \
   } while (0)
 
 namespace pycell {
@@ -46,15 +46,27 @@ class [[nodiscard]] Status {
  public:
   Status() = default;  // OK.
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+  static Status InvalidArgument(std::string m) {
+    return {StatusCode::kInvalidArgument, std::move(m)};
+  }
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
-  static Status PermissionDenied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
-  static Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
-  static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
-  static Status DeadlineExceeded(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
+  static Status PermissionDenied(std::string m) {
+    return {StatusCode::kPermissionDenied, std::move(m)};
+  }
+  static Status FailedPrecondition(std::string m) {
+    return {StatusCode::kFailedPrecondition, std::move(m)};
+  }
+  static Status ResourceExhausted(std::string m) {
+    return {StatusCode::kResourceExhausted, std::move(m)};
+  }
+  static Status DeadlineExceeded(std::string m) {
+    return {StatusCode::kDeadlineExceeded, std::move(m)};
+  }
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
-  static Status Unauthenticated(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
+  static Status Unauthenticated(std::string m) {
+    return {StatusCode::kUnauthenticated, std::move(m)};
+  }
   // A failed system call: "what: strerror(errno)". `err` defaults to the current errno.
   static Status FromErrno(std::string_view what, int err = errno);
 
@@ -94,9 +106,9 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}                 // NOLINT: implicit on purpose.
+  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit on purpose.
   // REQUIRES: !status.ok() — a Result without a value must say why.
-  Result(Status status) : status_(std::move(status)) {           // NOLINT: implicit on purpose.
+  Result(Status status) : status_(std::move(status)) {  // NOLINT: implicit on purpose.
     CHECK(!status_.ok());
   }
   bool ok() const { return value_.has_value(); }
@@ -120,9 +132,9 @@ class [[nodiscard]] Result {
 #define PYCELL_CONCAT(a, b) PYCELL_CONCAT_INNER(a, b)
 
 // Returns from the enclosing function when `expr` (a Status) is not OK.
-#define RETURN_IF_ERROR(expr)                       \
-  do {                                              \
-    ::pycell::Status pycell_status_ = (expr);       \
+#define RETURN_IF_ERROR(expr)                        \
+  do {                                               \
+    ::pycell::Status pycell_status_ = (expr);        \
     if (!pycell_status_.ok()) return pycell_status_; \
   } while (0)
 
@@ -133,4 +145,3 @@ class [[nodiscard]] Result {
   auto tmp = (expr);                          \
   if (!tmp.ok()) return tmp.status();         \
   lhs = std::move(tmp).value()
-

@@ -2,11 +2,10 @@
 
 #include <algorithm>
 #include <deque>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <thread>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "common/logging.h"
 #include "common/mutex.h"
@@ -48,8 +47,7 @@ class Diagnostics::Worker {
     } else if (setting.sink == "stdout") {
       worker->writer_ = OpenStdoutWriter(environment.stdout_fd);
     } else if (setting.sink == "syslog") {
-      worker->writer_ =
-          OpenSyslogWriter(setting, environment.clock, &worker->cancel_);
+      worker->writer_ = OpenSyslogWriter(setting, environment.clock, &worker->cancel_);
     } else if (setting.sink == "webhook") {
       ASSIGN_OR_RETURN(worker->writer_, OpenWebhookWriter(setting, &worker->cancel_));
     } else {
@@ -91,8 +89,7 @@ class Diagnostics::Worker {
   // True when the queue is empty and no batch is in hand before `deadline`.
   bool WaitIdle(SteadyTime deadline) {
     MutexLock lock(mu_);
-    return idle_.WaitUntil(mu_, deadline,
-                           [&]() REQUIRES(mu_) { return queue_.empty() && !busy_; });
+    return idle_.WaitUntil(mu_, deadline, [&]() REQUIRES(mu_) { return queue_.empty() && !busy_; });
   }
 
   // Abandons what is left (see Close) and joins the thread. Idempotent.
@@ -232,14 +229,14 @@ class Diagnostics::Worker {
   bool busy_ GUARDED_BY(mu_) = false;  // A batch is being delivered.
   bool flush_requested_ GUARDED_BY(mu_) = false;
   bool stopping_ GUARDED_BY(mu_) = false;
-  bool failing_ GUARDED_BY(mu_) = false;  // The last batch failed (logged once).
+  bool failing_ GUARDED_BY(mu_) = false;           // The last batch failed (logged once).
   uint64_t dropped_unlogged_ GUARDED_BY(mu_) = 0;  // Not yet in the log.
   SteadyTime last_drop_log_ GUARDED_BY(mu_);
   uint64_t sent_ GUARDED_BY(mu_) = 0;
   uint64_t failed_ GUARDED_BY(mu_) = 0;
   uint64_t dropped_ GUARDED_BY(mu_) = 0;
   std::string last_error_ GUARDED_BY(mu_);
-  std::thread thread_;            // Started last in Start, joined in Stop.
+  std::thread thread_;  // Started last in Start, joined in Stop.
 };
 
 Diagnostics::Diagnostics() : routes_(kDiagnosticCategories.size()) {}

@@ -17,11 +17,10 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "common/clock.h"
 #include "common/config.h"
@@ -39,8 +38,8 @@ inline constexpr std::string_view kSecurity = "security";
 
 // What the sinks write to, replaceable in tests; the defaults are the real ones.
 struct Environment {
-  Clock* clock = Clock::Real();            // The "time" of events, and syslog's timestamp.
-  int stdout_fd = 1;                       // Where stdout sinks write.
+  Clock* clock = Clock::Real();  // The "time" of events, and syslog's timestamp.
+  int stdout_fd = 1;             // Where stdout sinks write.
 };
 
 class Diagnostics {

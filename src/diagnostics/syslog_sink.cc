@@ -28,8 +28,7 @@ constexpr int kPollSliceMs = 50;  // How often a waiting send looks at the cance
 
 class SyslogWriter : public SinkWriter {
  public:
-  SyslogWriter(const DiagnosticSetting& setting, Clock* clock,
-               const std::atomic<bool>* cancel)
+  SyslogWriter(const DiagnosticSetting& setting, Clock* clock, const std::atomic<bool>* cancel)
       : socket_path_(setting.socket),
         ident_(setting.ident),
         priority_(SyslogFacilityCode(setting.facility) | LOG_INFO),

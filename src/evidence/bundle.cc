@@ -1,7 +1,5 @@
 #include "evidence/bundle.h"
 
-#include "common/json_reader.h"
-
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -12,6 +10,7 @@
 #include <set>
 
 #include "common/crypto.h"
+#include "common/json_reader.h"
 #include "common/unique_fd.h"
 
 namespace pycell::evidence {

@@ -5,9 +5,9 @@
 #include <set>
 
 #include "common/crypto.h"
+#include "common/json_reader.h"
 #include "evidence/audit_segment.h"
 #include "evidence/signing_key.h"
-#include "common/json_reader.h"
 
 namespace pycell::evidence {
 

@@ -1,7 +1,5 @@
 #include "files/file_store.h"
 
-#include "common/crypto.h"
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -16,6 +14,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "common/crypto.h"
 #include "common/fs.h"
 #include "common/logging.h"
 

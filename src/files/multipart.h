@@ -19,8 +19,8 @@
 namespace pycell::files {
 
 struct PartHeaders {
-  std::string name;          // Content-Disposition's name parameter.
-  std::string filename;      // Its filename parameter (filename* decoded when given); may be "".
+  std::string name;      // Content-Disposition's name parameter.
+  std::string filename;  // Its filename parameter (filename* decoded when given); may be "".
   bool has_filename = false;
   std::string content_type;  // As sent; "" when absent.
 };
@@ -44,8 +44,7 @@ class MultipartParser {
   // or the boundary is missing or invalid (1–70 characters, RFC 2046).
   static Result<std::string> BoundaryFromContentType(std::string_view content_type);
 
-  MultipartParser(std::string boundary, MultipartCallbacks callbacks,
-                  MultipartLimits limits = {});
+  MultipartParser(std::string boundary, MultipartCallbacks callbacks, MultipartLimits limits = {});
 
   Status Feed(std::string_view chunk);
   // The body ended: InvalidArgument unless the closing boundary was seen.

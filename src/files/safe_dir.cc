@@ -3,9 +3,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/openat2.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -44,17 +44,18 @@ int OpenBeneath(int dirfd, const std::string& relative, int flags, mode_t mode =
   size_t start = 0;
   while (true) {
     size_t slash = relative.find('/', start);
-    std::string part = relative.substr(start, slash == std::string::npos ? std::string::npos
-                                                                         : slash - start);
+    std::string part =
+        relative.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
     if (part.empty() || part == "." || part == "..") {
       errno = EXDEV;
       return -1;
     }
     if (slash == std::string::npos) {
-      return same_device(::openat(current.get(), part.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode));
+      return same_device(
+          ::openat(current.get(), part.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode));
     }
-    int next = same_device(::openat(current.get(), part.c_str(),
-                                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    int next = same_device(
+        ::openat(current.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (next < 0) return -1;
     current.Reset(next);
     start = slash + 1;
@@ -63,8 +64,9 @@ int OpenBeneath(int dirfd, const std::string& relative, int flags, mode_t mode =
 
 Status ErrnoStatus(const std::string& what, int err) {
   if (err == ELOOP || err == EXDEV || err == ENOTDIR || err == ENXIO) {
-    return Status::PermissionDenied(what + ": not a plain path beneath the folder (links, "
-                                           "'..' and other mounts are refused)");
+    return Status::PermissionDenied(what +
+                                    ": not a plain path beneath the folder (links, "
+                                    "'..' and other mounts are refused)");
   }
   return Status::FromErrno(what, err);
 }
@@ -120,25 +122,24 @@ Result<DirSnapshot> SafeDir::Snapshot(const WalkLimits& limits) const {
   struct stat root_st {};
   if (::fstat(root_.get(), &root_st) != 0) return Status::FromErrno("fstat session folder");
   size_t entries = 0;
-  std::function<Status(int, const std::string&, int)> walk = [&](int dirfd,
-                                                                 const std::string& prefix,
-                                                                 int depth) -> Status {
-    return ForEachEntry(dirfd, root_st.st_dev, limits, &entries,
-                        "under /mnt/data; listing stopped",
+  std::function<Status(int, const std::string&, int)> walk =
+      [&](int dirfd, const std::string& prefix, int depth) -> Status {
+    return ForEachEntry(dirfd, root_st.st_dev, limits, &entries, "under /mnt/data; listing stopped",
                         [&](const std::string& name, const struct stat& st) -> Status {
-      std::string path = prefix.empty() ? name : prefix + "/" + name;
-      if (S_ISREG(st.st_mode)) {
-        snapshot[path] = {static_cast<uint64_t>(st.st_size),
-                          st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
-                          static_cast<uint64_t>(st.st_ino)};
-      } else if (S_ISDIR(st.st_mode) && depth < limits.max_depth) {
-        // RESOLVE_NO_XDEV: a bind mount of the same file system is refused too.
-        UniqueFd child(OpenBeneath(dirfd, name, O_RDONLY | O_DIRECTORY));
-        if (!child.valid()) return Status::Ok();  // A link, a mount, or removed meanwhile.
-        return walk(child.get(), path, depth + 1);
-      }
-      return Status::Ok();
-    });
+                          std::string path = prefix.empty() ? name : prefix + "/" + name;
+                          if (S_ISREG(st.st_mode)) {
+                            snapshot[path] = {static_cast<uint64_t>(st.st_size),
+                                              st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
+                                              static_cast<uint64_t>(st.st_ino)};
+                          } else if (S_ISDIR(st.st_mode) && depth < limits.max_depth) {
+                            // RESOLVE_NO_XDEV: a bind mount of the same file system is refused too.
+                            UniqueFd child(OpenBeneath(dirfd, name, O_RDONLY | O_DIRECTORY));
+                            if (!child.valid())
+                              return Status::Ok();  // A link, a mount, or removed meanwhile.
+                            return walk(child.get(), path, depth + 1);
+                          }
+                          return Status::Ok();
+                        });
   };
   Status s = walk(root_.get(), "", 0);
   if (!s.ok() && !s.IsResourceExhausted()) return s;
@@ -196,8 +197,7 @@ Status CopyFd(int from, int to, const std::string& what) {
 }
 }  // namespace
 
-Status SafeDir::CreateFileFrom(const std::string& name, int source_fd, uid_t uid,
-                               gid_t gid) const {
+Status SafeDir::CreateFileFrom(const std::string& name, int source_fd, uid_t uid, gid_t gid) const {
   if (!IsSafeFileName(name)) {
     return Status::InvalidArgument("'" + name + "' is not a plain file name (no '/', '.' or '..')");
   }
@@ -208,7 +208,7 @@ Status SafeDir::CreateFileFrom(const std::string& name, int source_fd, uid_t uid
     return Status::FromErrno("create " + name);
   }
   Status s = ::fchown(out.get(), uid, gid) == 0 ? CopyFd(source_fd, out.get(), name)
-                                                 : Status::FromErrno("chown " + name);
+                                                : Status::FromErrno("chown " + name);
   if (!s.ok()) ::unlinkat(root_.get(), name.c_str(), 0);  // No half file behind an error.
   return s;
 }
@@ -249,8 +249,8 @@ Status SafeDir::CopyOut(const std::string& relative_path, const std::string& des
   if (!out.valid()) return Status::FromErrno("create " + temp);
   Status s = CopyFd(in.get(), out.get(), relative_path);
   struct stat copied {};
-  if (s.ok() && (::fstat(out.get(), &copied) != 0 ||
-                 static_cast<uint64_t>(copied.st_size) > max_bytes)) {
+  if (s.ok() &&
+      (::fstat(out.get(), &copied) != 0 || static_cast<uint64_t>(copied.st_size) > max_bytes)) {
     s = Status::ResourceExhausted(relative_path + " grew past the " + std::to_string(max_bytes) +
                                   " bytes left to copy");
   }
@@ -326,50 +326,50 @@ Status SafeDir::CopyTreeTo(const std::string& dest, uid_t uid, gid_t gid,
   size_t entries = 0;
   std::function<Status(int, int, const std::string&, int)> copy =
       [&](int from_dir, int to_dir, const std::string& prefix, int depth) -> Status {
-    return ForEachEntry(from_dir, root_st.st_dev, limits, &entries,
-                        "to copy; the fork was not made",
-                        [&](const std::string& name, const struct stat& st) -> Status {
-      std::string path = prefix.empty() ? name : prefix + "/" + name;
-      mode_t mode = st.st_mode & 0777;
-      if (S_ISDIR(st.st_mode)) {
-        if (depth >= limits.max_depth) return Status::Ok();
-        UniqueFd child(OpenBeneath(from_dir, name, O_RDONLY | O_DIRECTORY));
-        if (!child.valid()) return Status::Ok();  // Replaced by a link or removed meanwhile.
-        if (::mkdirat(to_dir, name.c_str(), 0700) != 0) {
-          return Status::FromErrno("create folder " + path);
-        }
-        UniqueFd to_child(
-            ::openat(to_dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-        if (!to_child.valid()) return Status::FromErrno("open copy of " + path);
-        RETURN_IF_ERROR(copy(child.get(), to_child.get(), path, depth + 1));
-        if (::fchown(to_child.get(), uid, gid) != 0 ||
-            ::fchmod(to_child.get(), mode | S_IRWXU) != 0) {
-          return Status::FromErrno("set owner of " + path);
-        }
-      } else if (S_ISREG(st.st_mode)) {
-        UniqueFd in(OpenBeneath(from_dir, name, O_RDONLY | O_NONBLOCK));
-        if (!in.valid()) return Status::Ok();
-        struct stat in_st {};
-        if (::fstat(in.get(), &in_st) != 0 || !S_ISREG(in_st.st_mode)) return Status::Ok();
-        UniqueFd out(::openat(to_dir, name.c_str(),
-                              O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-        if (!out.valid()) return Status::FromErrno("create copy of " + path);
-        RETURN_IF_ERROR(CopySparse(in.get(), out.get(), in_st.st_size, path));
-        if (::fchown(out.get(), uid, gid) != 0 || ::fchmod(out.get(), mode) != 0) {
-          return Status::FromErrno("set owner of " + path);
-        }
-      } else if (S_ISLNK(st.st_mode)) {
-        char target[4096];
-        ssize_t n = ::readlinkat(from_dir, name.c_str(), target, sizeof target - 1);
-        if (n < 0) return Status::Ok();
-        target[n] = '\0';
-        if (::symlinkat(target, to_dir, name.c_str()) != 0 ||
-            ::fchownat(to_dir, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
-          return Status::FromErrno("copy link " + path);
-        }
-      }
-      return Status::Ok();
-    });
+    return ForEachEntry(
+        from_dir, root_st.st_dev, limits, &entries, "to copy; the fork was not made",
+        [&](const std::string& name, const struct stat& st) -> Status {
+          std::string path = prefix.empty() ? name : prefix + "/" + name;
+          mode_t mode = st.st_mode & 0777;
+          if (S_ISDIR(st.st_mode)) {
+            if (depth >= limits.max_depth) return Status::Ok();
+            UniqueFd child(OpenBeneath(from_dir, name, O_RDONLY | O_DIRECTORY));
+            if (!child.valid()) return Status::Ok();  // Replaced by a link or removed meanwhile.
+            if (::mkdirat(to_dir, name.c_str(), 0700) != 0) {
+              return Status::FromErrno("create folder " + path);
+            }
+            UniqueFd to_child(
+                ::openat(to_dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+            if (!to_child.valid()) return Status::FromErrno("open copy of " + path);
+            RETURN_IF_ERROR(copy(child.get(), to_child.get(), path, depth + 1));
+            if (::fchown(to_child.get(), uid, gid) != 0 ||
+                ::fchmod(to_child.get(), mode | S_IRWXU) != 0) {
+              return Status::FromErrno("set owner of " + path);
+            }
+          } else if (S_ISREG(st.st_mode)) {
+            UniqueFd in(OpenBeneath(from_dir, name, O_RDONLY | O_NONBLOCK));
+            if (!in.valid()) return Status::Ok();
+            struct stat in_st {};
+            if (::fstat(in.get(), &in_st) != 0 || !S_ISREG(in_st.st_mode)) return Status::Ok();
+            UniqueFd out(::openat(to_dir, name.c_str(),
+                                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+            if (!out.valid()) return Status::FromErrno("create copy of " + path);
+            RETURN_IF_ERROR(CopySparse(in.get(), out.get(), in_st.st_size, path));
+            if (::fchown(out.get(), uid, gid) != 0 || ::fchmod(out.get(), mode) != 0) {
+              return Status::FromErrno("set owner of " + path);
+            }
+          } else if (S_ISLNK(st.st_mode)) {
+            char target[4096];
+            ssize_t n = ::readlinkat(from_dir, name.c_str(), target, sizeof target - 1);
+            if (n < 0) return Status::Ok();
+            target[n] = '\0';
+            if (::symlinkat(target, to_dir, name.c_str()) != 0 ||
+                ::fchownat(to_dir, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+              return Status::FromErrno("copy link " + path);
+            }
+          }
+          return Status::Ok();
+        });
   };
   return copy(root_.get(), dest_root.get(), "", 0);
 }

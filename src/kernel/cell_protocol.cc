@@ -1,7 +1,6 @@
 #include "kernel/cell_protocol.h"
 
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 #include "common/json_reader.h"
@@ -36,8 +35,8 @@ Result<json> ParseFrame(std::string_view payload) {
   limits.max_depth = kMaxFrameDepth;
   limits.max_values = kMaxFrameValues;
   auto parsed = ParseUntrustedJson(payload, limits);
-  if (!parsed.ok()) return ProtocolViolation("a frame that is not bounded JSON: " +
-                                             parsed.status().message());
+  if (!parsed.ok())
+    return ProtocolViolation("a frame that is not bounded JSON: " + parsed.status().message());
   if (!parsed->is_object()) return ProtocolViolation("a frame that is not a JSON object");
   return parsed;
 }
@@ -119,8 +118,8 @@ Status CellProtocol::OnFrame(std::string_view payload, size_t fd_count, double e
   }
   if (type == "done") {
     const char* what = "the 'done' frame";
-    ASSIGN_OR_RETURN(int64_t id,
-                     Checked(IntField(message, "id", 0, std::numeric_limits<int64_t>::max(), what)));
+    ASSIGN_OR_RETURN(
+        int64_t id, Checked(IntField(message, "id", 0, std::numeric_limits<int64_t>::max(), what)));
     if (id != execute_id_) {
       return ProtocolViolation("a completion for execute " + std::to_string(id) +
                                " while execute " + std::to_string(execute_id_) + " runs");

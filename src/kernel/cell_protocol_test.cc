@@ -20,8 +20,8 @@ struct Cell {
 };
 
 std::string Done(const std::string& extra = "") {
-  return R"({"type":"done","id":424242,"status":"ok","execution_count":4,"duration_ms":5)" +
-         extra + "}";
+  return R"({"type":"done","id":424242,"status":"ok","execution_count":4,"duration_ms":5)" + extra +
+         "}";
 }
 
 TEST(CellProtocolTest, AWellFormedCellIsTaken) {
@@ -103,8 +103,10 @@ TEST(CellProtocolTest, AnythingAfterTheCompletionIsAViolation) {
 
 TEST(CellProtocolTest, AnEmptyCellKeepsTheCount) {
   Cell cell;
-  EXPECT_TRUE(cell.Send(
-      R"({"type":"done","id":424242,"status":"ok","execution_count":3,"duration_ms":0.5})").ok());
+  EXPECT_TRUE(
+      cell.Send(
+              R"({"type":"done","id":424242,"status":"ok","execution_count":3,"duration_ms":0.5})")
+          .ok());
   EXPECT_EQ(cell.run.execution_count, 3);
 }
 

@@ -21,7 +21,9 @@ Status WriteFrame(int socket, std::string_view payload, const std::vector<int>& 
   size_t sent = 0;
   bool fds_sent = fds.empty();
   while (sent < data.size()) {
-    struct iovec iov {data.data() + sent, data.size() - sent};
+    struct iovec iov {
+      data.data() + sent, data.size() - sent
+    };
     struct msghdr msg {};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -43,7 +45,9 @@ Status WriteFrame(int socket, std::string_view payload, const std::vector<int>& 
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0) return Status::DeadlineExceeded("the peer stopped reading frames");
-        struct pollfd p {socket, POLLOUT, 0};
+        struct pollfd p {
+          socket, POLLOUT, 0
+        };
         ::poll(&p, 1, static_cast<int>(left.count()));
         continue;
       }
@@ -66,7 +70,9 @@ Status FrameReader::Feed(int socket) {
   if (!error_.ok()) return error_;
   char buf[65536];
   while (true) {
-    struct iovec iov {buf, sizeof buf};
+    struct iovec iov {
+      buf, sizeof buf
+    };
     struct msghdr msg {};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -116,7 +122,8 @@ std::optional<Frame> FrameReader::Next() {
   uint32_t n = HeaderAt0();
   if (n > max_bytes_) {
     if (error_.ok()) {
-      error_ = Status::InvalidArgument("frame of " + std::to_string(n) + " bytes is over the limit");
+      error_ =
+          Status::InvalidArgument("frame of " + std::to_string(n) + " bytes is over the limit");
     }
     return std::nullopt;
   }
@@ -150,7 +157,9 @@ Result<Frame> ReadFrame(int socket, FrameReader& reader, std::chrono::millisecon
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return Status::DeadlineExceeded("no frame within the deadline");
-    struct pollfd p {socket, POLLIN, 0};
+    struct pollfd p {
+      socket, POLLIN, 0
+    };
     int rc = ::poll(&p, 1, static_cast<int>(left.count()));
     if (rc < 0 && errno != EINTR) return Status::FromErrno("poll");
     if (rc > 0) (void)reader.Feed(socket);  // Errors surface after the frames before them.

@@ -3,20 +3,20 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
-#include <nlohmann/json.hpp>
 
 #include "common/fs.h"
 #include "common/json_reader.h"
-#include "kernel/cell_protocol.h"
 #include "common/logging.h"
 #include "common/utf8.h"
+#include "kernel/cell_protocol.h"
 
 namespace pycell::kernel {
 
@@ -79,7 +79,9 @@ void Kernel::Kill() {
 
 bool Kernel::QuietAndAlive() const {
   if (dead_) return false;
-  struct pollfd p {control_.get(), POLLIN, 0};
+  struct pollfd p {
+    control_.get(), POLLIN, 0
+  };
   return ::poll(&p, 1, 0) == 0;
 }
 
@@ -130,7 +132,9 @@ std::string Kernel::violation() const {
 Status Kernel::CheckBetweenCells() {
   if (dead_) return Status::Ok();
   if (reader_.buffered() == 0) {
-    struct pollfd p {control_.get(), POLLIN, 0};
+    struct pollfd p {
+      control_.get(), POLLIN, 0
+    };
     if (::poll(&p, 1, 0) <= 0) return Status::Ok();
   }
   Status fed = reader_.Feed(control_.get());
@@ -163,9 +167,8 @@ std::vector<pid_t> NamespacePids(pid_t pid) {
 Result<pid_t> FindChildByNsPid(pid_t parent, pid_t ns_pid) {
   size_t level = NamespacePids(parent).size();
   if (level == 0) return Status::NotFound("the session's init is gone");
-  ASSIGN_OR_RETURN(std::string list,
-                   ReadSmallFile("/proc/" + std::to_string(parent) + "/task/" +
-                                 std::to_string(parent) + "/children"));
+  ASSIGN_OR_RETURN(std::string list, ReadSmallFile("/proc/" + std::to_string(parent) + "/task/" +
+                                                   std::to_string(parent) + "/children"));
   std::istringstream children(list);
   for (pid_t child; children >> child;) {
     std::vector<pid_t> pids = NamespacePids(child);
@@ -196,7 +199,8 @@ Result<std::vector<int>> IntArray(const json& object, const char* key, size_t co
 Result<json> AwaitFrame(int socket, FrameReader& reader, const std::string& want,
                         Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  if (left.count() <= 0) return Status::DeadlineExceeded("the runner did not answer '" + want + "'");
+  if (left.count() <= 0)
+    return Status::DeadlineExceeded("the runner did not answer '" + want + "'");
   auto frame = ReadFrame(socket, reader, left);
   if (!frame.ok()) {
     if (frame.status().IsInvalidArgument()) return ProtocolViolation(frame.status().message());
@@ -302,8 +306,9 @@ Result<KernelRun> Kernel::Execute(const std::string& code, const ExecuteOptions&
   execute_id_ = static_cast<int64_t>(RandomU64() >> 1);
   CellProtocol protocol(execute_id_, execution_count_, options);
   const auto sent = Clock::now();
-  if (Status s = WriteFrame(control_.get(),
-                            DumpJson(json({{"type", "execute"}, {"id", execute_id_}, {"code", code}})));
+  if (Status s =
+          WriteFrame(control_.get(),
+                     DumpJson(json({{"type", "execute"}, {"id", execute_id_}, {"code", code}})));
       !s.ok()) {
     Kill();
     run.status = RunStatus::kCrashed;

@@ -44,10 +44,10 @@ struct CellError {
 };
 
 enum class RunStatus {
-  kOk,         // The cell ran to its end.
-  kError,      // The cell raised.
-  kTimeout,    // Past its deadline; see timeout_action.
-  kCrashed,    // The runner died (killed, out of memory, exited); the session is gone.
+  kOk,                 // The cell ran to its end.
+  kError,              // The cell raised.
+  kTimeout,            // Past its deadline; see timeout_action.
+  kCrashed,            // The runner died (killed, out of memory, exited); the session is gone.
   kProtocolViolation,  // The control channel carried what the protocol forbids (cell_protocol.h);
                        // the session was killed for it.
 };
@@ -63,7 +63,7 @@ struct KernelRun {
   bool outputs_truncated = false;  // Displays past max_display_bytes were dropped.
   std::optional<CellError> error;
   int execution_count = 0;
-  double runner_duration_ms = 0;  // As the runner measured the cell.
+  double runner_duration_ms = 0;   // As the runner measured the cell.
   std::string protocol_violation;  // The rule broken, for kProtocolViolation.
 };
 
@@ -72,8 +72,8 @@ struct ExecuteOptions {
   std::chrono::milliseconds interrupt_grace{3000};  // After the interrupt, before the kill.
   size_t max_output_bytes = 1 << 20;                // Per stream.
   size_t max_display_bytes = 32 << 20;              // All displays and results together.
-  size_t max_outputs = 10000;   // Displays and results kept; later ones are dropped (truncated).
-  size_t max_frames = 100000;   // Frames of any kind in one cell; past it: protocol violation.
+  size_t max_outputs = 10000;  // Displays and results kept; later ones are dropped (truncated).
+  size_t max_frames = 100000;  // Frames of any kind in one cell; past it: protocol violation.
 };
 
 // Called while the cell runs (for streaming); may be empty.
@@ -141,7 +141,7 @@ class Kernel {
   FrameReader reader_{kMaxFrameBytes, /*accept_fds=*/false};
   std::atomic<bool> dead_{false};
   int64_t execute_id_ = 0;  // Random, of the last execute sent; the runner echoes it in "done".
-  int64_t execution_count_ = 0;   // As the last completion reported it.
+  int64_t execution_count_ = 0;  // As the last completion reported it.
   mutable Mutex violation_mu_;
   std::string violation_ GUARDED_BY(violation_mu_);
 };

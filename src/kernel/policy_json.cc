@@ -1,9 +1,10 @@
 #include "kernel/policy_json.h"
-#include "common/json_reader.h"
 
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+
+#include "common/json_reader.h"
 
 namespace pycell::kernel {
 
@@ -11,14 +12,22 @@ using nlohmann::json;
 
 std::string EncodePolicy(const sandbox::Policy& p) {
   json j = {
-      {"session_dir", p.session_dir},       {"hostname", p.hostname},
-      {"host_uid_init", p.host_uid_init},   {"host_uid_user", p.host_uid_user},
-      {"host_gid_init", p.host_gid_init},   {"host_gid_user", p.host_gid_user},
-      {"readonly_binds", p.readonly_binds}, {"memory_bytes", p.memory_bytes},
-      {"max_pids", p.max_pids},             {"cpus", p.cpus},
-      {"data_bytes", p.data_bytes},         {"tmp_bytes", p.tmp_bytes},
-      {"max_file_bytes", p.max_file_bytes}, {"max_open_files", p.max_open_files},
-      {"seccomp", p.seccomp},               {"private_runtime", p.private_runtime},
+      {"session_dir", p.session_dir},
+      {"hostname", p.hostname},
+      {"host_uid_init", p.host_uid_init},
+      {"host_uid_user", p.host_uid_user},
+      {"host_gid_init", p.host_gid_init},
+      {"host_gid_user", p.host_gid_user},
+      {"readonly_binds", p.readonly_binds},
+      {"memory_bytes", p.memory_bytes},
+      {"max_pids", p.max_pids},
+      {"cpus", p.cpus},
+      {"data_bytes", p.data_bytes},
+      {"tmp_bytes", p.tmp_bytes},
+      {"max_file_bytes", p.max_file_bytes},
+      {"max_open_files", p.max_open_files},
+      {"seccomp", p.seccomp},
+      {"private_runtime", p.private_runtime},
   };
   return DumpJson(j);
 }

@@ -3,19 +3,19 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/sendfile.h>
-#include <sys/stat.h>
 #include <sys/prctl.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_reader.h"
 #include "common/logging.h"
 #include "kernel/policy_json.h"
-#include "common/json_reader.h"
 
 namespace pycell::kernel {
 
@@ -56,9 +56,8 @@ Result<std::unique_ptr<Zygote>> Zygote::Start(const ZygoteOptions& options) {
   // The configuration travels as the first frame, not in argv or the environment: every session
   // inherits the zygote's initial environment block and command line (/proc/self/environ,
   // /proc/self/cmdline), so those hold nothing but neutral values.
-  json config = {{"python", options.python},
-                 {"preload", options.preload},
-                 {"cache_dir", options.cache_dir}};
+  json config = {
+      {"python", options.python}, {"preload", options.preload}, {"cache_dir", options.cache_dir}};
   // Everything the child needs is built before fork: after it, only async-signal-safe calls.
   std::vector<std::string> env = {
       "PATH=/usr/local/bin:/usr/bin:/bin",
@@ -106,9 +105,9 @@ Result<std::unique_ptr<Zygote>> Zygote::Start(const ZygoteOptions& options) {
   }
   json message = json::parse(ready->payload, nullptr, false);
   if (message.is_discarded() || message.value("type", "") != "ready") {
-    return Status::Internal("zygote failed to start: " +
-                            (message.is_object() ? message.value("message", ready->payload)
-                                                 : ready->payload));
+    return Status::Internal(
+        "zygote failed to start: " +
+        (message.is_object() ? message.value("message", ready->payload) : ready->payload));
   }
   LOG_DEBUG("zygote {} ready", pid);
   return zygote;
@@ -142,8 +141,9 @@ Result<pid_t> Zygote::Spawn(const sandbox::Policy& policy, double cpus, const Se
   if (message.is_object() && message.value("type", "") == "spawned") {
     return message.value("pid", static_cast<pid_t>(-1));
   }
-  return Status::Internal("zygote: " + (message.is_object() ? message.value("message", std::string("?"))
-                                                            : reply->payload));
+  return Status::Internal("zygote: " + (message.is_object()
+                                            ? message.value("message", std::string("?"))
+                                            : reply->payload));
 }
 
 }  // namespace pycell::kernel

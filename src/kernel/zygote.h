@@ -32,8 +32,8 @@ struct ZygoteOptions {
 struct SessionFds {
   int stdout_write = -1;
   int stderr_write = -1;
-  int control = -1;  // The session's end of its control socket.
-  int go_read = -1;  // The session waits for one byte here before containing itself.
+  int control = -1;   // The session's end of its control socket.
+  int go_read = -1;   // The session waits for one byte here before containing itself.
   int lifeline = -1;  // Read end of the server's lifeline pipe (see sandbox::ContainChild).
 };
 

@@ -1,12 +1,11 @@
 #define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
 #include "kernel/zygote_main.h"
 
+#include <Python.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <sys/socket.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -15,12 +14,12 @@
 #include <utility>
 #include <vector>
 
+#include "common/json_reader.h"
 #include "common/status.h"
 #include "kernel/frame.h"
 #include "kernel/policy_json.h"
 #include "kernel/runner_source.h"
 #include "sandbox/contain.h"
-#include "common/json_reader.h"
 
 namespace pycell::kernel {
 namespace {
@@ -51,7 +50,8 @@ void ReportAndExit(const Status& status);
 PyObject* ForkSession(PyObject*, PyObject*) {
   int out[2], err[2], ctl[2], go[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return PyErr_SetFromErrno(PyExc_OSError);
-  if (::pipe2(err, O_CLOEXEC) != 0 || ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) != 0 ||
+  if (::pipe2(err, O_CLOEXEC) != 0 ||
+      ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) != 0 ||
       ::pipe2(go, O_CLOEXEC) != 0) {
     return PyErr_SetFromErrno(PyExc_OSError);  // What was made leaks into a failed fork only.
   }
@@ -95,14 +95,15 @@ Status StartPython(const json& config) {
   PyConfig py;
   PyConfig_InitPythonConfig(&py);
   py.parse_argv = 0;
-  py.use_environment = 0;      // No PYTHON* variables from anywhere.
-  py.user_site_directory = 0;  // Nothing from a home folder.
-  py.safe_path = 1;            // No current folder on sys.path.
+  py.use_environment = 0;          // No PYTHON* variables from anywhere.
+  py.user_site_directory = 0;      // Nothing from a home folder.
+  py.safe_path = 1;                // No current folder on sys.path.
   py.install_signal_handlers = 1;  // SIGINT -> KeyboardInterrupt.
   py.write_bytecode = 0;
   std::string executable = config.value("python", "/usr/bin/python3");
   PyStatus st = PyConfig_SetBytesString(&py, &py.program_name, executable.c_str());
-  if (!PyStatus_Exception(st)) st = PyConfig_SetBytesString(&py, &py.executable, executable.c_str());
+  if (!PyStatus_Exception(st))
+    st = PyConfig_SetBytesString(&py, &py.executable, executable.c_str());
   if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&py);
   PyConfig_Clear(&py);
   if (PyStatus_Exception(st)) {
@@ -113,7 +114,8 @@ Status StartPython(const json& config) {
   runner_module = PyImport_ExecCodeModule("pycell_runner", code);
   Py_DECREF(code);
   if (runner_module == nullptr) return PythonError("load runner.py");
-  PyObject* result = PyObject_CallMethod(runner_module, "zygote_init", "s", DumpJson(config).c_str());
+  PyObject* result =
+      PyObject_CallMethod(runner_module, "zygote_init", "s", DumpJson(config).c_str());
   if (result == nullptr) return PythonError("zygote_init");
   Py_DECREF(result);
   return Status::Ok();
@@ -144,11 +146,11 @@ void ReportAndExit(const Status& status) {
   char go = 0;
   if (::read(kGoFd, &go, 1) != 1 || go != 'g') ::_exit(1);  // The host gave up on us.
   // The same pipe later says the host has put us in our cgroup.
-  Status s = sandbox::ContainChild(policy,
-                                   /*keep_fds=*/has_lifeline ? kLifelineFd + 1 : kLifelineFd,
-                                   /*admission_fd=*/kGoFd,
-                                   /*lifeline_fd=*/has_lifeline ? kLifelineFd : -1,
-                                   seccomp_program);
+  Status s =
+      sandbox::ContainChild(policy,
+                            /*keep_fds=*/has_lifeline ? kLifelineFd + 1 : kLifelineFd,
+                            /*admission_fd=*/kGoFd,
+                            /*lifeline_fd=*/has_lifeline ? kLifelineFd : -1, seccomp_program);
   if (!s.ok()) ReportAndExit(s.WithContext("sandbox"));
   // Only the worker gets here, contained.
   PyOS_AfterFork_Child();
@@ -195,7 +197,8 @@ int ZygoteMain(int control_fd) {
   if (::getuid() == 0 && ::setgroups(0, nullptr) != 0) std::perror("setgroups");
   auto program = sandbox::seccomp::Compile();
   if (!program.ok()) {
-    (void)WriteFrame(control_fd, DumpJson(json({{"type", "error"}, {"message", program.status().message()}})));
+    (void)WriteFrame(control_fd,
+                     DumpJson(json({{"type", "error"}, {"message", program.status().message()}})));
     return 2;
   }
   seccomp_program = std::move(*program);
@@ -206,7 +209,8 @@ int ZygoteMain(int control_fd) {
   if (!config.is_object()) return 2;
   Status started = StartPython(config);
   if (!started.ok()) {
-    (void)WriteFrame(control_fd, DumpJson(json({{"type", "error"}, {"message", started.message()}})));
+    (void)WriteFrame(control_fd,
+                     DumpJson(json({{"type", "error"}, {"message", started.message()}})));
     return 2;
   }
   if (!WriteFrame(control_fd, DumpJson(json({{"type", "ready"}}))).ok()) return 3;

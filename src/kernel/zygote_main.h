@@ -1,8 +1,8 @@
 // The zygote process's main: started by Zygote::Start as `pycell __zygote`, with its control
 // socket on descriptor 3, on which the first frame is its configuration
-// ({"python", "preload", "cache_dir"}). It starts the embedded Python, runs runner.py's zygote_init (imports,
-// shell, gc.freeze), then forks sessions on request — each one through the sandbox checklist
-// (src/sandbox/contain.h) and into runner.py's serve().
+// ({"python", "preload", "cache_dir"}). It starts the embedded Python, runs runner.py's zygote_init
+// (imports, shell, gc.freeze), then forks sessions on request — each one through the sandbox
+// checklist (src/sandbox/contain.h) and into runner.py's serve().
 //
 // Requests (frames, src/kernel/frame.h):
 //   {"type": "spawn", "policy": {...}, "cpus": n} + descriptors [stdout, stderr, control, go]

@@ -1,9 +1,10 @@
 #include "mcp/mcp_server.h"
-#include "common/json_reader.h"
 
 #include <algorithm>
 #include <chrono>
 #include <thread>
+
+#include "common/json_reader.h"
 
 namespace pycell::mcp {
 namespace {
@@ -44,9 +45,9 @@ Parsed ParseMessage(std::string_view text) {
   // Bounded before anything recursive sees it: a body nested 100 000 deep is an error reply.
   auto bounded = ParseUntrustedJson(text, JsonLimits{64u << 20, 32, 1u << 20});
   if (!bounded.ok()) {
-    parsed.error = ErrorReply(nullptr, kParseError,
-                              "Parse error: the message is not usable JSON (" +
-                                  bounded.status().message() + ")");
+    parsed.error = ErrorReply(
+        nullptr, kParseError,
+        "Parse error: the message is not usable JSON (" + bounded.status().message() + ")");
     return parsed;
   }
   Json j = std::move(*bounded);

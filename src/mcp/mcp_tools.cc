@@ -7,10 +7,10 @@
 
 #include "common/crypto.h"
 #include "common/ids.h"
+#include "common/json_reader.h"
 #include "common/utf8.h"
 #include "evidence/signing_key.h"
 #include "service/service.h"
-#include "common/json_reader.h"
 
 namespace pycell::mcp {
 namespace {

@@ -24,83 +24,98 @@ struct Metrics::Families {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
 
   Family<Counter>& sessions_created = prometheus::BuildCounter()
-      .Name("pycell_sessions_created_total")
-      .Help("Sessions handed out to callers, by pool.")
-      .Register(*registry);
-  Family<Counter>& sessions_ended = prometheus::BuildCounter()
-      .Name("pycell_sessions_ended_total")
-      .Help("Sessions ended, by pool and reason (closed, idle, lifetime, memory, crashed, ...).")
-      .Register(*registry);
+                                          .Name("pycell_sessions_created_total")
+                                          .Help("Sessions handed out to callers, by pool.")
+                                          .Register(*registry);
+  Family<Counter>& sessions_ended =
+      prometheus::BuildCounter()
+          .Name("pycell_sessions_ended_total")
+          .Help(
+              "Sessions ended, by pool and reason (closed, idle, lifetime, memory, crashed, ...).")
+          .Register(*registry);
   Family<Histogram>& session_duration = prometheus::BuildHistogram()
-      .Name("pycell_session_duration_seconds")
-      .Help("How long sessions lived, from hand-out to end.")
-      .Register(*registry);
-  Family<Counter>& executions = prometheus::BuildCounter()
-      .Name("pycell_executions_total")
-      .Help("Cells run, by status (ok, error, timeout, crashed, interrupted).")
-      .Register(*registry);
+                                            .Name("pycell_session_duration_seconds")
+                                            .Help("How long sessions lived, from hand-out to end.")
+                                            .Register(*registry);
+  Family<Counter>& executions =
+      prometheus::BuildCounter()
+          .Name("pycell_executions_total")
+          .Help("Cells run, by status (ok, error, timeout, crashed, interrupted).")
+          .Register(*registry);
   Family<Histogram>& execution_duration = prometheus::BuildHistogram()
-      .Name("pycell_execution_duration_seconds")
-      .Help("Wall time of cells, request to last output.")
-      .Register(*registry);
+                                              .Name("pycell_execution_duration_seconds")
+                                              .Help("Wall time of cells, request to last output.")
+                                              .Register(*registry);
   Family<Counter>& sandbox_events = prometheus::BuildCounter()
-      .Name("pycell_sandbox_events_total")
-      .Help("Sandbox enforcement: timeouts (interrupted or killed), memory kills, crashed runners.")
-      .Register(*registry);
+                                        .Name("pycell_sandbox_events_total")
+                                        .Help(
+                                            "Sandbox enforcement: timeouts (interrupted or "
+                                            "killed), memory kills, crashed runners.")
+                                        .Register(*registry);
   Family<Counter>& transfers = prometheus::BuildCounter()
-      .Name("pycell_transfers_total")
-      .Help("File uploads and downloads, by direction.")
-      .Register(*registry);
+                                   .Name("pycell_transfers_total")
+                                   .Help("File uploads and downloads, by direction.")
+                                   .Register(*registry);
   Family<Counter>& transfer_bytes = prometheus::BuildCounter()
-      .Name("pycell_transfer_bytes_total")
-      .Help("Bytes uploaded and downloaded, by direction.")
-      .Register(*registry);
-  Family<Counter>& http_requests = prometheus::BuildCounter()
-      .Name("pycell_http_requests_total")
-      .Help("HTTP requests answered, by method, route pattern and status.")
-      .Register(*registry);
-  Family<Histogram>& http_duration = prometheus::BuildHistogram()
-      .Name("pycell_http_request_duration_seconds")
-      .Help("HTTP request latency, head read to response written, by method and route pattern.")
-      .Register(*registry);
-  Family<Counter>& auth_failures = prometheus::BuildCounter()
-      .Name("pycell_auth_failures_total")
-      .Help("Refused authentications and authorizations, by reason.")
-      .Register(*registry);
+                                        .Name("pycell_transfer_bytes_total")
+                                        .Help("Bytes uploaded and downloaded, by direction.")
+                                        .Register(*registry);
+  Family<Counter>& http_requests =
+      prometheus::BuildCounter()
+          .Name("pycell_http_requests_total")
+          .Help("HTTP requests answered, by method, route pattern and status.")
+          .Register(*registry);
+  Family<Histogram>& http_duration =
+      prometheus::BuildHistogram()
+          .Name("pycell_http_request_duration_seconds")
+          .Help("HTTP request latency, head read to response written, by method and route pattern.")
+          .Register(*registry);
+  Family<Counter>& auth_failures =
+      prometheus::BuildCounter()
+          .Name("pycell_auth_failures_total")
+          .Help("Refused authentications and authorizations, by reason.")
+          .Register(*registry);
   Family<Counter>& quota_refusals = prometheus::BuildCounter()
-      .Name("pycell_quota_refusals_total")
-      .Help("Requests refused past a project quota, by quota.")
-      .Register(*registry);
-  Family<Counter>& audit_events GUARDED_BY(audit_follow_mu) = prometheus::BuildCounter()
-      .Name("pycell_audit_events_total")
-      .Help("Events in the audit log (every event written since the database began).")
-      .Register(*registry);
+                                        .Name("pycell_quota_refusals_total")
+                                        .Help("Requests refused past a project quota, by quota.")
+                                        .Register(*registry);
+  Family<Counter>& audit_events GUARDED_BY(audit_follow_mu) =
+      prometheus::BuildCounter()
+          .Name("pycell_audit_events_total")
+          .Help("Events in the audit log (every event written since the database began).")
+          .Register(*registry);
   Family<Histogram>& pool_refill = prometheus::BuildHistogram()
-      .Name("pycell_pool_refill_seconds")
-      .Help("Time to launch one warm session into a pool.")
-      .Register(*registry);
-  Family<Gauge>& pool_sessions = prometheus::BuildGauge()
-      .Name("pycell_pool_sessions")
-      .Help("Sessions of each pool by state: ready (warm, waiting), active (handed out), "
-            "executing (running a cell).")
-      .Register(*registry);
+                                       .Name("pycell_pool_refill_seconds")
+                                       .Help("Time to launch one warm session into a pool.")
+                                       .Register(*registry);
+  Family<Gauge>& pool_sessions =
+      prometheus::BuildGauge()
+          .Name("pycell_pool_sessions")
+          .Help(
+              "Sessions of each pool by state: ready (warm, waiting), active (handed out), "
+              "executing (running a cell).")
+          .Register(*registry);
   Family<Gauge>& files_stored = prometheus::BuildGauge()
-      .Name("pycell_files_stored")
-      .Help("File records in the store (inputs and outputs).")
-      .Register(*registry);
-  Family<Gauge>& bytes_stored = prometheus::BuildGauge()
-      .Name("pycell_stored_bytes")
-      .Help("Bytes of the stored files' records (shared contents counted once per record).")
-      .Register(*registry);
-  Family<Counter>& internal_errors = prometheus::BuildCounter()
-      .Name("pycell_internal_errors_total")
-      .Help("Bugs caught: exceptions that escaped a request handler or a background loop, by "
-            "the catcher (where). Should stay 0; the log has each one, with its request id.")
-      .Register(*registry);
-  Family<Gauge>& over_expected = prometheus::BuildGauge()
-      .Name("pycell_sessions_over_expected_duration")
-      .Help("Active sessions running longer than usage.expected_session_s.")
-      .Register(*registry);
+                                    .Name("pycell_files_stored")
+                                    .Help("File records in the store (inputs and outputs).")
+                                    .Register(*registry);
+  Family<Gauge>& bytes_stored =
+      prometheus::BuildGauge()
+          .Name("pycell_stored_bytes")
+          .Help("Bytes of the stored files' records (shared contents counted once per record).")
+          .Register(*registry);
+  Family<Counter>& internal_errors =
+      prometheus::BuildCounter()
+          .Name("pycell_internal_errors_total")
+          .Help(
+              "Bugs caught: exceptions that escaped a request handler or a background loop, by "
+              "the catcher (where). Should stay 0; the log has each one, with its request id.")
+          .Register(*registry);
+  Family<Gauge>& over_expected =
+      prometheus::BuildGauge()
+          .Name("pycell_sessions_over_expected_duration")
+          .Help("Active sessions running longer than usage.expected_session_s.")
+          .Register(*registry);
 
   Mutex sampler_mu;
   std::function<StateSample()> sampler GUARDED_BY(sampler_mu);
@@ -126,7 +141,7 @@ InternalErrors& TheInternalErrors() {
 const Histogram::BucketBoundaries kLatencyBuckets = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
 // Session lives: 1 s to 1 day.
-const Histogram::BucketBoundaries kSessionBuckets = {1,    10,   30,    60,    300,  600,
+const Histogram::BucketBoundaries kSessionBuckets = {1,    10,   30,   60,    300,   600,
                                                      1800, 3600, 7200, 14400, 43200, 86400};
 
 }  // namespace
@@ -173,8 +188,7 @@ void Metrics::Upload(uint64_t bytes) {
 
 void Metrics::Download(uint64_t bytes) {
   families_->transfers.Add({{"direction", "download"}}).Increment();
-  families_->transfer_bytes.Add({{"direction", "download"}})
-      .Increment(static_cast<double>(bytes));
+  families_->transfer_bytes.Add({{"direction", "download"}}).Increment(static_cast<double>(bytes));
 }
 
 void Metrics::HttpRequest(const std::string& method, const std::string& route, int status,

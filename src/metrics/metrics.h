@@ -39,9 +39,9 @@ struct StateSample {
   std::vector<PoolState> pools;
   double files_stored = 0;
   double bytes_stored = 0;
-  double audit_events = 0;              // The audit log's length (its last seq): every event
-                                        // written, by anyone, since the database began.
-  double sessions_over_expected = 0;    // Active sessions past usage.expected_session_s.
+  double audit_events = 0;            // The audit log's length (its last seq): every event
+                                      // written, by anyone, since the database began.
+  double sessions_over_expected = 0;  // Active sessions past usage.expected_session_s.
 };
 
 class Metrics {
@@ -60,8 +60,7 @@ class Metrics {
   void Upload(uint64_t bytes);
   void Download(uint64_t bytes);
   // `route` is the route's pattern ("/v1/sessions/{id}"), or "unmatched".
-  void HttpRequest(const std::string& method, const std::string& route, int status,
-                   double seconds);
+  void HttpRequest(const std::string& method, const std::string& route, int status, double seconds);
   void AuthFailure(const std::string& reason);
   void QuotaRefusal(const std::string& quota);
   void PoolRefill(double seconds);

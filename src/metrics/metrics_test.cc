@@ -31,8 +31,9 @@ TEST(MetricsTest, RecordedEventsShowInTheScrapeWithTheirLabels) {
   EXPECT_TRUE(Has(text, "pycell_sandbox_events_total{event=\"timeout_interrupted\"} 1"));
   EXPECT_TRUE(Has(text, "pycell_transfer_bytes_total{direction=\"upload\"} 150"));
   EXPECT_TRUE(Has(text, "pycell_transfers_total{direction=\"download\"} 1"));
-  EXPECT_TRUE(Has(text, "pycell_http_requests_total{method=\"GET\",route=\"/v1/files/{id}\","
-                        "status=\"404\"} 1"));
+  EXPECT_TRUE(Has(text,
+                  "pycell_http_requests_total{method=\"GET\",route=\"/v1/files/{id}\","
+                  "status=\"404\"} 1"));
   EXPECT_TRUE(Has(text, "pycell_auth_failures_total{reason=\"wrong_secret\"} 1"));
   EXPECT_TRUE(Has(text, "pycell_quota_refusals_total{quota=\"sessions_per_day\"} 1"));
   EXPECT_TRUE(Has(text, "# TYPE pycell_execution_duration_seconds histogram"));
@@ -64,8 +65,7 @@ TEST(MetricsTest, InternalErrorsAreCountedProcessWideAndShownAtZeroFromTheStart)
   Metrics m;
   uint64_t before = InternalErrorCount();
   std::string text = m.Scrape();
-  EXPECT_TRUE(Has(text, "pycell_internal_errors_total{where=\"http\"} " +
-                            std::to_string(before)))
+  EXPECT_TRUE(Has(text, "pycell_internal_errors_total{where=\"http\"} " + std::to_string(before)))
       << text;
   EXPECT_TRUE(Has(text, "# TYPE pycell_internal_errors_total counter"));
   CountInternalError("http");
@@ -76,8 +76,8 @@ TEST(MetricsTest, InternalErrorsAreCountedProcessWideAndShownAtZeroFromTheStart)
   Metrics later;
   for (Metrics* metrics : {&m, &later}) {
     text = metrics->Scrape();
-    EXPECT_TRUE(Has(text, "pycell_internal_errors_total{where=\"http\"} " +
-                              std::to_string(before + 1)))
+    EXPECT_TRUE(
+        Has(text, "pycell_internal_errors_total{where=\"http\"} " + std::to_string(before + 1)))
         << text;
     EXPECT_TRUE(Has(text, "pycell_internal_errors_total{where=\"test_loop\"} 2")) << text;
   }

@@ -1,7 +1,8 @@
 #include "notebook/compare.h"
-#include "common/json_reader.h"
 
 #include <regex>
+
+#include "common/json_reader.h"
 
 namespace pycell::notebook {
 namespace {
@@ -80,8 +81,8 @@ class Comparer {
         } else if (mime.rfind("image/png", 0) == 0 && value.is_string() &&
                    b_data[mime].is_string() && value != b_data[mime]) {
           if (IsBase64(value.get<std::string>()) && IsBase64(b_data[mime].get<std::string>())) {
-            result.images_to_decode.push_back({at, value.get<std::string>(),
-                                               b_data[mime].get<std::string>()});
+            result.images_to_decode.push_back(
+                {at, value.get<std::string>(), b_data[mime].get<std::string>()});
           } else {
             result.differences.push_back(
                 {{"what", at}, {"original", "(image)"}, {"replay", "(image, not base64)"}});

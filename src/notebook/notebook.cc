@@ -31,11 +31,10 @@ Json Stream(const char* name, const std::string& text) {
 Json RichOutput(const Json& output, const Json& execution_count) {
   std::string type = StringOr(output, "output_type", "display_data").get<std::string>();
   if (type != "execute_result") type = "display_data";
-  Json data = output.contains("data") && output["data"].is_object() ? output["data"]
-                                                                     : Json::object();
-  Json metadata = output.contains("metadata") && output["metadata"].is_object()
-                      ? output["metadata"]
-                      : Json::object();
+  Json data =
+      output.contains("data") && output["data"].is_object() ? output["data"] : Json::object();
+  Json metadata = output.contains("metadata") && output["metadata"].is_object() ? output["metadata"]
+                                                                                : Json::object();
   Json out = {{"output_type", type}, {"data", data}, {"metadata", metadata}};
   if (type == "execute_result") out["execution_count"] = execution_count;
   return out;
@@ -71,10 +70,10 @@ Json CellFromExecution(const Json& execution) {
                        {"traceback", traceback}});
   }
   Json pycell = Json::object();
-  for (const char* key : {"id", "status", "timeout_action", "code_sha256", "started_at",
-                          "duration_ms", "runner_ms", "cpu_ms", "peak_memory_bytes",
-                          "session_end_reason", "stdout_truncated", "stderr_truncated",
-                          "outputs_truncated"}) {
+  for (const char* key :
+       {"id", "status", "timeout_action", "code_sha256", "started_at", "duration_ms", "runner_ms",
+        "cpu_ms", "peak_memory_bytes", "session_end_reason", "stdout_truncated", "stderr_truncated",
+        "outputs_truncated"}) {
     if (execution.contains(key) && !execution[key].is_null()) pycell[key] = execution[key];
   }
   Json artifacts = Json::array();

@@ -11,9 +11,8 @@
 // Thread-safety: pure functions.
 #pragma once
 
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 namespace pycell::notebook {
 

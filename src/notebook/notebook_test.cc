@@ -1,7 +1,8 @@
-#include "notebook/compare.h"
 #include "notebook/notebook.h"
 
 #include <gtest/gtest.h>
+
+#include "notebook/compare.h"
 
 namespace pycell::notebook {
 namespace {
@@ -9,14 +10,14 @@ namespace {
 using Json = nlohmann::json;
 
 Json Record(const std::string& stdout_text, Json outputs = Json::array()) {
-  return {{"id", "exec_01"},   {"status", "ok"}, {"code", "print(1)"}, {"execution_count", 3},
-          {"stdout", stdout_text}, {"stderr", ""}, {"outputs", outputs}, {"error", nullptr}};
+  return {{"id", "exec_01"},       {"status", "ok"}, {"code", "print(1)"}, {"execution_count", 3},
+          {"stdout", stdout_text}, {"stderr", ""},   {"outputs", outputs}, {"error", nullptr}};
 }
 
 TEST(NotebookTest, ACellIsTheRecordInJupytersShape) {
   Json record = Record("1\n", Json::array({{{"output_type", "execute_result"},
-                                             {"data", {{"text/plain", "2"}}},
-                                             {"metadata", Json::object()}}}));
+                                            {"data", {{"text/plain", "2"}}},
+                                            {"metadata", Json::object()}}}));
   record["stderr"] = "careful\n";
   record["error"] = {{"ename", "ValueError"}, {"evalue", "x"}, {"traceback", {"a", "b"}}};
   Json cell = CellFromExecution(record);
@@ -24,7 +25,8 @@ TEST(NotebookTest, ACellIsTheRecordInJupytersShape) {
   EXPECT_EQ(cell["source"], "print(1)");
   EXPECT_EQ(cell["execution_count"], 3);
   ASSERT_EQ(cell["outputs"].size(), 4u);
-  EXPECT_EQ(cell["outputs"][0], Json({{"output_type", "stream"}, {"name", "stdout"}, {"text", "1\n"}}));
+  EXPECT_EQ(cell["outputs"][0],
+            Json({{"output_type", "stream"}, {"name", "stdout"}, {"text", "1\n"}}));
   EXPECT_EQ(cell["outputs"][1]["execution_count"], 3);
   EXPECT_EQ(cell["outputs"][2]["name"], "stderr");
   EXPECT_EQ(cell["outputs"][3]["ename"], "ValueError");
@@ -35,7 +37,8 @@ TEST(NotebookTest, HostileRecordsStillMakeAWellFormedNotebook) {
   std::vector<Json> records = {
       Json::object(),
       {{"id", "../../etc"}, {"code", 7}, {"outputs", "not a list"}, {"error", "boom"}},
-      {{"id", std::string(100, 'a')}, {"outputs", Json::array({1, "x", nullptr})},
+      {{"id", std::string(100, 'a')},
+       {"outputs", Json::array({1, "x", nullptr})},
        {"artifacts", Json::array({"x", {{"path", "/mnt/data/a"}, {"secret", 1}}})}},
   };
   Json notebook = MakeNotebook({{"session_id", "sess_1"}}, records);
@@ -64,8 +67,8 @@ TEST(CompareTest, TextDiffersAndTimesGetANote) {
   EXPECT_TRUE(random.notes.empty());
   CellComparison time = CompareExecutions(Record("1795868072.5\n"), Record("1795868073.1\n"));
   ASSERT_EQ(time.notes.size(), 1u);
-  CellComparison address = CompareExecutions(Record("<object at 0x7f3a2b1c>\n"),
-                                             Record("<object at 0x7f99aa00>\n"));
+  CellComparison address =
+      CompareExecutions(Record("<object at 0x7f3a2b1c>\n"), Record("<object at 0x7f99aa00>\n"));
   EXPECT_EQ(address.notes.size(), 1u);
 }
 
@@ -85,8 +88,8 @@ TEST(CompareTest, ImagesWithOtherBytesAreLeftToPixelsAndOnlyBase64ReachesPython)
   auto image = [](const std::string& png) {
     return Json::array({{{"output_type", "display_data"}, {"data", {{"image/png", png}}}}});
   };
-  CellComparison c = CompareExecutions(Record("", image("iVBORw0KGgo=")),
-                                       Record("", image("iVBORw0KGgp=")));
+  CellComparison c =
+      CompareExecutions(Record("", image("iVBORw0KGgo=")), Record("", image("iVBORw0KGgp=")));
   EXPECT_TRUE(c.differences.empty());
   ASSERT_EQ(c.images_to_decode.size(), 1u);
   EXPECT_EQ(c.images_to_decode[0].where, "outputs[0].image/png");

@@ -26,14 +26,18 @@ Status DropBoundingAndAmbient() {
 Status DropAll(bool dumpable) { return DropAllExcept(-1, dumpable); }
 
 Status DropAllExcept(int cap, bool dumpable) {
-  struct __user_cap_header_struct header {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_header_struct header {
+    _LINUX_CAPABILITY_VERSION_3, 0
+  };
   struct __user_cap_data_struct data[2] = {};
   if (cap >= 0) {
     data[cap / 32].permitted = data[cap / 32].effective = 1u << (cap % 32);
   }
   if (::syscall(SYS_capset, &header, data) != 0) return Status::FromErrno("capset(empty)");
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Status::FromErrno("PR_SET_NO_NEW_PRIVS");
-  if (::prctl(PR_SET_DUMPABLE, dumpable ? 1 : 0, 0, 0, 0) != 0) return Status::FromErrno("PR_SET_DUMPABLE");
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return Status::FromErrno("PR_SET_NO_NEW_PRIVS");
+  if (::prctl(PR_SET_DUMPABLE, dumpable ? 1 : 0, 0, 0, 0) != 0)
+    return Status::FromErrno("PR_SET_DUMPABLE");
   return Status::Ok();
 }
 

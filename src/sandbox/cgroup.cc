@@ -1,7 +1,5 @@
 #include "sandbox/cgroup.h"
 
-#include <charconv>
-
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -9,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -148,9 +147,12 @@ CgroupVersion CgroupLayout::VersionOf(const std::string& controller) const {
 
 std::string CgroupLayout::RootOf(const std::string& controller) const {
   switch (VersionOf(controller)) {
-    case CgroupVersion::kV2: return v2_root_;
-    case CgroupVersion::kV1: return v1_roots_.at(controller);
-    case CgroupVersion::kNone: break;
+    case CgroupVersion::kV2:
+      return v2_root_;
+    case CgroupVersion::kV1:
+      return v1_roots_.at(controller);
+    case CgroupVersion::kNone:
+      break;
   }
   return "";
 }
@@ -159,11 +161,15 @@ std::vector<std::string> CgroupLayout::Describe() const {
   std::vector<std::string> lines;
   for (const char* c : kCgroupControllers) {
     switch (VersionOf(c)) {
-      case CgroupVersion::kV2: lines.push_back(std::string(c) + ": cgroup v2 at " + v2_root_); break;
+      case CgroupVersion::kV2:
+        lines.push_back(std::string(c) + ": cgroup v2 at " + v2_root_);
+        break;
       case CgroupVersion::kV1:
         lines.push_back(std::string(c) + ": cgroup v1 at " + v1_roots_.at(c));
         break;
-      case CgroupVersion::kNone: lines.push_back(std::string(c) + ": not available"); break;
+      case CgroupVersion::kNone:
+        lines.push_back(std::string(c) + ": not available");
+        break;
     }
   }
   return lines;
@@ -175,8 +181,7 @@ bool CgroupLayout::Complete() const {
 }
 
 Result<std::unique_ptr<Cgroup>> Cgroup::Create(const CgroupLayout& layout,
-                                               const std::string& parent,
-                                               const std::string& name,
+                                               const std::string& parent, const std::string& name,
                                                const CgroupLimits& limits) {
   if (!layout.Complete()) {
     return Status::FailedPrecondition(

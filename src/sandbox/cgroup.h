@@ -42,15 +42,15 @@ class CgroupLayout {
   bool Complete() const;
 
  private:
-  std::string v2_root_;                              // Empty when there is no v2 hierarchy.
-  std::vector<std::string> v2_controllers_;           // Enabled at v2_root_.
-  std::map<std::string, std::string> v1_roots_;       // controller -> mount point.
+  std::string v2_root_;                          // Empty when there is no v2 hierarchy.
+  std::vector<std::string> v2_controllers_;      // Enabled at v2_root_.
+  std::map<std::string, std::string> v1_roots_;  // controller -> mount point.
 };
 
 struct CgroupLimits {
   uint64_t memory_bytes = 0;  // 0: no limit.
   uint32_t max_pids = 0;
-  double cpus = 0;            // 1.5 = one and a half cores.
+  double cpus = 0;  // 1.5 = one and a half cores.
 };
 
 struct CgroupUsage {
@@ -59,7 +59,7 @@ struct CgroupUsage {
   std::optional<uint64_t> cpu_ns;
   std::optional<uint64_t> memory_peak_bytes;
   uint64_t memory_current_bytes = 0;
-  uint64_t oom_kills = 0;          // Processes the kernel killed for exceeding memory.
+  uint64_t oom_kills = 0;  // Processes the kernel killed for exceeding memory.
   uint64_t pids_current = 0;
 };
 
@@ -67,8 +67,7 @@ class Cgroup {
  public:
   // Creates <root-of-controller>/<parent>/<name> for each controller and applies the limits.
   static Result<std::unique_ptr<Cgroup>> Create(const CgroupLayout& layout,
-                                                const std::string& parent,
-                                                const std::string& name,
+                                                const std::string& parent, const std::string& name,
                                                 const CgroupLimits& limits);
   ~Cgroup();  // Destroy() if not done.
 

@@ -28,8 +28,8 @@ Status ApplyLimits(const std::string& controller, const std::string& dir,
   } else if (controller == "cpu" && limits.cpus > 0) {
     constexpr int kPeriodUs = 100000;
     RETURN_IF_ERROR(Write(dir + "/cpu.cfs_period_us", std::to_string(kPeriodUs)));
-    RETURN_IF_ERROR(Write(dir + "/cpu.cfs_quota_us",
-                          std::to_string(static_cast<int64_t>(std::llround(limits.cpus * kPeriodUs)))));
+    RETURN_IF_ERROR(Write(dir + "/cpu.cfs_quota_us", std::to_string(static_cast<int64_t>(
+                                                         std::llround(limits.cpus * kPeriodUs)))));
   }
   return Status::Ok();
 }
@@ -37,7 +37,8 @@ Status ApplyLimits(const std::string& controller, const std::string& dir,
 void ReadUsage(const std::string& controller, const std::string& dir, CgroupUsage* usage) {
   if (controller == "memory") {
     usage->memory_peak_bytes = cgroup_files::ReadNumber(dir + "/memory.max_usage_in_bytes");
-    usage->memory_current_bytes = std::strtoull(Read(dir + "/memory.usage_in_bytes").c_str(), nullptr, 10);
+    usage->memory_current_bytes =
+        std::strtoull(Read(dir + "/memory.usage_in_bytes").c_str(), nullptr, 10);
     usage->oom_kills = ReadKeyed(dir + "/memory.oom_control", "oom_kill");
   } else if (controller == "pids") {
     usage->pids_current = std::strtoull(Read(dir + "/pids.current").c_str(), nullptr, 10);

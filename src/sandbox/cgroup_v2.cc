@@ -29,12 +29,13 @@ Status ApplyLimits(const std::string& dir, const CgroupLimits& limits) {
     RETURN_IF_ERROR(Write(dir + "/memory.max", std::to_string(limits.memory_bytes)));
     (void)Write(dir + "/memory.swap.max", "0");  // Absent where swap accounting is off.
   }
-  if (limits.max_pids > 0) RETURN_IF_ERROR(Write(dir + "/pids.max", std::to_string(limits.max_pids)));
+  if (limits.max_pids > 0)
+    RETURN_IF_ERROR(Write(dir + "/pids.max", std::to_string(limits.max_pids)));
   if (limits.cpus > 0) {
     constexpr int kPeriodUs = 100000;
-    RETURN_IF_ERROR(Write(dir + "/cpu.max",
-                          std::to_string(static_cast<int64_t>(std::llround(limits.cpus * kPeriodUs))) +
-                              " " + std::to_string(kPeriodUs)));
+    RETURN_IF_ERROR(Write(dir + "/cpu.max", std::to_string(static_cast<int64_t>(
+                                                std::llround(limits.cpus * kPeriodUs))) +
+                                                " " + std::to_string(kPeriodUs)));
   }
   return Status::Ok();
 }

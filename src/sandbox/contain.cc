@@ -3,8 +3,8 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
-#include <sched.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -115,7 +115,7 @@ void ReapChildren() {
   ::sigaction(SIGCHLD, &child, nullptr);
   struct sigaction forward {};
   forward.sa_handler = ForwardSignal;
-  ::sigaction(SIGINT, &forward, nullptr);   // The server's interrupt.
+  ::sigaction(SIGINT, &forward, nullptr);  // The server's interrupt.
   ::sigaction(SIGTERM, &forward, nullptr);
   // Whatever mask the zygote inherited, the init must take the signals it forwards.
   sigset_t none;
@@ -146,9 +146,7 @@ pid_t CloneContained() {
       ::syscall(SYS_clone, kCloneFlags | SIGCHLD, nullptr, nullptr, nullptr, 0));
 }
 
-Status MapIds(pid_t child, const Policy& policy) {
-  return user_ns::InitFromParent(child, policy);
-}
+Status MapIds(pid_t child, const Policy& policy) { return user_ns::InitFromParent(child, policy); }
 
 Status ContainChild(const Policy& policy, int keep_fds, int admission_fd, int lifeline_fd,
                     const seccomp::Program& program) {

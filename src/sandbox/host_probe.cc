@@ -3,8 +3,8 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <pwd.h>
-#include <sys/mount.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -51,8 +51,9 @@ Protection TryPrivateRuntime() {
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-    return {name, true, "each session sees /usr and /etc through an overlay of its own, so no "
-                        "file lock crosses sessions"};
+    return {name, true,
+            "each session sees /usr and /etc through an overlay of its own, so no "
+            "file lock crosses sessions"};
   }
   return {name, false,
           "a test child could not mount a read-only overlay of /usr (needs Linux 5.11 or later "
@@ -116,7 +117,8 @@ HostReport ProbeHost() {
   auto layout = CgroupLayout::Detect();
   std::string detail;
   if (layout.ok()) {
-    for (const std::string& line : layout->Describe()) detail += (detail.empty() ? "" : "; ") + line;
+    for (const std::string& line : layout->Describe())
+      detail += (detail.empty() ? "" : "; ") + line;
   } else {
     detail = layout.status().message();
   }
@@ -126,12 +128,12 @@ HostReport ProbeHost() {
   struct passwd* pw = ::getpwuid(::geteuid());
   std::string user = pw ? pw->pw_name : "root";
   auto range = ReadSubIds(user);
-  report.protections.push_back(
-      {"subordinate ids", range.ok(),
-       range.ok() ? "uids " + std::to_string(range->uid_base) + "+" +
-                        std::to_string(range->uid_count) + ", gids " +
-                        std::to_string(range->gid_base) + "+" + std::to_string(range->gid_count)
-                  : range.status().message()});
+  report.protections.push_back({"subordinate ids", range.ok(),
+                                range.ok() ? "uids " + std::to_string(range->uid_base) + "+" +
+                                                 std::to_string(range->uid_count) + ", gids " +
+                                                 std::to_string(range->gid_base) + "+" +
+                                                 std::to_string(range->gid_count)
+                                           : range.status().message()});
   report.protections.push_back(ProbeSeccomp());
   report.protections.push_back(ProbeOpenat2());
   return report;

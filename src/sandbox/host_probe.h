@@ -10,9 +10,9 @@
 namespace pycell::sandbox {
 
 struct Protection {
-  std::string name;     // "user namespaces"
+  std::string name;  // "user namespaces"
   bool available;
-  std::string detail;   // What was found, or what to do about it.
+  std::string detail;  // What was found, or what to do about it.
 };
 
 struct HostReport {

@@ -26,8 +26,8 @@ Status Mount(const std::string& source, const std::string& target, const char* f
              unsigned long flags, const std::string& data = "") {
   if (::mount(source.empty() ? nullptr : source.c_str(), target.c_str(), fstype, flags,
               data.empty() ? nullptr : data.c_str()) != 0) {
-    return Status::FromErrno("mount(" + source + " -> " + target + ", flags=" +
-                             std::to_string(flags) + ")");
+    return Status::FromErrno("mount(" + source + " -> " + target +
+                             ", flags=" + std::to_string(flags) + ")");
   }
   return Status::Ok();
 }
@@ -116,8 +116,8 @@ Status BindPrivateRuntime(const std::string& root, const std::vector<std::string
   std::vector<std::pair<std::string, std::string>> layers;  // top folder, where it is staged
   for (const std::string& path : paths) {
     std::string top = path.substr(0, path.find('/', 1));
-    auto layer = std::find_if(layers.begin(), layers.end(),
-                              [&](const auto& l) { return l.first == top; });
+    auto layer =
+        std::find_if(layers.begin(), layers.end(), [&](const auto& l) { return l.first == top; });
     if (layer == layers.end()) {
       struct stat st {};
       if (::stat(top.c_str(), &st) != 0) continue;  // A missing entry, as BindHostPath skips.
@@ -199,15 +199,19 @@ Status MountQuotaTmpfs(const std::string& path, uint64_t bytes, uid_t uid, gid_t
 Status MountDeviceNodes(const std::string& path) {
   // Device nodes open only on a filesystem mounted without nodev by the initial user namespace:
   // this tmpfs, not one the session mounts.
-  RETURN_IF_ERROR(Mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=4k,nr_inodes=16,mode=0755"));
+  RETURN_IF_ERROR(
+      Mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=4k,nr_inodes=16,mode=0755"));
   for (const char* node : kDeviceNodes) {
     std::string host = std::string("/dev/") + node;
     struct stat st {};
     if (::stat(host.c_str(), &st) != 0) return Status::FromErrno("stat " + host);
-    if (!S_ISCHR(st.st_mode)) return Status::FailedPrecondition(host + " is not a character device");
+    if (!S_ISCHR(st.st_mode))
+      return Status::FailedPrecondition(host + " is not a character device");
     std::string made = path + "/" + node;
-    if (::mknod(made.c_str(), S_IFCHR | 0666, st.st_rdev) != 0) return Status::FromErrno("mknod " + made);
-    if (::chmod(made.c_str(), 0666) != 0) return Status::FromErrno("chmod " + made);  // Past the umask.
+    if (::mknod(made.c_str(), S_IFCHR | 0666, st.st_rdev) != 0)
+      return Status::FromErrno("mknod " + made);
+    if (::chmod(made.c_str(), 0666) != 0)
+      return Status::FromErrno("chmod " + made);  // Past the umask.
   }
   return Mount("", path, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC);
 }
@@ -261,8 +265,8 @@ Status ReplaceForkMounts(pid_t pid, pid_t origin_pid, const std::string& session
   if (child < 0) return Status::FromErrno("fork (mount helper)");
   if (child == 0) {
     if (::setns(ns.get(), CLONE_NEWNS) != 0) ::_exit(10);
-    if (::syscall(SYS_move_mount, data.get(), "", AT_FDCWD, "/mnt/data",
-                  MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+    if (::syscall(SYS_move_mount, data.get(), "", AT_FDCWD, "/mnt/data", MOVE_MOUNT_F_EMPTY_PATH) !=
+        0) {
       ::_exit(11);
     }
     if (::syscall(SYS_move_mount, tmp.get(), "", AT_FDCWD, "/tmp", MOVE_MOUNT_F_EMPTY_PATH) != 0) {
@@ -284,8 +288,8 @@ Status ReplaceForkMounts(pid_t pid, pid_t origin_pid, const std::string& session
   while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::Ok();
-  static const char* const kSteps[] = {"enter its mount namespace", "mount /mnt/data",
-                                       "mount /tmp", "mount /dev/shm", "mount its device nodes"};
+  static const char* const kSteps[] = {"enter its mount namespace", "mount /mnt/data", "mount /tmp",
+                                       "mount /dev/shm", "mount its device nodes"};
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return Status::Internal(std::string("could not give the fork its folders: ") +
                           (code >= 10 && code <= 14 ? kSteps[code - 10] : "helper died") +
@@ -325,7 +329,8 @@ Status InitInChild(const Policy& policy) {
   RETURN_IF_ERROR(Mount(root + "/proc/sys", root + "/proc/sys", nullptr, MS_BIND | MS_REC));
   RETURN_IF_ERROR(Mount("", root + "/proc/sys", nullptr,
                         MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC));
-  RETURN_IF_ERROR(BuildDev(root + "/dev", policy.session_dir + "/devices", policy.tmp_bytes / 4 + 1));
+  RETURN_IF_ERROR(
+      BuildDev(root + "/dev", policy.session_dir + "/devices", policy.tmp_bytes / 4 + 1));
 
   RETURN_IF_ERROR(Mount(policy.session_dir + "/tmp", root + "/tmp", nullptr, MS_BIND));
   RETURN_IF_ERROR(Mount(policy.session_dir + "/data", root + "/mnt/data", nullptr, MS_BIND));

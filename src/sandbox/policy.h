@@ -39,10 +39,10 @@ struct Policy {
   uint64_t memory_bytes = 0;
   uint32_t max_pids = 0;
   double cpus = 0;
-  uint64_t data_bytes = 0;       // quota of /mnt/data
-  uint64_t tmp_bytes = 0;        // quota of /tmp (and /dev/shm)
-  uint64_t max_file_bytes = 0;   // RLIMIT_FSIZE
-  uint32_t max_open_files = 0;   // RLIMIT_NOFILE
+  uint64_t data_bytes = 0;      // quota of /mnt/data
+  uint64_t tmp_bytes = 0;       // quota of /tmp (and /dev/shm)
+  uint64_t max_file_bytes = 0;  // RLIMIT_FSIZE
+  uint32_t max_open_files = 0;  // RLIMIT_NOFILE
 
   bool seccomp = true;  // Off only for `pycell doctor`-style experiments; never in a pool.
 };

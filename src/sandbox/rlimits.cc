@@ -14,7 +14,9 @@ Status Set(int resource, const char* name, rlim_t value) {
       current.rlim_max < value) {
     value = current.rlim_max;
   }
-  struct rlimit limit {value, value};
+  struct rlimit limit {
+    value, value
+  };
   if (::setrlimit(resource, &limit) != 0) {
     return Status::FromErrno(std::string("setrlimit(") + name + ", " + std::to_string(value) + ")");
   }

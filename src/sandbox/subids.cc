@@ -1,7 +1,5 @@
 #include "sandbox/subids.h"
 
-#include "common/fs.h"
-
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/random.h>
@@ -11,11 +9,12 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/fs.h"
+
 namespace pycell::sandbox {
 namespace {
 
-bool ReadRange(const std::string& path, const std::string& user, uint32_t* base,
-               uint32_t* count) {
+bool ReadRange(const std::string& path, const std::string& user, uint32_t* base, uint32_t* count) {
   std::ifstream in(path);
   std::string line;
   while (std::getline(in, line)) {

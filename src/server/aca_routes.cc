@@ -1,7 +1,6 @@
 #include "server/aca_routes.h"
 
 #include <memory>
-
 #include <nlohmann/json.hpp>
 
 #include "aca/aca_api.h"
@@ -82,9 +81,9 @@ struct Aca {
       return aca::SessionFileName(sent, /*top_level=*/true);
     };
     ASSIGN_OR_RETURN(ReceivedUpload upload, ReceiveUpload(*service, r, rules));
-    RETURN_IF_ERROR(service->ReplaceSessionFile(r.caller, session_id,
-                                                upload.file["id"].get<std::string>())
-                        .status());
+    RETURN_IF_ERROR(
+        service->ReplaceSessionFile(r.caller, session_id, upload.file["id"].get<std::string>())
+            .status());
     ASSIGN_OR_RETURN(Json listing, service->ListSessionFiles(r.caller, session_id));
     return aca::FindFile(listing, upload.name);
   }
@@ -138,7 +137,8 @@ void AddAcaRoutes(Router* router, Service* service, const std::string& prefix) {
         ASSIGN_OR_RETURN(Json execution, a.Run(r, session_id, cell));
         return JsonResponse(200, aca::LegacyExecuteResponse(execution));
       });
-  add("POST", "/files/upload", P::kSessionsFiles,
+  add(
+      "POST", "/files/upload", P::kSessionsFiles,
       [](Aca& a, Request& r, Contract) -> Result<Response> {
         ASSIGN_OR_RETURN(std::string session_id, a.SessionOf(r, /*create=*/true));
         ASSIGN_OR_RETURN(Json file, a.Upload(r, session_id));
@@ -184,9 +184,9 @@ void AddAcaRoutes(Router* router, Service* service, const std::string& prefix) {
         ASSIGN_OR_RETURN(Json execution, a.Run(r, session_id, cell));
         // 202 as Microsoft's samples answer both execution types; an asynchronous one has
         // already finished (pycell runs it before answering), so polling sees it done.
-        Response response = JsonResponse(
-            202, aca::ExecutionResponse(execution, identifier, cell.asynchronous,
-                                        cell.output_streams_max_length));
+        Response response =
+            JsonResponse(202, aca::ExecutionResponse(execution, identifier, cell.asynchronous,
+                                                     cell.output_streams_max_length));
         response.headers.push_back({"Operation-Id", execution.value("id", "")});
         return response;
       });
@@ -202,7 +202,8 @@ void AddAcaRoutes(Router* router, Service* service, const std::string& prefix) {
         }
         return JsonResponse(200, aca::ExecutionResponse(execution, identifier, false));
       });
-  add("POST", "/files", P::kSessionsFiles,
+  add(
+      "POST", "/files", P::kSessionsFiles,
       [](Aca& a, Request& r, Contract c) -> Result<Response> {
         ASSIGN_OR_RETURN(std::string session_id, a.SessionOf(r, /*create=*/true));
         ASSIGN_OR_RETURN(Json file, a.Upload(r, session_id));
@@ -244,10 +245,11 @@ void AddAcaRoutes(Router* router, Service* service, const std::string& prefix) {
       if (pool.name != "default") continue;
       for (const std::string& module : pool.preload) packages.push_back({{"name", module}});
     }
-    return JsonResponse(200, {{"language", "Python"},
-                              {"runtime", {{"name", "python"}, {"interpreter", config->engine.python}}},
-                              {"pool", "default"},
-                              {"preinstalledPackages", packages}});
+    return JsonResponse(200,
+                        {{"language", "Python"},
+                         {"runtime", {{"name", "python"}, {"interpreter", config->engine.python}}},
+                         {"pool", "default"},
+                         {"preinstalledPackages", packages}});
   });
 }
 

@@ -6,8 +6,6 @@
 #define BOOST_ASIO_HAS_CO_AWAIT 1
 #define BOOST_ASIO_HAS_STD_COROUTINE 1
 #endif
-#include <utility>
-
 #include "server/http_server.h"
 
 #include <arpa/inet.h>
@@ -39,6 +37,7 @@
 #include <optional>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "common/ids.h"
 #include "common/logging.h"
@@ -250,7 +249,10 @@ class StreamedBody : public BodyReader {
  public:
   StreamedBody(FdStream* stream, beast::flat_buffer* buffer, HeaderParser&& header, uint64_t limit,
                uint64_t min_body_rate)
-      : stream_(stream), buffer_(buffer), parser_(std::move(header)), min_body_rate_(min_body_rate) {
+      : stream_(stream),
+        buffer_(buffer),
+        parser_(std::move(header)),
+        min_body_rate_(min_body_rate) {
     parser_.body_limit(limit);
     // A body of known length (not chunked) is read straight into the handler's buffer: Beast's
     // parser would read it into its own buffer first and copy it, 64 KiB at a time, which cost a
@@ -312,7 +314,8 @@ class ChunkedResponse : public ResponseStream {
   ChunkedResponse(FdStream* stream, std::string request_id)
       : stream_(stream), request_id_(std::move(request_id)) {}
 
-  Status Begin(int status, const std::vector<std::pair<std::string, std::string>>& headers) override {
+  Status Begin(int status,
+               const std::vector<std::pair<std::string, std::string>>& headers) override {
     http::response<http::empty_body> res{static_cast<http::status>(status), 11};
     for (const auto& [name, value] : headers) res.set(name, value);
     res.set("X-Request-Id", request_id_);
@@ -417,9 +420,10 @@ Status InternalError(const Request& request, std::string_view what) {
   LOG_ERROR("{} {} {}: internal error (a bug): an exception escaped the handler: {}",
             request.request_id, request.method, request.target, what);
   metrics::CountInternalError("http");
-  return Status::Internal("internal error (a bug in pycell, not in the request); the server's "
-                          "log has the details under request id " +
-                          request.request_id)
+  return Status::Internal(
+             "internal error (a bug in pycell, not in the request); the server's "
+             "log has the details under request id " +
+             request.request_id)
       .WithReason("internal");
 }
 
@@ -450,8 +454,8 @@ std::string RefusalBytes(const std::string& message) {
 
 // The client of a request from TCP peer `peer` ("10.0.0.1:5000", "[::1]:5000"): the peer itself,
 // or, from a trusted proxy, the address X-Forwarded-For names (ClientAddress; without a port).
-std::string ClientPeer(const std::string& peer, const IpAddress& address,
-                       const http::fields& head, const std::vector<IpRange>& trusted) {
+std::string ClientPeer(const std::string& peer, const IpAddress& address, const http::fields& head,
+                       const std::vector<IpRange>& trusted) {
   if (trusted.empty()) return peer;
   std::string forwarded;
   auto [first, last] = head.equal_range("X-Forwarded-For");
@@ -480,10 +484,10 @@ void RaiseDescriptorLimit(uint32_t max_connections) {
   }
   // Sessions, the database and blobs need descriptors too: leave them 1024.
   if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < max_connections + 1024ull) {
-    LOG_WARN("server.max_connections is {}, but this process may open only {} descriptors "
-             "(RLIMIT_NOFILE; systemd: LimitNOFILE=): connections past about {} will be refused",
-             max_connections, limit.rlim_cur,
-             limit.rlim_cur > 1024 ? limit.rlim_cur - 1024 : 0);
+    LOG_WARN(
+        "server.max_connections is {}, but this process may open only {} descriptors "
+        "(RLIMIT_NOFILE; systemd: LimitNOFILE=): connections past about {} will be refused",
+        max_connections, limit.rlim_cur, limit.rlim_cur > 1024 ? limit.rlim_cur - 1024 : 0);
   }
 }
 
@@ -559,7 +563,7 @@ class HttpServer::Connection {
     fd_.Reset();
   }
 
-  const net::any_io_executor strand;   // The connection's strand, for its whole life.
+  const net::any_io_executor strand;  // The connection's strand, for its whole life.
   beast::flat_buffer buffer;
   std::optional<HeaderParser> header;  // The head of the request being served.
   const IpAddress address;             // The TCP peer's.
@@ -708,14 +712,15 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
           co_await io_side.acceptor.async_accept(socket, Awaitable(ec));
           if (!io_side.acceptor.is_open() || ec == net::error::operation_aborted) break;
           if (ec) {
-            if (ec == net::error::no_descriptors ||
-                ec.value() == ENFILE || ec.value() == ENOBUFS || ec.value() == ENOMEM) {
+            if (ec == net::error::no_descriptors || ec.value() == ENFILE || ec.value() == ENOBUFS ||
+                ec.value() == ENOMEM) {
               // The listener stays readable: pause rather than spin.
               if (Clock::now() - last_warning > std::chrono::seconds(10)) {
                 last_warning = Clock::now();
-                LOG_WARN("accept: {}; pausing 100 ms (raise LimitNOFILE, or lower "
-                         "server.max_connections)",
-                         ec.message());
+                LOG_WARN(
+                    "accept: {}; pausing 100 ms (raise LimitNOFILE, or lower "
+                    "server.max_connections)",
+                    ec.message());
               }
               net::steady_timer pause(io_side.acceptor.get_executor(),
                                       std::chrono::milliseconds(100));
@@ -767,8 +772,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
           s->io_->context.run();
           return;
         } catch (const std::exception& e) {
-          LOG_ERROR("internal error (a bug): an exception escaped an HTTP io thread: {}",
-                    e.what());
+          LOG_ERROR("internal error (a bug): an exception escaped an HTTP io thread: {}", e.what());
         } catch (...) {
           LOG_ERROR("internal error (a bug): an exception escaped an HTTP io thread");
         }
@@ -907,8 +911,8 @@ void HttpServer::WaitForHead(std::shared_ptr<Connection> connection) {
           } else if (ec != net::error::eof && ec != beast::error::timeout &&
                      ec != net::error::operation_aborted && ec != http::error::end_of_stream &&
                      ec != net::error::connection_reset && c->buffer.size() > 0) {
-            Response r = ErrorResponse(
-                Status::InvalidArgument("malformed HTTP request: " + ec.message()));
+            Response r =
+                ErrorResponse(Status::InvalidArgument("malformed HTTP request: " + ec.message()));
             co_await AnswerBadHead(c, std::move(r), config.request_timeout);
           }
           co_return;
@@ -1034,7 +1038,8 @@ bool HttpServer::NextHeadNow(Connection& c) {
 bool HttpServer::ServeRequest(Connection& c) {
   const ServerConfig& config = options_.config;
   FdStream stream(c.fd());
-  stream.SetIdleTimeout(std::chrono::duration_cast<std::chrono::milliseconds>(config.request_timeout));
+  stream.SetIdleTimeout(
+      std::chrono::duration_cast<std::chrono::milliseconds>(config.request_timeout));
   auto started = Clock::now();
   HeaderParser& header = *c.header;
   c.requests++;
@@ -1073,14 +1078,14 @@ bool HttpServer::ServeRequest(Connection& c) {
   } else if (!match.route && !match.allowed.empty()) {
     std::string allow;
     for (const auto& m : match.allowed) allow += (allow.empty() ? "" : ", ") + m;
-    Response r = ErrorResponse(Status::InvalidArgument(
-        request.method + " is not allowed on " + request.path + "; allowed: " + allow)
+    Response r = ErrorResponse(Status::InvalidArgument(request.method + " is not allowed on " +
+                                                       request.path + "; allowed: " + allow)
                                    .WithReason("method_not_allowed"));
     r.headers.emplace_back("Allow", allow);
     result = std::move(r);
   } else if (!match.route) {
-    result = Status::NotFound("no route " + request.method + " " + request.path +
-                              "; see /openapi.json");
+    result =
+        Status::NotFound("no route " + request.method + " " + request.path + "; see /openapi.json");
   } else if (Status allowed = Guarded(request, &threw,
                                       [&] { return router_->Authorize(&request, *match.route); });
              !allowed.ok()) {
@@ -1089,11 +1094,11 @@ bool HttpServer::ServeRequest(Connection& c) {
     request.params = std::move(match.params);
     uint64_t limit = options_.max_streamed_body_bytes + (1 << 20);  // + multipart framing
     if (request.content_length && *request.content_length > limit) {
-      result = Status::ResourceExhausted("the body (" + std::to_string(*request.content_length) +
-                                         " bytes) is larger than the file limit of " +
-                                         std::to_string(options_.max_streamed_body_bytes) +
-                                         " bytes")
-                   .WithReason("payload_too_large");
+      result =
+          Status::ResourceExhausted("the body (" + std::to_string(*request.content_length) +
+                                    " bytes) is larger than the file limit of " +
+                                    std::to_string(options_.max_streamed_body_bytes) + " bytes")
+              .WithReason("payload_too_large");
     } else {
       StreamedBody body(&stream, &c.buffer, std::move(header), limit, config.min_body_rate);
       request.body_reader = &body;
@@ -1153,11 +1158,10 @@ bool HttpServer::ServeRequest(Connection& c) {
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   if (answer) {
     if (options_.on_request) {
-      options_.on_request(RequestLog{request.method,
-                                     match.route ? match.route->pattern : "unmatched",
-                                     request.target, status_code, ms / 1000, request.request_id,
-                                     request.peer, request.caller.principal,
-                                     request.caller.project_id});
+      options_.on_request(
+          RequestLog{request.method, match.route ? match.route->pattern : "unmatched",
+                     request.target, status_code, ms / 1000, request.request_id, request.peer,
+                     request.caller.principal, request.caller.project_id});
     }
     LOG_INFO("{}{}{} {} {} {} {:.2f}ms {}", request.peer, request.peer == c.peer ? "" : " via ",
              request.peer == c.peer ? "" : c.peer, request.method, request.target, status_code, ms,

@@ -119,7 +119,7 @@ class HttpServer {
   // pycell's types (Beast and Asio stay in the .cc).
   void OnAccepted(std::shared_ptr<Connection> connection);
   void Serve(std::shared_ptr<Connection> connection);  // On a worker: one request.
-  bool ServeRequest(Connection& connection);  // True to keep the connection for another.
+  bool ServeRequest(Connection& connection);           // True to keep the connection for another.
   // On a worker, after a kept-alive request: true when the next request's whole head is
   // buffered already or arrives within kWorkerLinger (then connection.header is set).
   bool NextHeadNow(Connection& connection);

@@ -4,19 +4,19 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
-#include <vector>
 #include <filesystem>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include "metrics/metrics.h"
 #include "server/worker_pool.h"
@@ -69,8 +69,8 @@ class HttpServerTest : public ::testing::Test {
                    std::vector<char> buffer(1 << 16);
                    uint64_t total = 0;
                    for (;;) {
-                     ASSIGN_OR_RETURN(size_t n, request.body_reader->Read(buffer.data(),
-                                                                          buffer.size()));
+                     ASSIGN_OR_RETURN(size_t n,
+                                      request.body_reader->Read(buffer.data(), buffer.size()));
                      if (n == 0) break;
                      total += n;
                    }
@@ -125,7 +125,8 @@ class HttpServerTest : public ::testing::Test {
 
   static size_t Threads() {
     size_t n = 0;
-    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    for ([[maybe_unused]] const auto& entry :
+         std::filesystem::directory_iterator("/proc/self/task")) {
       ++n;
     }
     return n;
@@ -225,7 +226,10 @@ TEST_F(HttpServerTest, IdleConnectionsCostNoThread) {
   ServerConfig config;
   config.max_connections_per_address = 1000;
   Start(config);
-  { tcp::socket warm = Connect(); EXPECT_EQ(Get(warm, "/ok").result_int(), 200); }
+  {
+    tcp::socket warm = Connect();
+    EXPECT_EQ(Get(warm, "/ok").result_int(), 200);
+  }
   size_t before = Threads();
   std::vector<tcp::socket> idle;
   for (int i = 0; i < 300; ++i) idle.push_back(Connect("127.0.0.2"));
@@ -316,8 +320,9 @@ TEST_F(HttpServerTest, ResponsesAndBodiesStream) {
   http::read(socket, buffer, res);
   EXPECT_EQ(res.body(), "{\"bytes\":8388608}");
   // And chunked.
-  std::string chunked = "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                        "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+  std::string chunked =
+      "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
   net::write(socket, net::buffer(chunked));
   http::response<http::string_body> res2;
   http::read(socket, buffer, res2);
@@ -327,11 +332,12 @@ TEST_F(HttpServerTest, ResponsesAndBodiesStream) {
 TEST_F(HttpServerTest, AnExceptionMidStreamCutsTheStreamInsteadOfEndingIt) {
   Start();
   tcp::socket socket = Connect();
-  net::write(socket, net::buffer(std::string("GET /stream-then-throw HTTP/1.1\r\nHost: x\r\n\r\n")));
+  net::write(socket,
+             net::buffer(std::string("GET /stream-then-throw HTTP/1.1\r\nHost: x\r\n\r\n")));
   std::string all = ReadToClose(socket);
   EXPECT_NE(all.find("partial"), std::string::npos) << all;
   EXPECT_EQ(all.find("\r\n0\r\n\r\n"), std::string::npos) << "the stream was ended cleanly:\n"
-                                                             << all;
+                                                          << all;
 }
 
 TEST_F(HttpServerTest, StopClosesIdleConnectionsAndLetsRequestsInFlightFinish) {
@@ -394,7 +400,8 @@ TEST(WorkerPoolTest, StartsThreadsUpToItsBoundQueuesTheRestAndEndsIdleOnes) {
     release = true;
   }
   cv.notify_all();
-  for (int i = 0; i < 200 && done < 5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (int i = 0; i < 200 && done < 5; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(done.load(), 5);
   EXPECT_EQ(order.size(), 5u);
   // Idle past idle_exit: every thread ended (keep_threads 0).

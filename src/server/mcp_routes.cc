@@ -26,19 +26,20 @@ Response JsonRpc(int status, const Json& message) { return Response::Json(status
 // The MCP endpoint's state: the protocol core with pycell's tools, and the open MCP sessions.
 struct McpEndpoint {
   explicit McpEndpoint(Service* service)
-      : server(mcp::ServerInfo{"pycell", PYCELL_VERSION,
-                               "pycell runs Python in sandboxed, stateful sessions. Call "
-                               "execute_python with code; reuse the session_id it returns to "
-                               "keep variables and files. Files live in /mnt/data."},
-               mcp::PycellTools(service),
-               // The router's check for a route (Router::Authorize), for each tool's permission:
-               // the role must hold it, and a refusal is audited as auth.denied.
-               [service](const auth::Caller& caller, auth::Permission permission,
-                         const std::string& what) -> Status {
-                 if (auth::RoleAllows(caller.role, permission)) return Status::Ok();
-                 return service->authenticator().Deny(caller, permission, what);
-               },
-               mcp::PycellResource, mcp::PycellResourceTemplates()) {}
+      : server(
+            mcp::ServerInfo{"pycell", PYCELL_VERSION,
+                            "pycell runs Python in sandboxed, stateful sessions. Call "
+                            "execute_python with code; reuse the session_id it returns to "
+                            "keep variables and files. Files live in /mnt/data."},
+            mcp::PycellTools(service),
+            // The router's check for a route (Router::Authorize), for each tool's permission:
+            // the role must hold it, and a refusal is audited as auth.denied.
+            [service](const auth::Caller& caller, auth::Permission permission,
+                      const std::string& what) -> Status {
+              if (auth::RoleAllows(caller.role, permission)) return Status::Ok();
+              return service->authenticator().Deny(caller, permission, what);
+            },
+            mcp::PycellResource, mcp::PycellResourceTemplates()) {}
   mcp::McpServer server;
   mcp::McpSessions sessions;
 };
@@ -64,8 +65,8 @@ Status CheckOrigin(const Request& request) {
   std::string authority = origin_host + (origin_port.empty() ? "" : ":" + origin_port);
   bool loopback = origin_host == "localhost" || origin_host == "127.0.0.1" ||
                   origin_host == "[::1]" || origin_host == "::1";
-  if (parsed && (loopback || authority == request.Header("host") ||
-                 origin_host == request.Header("host"))) {
+  if (parsed &&
+      (loopback || authority == request.Header("host") || origin_host == request.Header("host"))) {
     return Status::Ok();
   }
   return Status::PermissionDenied("Origin " + origin +

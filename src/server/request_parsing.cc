@@ -15,7 +15,8 @@ namespace {
 const JsonLimits kBodyJsonLimits{64u << 20, 32, 1u << 20};
 }  // namespace
 
-Result<nlohmann::json> ParseBody(const Request& request, std::initializer_list<const char*> allowed) {
+Result<nlohmann::json> ParseBody(const Request& request,
+                                 std::initializer_list<const char*> allowed) {
   if (request.body.empty()) return nlohmann::json::object();
   auto parsed = ParseUntrustedJson(request.body, kBodyJsonLimits);
   if (!parsed.ok()) {
@@ -77,7 +78,8 @@ std::optional<std::pair<uint64_t, uint64_t>> ParseRange(const std::string& heade
   if (dash == std::string::npos) return std::nullopt;
   std::string first = spec.substr(0, dash), last = spec.substr(dash + 1);
   auto number = [](const std::string& s, uint64_t* out) {
-    if (s.empty() || s.size() > 19 || s.find_first_not_of("0123456789") != std::string::npos) return false;
+    if (s.empty() || s.size() > 19 || s.find_first_not_of("0123456789") != std::string::npos)
+      return false;
     *out = std::stoull(s);
     return true;
   };
@@ -123,7 +125,8 @@ Result<store::AuditFilter> AuditFilterFrom(const Request& request) {
   if (!after.empty()) {
     char* end = nullptr;
     long long value = std::strtoll(after.c_str(), &end, 10);
-    if (*end != '\0' || value < 0) return Status::InvalidArgument("after_seq must be an integer ≥ 0");
+    if (*end != '\0' || value < 0)
+      return Status::InvalidArgument("after_seq must be an integer ≥ 0");
     filter.after_seq = value;
   }
   ASSIGN_OR_RETURN(store::Page page, PageFrom(request));
@@ -132,7 +135,8 @@ Result<store::AuditFilter> AuditFilterFrom(const Request& request) {
 }
 
 Result<auth::KeySpec> KeySpecFrom(const Request& request) {
-  ASSIGN_OR_RETURN(nlohmann::json body, ParseBody(request, {"principal", "project", "role", "all_projects"}));
+  ASSIGN_OR_RETURN(nlohmann::json body,
+                   ParseBody(request, {"principal", "project", "role", "all_projects"}));
   auth::KeySpec spec;
   if (!body.contains("principal") || !body["principal"].is_string()) {
     return Status::InvalidArgument("principal is required: the name of who will use the key");
@@ -159,8 +163,9 @@ Result<nlohmann::json> ParseObject(const Request& request) {
   if (request.body.empty()) return nlohmann::json::object();
   auto parsed = ParseUntrustedJson(request.body, kBodyJsonLimits);
   if (!parsed.ok() || !parsed->is_object()) {
-    return Status::InvalidArgument("the body must be a JSON object" +
-                                   (parsed.ok() ? std::string() : " (" + parsed.status().message() + ")"));
+    return Status::InvalidArgument(
+        "the body must be a JSON object" +
+        (parsed.ok() ? std::string() : " (" + parsed.status().message() + ")"));
   }
   return std::move(*parsed);
 }

@@ -20,7 +20,8 @@
 namespace pycell::server {
 
 // The body as a JSON object, {} when empty; `allowed` lists the keys it may hold.
-Result<nlohmann::json> ParseBody(const Request& request, std::initializer_list<const char*> allowed);
+Result<nlohmann::json> ParseBody(const Request& request,
+                                 std::initializer_list<const char*> allowed);
 // The body as a JSON object, {} when empty; any keys.
 Result<nlohmann::json> ParseObject(const Request& request);
 

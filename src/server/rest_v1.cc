@@ -25,8 +25,8 @@ std::vector<std::pair<std::string, std::string>> SseHeaders() {
 }
 
 std::string SseEvent(const std::string& event, const Json& data) {
-  return "event: " + event + "\ndata: " + data.dump(-1, ' ', false, Json::error_handler_t::replace) +
-         "\n\n";
+  return "event: " + event +
+         "\ndata: " + data.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
 }
 
 bool WantsEventStream(const Request& request) {
@@ -58,8 +58,8 @@ Result<Response> FileContentResponse(Service& service, const Request& request) {
     range = ParseRange(request.Header("range"), size, &unsatisfiable);
   }
   if (unsatisfiable) {
-    Response e = ErrorResponse(Status::InvalidArgument(
-        "the range is outside the file of " + std::to_string(size) + " bytes"));
+    Response e = ErrorResponse(Status::InvalidArgument("the range is outside the file of " +
+                                                       std::to_string(size) + " bytes"));
     e.status = 416;
     e.headers.emplace_back("Content-Range", "bytes */" + std::to_string(size));
     return e;
@@ -118,8 +118,9 @@ Result<Response> Execute(Service& service, Request& request, ResponseStream& str
   auto record = service.Execute(request.caller, id, code, timeout, observer);
   if (!record.ok()) {
     if (!stream.begun()) return record.status();
-    send("error", {{"error", {{"code", ErrorCodeFor(record.status())},
-                              {"message", record.status().message()}}}});
+    send("error",
+         {{"error",
+           {{"code", ErrorCodeFor(record.status())}, {"message", record.status().message()}}}});
   } else {
     if (!stream.begun() && !stream.Begin(200, SseHeaders()).ok()) return Response{.streamed = true};
     (void)stream.Write("event: execution\ndata: " + *record + "\n\n");
@@ -148,7 +149,8 @@ Result<Response> EvidenceResponse(Service& service, const Request& request) {
     return Status::InvalidArgument("with_files must be true or false");
   }
   evidence.with_files = with_files == "true";
-  ASSIGN_OR_RETURN(service::EvidenceBundle bundle, service.ExportEvidence(request.caller, evidence));
+  ASSIGN_OR_RETURN(service::EvidenceBundle bundle,
+                   service.ExportEvidence(request.caller, evidence));
   Response r;
   r.headers = {{"Content-Type", "application/gzip"},
                {"Content-Disposition", ContentDisposition(bundle.filename)},
@@ -189,14 +191,18 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
     }
     return JsonResponse(200, {{"status", "ready"}});
   });
-  add("GET", "/openapi.json", P::kPublic, [openapi_json](Request&, ResponseStream&) -> Result<Response> {
-    return Response::Json(200, *openapi_json);
-  });
+  add("GET", "/openapi.json", P::kPublic,
+      [openapi_json](Request&, ResponseStream&) -> Result<Response> {
+        return Response::Json(200, *openapi_json);
+      });
 
-  add("POST", "/v1/files", P::kFilesWrite, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(ReceivedUpload upload, ReceiveUpload(s, r));
-    return JsonResponse(201, upload.file);
-  }, /*streams=*/true);
+  add(
+      "POST", "/v1/files", P::kFilesWrite,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(ReceivedUpload upload, ReceiveUpload(s, r));
+        return JsonResponse(201, upload.file);
+      },
+      /*streams=*/true);
   add("GET", "/v1/files", P::kFilesRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(store::Page page, PageFrom(r));
     store::FileFilter filter{.purpose = r.Query("purpose"),
@@ -212,143 +218,174 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
     ASSIGN_OR_RETURN(Json list, s.ListFiles(r.caller, filter, page));
     return JsonResponse(200, list);
   });
-  add("GET", "/v1/files/{id}", P::kFilesRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json file, s.GetFile(r.caller, r.params.at("id")));
-    return JsonResponse(200, file);
-  });
-  add("GET", "/v1/files/{id}/content", P::kFilesContent, [&s](Request& r, ResponseStream&) {
-    return FileContentResponse(s, r);
-  });
-  add("GET", "/v1/files/{id}/lineage", P::kLineageRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json lineage, s.Lineage(r.caller, r.params.at("id")));
-    return JsonResponse(200, lineage);
-  });
-  add("DELETE", "/v1/files/{id}", P::kFilesWrite, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    const std::string& id = r.params.at("id");
-    RETURN_IF_ERROR(s.DeleteFile(r.caller, id));
-    return JsonResponse(200, {{"id", id}, {"object", "file"}, {"deleted", true}});
-  });
+  add("GET", "/v1/files/{id}", P::kFilesRead,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json file, s.GetFile(r.caller, r.params.at("id")));
+        return JsonResponse(200, file);
+      });
+  add("GET", "/v1/files/{id}/content", P::kFilesContent,
+      [&s](Request& r, ResponseStream&) { return FileContentResponse(s, r); });
+  add("GET", "/v1/files/{id}/lineage", P::kLineageRead,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json lineage, s.Lineage(r.caller, r.params.at("id")));
+        return JsonResponse(200, lineage);
+      });
+  add("DELETE", "/v1/files/{id}", P::kFilesWrite,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        const std::string& id = r.params.at("id");
+        RETURN_IF_ERROR(s.DeleteFile(r.caller, id));
+        return JsonResponse(200, {{"id", id}, {"object", "file"}, {"deleted", true}});
+      });
 
-  add("POST", "/v1/sessions", P::kSessionsCreate, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json body, ParseBody(r, {"pool", "file_ids", "limits", "metadata", "restore_from"}));
-    if (body.contains("restore_from") && !body["restore_from"].is_null()) {
-      if (!body["restore_from"].is_string()) return Status::InvalidArgument("restore_from must be a session id");
-      if (body.size() > 1) {
-        return Status::InvalidArgument("restore_from takes the pool, limits, files and metadata "
-                                       "from the old session; send it alone");
-      }
-      ASSIGN_OR_RETURN(Json session, s.RestoreSession(r.caller, body["restore_from"].get<std::string>()));
-      return JsonResponse(201, session);
-    }
-    ASSIGN_OR_RETURN(service::CreateSessionRequest create, service::CreateSessionRequestFromJson(body));
-    ASSIGN_OR_RETURN(Json session, s.CreateSession(r.caller, create));
-    return JsonResponse(201, session);
-  });
-  add("GET", "/v1/sessions", P::kSessionsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(store::Page page, PageFrom(r));
-    const std::string& status = r.Query("status");
-    if (!status.empty() && status != "active" && status != "ended") {
-      return Status::InvalidArgument("status must be active or ended");
-    }
-    ASSIGN_OR_RETURN(Json list, s.ListSessions(r.caller, status, r.Query("project"), page));
-    return JsonResponse(200, list);
-  });
-  add("GET", "/v1/sessions/{id}", P::kSessionsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json session, s.GetSession(r.caller, r.params.at("id")));
-    return JsonResponse(200, session);
-  });
-  add("DELETE", "/v1/sessions/{id}", P::kSessionsEnd, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json session, s.EndSession(r.caller, r.params.at("id")));
-    return JsonResponse(200, session);
-  });
-  add("POST", "/v1/sessions/{id}/files", P::kSessionsFiles, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    const std::string& id = r.params.at("id");
-    if (r.Header("content-type").rfind("application/json", 0) == 0) {
-      std::string body;
-      std::vector<char> chunk(64 << 10);
-      for (;;) {
-        ASSIGN_OR_RETURN(size_t n, r.body_reader->Read(chunk.data(), chunk.size()));
-        if (n == 0) break;
-        if (body.size() + n > (1 << 20)) return Status::InvalidArgument("the JSON body is too large");
-        body.append(chunk.data(), n);
-      }
-      r.body = std::move(body);
-      ASSIGN_OR_RETURN(Json parsed, ParseBody(r, {"file_ids"}));
-      ASSIGN_OR_RETURN(auto ids, service::FileIdsFromJson(parsed));
-      ASSIGN_OR_RETURN(Json placed, s.PutSessionFiles(r.caller, id, ids));
-      return JsonResponse(200, placed);
-    }
-    // An upload straight into the session: stored as an input file, then placed.
-    RETURN_IF_ERROR(s.RequireLive(r.caller, id));
-    ASSIGN_OR_RETURN(ReceivedUpload upload, ReceiveUpload(s, r));
-    ASSIGN_OR_RETURN(Json placed,
-                     s.PutSessionFiles(r.caller, id, {upload.file["id"].get<std::string>()}));
-    return JsonResponse(201, placed);
-  }, /*streams=*/true);
-  add("GET", "/v1/sessions/{id}/files", P::kSessionsFiles, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json list, s.ListSessionFiles(r.caller, r.params.at("id")));
-    return JsonResponse(200, list);
-  });
-  add("DELETE", "/v1/sessions/{id}/files/{name}", P::kSessionsFiles, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json removed, s.RemoveSessionFile(r.caller, r.params.at("id"), r.params.at("name")));
-    return JsonResponse(200, removed);
-  });
-  add("POST", "/v1/sessions/{id}/executions", P::kExecutionsRun, [&s](Request& r, ResponseStream& stream) {
-    return Execute(s, r, stream);
-  });
-  add("GET", "/v1/sessions/{id}/executions", P::kExecutionsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(store::Page page, PageFrom(r));
-    ASSIGN_OR_RETURN(Json list, s.ListExecutions(r.caller, r.params.at("id"), page));
-    return JsonResponse(200, list);
-  });
-  add("POST", "/v1/sessions/{id}/replay", P::kExecutionsRun, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json body, ParseBody(r, {"keep"}));
-    if (body.contains("keep") && !body["keep"].is_boolean()) return Status::InvalidArgument("keep must be true or false");
-    ASSIGN_OR_RETURN(Json report, s.Replay(r.caller, r.params.at("id"), body.value("keep", false)));
-    return JsonResponse(200, report);
-  });
-  add("POST", "/v1/sessions/{id}/fork", P::kSessionsCreate, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json body, ParseBody(r, {}));
-    (void)body;
-    ASSIGN_OR_RETURN(Json session, s.ForkSession(r.caller, r.params.at("id")));
-    return JsonResponse(201, session);
-  });
-  add("GET", "/v1/sessions/{id}/notebook", P::kExecutionsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json notebook, s.Notebook(r.caller, r.params.at("id")));
-    Response response = JsonResponse(200, notebook);
-    response.headers.push_back({"Content-Disposition", ContentDisposition(r.params.at("id") + ".ipynb")});
-    return response;
-  });
-  add("GET", "/v1/executions/{id}", P::kExecutionsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(std::string execution, s.GetExecution(r.caller, r.params.at("id")));
-    return Response::Json(200, std::move(execution));
-  });
+  add("POST", "/v1/sessions", P::kSessionsCreate,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json body,
+                         ParseBody(r, {"pool", "file_ids", "limits", "metadata", "restore_from"}));
+        if (body.contains("restore_from") && !body["restore_from"].is_null()) {
+          if (!body["restore_from"].is_string())
+            return Status::InvalidArgument("restore_from must be a session id");
+          if (body.size() > 1) {
+            return Status::InvalidArgument(
+                "restore_from takes the pool, limits, files and metadata "
+                "from the old session; send it alone");
+          }
+          ASSIGN_OR_RETURN(Json session,
+                           s.RestoreSession(r.caller, body["restore_from"].get<std::string>()));
+          return JsonResponse(201, session);
+        }
+        ASSIGN_OR_RETURN(service::CreateSessionRequest create,
+                         service::CreateSessionRequestFromJson(body));
+        ASSIGN_OR_RETURN(Json session, s.CreateSession(r.caller, create));
+        return JsonResponse(201, session);
+      });
+  add("GET", "/v1/sessions", P::kSessionsRead,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(store::Page page, PageFrom(r));
+        const std::string& status = r.Query("status");
+        if (!status.empty() && status != "active" && status != "ended") {
+          return Status::InvalidArgument("status must be active or ended");
+        }
+        ASSIGN_OR_RETURN(Json list, s.ListSessions(r.caller, status, r.Query("project"), page));
+        return JsonResponse(200, list);
+      });
+  add("GET", "/v1/sessions/{id}", P::kSessionsRead,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json session, s.GetSession(r.caller, r.params.at("id")));
+        return JsonResponse(200, session);
+      });
+  add("DELETE", "/v1/sessions/{id}", P::kSessionsEnd,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json session, s.EndSession(r.caller, r.params.at("id")));
+        return JsonResponse(200, session);
+      });
+  add(
+      "POST", "/v1/sessions/{id}/files", P::kSessionsFiles,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        const std::string& id = r.params.at("id");
+        if (r.Header("content-type").rfind("application/json", 0) == 0) {
+          std::string body;
+          std::vector<char> chunk(64 << 10);
+          for (;;) {
+            ASSIGN_OR_RETURN(size_t n, r.body_reader->Read(chunk.data(), chunk.size()));
+            if (n == 0) break;
+            if (body.size() + n > (1 << 20))
+              return Status::InvalidArgument("the JSON body is too large");
+            body.append(chunk.data(), n);
+          }
+          r.body = std::move(body);
+          ASSIGN_OR_RETURN(Json parsed, ParseBody(r, {"file_ids"}));
+          ASSIGN_OR_RETURN(auto ids, service::FileIdsFromJson(parsed));
+          ASSIGN_OR_RETURN(Json placed, s.PutSessionFiles(r.caller, id, ids));
+          return JsonResponse(200, placed);
+        }
+        // An upload straight into the session: stored as an input file, then placed.
+        RETURN_IF_ERROR(s.RequireLive(r.caller, id));
+        ASSIGN_OR_RETURN(ReceivedUpload upload, ReceiveUpload(s, r));
+        ASSIGN_OR_RETURN(Json placed,
+                         s.PutSessionFiles(r.caller, id, {upload.file["id"].get<std::string>()}));
+        return JsonResponse(201, placed);
+      },
+      /*streams=*/true);
+  add("GET", "/v1/sessions/{id}/files", P::kSessionsFiles,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json list, s.ListSessionFiles(r.caller, r.params.at("id")));
+        return JsonResponse(200, list);
+      });
+  add("DELETE", "/v1/sessions/{id}/files/{name}", P::kSessionsFiles,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json removed,
+                         s.RemoveSessionFile(r.caller, r.params.at("id"), r.params.at("name")));
+        return JsonResponse(200, removed);
+      });
+  add("POST", "/v1/sessions/{id}/executions", P::kExecutionsRun,
+      [&s](Request& r, ResponseStream& stream) { return Execute(s, r, stream); });
+  add("GET", "/v1/sessions/{id}/executions", P::kExecutionsRead,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(store::Page page, PageFrom(r));
+        ASSIGN_OR_RETURN(Json list, s.ListExecutions(r.caller, r.params.at("id"), page));
+        return JsonResponse(200, list);
+      });
+  add("POST", "/v1/sessions/{id}/replay", P::kExecutionsRun,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json body, ParseBody(r, {"keep"}));
+        if (body.contains("keep") && !body["keep"].is_boolean())
+          return Status::InvalidArgument("keep must be true or false");
+        ASSIGN_OR_RETURN(Json report,
+                         s.Replay(r.caller, r.params.at("id"), body.value("keep", false)));
+        return JsonResponse(200, report);
+      });
+  add("POST", "/v1/sessions/{id}/fork", P::kSessionsCreate,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json body, ParseBody(r, {}));
+        (void)body;
+        ASSIGN_OR_RETURN(Json session, s.ForkSession(r.caller, r.params.at("id")));
+        return JsonResponse(201, session);
+      });
+  add("GET", "/v1/sessions/{id}/notebook", P::kExecutionsRead,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json notebook, s.Notebook(r.caller, r.params.at("id")));
+        Response response = JsonResponse(200, notebook);
+        response.headers.push_back(
+            {"Content-Disposition", ContentDisposition(r.params.at("id") + ".ipynb")});
+        return response;
+      });
+  add("GET", "/v1/executions/{id}", P::kExecutionsRead,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(std::string execution, s.GetExecution(r.caller, r.params.at("id")));
+        return Response::Json(200, std::move(execution));
+      });
 
   // --- identity, projects, keys ---
   add("GET", "/v1/me", P::kWhoAmI, [&s](Request& r, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(Json me, s.Me(r.caller));
     return JsonResponse(200, me);
   });
-  add("POST", "/v1/projects", P::kProjectsManage, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json body, ParseObject(r));
-    ASSIGN_OR_RETURN(auth::ProjectSpec spec, auth::ProjectSpecFromJson(body, /*creating=*/true));
-    ASSIGN_OR_RETURN(Json project, s.CreateProject(r.caller, spec));
-    return JsonResponse(201, project);
-  });
-  add("GET", "/v1/projects", P::kProjectsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json list, s.ListProjects(r.caller));
-    return JsonResponse(200, list);
-  });
-  add("GET", "/v1/projects/{id}", P::kProjectsRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json project, s.GetProject(r.caller, r.params.at("id")));
-    return JsonResponse(200, project);
-  });
-  add("PATCH", "/v1/projects/{id}", P::kProjectsManage, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json body, ParseObject(r));
-    ASSIGN_OR_RETURN(auth::ProjectSpec spec, auth::ProjectSpecFromJson(body, /*creating=*/false));
-    ASSIGN_OR_RETURN(Json project, s.UpdateProject(r.caller, r.params.at("id"), spec));
-    return JsonResponse(200, project);
-  });
+  add("POST", "/v1/projects", P::kProjectsManage,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json body, ParseObject(r));
+        ASSIGN_OR_RETURN(auth::ProjectSpec spec,
+                         auth::ProjectSpecFromJson(body, /*creating=*/true));
+        ASSIGN_OR_RETURN(Json project, s.CreateProject(r.caller, spec));
+        return JsonResponse(201, project);
+      });
+  add("GET", "/v1/projects", P::kProjectsRead,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json list, s.ListProjects(r.caller));
+        return JsonResponse(200, list);
+      });
+  add("GET", "/v1/projects/{id}", P::kProjectsRead,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json project, s.GetProject(r.caller, r.params.at("id")));
+        return JsonResponse(200, project);
+      });
+  add("PATCH", "/v1/projects/{id}", P::kProjectsManage,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json body, ParseObject(r));
+        ASSIGN_OR_RETURN(auth::ProjectSpec spec,
+                         auth::ProjectSpecFromJson(body, /*creating=*/false));
+        ASSIGN_OR_RETURN(Json project, s.UpdateProject(r.caller, r.params.at("id"), spec));
+        return JsonResponse(200, project);
+      });
   add("POST", "/v1/keys", P::kKeysManage, [&s](Request& r, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(auth::KeySpec spec, KeySpecFrom(r));
     ASSIGN_OR_RETURN(Json key, s.CreateKey(r.caller, spec));
@@ -362,14 +399,16 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
     ASSIGN_OR_RETURN(Json list, s.ListKeys(r.caller, r.Query("project"), revoked == "true"));
     return JsonResponse(200, list);
   });
-  add("GET", "/v1/keys/{id}", P::kKeysManage, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json key, s.GetKey(r.caller, r.params.at("id")));
-    return JsonResponse(200, key);
-  });
-  add("DELETE", "/v1/keys/{id}", P::kKeysManage, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json key, s.RevokeKey(r.caller, r.params.at("id")));
-    return JsonResponse(200, key);
-  });
+  add("GET", "/v1/keys/{id}", P::kKeysManage,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json key, s.GetKey(r.caller, r.params.at("id")));
+        return JsonResponse(200, key);
+      });
+  add("DELETE", "/v1/keys/{id}", P::kKeysManage,
+      [&s](Request& r, ResponseStream&) -> Result<Response> {
+        ASSIGN_OR_RETURN(Json key, s.RevokeKey(r.caller, r.params.at("id")));
+        return JsonResponse(200, key);
+      });
 
   // --- evidence: audit and usage ---
   add("GET", "/v1/audit", P::kAuditRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
@@ -377,12 +416,12 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
     ASSIGN_OR_RETURN(Json list, s.ListAudit(r.caller, filter, r.Query("project")));
     return JsonResponse(200, list);
   });
-  add("GET", "/v1/evidence", P::kEvidenceExport, [&s](Request& r, ResponseStream&) {
-    return EvidenceResponse(s, r);
-  });
-  add("GET", "/v1/evidence/public-key", P::kWhoAmI, [&s](Request&, ResponseStream&) -> Result<Response> {
-    return JsonResponse(200, s.EvidencePublicKey());
-  });
+  add("GET", "/v1/evidence", P::kEvidenceExport,
+      [&s](Request& r, ResponseStream&) { return EvidenceResponse(s, r); });
+  add("GET", "/v1/evidence/public-key", P::kWhoAmI,
+      [&s](Request&, ResponseStream&) -> Result<Response> {
+        return JsonResponse(200, s.EvidencePublicKey());
+      });
   add("GET", "/v1/usage", P::kUsageRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
     // Default period: this UTC month so far.
     int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -391,7 +430,8 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
     ASSIGN_OR_RETURN(int64_t month_start,
                      ParseRfc3339Ms(FormatRfc3339(std::chrono::system_clock::time_point(
                                                       std::chrono::milliseconds(now)))
-                                        .substr(0, 8) + "01"));
+                                        .substr(0, 8) +
+                                    "01"));
     ASSIGN_OR_RETURN(int64_t from, TimeQuery(r, "from", month_start));
     ASSIGN_OR_RETURN(int64_t to, TimeQuery(r, "to", now + 1));
     std::string group_by = r.Query("group_by").empty() ? "project" : r.Query("group_by");
@@ -401,15 +441,15 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
 
   // --- operations ---
   AddMetricsRoute(router, service, P::kMetricsRead);
-  add("GET", "/v1/pools", P::kPoolsRead, [&s](Request&, ResponseStream&) -> Result<Response> {
-    return JsonResponse(200, s.Pools());
-  });
+  add("GET", "/v1/pools", P::kPoolsRead,
+      [&s](Request&, ResponseStream&) -> Result<Response> { return JsonResponse(200, s.Pools()); });
   add("GET", "/v1/config", P::kConfigRead, [&s](Request&, ResponseStream&) -> Result<Response> {
     return JsonResponse(200, s.ConfigJson());
   });
-  add("GET", "/v1/diagnostic-settings", P::kConfigRead, [&s](Request&, ResponseStream&) -> Result<Response> {
-    return JsonResponse(200, s.DiagnosticSettings());
-  });
+  add("GET", "/v1/diagnostic-settings", P::kConfigRead,
+      [&s](Request&, ResponseStream&) -> Result<Response> {
+        return JsonResponse(200, s.DiagnosticSettings());
+      });
   add("GET", "/v1/service", P::kConfigRead, [&s](Request&, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(Json info, s.ServiceInfo());
     return JsonResponse(200, info);

@@ -68,16 +68,26 @@ int HttpStatusFor(const Status& status) {
   if (reason == "method_not_allowed") return 405;
   if (reason == "request_timeout") return 408;
   switch (status.code()) {
-    case StatusCode::kOk: return 200;
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kNotFound: return 404;
-    case StatusCode::kPermissionDenied: return 403;
-    case StatusCode::kFailedPrecondition: return 409;
-    case StatusCode::kResourceExhausted: return 429;
-    case StatusCode::kDeadlineExceeded: return 504;
-    case StatusCode::kUnavailable: return 503;
-    case StatusCode::kInternal: return 500;
-    case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kOk:
+      return 200;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kPermissionDenied:
+      return 403;
+    case StatusCode::kFailedPrecondition:
+      return 409;
+    case StatusCode::kResourceExhausted:
+      return 429;
+    case StatusCode::kDeadlineExceeded:
+      return 504;
+    case StatusCode::kUnavailable:
+      return 503;
+    case StatusCode::kInternal:
+      return 500;
+    case StatusCode::kUnauthenticated:
+      return 401;
   }
   return 500;
 }
@@ -85,16 +95,26 @@ int HttpStatusFor(const Status& status) {
 std::string ErrorCodeFor(const Status& status) {
   if (!status.reason().empty()) return status.reason();
   switch (status.code()) {
-    case StatusCode::kOk: return "ok";
-    case StatusCode::kInvalidArgument: return "invalid_request";
-    case StatusCode::kNotFound: return "not_found";
-    case StatusCode::kPermissionDenied: return "permission_denied";
-    case StatusCode::kFailedPrecondition: return "conflict";
-    case StatusCode::kResourceExhausted: return "limit_reached";
-    case StatusCode::kDeadlineExceeded: return "timeout";
-    case StatusCode::kUnavailable: return "unavailable";
-    case StatusCode::kInternal: return "internal";
-    case StatusCode::kUnauthenticated: return "unauthenticated";
+    case StatusCode::kOk:
+      return "ok";
+    case StatusCode::kInvalidArgument:
+      return "invalid_request";
+    case StatusCode::kNotFound:
+      return "not_found";
+    case StatusCode::kPermissionDenied:
+      return "permission_denied";
+    case StatusCode::kFailedPrecondition:
+      return "conflict";
+    case StatusCode::kResourceExhausted:
+      return "limit_reached";
+    case StatusCode::kDeadlineExceeded:
+      return "timeout";
+    case StatusCode::kUnavailable:
+      return "unavailable";
+    case StatusCode::kInternal:
+      return "internal";
+    case StatusCode::kUnauthenticated:
+      return "unauthenticated";
   }
   return "internal";
 }
@@ -142,8 +162,10 @@ Router::Match Router::Find(const std::string& method, const std::string& path) c
     for (size_t i = 0; i < pattern.size() && ok; ++i) {
       const std::string& p = pattern[i];
       if (p.size() > 2 && p.front() == '{' && p.back() == '}') {
-        if (segments[i].empty()) ok = false;
-        else params[p.substr(1, p.size() - 2)] = segments[i];
+        if (segments[i].empty())
+          ok = false;
+        else
+          params[p.substr(1, p.size() - 2)] = segments[i];
       } else {
         ok = p == segments[i];
       }

@@ -39,23 +39,24 @@ class BodyReader {
 class ResponseStream {
  public:
   virtual ~ResponseStream() = default;
-  virtual Status Begin(int status, const std::vector<std::pair<std::string, std::string>>& headers) = 0;
+  virtual Status Begin(int status,
+                       const std::vector<std::pair<std::string, std::string>>& headers) = 0;
   virtual Status Write(std::string_view data) = 0;
   virtual bool begun() const = 0;
 };
 
 struct Request {
-  std::string method;   // "GET", "POST", …
-  std::string target;   // As sent: "/v1/files?purpose=input"
-  std::string path;     // Percent-decoded per segment: "/v1/files"
+  std::string method;                          // "GET", "POST", …
+  std::string target;                          // As sent: "/v1/files?purpose=input"
+  std::string path;                            // Percent-decoded per segment: "/v1/files"
   std::map<std::string, std::string> query;    // Decoded; the last of repeated keys wins.
   std::map<std::string, std::string> params;   // From the pattern: {"id": "file_…"}
   std::map<std::string, std::string> headers;  // Names lower-case.
-  std::string body;                  // Buffered routes.
-  BodyReader* body_reader = nullptr;  // Streaming routes.
+  std::string body;                            // Buffered routes.
+  BodyReader* body_reader = nullptr;           // Streaming routes.
   std::optional<uint64_t> content_length;
   std::string request_id;
-  std::string peer;  // "127.0.0.1:51234"
+  std::string peer;     // "127.0.0.1:51234"
   auth::Caller caller;  // Set by Router::Authorize (empty on public routes).
 
   // The header's value, or "" when absent. `name` lower-case.

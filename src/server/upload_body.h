@@ -11,9 +11,8 @@
 #pragma once
 
 #include <functional>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "server/router.h"
 #include "service/service.h"

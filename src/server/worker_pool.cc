@@ -10,8 +10,7 @@
 
 namespace pycell::server {
 
-WorkerPool::WorkerPool(size_t max_threads, std::chrono::milliseconds idle_exit,
-                       size_t keep_threads)
+WorkerPool::WorkerPool(size_t max_threads, std::chrono::milliseconds idle_exit, size_t keep_threads)
     : max_threads_(max_threads == 0 ? 1 : max_threads),
       idle_exit_(idle_exit),
       keep_threads_(std::min(keep_threads, max_threads_)) {

@@ -58,9 +58,9 @@ class WorkerPool {
   std::deque<std::function<void()>> queue_ GUARDED_BY(mu_);
   std::map<std::thread::id, std::thread> running_ GUARDED_BY(mu_);
   std::vector<std::thread> ended_threads_ GUARDED_BY(mu_);  // To join.
-  size_t idle_ GUARDED_BY(mu_) = 0;                        // Waiting for a job.
-  std::atomic<size_t> busy_{0};          // Written under mu_.
-  std::atomic<size_t> queued_count_{0};  // queue_.size(), written under mu_.
+  size_t idle_ GUARDED_BY(mu_) = 0;                         // Waiting for a job.
+  std::atomic<size_t> busy_{0};                             // Written under mu_.
+  std::atomic<size_t> queued_count_{0};                     // queue_.size(), written under mu_.
   bool stopping_ GUARDED_BY(mu_) = false;
 };
 

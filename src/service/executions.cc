@@ -1,9 +1,5 @@
 // The executions part of the Service: running a cell, its artifacts and outputs file, the
 // execution record, and reading records back.
-#include "service/service.h"
-
-#include "common/json_reader.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -11,15 +7,17 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/build_info.h"
 #include "common/config_json.h"
 #include "common/crypto.h"
 #include "common/fs.h"
 #include "common/ids.h"
+#include "common/json_reader.h"
 #include "common/logging.h"
 #include "common/utf8.h"
-#include "common/build_info.h"
 #include "files/media_type.h"
 #include "sandbox/host_probe.h"
+#include "service/service.h"
 #include "service/service_json.h"
 #include "usage/quota.h"
 #include "usage/usage.h"
@@ -32,12 +30,9 @@ using std::chrono::seconds;
 
 // --- executions -----------------------------------------------------------------------------
 
-Result<Service::StagedArtifact> Service::StageArtifact(session::Session& session,
-                                                      const store::SessionRow& owner,
-                                                      const auth::Caller& caller,
-                                                      const std::string& execution_id,
-                                                      const files::FileChange& change,
-                                                      uint64_t max_bytes) {
+Result<Service::StagedArtifact> Service::StageArtifact(
+    session::Session& session, const store::SessionRow& owner, const auth::Caller& caller,
+    const std::string& execution_id, const files::FileChange& change, uint64_t max_bytes) {
   ASSIGN_OR_RETURN(UniqueFd fd, session.OpenFile(change.path));
   ASSIGN_OR_RETURN(auto writer,
                    blobs_->NewWriter(std::min(session.limits().max_file_bytes, max_bytes)));
@@ -64,8 +59,8 @@ Result<Service::StagedArtifact> Service::StageArtifact(session::Session& session
 }
 
 std::optional<Service::StagedArtifact> Service::StageOutputs(session::ExecutionRecord* record,
-                                                           const store::SessionRow& owner,
-                                                           const auth::Caller& caller) {
+                                                             const store::SessionRow& owner,
+                                                             const auth::Caller& caller) {
   const uint64_t bound = LiveConfig()->engine.max_record_outputs_bytes;
   std::vector<std::string> texts;
   uint64_t total = 2;  // The array's brackets.
@@ -128,7 +123,6 @@ store::Trail Service::ViolationTrail(const store::SessionRow& row, const std::st
   trail.audit->detail_json = DumpJson(detail);
   return trail;
 }
-
 
 Result<std::string> Service::Execute(const auth::Caller& caller, const std::string& session_id,
                                      const std::string& code, std::optional<seconds> timeout,
@@ -214,8 +208,7 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
   exec.status = record.status;
   exec.code = code;
   exec.code_sha256 = record.code_sha256;
-  exec.started_at_ms =
-      duration_cast<milliseconds>(record.started_at.time_since_epoch()).count();
+  exec.started_at_ms = duration_cast<milliseconds>(record.started_at.time_since_epoch()).count();
   exec.duration_ms = record.duration_ms;
   exec.record_json = record.ToJson();
   exec.project_id = owner.project_id;
@@ -230,19 +223,19 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
     auto cached = active_rows_.find(session_id);
     ended_meanwhile = cached == active_rows_.end();
     if (!ended_meanwhile) {
-    store::SessionRow& live = cached->second;
-    live.execution_count += 1;
-    live.last_active_at_ms = ToWallMs(session->last_active_at());
-    live.expires_at_ms = ToWallMs(session->expires_at());
-    live.cpu_ms += record.cpu_ms;
-    live.peak_memory_bytes = std::max(live.peak_memory_bytes, exec.peak_memory_bytes);
-    if (!record.session_end_reason.empty()) {
-      live.status = "ended";
-      live.end_reason = record.session_end_reason;
-      live.ended_at_ms = NowMs();
-    }
-    row = live;
-    if (row.status == "ended") active_rows_.erase(cached);
+      store::SessionRow& live = cached->second;
+      live.execution_count += 1;
+      live.last_active_at_ms = ToWallMs(session->last_active_at());
+      live.expires_at_ms = ToWallMs(session->expires_at());
+      live.cpu_ms += record.cpu_ms;
+      live.peak_memory_bytes = std::max(live.peak_memory_bytes, exec.peak_memory_bytes);
+      if (!record.session_end_reason.empty()) {
+        live.status = "ended";
+        live.end_reason = record.session_end_reason;
+        live.ended_at_ms = NowMs();
+      }
+      row = live;
+      if (row.status == "ended") active_rows_.erase(cached);
     }
   }
   MutexLock end_lock(end_mu_, std::defer_lock);

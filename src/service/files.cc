@@ -1,9 +1,5 @@
 // The files part of the Service: uploads (Upload::Finish), stored files and their contents,
 // deletion and the retention sweep.
-#include "service/service.h"
-
-#include "common/json_reader.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -11,15 +7,17 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/build_info.h"
 #include "common/config_json.h"
 #include "common/crypto.h"
 #include "common/fs.h"
 #include "common/ids.h"
+#include "common/json_reader.h"
 #include "common/logging.h"
 #include "common/utf8.h"
-#include "common/build_info.h"
 #include "files/media_type.h"
 #include "sandbox/host_probe.h"
+#include "service/service.h"
 #include "service/service_json.h"
 #include "usage/quota.h"
 #include "usage/usage.h"
@@ -55,8 +53,8 @@ Result<Json> Upload::Finish() {
     trail.audit = auth::EventBy(caller_, "file.upload", row.id, row.created_at_ms);
     trail.audit->detail_json =
         DumpJson(Json{{"filename", row.filename}, {"bytes", row.bytes}, {"sha256", row.sha256}});
-    trail.usage.push_back({row.created_at_ms, row.created_at_ms, row.project_id, row.principal,
-                           "", "", "upload_bytes", row.bytes});
+    trail.usage.push_back({row.created_at_ms, row.created_at_ms, row.project_id, row.principal, "",
+                           "", "upload_bytes", row.bytes});
     Status put = s->store_->PutFile(row, trail);
     if (!put.ok()) {
       s->DropUnnamedBlob(row.sha256);  // Nothing of a refused upload is kept.
@@ -131,8 +129,8 @@ Result<FileContent> Service::OpenFile(const auth::Caller& caller, const std::str
   ASSIGN_OR_RETURN(store::FileRow row, VisibleFile(caller, id));
   auto fd = blobs_->OpenBlob(row.sha256);
   if (!fd.ok()) {
-    return Status::Internal("the contents of file " + id + " are missing from the store: " +
-                            fd.status().message());
+    return Status::Internal("the contents of file " + id +
+                            " are missing from the store: " + fd.status().message());
   }
   return FileContent{std::move(row), std::move(*fd)};
 }
@@ -142,8 +140,8 @@ Status Service::RecordDownload(const auth::Caller& caller, const store::FileRow&
   store::Trail trail;
   int64_t now = NowMs();
   trail.audit = auth::EventBy(caller, "file.download", file.id, now);
-  trail.audit->detail_json =
-      DumpJson(Json{{"bytes", bytes}, {"sha256", file.sha256}, {"file_project_id", file.project_id}});
+  trail.audit->detail_json = DumpJson(
+      Json{{"bytes", bytes}, {"sha256", file.sha256}, {"file_project_id", file.project_id}});
   trail.usage.push_back({now, now, caller.project_id, caller.principal, "", "", "download_bytes",
                          static_cast<int64_t>(bytes)});
   RETURN_IF_ERROR(store_->Record(trail));
@@ -161,8 +159,8 @@ void Service::DropUnnamedBlob(const std::string& sha256) {
 }
 
 store::UsageEvent Service::StorageHeld(const store::FileRow& row) const {
-  return {NowMs(), row.created_at_ms, row.project_id, row.principal, "", row.session_id,
-          "storage_bytes", row.bytes};
+  return {NowMs(), row.created_at_ms, row.project_id,  row.principal,
+          "",      row.session_id,    "storage_bytes", row.bytes};
 }
 
 Status Service::DeleteFile(const auth::Caller& caller, const std::string& id) {

@@ -1,9 +1,5 @@
 // The identity part of the Service: who the caller is, projects, keys, the audit log and
 // usage.
-#include "service/service.h"
-
-#include "common/json_reader.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -11,15 +7,17 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/build_info.h"
 #include "common/config_json.h"
 #include "common/crypto.h"
 #include "common/fs.h"
 #include "common/ids.h"
+#include "common/json_reader.h"
 #include "common/logging.h"
 #include "common/utf8.h"
-#include "common/build_info.h"
 #include "files/media_type.h"
 #include "sandbox/host_probe.h"
+#include "service/service.h"
 #include "service/service_json.h"
 #include "usage/quota.h"
 #include "usage/usage.h"

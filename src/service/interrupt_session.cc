@@ -2,8 +2,8 @@
 // the client cancels the tools/call that runs a cell: notifications/cancelled).
 #include <nlohmann/json.hpp>
 
-#include "service/service.h"
 #include "common/json_reader.h"
+#include "service/service.h"
 
 namespace pycell::service {
 

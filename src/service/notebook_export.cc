@@ -8,8 +8,8 @@
 #include "common/json_reader.h"
 #include "notebook/notebook.h"
 #include "service/service.h"
-#include "session/execution.h"
 #include "service/service_json.h"
+#include "session/execution.h"
 
 namespace pycell::service {
 
@@ -65,30 +65,30 @@ Result<Json> Service::Notebook(const auth::Caller& caller, const std::string& se
     return metadata.contains(key) && metadata[key].is_string() ? metadata[key] : Json(nullptr);
   };
   Json limits = Json::parse(session.limits_json, nullptr, false);
-  Json provenance = {{"session_id", session.id},
-                     {"pool", session.pool},
-                     {"project_id", session.project_id},
-                     {"principal", session.principal},
-                     {"agent_id", id_of("agent_id")},
-                     {"thread_id", id_of("thread_id")},
-                     {"run_id", id_of("run_id")},
-                     {"session_metadata", metadata},
-                     {"limits", limits.is_discarded() ? Json(nullptr) : limits},
-                     {"status", session.status},
-                     {"created_at", TimeOrNull(session.created_at_ms)},
-                     {"ended_at", TimeOrNull(session.ended_at_ms)},
-                     {"end_reason", session.end_reason.empty() ? Json(nullptr)
-                                                               : Json(session.end_reason)},
-                     {"input_files", files},
-                     {"executions", timeline},
-                     {"exported_at", TimeOrNull(NowMs())},
-                     {"exported_by", caller.principal},
-                     {"server_version", PYCELL_VERSION},
-                     {"server_commit", PYCELL_GIT_COMMIT},
-                     // Which record fields the server measured and which the session only said
-                     // (docs/evidence.md, "Attested and reported").
-                     {"attested_fields", session::AttestedFields()},
-                     {"reported_fields", session::ReportedFields()}};
+  Json provenance = {
+      {"session_id", session.id},
+      {"pool", session.pool},
+      {"project_id", session.project_id},
+      {"principal", session.principal},
+      {"agent_id", id_of("agent_id")},
+      {"thread_id", id_of("thread_id")},
+      {"run_id", id_of("run_id")},
+      {"session_metadata", metadata},
+      {"limits", limits.is_discarded() ? Json(nullptr) : limits},
+      {"status", session.status},
+      {"created_at", TimeOrNull(session.created_at_ms)},
+      {"ended_at", TimeOrNull(session.ended_at_ms)},
+      {"end_reason", session.end_reason.empty() ? Json(nullptr) : Json(session.end_reason)},
+      {"input_files", files},
+      {"executions", timeline},
+      {"exported_at", TimeOrNull(NowMs())},
+      {"exported_by", caller.principal},
+      {"server_version", PYCELL_VERSION},
+      {"server_commit", PYCELL_GIT_COMMIT},
+      // Which record fields the server measured and which the session only said
+      // (docs/evidence.md, "Attested and reported").
+      {"attested_fields", session::AttestedFields()},
+      {"reported_fields", session::ReportedFields()}};
   return notebook::MakeNotebook(provenance, executions);
 }
 

@@ -1,9 +1,5 @@
 // The operations part of the Service: pools, live configuration and reload, service
 // information, diagnostic events and settings, metrics samples, long-session flags.
-#include "service/service.h"
-
-#include "common/json_reader.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -11,15 +7,17 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/build_info.h"
 #include "common/config_json.h"
 #include "common/crypto.h"
 #include "common/fs.h"
 #include "common/ids.h"
+#include "common/json_reader.h"
 #include "common/logging.h"
 #include "common/utf8.h"
-#include "common/build_info.h"
 #include "files/media_type.h"
 #include "sandbox/host_probe.h"
+#include "service/service.h"
 #include "service/service_json.h"
 #include "usage/quota.h"
 #include "usage/usage.h"
@@ -142,28 +140,27 @@ Result<Json> Service::ServiceInfo() {
   ASSIGN_OR_RETURN(auto keys, store_->ListKeys("", /*include_revoked=*/false));
   Json by_role = {{"admin", 0}, {"operator", 0}, {"user", 0}, {"auditor", 0}};
   for (const store::KeyRow& key : keys) by_role[key.role] = by_role.value(key.role, 0) + 1;
-  return Json{{"object", "service"},
-              {"version", PYCELL_VERSION},
-              {"build", {{"commit", PYCELL_GIT_COMMIT},
-                         {"type", PYCELL_BUILD_TYPE},
-                         {"compiler", PYCELL_COMPILER}}},
-              {"started_at", TimeOrNull(started_at_ms_)},
-              {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(clock_->Now() -
-                                                                            started_)
-                                .count()},
-              {"listen", config_.server.listen},
-              {"metrics_listen", config_.server.metrics_listen.empty()
-                                     ? Json(nullptr)
-                                     : Json(config_.server.metrics_listen)},
-              {"data_dir", config_.server.data_dir},
-              {"store", {{"backend", "sqlite"},
-                         {"path", config_.server.data_dir + "/pycell.db"},
-                         {"schema_version", schema}}},
-              {"host_protections", Json::parse(host_protections_json_)},
-              {"pools", Pools()["data"]},
-              {"keys_by_role", by_role},
-              {"evidence_public_key", EvidencePublicKey()},
-              {"config", ConfigToJson(*LiveConfig())}};
+  return Json{
+      {"object", "service"},
+      {"version", PYCELL_VERSION},
+      {"build",
+       {{"commit", PYCELL_GIT_COMMIT}, {"type", PYCELL_BUILD_TYPE}, {"compiler", PYCELL_COMPILER}}},
+      {"started_at", TimeOrNull(started_at_ms_)},
+      {"uptime_s",
+       std::chrono::duration_cast<std::chrono::seconds>(clock_->Now() - started_).count()},
+      {"listen", config_.server.listen},
+      {"metrics_listen",
+       config_.server.metrics_listen.empty() ? Json(nullptr) : Json(config_.server.metrics_listen)},
+      {"data_dir", config_.server.data_dir},
+      {"store",
+       {{"backend", "sqlite"},
+        {"path", config_.server.data_dir + "/pycell.db"},
+        {"schema_version", schema}}},
+      {"host_protections", Json::parse(host_protections_json_)},
+      {"pools", Pools()["data"]},
+      {"keys_by_role", by_role},
+      {"evidence_public_key", EvidencePublicKey()},
+      {"config", ConfigToJson(*LiveConfig())}};
 }
 
 void Service::Emit(std::string_view category, const std::function<Json()>& make) {
@@ -182,8 +179,7 @@ void Service::EmitAudit(const audit::AuditEvent& event) {
   if (event.action == "session.create" || event.action == "session.end") {
     Emit(diagnostics::kSessions, [&] {
       Json detail = Json::parse(event.detail_json, nullptr, false);
-      Json out = {{"event", event.action == "session.create" ? "session.created"
-                                                              : "session.ended"},
+      Json out = {{"event", event.action == "session.create" ? "session.created" : "session.ended"},
                   {"session_id", event.target},
                   {"principal", event.principal},
                   {"project_id", event.project_id},
@@ -215,15 +211,15 @@ Json Service::DiagnosticSettings() const {
   Json data = Json::array();
   if (current) {
     for (const diagnostics::Diagnostics::SinkState& state : current->States()) {
-      data.push_back({{"name", state.name},
-                      {"sink", state.sink},
-                      {"categories", state.categories},
-                      {"sent", state.sent},
-                      {"failed", state.failed},
-                      {"dropped", state.dropped},
-                      {"queued", state.queued},
-                      {"last_error", state.last_error.empty() ? Json(nullptr)
-                                                              : Json(state.last_error)}});
+      data.push_back(
+          {{"name", state.name},
+           {"sink", state.sink},
+           {"categories", state.categories},
+           {"sent", state.sent},
+           {"failed", state.failed},
+           {"dropped", state.dropped},
+           {"queued", state.queued},
+           {"last_error", state.last_error.empty() ? Json(nullptr) : Json(state.last_error)}});
     }
   }
   return Json{{"object", "list"}, {"data", data}};
@@ -261,9 +257,8 @@ int Service::FlagLongSessions() {
     if (now - row.created_at_ms <= expected.count() * 1000) continue;
     ++over;
     if (flagged_long_.insert(id).second) {
-      LOG_WARN("session {} (project {}, principal {}) has run {} s, past the expected {} s",
-               id, row.project_id, row.principal, (now - row.created_at_ms) / 1000,
-               expected.count());
+      LOG_WARN("session {} (project {}, principal {}) has run {} s, past the expected {} s", id,
+               row.project_id, row.principal, (now - row.created_at_ms) / 1000, expected.count());
     }
   }
   return over;

@@ -3,8 +3,8 @@
 // same input files (by id, checked by SHA-256) — and run its cells in order through Execute, so
 // the new cells are recorded, audited and metered like any other. The new session belongs to the
 // old one's project (its quotas, its usage), whoever asks: an admin replaying another project's
-// session must not carry that project's files and code into their own. Replay compares each cell with
-// its original (src/notebook/compare.h); restore just runs them and hands the session over.
+// session must not carry that project's files and code into their own. Replay compares each cell
+// with its original (src/notebook/compare.h); restore just runs them and hands the session over.
 #include "notebook/compare.h"
 #include "service/service.h"
 
@@ -26,8 +26,7 @@ auth::Caller ActingIn(const auth::Caller& caller, const std::string& project_id)
 
 }  // namespace
 
-Result<Json> Service::StartFromRecord(const auth::Caller& caller,
-                                      const store::SessionRow& original,
+Result<Json> Service::StartFromRecord(const auth::Caller& caller, const store::SessionRow& original,
                                       const std::string& link_key) {
   ASSIGN_OR_RETURN(std::vector<store::SessionInput> inputs, store_->SessionInputs(original.id));
   CreateSessionRequest request;
@@ -49,7 +48,8 @@ Result<Json> Service::StartFromRecord(const auth::Caller& caller,
       request.memory_bytes = limits["memory_bytes"].get<uint64_t>();
     }
     if (limits.contains("execution_timeout_s") && limits["execution_timeout_s"].is_number()) {
-      request.execution_timeout = std::chrono::seconds(limits["execution_timeout_s"].get<int64_t>());
+      request.execution_timeout =
+          std::chrono::seconds(limits["execution_timeout_s"].get<int64_t>());
     }
   }
   Json metadata = Json::parse(original.metadata_json, nullptr, false);
@@ -59,8 +59,7 @@ Result<Json> Service::StartFromRecord(const auth::Caller& caller,
   return CreateSession(caller, request);
 }
 
-Result<Json> Service::Replay(const auth::Caller& asking, const std::string& session_id,
-                             bool keep) {
+Result<Json> Service::Replay(const auth::Caller& asking, const std::string& session_id, bool keep) {
   ASSIGN_OR_RETURN(store::SessionRow original, VisibleSession(asking, session_id));
   const auth::Caller caller = ActingIn(asking, original.project_id);
   ASSIGN_OR_RETURN(std::vector<store::ExecutionRow> rows, SessionExecutions(session_id));
@@ -71,12 +70,9 @@ Result<Json> Service::Replay(const auth::Caller& asking, const std::string& sess
   std::vector<size_t> image_cell;  // images[i] belongs to cells[image_cell[i]].
   bool stopped = false;
   for (size_t i = 0; i < rows.size(); ++i) {
-    Json cell = {{"index", i},
-                 {"original_execution_id", rows[i].id},
-                 {"replay_execution_id", nullptr},
-                 {"equal", false},
-                 {"differences", Json::array()},
-                 {"notes", Json::array()}};
+    Json cell = {
+        {"index", i},     {"original_execution_id", rows[i].id}, {"replay_execution_id", nullptr},
+        {"equal", false}, {"differences", Json::array()},        {"notes", Json::array()}};
     if (stopped) {
       cell["notes"].push_back("not run: the replay session ended at an earlier cell");
       cells.push_back(std::move(cell));
@@ -84,8 +80,9 @@ Result<Json> Service::Replay(const auth::Caller& asking, const std::string& sess
     }
     auto ran = Execute(caller, replay_id, rows[i].code, std::nullopt);
     if (!ran.ok()) {
-      cell["differences"].push_back(
-          {{"what", "execution"}, {"original", rows[i].status}, {"replay", ran.status().message()}});
+      cell["differences"].push_back({{"what", "execution"},
+                                     {"original", rows[i].status},
+                                     {"replay", ran.status().message()}});
       stopped = true;
       cells.push_back(std::move(cell));
       continue;
@@ -120,8 +117,9 @@ Result<Json> Service::Replay(const auth::Caller& asking, const std::string& sess
       if (same) {
         cell["notes"].push_back(images[i].where + ": the PNG bytes differ, the pixels do not");
       } else {
-        cell["differences"].push_back(
-            {{"what", images[i].where}, {"original", "(image)"}, {"replay", "(image: pixels differ)"}});
+        cell["differences"].push_back({{"what", images[i].where},
+                                       {"original", "(image)"},
+                                       {"replay", "(image: pixels differ)"}});
       }
     }
   } else if (!images.empty()) {
@@ -162,9 +160,8 @@ Result<Json> Service::RestoreSession(const auth::Caller& asking, const std::stri
     Json record = Json::parse(*ran, nullptr, false);
     std::string status = record.is_object() ? record.value("status", "") : "";
     if (status != row.status) {
-      failed.push_back({{"original_execution_id", row.id},
-                        {"original_status", row.status},
-                        {"status", status}});
+      failed.push_back(
+          {{"original_execution_id", row.id}, {"original_status", row.status}, {"status", status}});
     }
   }
   ASSIGN_OR_RETURN(Json session, GetSession(caller, id));

@@ -3,8 +3,6 @@
 // sessions.cc, session_files.cc, executions.cc, lineage.cc, identity.cc, operations.cc.
 #include "service/service.h"
 
-#include "common/json_reader.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -12,13 +10,14 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/build_info.h"
 #include "common/config_json.h"
 #include "common/crypto.h"
 #include "common/fs.h"
 #include "common/ids.h"
+#include "common/json_reader.h"
 #include "common/logging.h"
 #include "common/utf8.h"
-#include "common/build_info.h"
 #include "files/media_type.h"
 #include "sandbox/host_probe.h"
 #include "service/service_json.h"
@@ -70,8 +69,8 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
   ASSIGN_OR_RETURN(bool bootstrapped,
                    auth::Bootstrap(*service->store_, data + "/admin.key", service->NowMs()));
   (void)bootstrapped;  // Bootstrap logs it.
-  service->authenticator_ = std::make_unique<auth::Authenticator>(
-      service->store_.get(), clock, service->metrics_.get());
+  service->authenticator_ =
+      std::make_unique<auth::Authenticator>(service->store_.get(), clock, service->metrics_.get());
   service->metrics_->SetSampler([self = service.get()] { return self->SampleState(); });
 
   // What a crash left behind: sessions recorded as active (their processes died with the old
@@ -94,9 +93,8 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
     engine.state_dir = data;
     ASSIGN_OR_RETURN(auto manager, session::SessionManager::Create(engine, clock));
     Service* self = service.get();
-    manager->SetLaunchObserver([self](const session::LaunchTimings& t) {
-      self->metrics_->PoolRefill(t.total_ms / 1000);
-    });
+    manager->SetLaunchObserver(
+        [self](const session::LaunchTimings& t) { self->metrics_->PoolRefill(t.total_ms / 1000); });
     manager->SetEndObserver([self](const session::Session& s) {
       Status status = self->RecordEnd(s);
       if (!status.ok()) LOG_ERROR("recording the end of {}: {}", s.id(), status.ToString());
@@ -159,7 +157,8 @@ void Service::Shutdown() {
   }
   sweep_cv_.NotifyAll();
   for (auto& [name, manager] : pools_) {
-    for (auto& s : manager->Sessions()) (void)manager->EndSession(s->id(), session::EndReason::kShutdown);
+    for (auto& s : manager->Sessions())
+      (void)manager->EndSession(s->id(), session::EndReason::kShutdown);
   }
 }
 

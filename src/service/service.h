@@ -22,24 +22,23 @@
 #include <atomic>
 #include <functional>
 #include <map>
-#include <utility>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
-
+#include "auth/authenticator.h"
+#include "auth/caller.h"
+#include "auth/directory.h"
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/mutex.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
-#include "auth/authenticator.h"
-#include "auth/caller.h"
-#include "auth/directory.h"
 #include "diagnostics/diagnostics.h"
 #include "evidence/signing_key.h"
 #include "files/file_store.h"
@@ -65,7 +64,9 @@ class Upload {
   friend class Service;
   Upload(class Service* service, auth::Caller caller, std::string filename,
          std::unique_ptr<files::BlobWriter> writer)
-      : service_(service), caller_(std::move(caller)), filename_(std::move(filename)),
+      : service_(service),
+        caller_(std::move(caller)),
+        filename_(std::move(filename)),
         writer_(std::move(writer)) {}
   class Service* service_;
   auth::Caller caller_;
@@ -282,7 +283,8 @@ class Service {
  private:
   friend class Upload;
   Service(ServiceConfig config, Clock* clock)
-      : config_(std::move(config)), clock_(clock),
+      : config_(std::move(config)),
+        clock_(clock),
         live_config_(std::make_shared<const ServiceConfig>(config_)) {}
 
   // The records the caller may see, or NotFound worded as for an id that never existed.
@@ -373,7 +375,7 @@ class Service {
   Mutex reload_mu_;  // One reload at a time.
   int64_t started_at_ms_ = 0;
   std::chrono::steady_clock::time_point started_;  // For uptime: steady across clock steps.
-  std::string host_protections_json_;  // From sandbox::ProbeHost at Open.
+  std::string host_protections_json_;              // From sandbox::ProbeHost at Open.
   std::unique_ptr<store::MetadataStore> store_;
   std::unique_ptr<files::FileStore> blobs_;
   std::unique_ptr<metrics::Metrics> metrics_ = std::make_unique<metrics::Metrics>();

@@ -103,12 +103,12 @@ TEST_F(ServiceTest, ArtifactsAreOutputFilesThatNameTheirExecution) {
   auto session = service_->CreateSession(caller_, create);
   ASSERT_OK(session);
   std::string id = (*session)["id"];
-  auto text = service_->Execute(
-      caller_, id,
-      "import os, pandas as pd\n"
-      "os.makedirs('out', exist_ok=True)\n"
-      "open('out/sum.txt', 'w').write(str(pd.read_csv('in.csv').n.sum()))\n",
-      std::nullopt);
+  auto text =
+      service_->Execute(caller_, id,
+                        "import os, pandas as pd\n"
+                        "os.makedirs('out', exist_ok=True)\n"
+                        "open('out/sum.txt', 'w').write(str(pd.read_csv('in.csv').n.sum()))\n",
+                        std::nullopt);
   ASSERT_OK(text);
   Json record = Json::parse(*text);
   ASSERT_EQ(record["status"], "ok") << *text;
@@ -204,9 +204,9 @@ TEST_F(ServiceTest, AnEndTheDatabaseRefusedShowsEverywhereAndIsWrittenLater) {
 }
 
 TEST_F(ServiceTest, UploadNamesMustBePlainPrintableUtf8) {
-  for (const std::string& name : {std::string("../x.csv"), std::string("a/b.csv"),
-                                  std::string("a\nb.csv"), std::string("caf\xe9.csv"),
-                                  std::string(".."), std::string(300, 'a') + ".csv"}) {
+  for (const std::string& name :
+       {std::string("../x.csv"), std::string("a/b.csv"), std::string("a\nb.csv"),
+        std::string("caf\xe9.csv"), std::string(".."), std::string(300, 'a') + ".csv"}) {
     EXPECT_TRUE(service_->BeginUpload(caller_, name).status().IsInvalidArgument()) << name;
   }
   EXPECT_OK(service_->BeginUpload(caller_, "café.csv"));

@@ -6,8 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/json_reader.h"
 #include "common/clock.h"
+#include "common/json_reader.h"
 #include "common/utf8.h"
 #include "files/media_type.h"
 #include "service/service.h"
@@ -46,15 +46,14 @@ Result<Json> Service::PutSessionFiles(const auth::Caller& caller, const std::str
   return Json{{"object", "list"}, {"data", placed}};
 }
 
-Result<Json> Service::ReplaceSessionFile(const auth::Caller& caller,
-                                         const std::string& session_id,
+Result<Json> Service::ReplaceSessionFile(const auth::Caller& caller, const std::string& session_id,
                                          const std::string& file_id) {
   ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
   return PlaceFile(caller, *session, file_id, /*replace=*/true);
 }
 
-Result<Json> Service::RemoveSessionFile(const auth::Caller& caller,
-                                        const std::string& session_id, const std::string& path) {
+Result<Json> Service::RemoveSessionFile(const auth::Caller& caller, const std::string& session_id,
+                                        const std::string& path) {
   ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
   std::string relative = path.rfind("/mnt/data/", 0) == 0 ? path.substr(10) : path;
   RETURN_IF_ERROR(session->RemoveFile(relative));
@@ -94,7 +93,8 @@ Result<FileContent> Service::OpenSessionFile(const auth::Caller& caller,
   struct stat st {};
   if (::fstat(fd->get(), &st) != 0) return Status::FromErrno("fstat " + path);
   FileContent content{store::FileRow{}, std::move(*fd)};
-  content.row.filename = path.substr(path.rfind('/') == std::string::npos ? 0 : path.rfind('/') + 1);
+  content.row.filename =
+      path.substr(path.rfind('/') == std::string::npos ? 0 : path.rfind('/') + 1);
   content.row.bytes = st.st_size;
   char head[512];
   ssize_t n = ::pread(content.fd.get(), head, sizeof head, 0);

@@ -30,10 +30,12 @@ Result<CreateSessionRequest> CreateSessionRequestFromJson(Json& body) {
     if (!limits.is_object()) return Status::InvalidArgument("limits must be an object");
     for (const auto& [key, value] : limits.items()) {
       if (key == "memory_bytes") {
-        if (!value.is_number_unsigned()) return Status::InvalidArgument("limits.memory_bytes must be a positive integer");
+        if (!value.is_number_unsigned())
+          return Status::InvalidArgument("limits.memory_bytes must be a positive integer");
         r.memory_bytes = value.get<uint64_t>();
       } else if (key == "execution_timeout_s") {
-        if (!value.is_number_unsigned()) return Status::InvalidArgument("limits.execution_timeout_s must be a positive integer");
+        if (!value.is_number_unsigned())
+          return Status::InvalidArgument("limits.execution_timeout_s must be a positive integer");
         r.execution_timeout = std::chrono::seconds(value.get<uint64_t>());
       } else {
         return Status::InvalidArgument("unknown limit \"" + key +
@@ -43,10 +45,12 @@ Result<CreateSessionRequest> CreateSessionRequestFromJson(Json& body) {
   }
   if (body.contains("metadata") && !body["metadata"].is_null()) {
     Json& metadata = body["metadata"];
-    if (!metadata.is_object()) return Status::InvalidArgument("metadata must be an object of strings");
+    if (!metadata.is_object())
+      return Status::InvalidArgument("metadata must be an object of strings");
     if (metadata.size() > 32) return Status::InvalidArgument("metadata holds at most 32 keys");
     for (const auto& [key, value] : metadata.items()) {
-      if (key.empty() || key.size() > 64 || !value.is_string() || value.get<std::string>().size() > 512) {
+      if (key.empty() || key.size() > 64 || !value.is_string() ||
+          value.get<std::string>().size() > 512) {
         return Status::InvalidArgument(
             "metadata keys must be 1-64 characters and values strings of at most 512");
       }

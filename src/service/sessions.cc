@@ -1,9 +1,5 @@
 // The sessions part of the Service: create (with quota reservations), fork, end, the records
 // kept in step with the live sessions and the ends the database refused.
-#include "service/service.h"
-
-#include "common/json_reader.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -11,15 +7,17 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/build_info.h"
 #include "common/config_json.h"
 #include "common/crypto.h"
 #include "common/fs.h"
 #include "common/ids.h"
+#include "common/json_reader.h"
 #include "common/logging.h"
 #include "common/utf8.h"
-#include "common/build_info.h"
 #include "files/media_type.h"
 #include "sandbox/host_probe.h"
+#include "service/service.h"
 #include "service/service_json.h"
 #include "usage/quota.h"
 #include "usage/usage.h"
@@ -91,8 +89,8 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
     return Status::InvalidArgument("no pool named \"" + request.pool + "\"; pools: " + names);
   }
   const SessionLimits bounds = pool->second->Limits();
-  if (request.memory_bytes && (*request.memory_bytes > bounds.memory_bytes ||
-                               *request.memory_bytes < (64ull << 20))) {
+  if (request.memory_bytes &&
+      (*request.memory_bytes > bounds.memory_bytes || *request.memory_bytes < (64ull << 20))) {
     return Status::InvalidArgument("limits.memory_bytes must be between 67108864 (64 MiB) and " +
                                    std::to_string(bounds.memory_bytes) + " (the pool's limit)");
   }
@@ -135,7 +133,8 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
     }
   }
   store::SessionRow row = ActiveRow(*session, request.pool);
-  row.metadata_json = request.metadata && !request.metadata->is_null() ? DumpJson(*request.metadata) : "{}";
+  row.metadata_json =
+      request.metadata && !request.metadata->is_null() ? DumpJson(*request.metadata) : "{}";
   row.project_id = caller.project_id;
   row.principal = caller.principal;
   if (request.metadata && request.metadata->is_object() && request.metadata->contains("agent_id")) {
@@ -282,13 +281,15 @@ Status Service::RecordEnd(const session::Session& s) {
   if (by.key_id.empty()) by.project_id = row.project_id;  // The system acts in the session's.
   store::Trail trail;
   trail.audit = auth::EventBy(by, "session.end", row.id, row.ended_at_ms);
-  trail.audit->detail_json = DumpJson(Json{{"reason", row.end_reason},
-                                  {"execution_count", row.execution_count},
-                                  {"wall_seconds", (row.ended_at_ms - row.created_at_ms) / 1000.0},
-                                  {"cpu_seconds", row.cpu_ms / 1000}});
+  trail.audit->detail_json =
+      DumpJson(Json{{"reason", row.end_reason},
+                    {"execution_count", row.execution_count},
+                    {"wall_seconds", (row.ended_at_ms - row.created_at_ms) / 1000.0},
+                    {"cpu_seconds", row.cpu_ms / 1000}});
   if (s.end_reason() == session::EndReason::kProtocolViolation) {
     Status logged = store_->Record(ViolationTrail(row, s.protocol_violation(), ""));
-    if (!logged.ok()) LOG_ERROR("session {}: auditing its violation: {}", row.id, logged.ToString());
+    if (!logged.ok())
+      LOG_ERROR("session {}: auditing its violation: {}", row.id, logged.ToString());
     metrics_->SandboxEvent("protocol_violation");
   }
   Status written = store_->PutSession(row, trail);
@@ -416,8 +417,8 @@ Result<Json> Service::EndSession(const auth::Caller& caller, const std::string& 
       ended_by_[id] = caller;
     }
     auto pool = pools_.find(row.pool);
-    bool ended = pool != pools_.end() &&
-                 pool->second->EndSession(id, session::EndReason::kClosed).ok();
+    bool ended =
+        pool != pools_.end() && pool->second->EndSession(id, session::EndReason::kClosed).ok();
     {
       MutexLock lock(rows_mu_);
       ended_by_.erase(id);  // Used by RecordEnd when the pool ended it; not needed otherwise.

@@ -1,10 +1,9 @@
 #include "session/execution.h"
 
-#include "common/utf8.h"
-
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
+#include "common/utf8.h"
 
 namespace pycell::session {
 
@@ -39,16 +38,27 @@ std::string OutputToJson(const kernel::Output& output, int execution_count) {
 }
 
 const std::vector<std::string>& AttestedFields() {
-  static const std::vector<std::string> fields = {
-      "id",         "session_id", "code",        "code_sha256",       "started_at",
-      "duration_ms", "cpu_ms",    "peak_memory_bytes", "files",      "artifacts",
-      "artifacts_skipped", "timeout_action", "session_end_reason", "protocol_violation"};
+  static const std::vector<std::string> fields = {"id",
+                                                  "session_id",
+                                                  "code",
+                                                  "code_sha256",
+                                                  "started_at",
+                                                  "duration_ms",
+                                                  "cpu_ms",
+                                                  "peak_memory_bytes",
+                                                  "files",
+                                                  "artifacts",
+                                                  "artifacts_skipped",
+                                                  "timeout_action",
+                                                  "session_end_reason",
+                                                  "protocol_violation"};
   return fields;
 }
 
 const std::vector<std::string>& ReportedFields() {
   static const std::vector<std::string> fields = {
-      "status", "execution_count", "runner_ms", "stdout", "stderr", "outputs", "outputs_file", "error"};
+      "status", "execution_count", "runner_ms",    "stdout",
+      "stderr", "outputs",         "outputs_file", "error"};
   return fields;
 }
 
@@ -59,8 +69,9 @@ std::string ExecutionRecord::ToJson(int indent) const {
   }
   json files_json = json::array();
   for (const files::FileChange& f : files) {
-    files_json.push_back(
-        {{"path", "/mnt/data/" + EscapeNonUtf8(f.path)}, {"bytes", f.bytes}, {"change", f.created ? "created" : "modified"}});
+    files_json.push_back({{"path", "/mnt/data/" + EscapeNonUtf8(f.path)},
+                          {"bytes", f.bytes},
+                          {"change", f.created ? "created" : "modified"}});
   }
   json j = {
       {"id", id},
@@ -102,7 +113,8 @@ std::string ExecutionRecord::ToJson(int indent) const {
     j["artifacts_skipped"] = std::move(skipped);
   }
   if (error) {
-    j["error"] = {{"ename", error->ename}, {"evalue", error->evalue}, {"traceback", error->traceback}};
+    j["error"] = {
+        {"ename", error->ename}, {"evalue", error->evalue}, {"traceback", error->traceback}};
   }
   if (!timeout_action.empty()) j["timeout_action"] = timeout_action;
   if (!session_end_reason.empty()) j["session_end_reason"] = session_end_reason;

@@ -55,9 +55,9 @@ struct ExecutionRecord {
   std::optional<kernel::CellError> error;
   int execution_count = 0;
   std::chrono::system_clock::time_point started_at;
-  double duration_ms = 0;        // Wall time seen by the server, request to last output.
-  double runner_ms = 0;          // The cell alone, as the runner timed it (IPython's run_cell).
-  double cpu_ms = 0;             // CPU time of every process of the session during the cell.
+  double duration_ms = 0;  // Wall time seen by the server, request to last output.
+  double runner_ms = 0;    // The cell alone, as the runner timed it (IPython's run_cell).
+  double cpu_ms = 0;       // CPU time of every process of the session during the cell.
   uint64_t peak_memory_bytes = 0;
   // False when the host could not read the counter: the record shows null and why
   // (unmeasured_reason), and usage counts 0 for it, so that no quota moves on a made-up number.

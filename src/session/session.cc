@@ -12,22 +12,32 @@ namespace pycell::session {
 
 const char* EndReasonName(EndReason reason) {
   switch (reason) {
-    case EndReason::kNone: return "";
-    case EndReason::kClosed: return "closed";
-    case EndReason::kIdle: return "idle";
-    case EndReason::kLifetime: return "lifetime";
-    case EndReason::kMemory: return "memory";
-    case EndReason::kKilledAfterTimeout: return "killed_after_timeout";
-    case EndReason::kCrashed: return "crashed";
-    case EndReason::kShutdown: return "shutdown";
-    case EndReason::kOriginEnded: return "origin_ended";
-    case EndReason::kProtocolViolation: return "protocol_violation";
+    case EndReason::kNone:
+      return "";
+    case EndReason::kClosed:
+      return "closed";
+    case EndReason::kIdle:
+      return "idle";
+    case EndReason::kLifetime:
+      return "lifetime";
+    case EndReason::kMemory:
+      return "memory";
+    case EndReason::kKilledAfterTimeout:
+      return "killed_after_timeout";
+    case EndReason::kCrashed:
+      return "crashed";
+    case EndReason::kShutdown:
+      return "shutdown";
+    case EndReason::kOriginEnded:
+      return "origin_ended";
+    case EndReason::kProtocolViolation:
+      return "protocol_violation";
   }
   return "";
 }
 
-Session::Session(SessionResources resources, SessionLimits limits,
-                 std::chrono::milliseconds grace, Clock* clock)
+Session::Session(SessionResources resources, SessionLimits limits, std::chrono::milliseconds grace,
+                 Clock* clock)
     : id_(resources.id),
       limits_(std::move(limits)),
       interrupt_grace_(grace),
@@ -99,16 +109,23 @@ Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
   options.interrupt_grace = interrupt_grace_;
   options.max_output_bytes = limits_.max_output_bytes;
   auto run = kernel->Execute(request.code, options, observer);
-  record.duration_ms =
-      std::chrono::duration<double, std::milli>(clock_->Now() - started).count();
+  record.duration_ms = std::chrono::duration<double, std::milli>(clock_->Now() - started).count();
 
   EndReason ends = EndReason::kNone;
   if (run.ok()) {
     switch (run->status) {
-      case kernel::RunStatus::kOk: record.status = "ok"; break;
-      case kernel::RunStatus::kError: record.status = "error"; break;
-      case kernel::RunStatus::kTimeout: record.status = "timeout"; break;
-      case kernel::RunStatus::kCrashed: record.status = "crashed"; break;
+      case kernel::RunStatus::kOk:
+        record.status = "ok";
+        break;
+      case kernel::RunStatus::kError:
+        record.status = "error";
+        break;
+      case kernel::RunStatus::kTimeout:
+        record.status = "timeout";
+        break;
+      case kernel::RunStatus::kCrashed:
+        record.status = "crashed";
+        break;
       case kernel::RunStatus::kProtocolViolation:
         // The session is killed; what it reported cannot be trusted, so none of it is kept
         // (stdout and stderr, read from the host's pipes up to the violation, stay).
@@ -161,11 +178,11 @@ Result<ExecutionRecord> Session::Execute(const ExecuteRequest& request,
     ends = EndReason::kKilledAfterTimeout;
   }
   if (ends == EndReason::kMemory && !record.error) {
-    record.error = kernel::CellError{
-        "MemoryError",
-        "the session exceeded its memory limit of " + std::to_string(limits_.memory_bytes) +
-            " bytes and was ended",
-        {}};
+    record.error =
+        kernel::CellError{"MemoryError",
+                          "the session exceeded its memory limit of " +
+                              std::to_string(limits_.memory_bytes) + " bytes and was ended",
+                          {}};
   }
   if (ends == EndReason::kNone && data.ok()) {
     auto after = data->Snapshot();
@@ -382,7 +399,8 @@ Result<kernel::ForkedKernel> Session::ForkProcesses(const std::function<Status()
       copied.ok() ? kernel->Fork(std::chrono::seconds(10)) : Result<kernel::ForkedKernel>(copied);
   MutexLock lock(state_mu_);
   running_cell_ = false;
-  if (kernel::IsProtocolViolation(forked.status())) EndForViolationLocked(forked.status().message());
+  if (kernel::IsProtocolViolation(forked.status()))
+    EndForViolationLocked(forked.status().message());
   if (end_reason_ != EndReason::kNone) {
     ReleaseLocked();
     if (forked.ok()) {

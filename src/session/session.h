@@ -153,9 +153,9 @@ class Session {
   void EndForViolationLocked(const std::string& rule) REQUIRES(state_mu_);
   void Touch() EXCLUDES(state_mu_);
 
-  const std::string id_;           // resources_.id, which never changes: read without a lock.
-  std::string origin_id_;          // Set once, before the session is shared.
-  std::string project_id_;         // Set once, before the session is shared.
+  const std::string id_;    // resources_.id, which never changes: read without a lock.
+  std::string origin_id_;   // Set once, before the session is shared.
+  std::string project_id_;  // Set once, before the session is shared.
   std::weak_ptr<Session> origin_;
 
   // SetExecutionTimeout changes it (under exec_mu_) before the session is handed out; read

@@ -1,14 +1,12 @@
 #include "session/session_manager.h"
 
-#include "metrics/metrics.h"
-
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,8 +14,9 @@
 #include "common/fs.h"
 #include "common/ids.h"
 #include "common/logging.h"
-#include "sandbox/contain.h"
 #include "files/safe_dir.h"
+#include "metrics/metrics.h"
+#include "sandbox/contain.h"
 #include "sandbox/host_probe.h"
 #include "sandbox/mount_ns.h"
 
@@ -250,7 +249,8 @@ Status SessionManager::PrepareHost(SessionResources* r, const SessionLimits& lim
   RETURN_IF_ERROR(MakeDirWithMode(r->dir + "/root", 0755));
   RETURN_IF_ERROR(MakeDirWithMode(r->dir + "/data", 0700));
   RETURN_IF_ERROR(MakeDirWithMode(r->dir + "/tmp", 0700));
-  RETURN_IF_ERROR(sandbox::mount_ns::MountQuotaTmpfs(r->dir + "/data", limits.data_bytes, uid, gid));
+  RETURN_IF_ERROR(
+      sandbox::mount_ns::MountQuotaTmpfs(r->dir + "/data", limits.data_bytes, uid, gid));
   r->data_mounted = true;
   RETURN_IF_ERROR(sandbox::mount_ns::MountQuotaTmpfs(r->dir + "/tmp", limits.tmp_bytes, uid, gid));
   r->tmp_mounted = true;
@@ -438,11 +438,11 @@ Status SessionManager::AdmitLocked(const std::string& project_id, const Waiter* 
     }
   }
   if (held >= share) {
-    return Status::ResourceExhausted(
-               "this project holds " + std::to_string(held) + " of the pool's " +
-               std::to_string(config_.max_sessions) + " sessions, its share (engine." +
-               "max_sessions_per_project = " + std::to_string(share) +
-               "); end one of its sessions and retry")
+    return Status::ResourceExhausted("this project holds " + std::to_string(held) +
+                                     " of the pool's " + std::to_string(config_.max_sessions) +
+                                     " sessions, its share (engine." +
+                                     "max_sessions_per_project = " + std::to_string(share) +
+                                     "); end one of its sessions and retry")
         .WithReason("pool_share_exceeded");
   }
   size_t admitting = 0;
@@ -494,15 +494,16 @@ Status SessionManager::AdmitFairly(const std::string& project_id) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
       admitted = Status::ResourceExhausted(
-                     "the limit of " + std::to_string(config_.max_sessions) +
-                     " concurrent sessions is reached, and no slot came free for this project "
-                     "within " + std::to_string(config_.admission_wait.count()) +
-                     " ms (engine.admission_wait_ms); end a session and retry");
+          "the limit of " + std::to_string(config_.max_sessions) +
+          " concurrent sessions is reached, and no slot came free for this project "
+          "within " +
+          std::to_string(config_.admission_wait.count()) +
+          " ms (engine.admission_wait_ms); end a session and retry");
       break;
     }
     // Slots free up when sessions end (cv_ is told); the poll is a backstop.
-    cv_.WaitFor(mu_, std::min<std::chrono::steady_clock::duration>(
-                         deadline - now, std::chrono::milliseconds(250)));
+    cv_.WaitFor(mu_, std::min<std::chrono::steady_clock::duration>(deadline - now,
+                                                                   std::chrono::milliseconds(250)));
   }
   waiting_.erase(self);
   cv_.NotifyAll();  // The next in line may be the one the slot goes to now.
@@ -655,8 +656,7 @@ bool SessionManager::ExpireOnce() {
 
 bool SessionManager::WaitForWarmPool(std::chrono::milliseconds timeout) {
   MutexLock lock(mu_);
-  return cv_.WaitFor(mu_, timeout,
-                     [&]() REQUIRES(mu_) { return ready_.size() >= pool_target_; });
+  return cv_.WaitFor(mu_, timeout, [&]() REQUIRES(mu_) { return ready_.size() >= pool_target_; });
 }
 
 void SessionManager::SetPoolTarget(uint32_t ready_sessions) {

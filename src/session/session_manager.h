@@ -17,8 +17,8 @@
 #include <thread>
 
 #include "common/clock.h"
-#include "common/mutex.h"
 #include "common/config.h"
+#include "common/mutex.h"
 #include "kernel/zygote.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/subids.h"
@@ -41,7 +41,7 @@ struct LaunchTimings {
   double prepare_ms = 0;  // Folder, ids, tmpfs quotas, cgroup, pipes.
   double spawn_ms = 0;    // The zygote's clone, request to reply.
   double admit_ms = 0;    // Id maps, "go", cgroup membership, "admitted".
-  double ready_ms = 0;    // Until the runner said "ready" (the child's checklist, Python after fork).
+  double ready_ms = 0;  // Until the runner said "ready" (the child's checklist, Python after fork).
   double total_ms = 0;
 };
 

@@ -3,8 +3,8 @@
 #include "session/session.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -205,18 +205,19 @@ TEST_F(SessionTest, RunawayMemoryEndsOnlyThatSession) {
 
 TEST_F(SessionTest, ForkBombIsContained) {
   auto s = NewSession();
-  ExecutionRecord r = Run(*s,
-                          "import os\n"
-                          "pids = []\n"
-                          "try:\n"
-                          "    for _ in range(10000):\n"
-                          "        pid = os.fork()\n"
-                          "        if pid == 0:\n"
-                          "            import time; time.sleep(30); os._exit(0)\n"
-                          "        pids.append(pid)\n"
-                          "except OSError as e:\n"
-                          "    print('refused after', len(pids), e.errno)\n",
-                          seconds(30));  // 256 forks of a pandas-sized process: 6-8 s here when quiet.
+  ExecutionRecord r =
+      Run(*s,
+          "import os\n"
+          "pids = []\n"
+          "try:\n"
+          "    for _ in range(10000):\n"
+          "        pid = os.fork()\n"
+          "        if pid == 0:\n"
+          "            import time; time.sleep(30); os._exit(0)\n"
+          "        pids.append(pid)\n"
+          "except OSError as e:\n"
+          "    print('refused after', len(pids), e.errno)\n",
+          seconds(30));  // 256 forks of a pandas-sized process: 6-8 s here when quiet.
   EXPECT_EQ(r.status, "ok") << r.stderr_text;
   EXPECT_NE(r.stdout_text.find("refused after"), std::string::npos) << r.stdout_text;
   EXPECT_LE(s->ProcessIds().size(), 256u);
@@ -253,9 +254,10 @@ TEST_F(SessionTest, ManyDisplaysAreCapped) {
 TEST_F(SessionTest, SessionsAreIndependent) {
   auto a = NewSession();
   auto b = NewSession();
-  Run(*a, "secret = 'only-a'\nopen('/mnt/data/a.txt', 'w').write('a')\n"
-          "open('/tmp/a.tmp', 'w').write('a')\n"
-          "import subprocess\np = subprocess.Popen(['sleep', '30'])");
+  Run(*a,
+      "secret = 'only-a'\nopen('/mnt/data/a.txt', 'w').write('a')\n"
+      "open('/tmp/a.tmp', 'w').write('a')\n"
+      "import subprocess\np = subprocess.Popen(['sleep', '30'])");
   ExecutionRecord r = Run(*b,
                           "import os\n"
                           "print('secret' in globals())\n"
@@ -298,8 +300,9 @@ TEST_F(SessionTest, SessionsLockNoInodeInCommon) {
   // own, not its origin's.
   auto fork = manager_->ForkSession(b->id());
   ASSERT_OK(fork);
-  r = Run(**fork,
-          "try_locks([0, os.open('/dev/null', os.O_RDONLY), os.open('/dev/urandom', os.O_RDONLY)])");
+  r = Run(
+      **fork,
+      "try_locks([0, os.open('/dev/null', os.O_RDONLY), os.open('/dev/urandom', os.O_RDONLY)])");
   ASSERT_EQ(r.status, "ok") << r.stderr_text;
   // stdin first: the fork's own /dev/null, so the later open of /dev/null finds it locked.
   EXPECT_EQ(r.stdout_text, "locked refused 11 locked ");
@@ -372,9 +375,10 @@ TEST_F(SessionTest, ASecondCallerGetsBusy) {
 
 TEST_F(SessionTest, AnEndedSessionLeavesNothingBehind) {
   auto s = NewSession();
-  Run(*s, "import subprocess\n"
-          "subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
-          "open('/mnt/data/f', 'w').write('x')");
+  Run(*s,
+      "import subprocess\n"
+      "subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+      "open('/mnt/data/f', 'w').write('x')");
   std::vector<pid_t> pids = s->ProcessIds();
   ASSERT_GE(pids.size(), 3u);  // init, runner, sleep
   std::string dir = s->dir();
@@ -498,10 +502,11 @@ TEST(SessionUmaskTest, ARestrictiveUmaskOfTheServerDoesNotReachTheSession) {
   ASSERT_OK(manager);
   auto session = (*manager)->CreateSession();
   ASSERT_OK(session);
-  auto record = (*session)->Execute(
-      {"import os\nopen('/mnt/data/x.txt', 'w').write('1')\n"
-       "print(sorted(os.listdir('/mnt/data')), oct(os.umask(0o22)), open('/etc/passwd').read()[:4])",
-       std::nullopt});
+  auto record =
+      (*session)->Execute({"import os\nopen('/mnt/data/x.txt', 'w').write('1')\n"
+                           "print(sorted(os.listdir('/mnt/data')), oct(os.umask(0o22)), "
+                           "open('/etc/passwd').read()[:4])",
+                           std::nullopt});
   ASSERT_OK(record);
   EXPECT_EQ(record->status, "ok") << record->stderr_text;
   EXPECT_EQ(record->stdout_text, "['x.txt'] 0o22 root\n") << record->stderr_text;
@@ -531,16 +536,17 @@ TEST_F(SessionTest, ForkCopiesStateAndThenTheTwoAreIndependent) {
   EXPECT_NE(b->id(), origin->id());
   EXPECT_EQ(b->origin_id(), origin->id());
 
-  ExecutionRecord r = Run(*b,
-                          "import os\n"
-                          "print(x, open('/mnt/data/a.txt').read(), open('b.txt').read(),\n"
-                          "      os.readlink('/mnt/data/link'), os.path.getsize('/mnt/data/sparse'),\n"
-                          "      os.stat('/mnt/data/sparse').st_blocks, open('/tmp/t.txt').read(),\n"
-                          "      os.path.exists('/dev/shm/s'), os.getcwd(), os.getuid())\n"
-                          "x.append(4)\n"
-                          "open('/mnt/data/a.txt', 'w').write('fork')\n"
-                          "open('/mnt/data/only-fork', 'w').write('1')\n"
-                          "open('/tmp/t.txt', 'w').write('fork tmp')");
+  ExecutionRecord r =
+      Run(*b,
+          "import os\n"
+          "print(x, open('/mnt/data/a.txt').read(), open('b.txt').read(),\n"
+          "      os.readlink('/mnt/data/link'), os.path.getsize('/mnt/data/sparse'),\n"
+          "      os.stat('/mnt/data/sparse').st_blocks, open('/tmp/t.txt').read(),\n"
+          "      os.path.exists('/dev/shm/s'), os.getcwd(), os.getuid())\n"
+          "x.append(4)\n"
+          "open('/mnt/data/a.txt', 'w').write('fork')\n"
+          "open('/mnt/data/only-fork', 'w').write('1')\n"
+          "open('/tmp/t.txt', 'w').write('fork tmp')");
   ASSERT_EQ(r.status, "ok") << r.stderr_text;
   EXPECT_EQ(r.stdout_text,
             "[1, 2, 3] origin nested a.txt 104857600 0 tmp False /mnt/data/sub 1000\n");
@@ -685,11 +691,12 @@ TEST_F(SessionTest, ForkHasItsOwnCgroupAndItsCodeGainsNothing) {
   std::vector<pid_t> ours = origin->ProcessIds();
   ASSERT_EQ(theirs.size(), 2u);  // The fork's init and its runner.
   for (pid_t pid : theirs) EXPECT_EQ(std::count(ours.begin(), ours.end(), pid), 0);
-  ExecutionRecord r = Run(*b,
-                          "import ctypes, os\n"
-                          "libc = ctypes.CDLL(None, use_errno=True)\n"
-                          "print(libc.mount(b'none', b'/mnt', b'tmpfs', 0, None), ctypes.get_errno())\n"
-                          "print(libc.unshare(0x10000000), ctypes.get_errno())");
+  ExecutionRecord r =
+      Run(*b,
+          "import ctypes, os\n"
+          "libc = ctypes.CDLL(None, use_errno=True)\n"
+          "print(libc.mount(b'none', b'/mnt', b'tmpfs', 0, None), ctypes.get_errno())\n"
+          "print(libc.unshare(0x10000000), ctypes.get_errno())");
   ASSERT_EQ(r.status, "ok") << r.stderr_text;
   EXPECT_EQ(r.stdout_text, "-1 1\n-1 1\n");
 }

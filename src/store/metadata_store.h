@@ -35,8 +35,8 @@ namespace pycell::store {
 inline constexpr const char* kDefaultProjectId = "proj_00000000000000000000000000";
 
 struct ProjectRow {
-  std::string id;    // proj_…
-  std::string name;  // Unique; [a-z0-9_-]{1,64}.
+  std::string id;               // proj_…
+  std::string name;             // Unique; [a-z0-9_-]{1,64}.
   bool share_sessions = false;  // Users may see and use the other principals' sessions.
   // Quotas; 0 = none.
   int64_t quota_concurrent_sessions = 0;
@@ -62,12 +62,12 @@ struct KeyRow {
 // held over its life ([start_ms, time_ms]).
 struct UsageEvent {
   int64_t time_ms = 0;
-  int64_t start_ms = 0;    // Storage: when the file was made; otherwise = time_ms.
+  int64_t start_ms = 0;  // Storage: when the file was made; otherwise = time_ms.
   std::string project_id;
   std::string principal;
   std::string agent_id;
   std::string session_id;
-  std::string kind;        // "upload_bytes" | "download_bytes" | "storage_bytes"
+  std::string kind;  // "upload_bytes" | "download_bytes" | "storage_bytes"
   int64_t amount = 0;
 };
 
@@ -85,21 +85,21 @@ struct Trail {
 };
 
 struct AuditFilter {
-  int64_t from_ms = 0;      // Inclusive; 0 = from the start.
-  int64_t to_ms = 0;        // Exclusive; 0 = to the end.
-  std::string principal;    // "" = any, likewise below.
+  int64_t from_ms = 0;    // Inclusive; 0 = from the start.
+  int64_t to_ms = 0;      // Exclusive; 0 = to the end.
+  std::string principal;  // "" = any, likewise below.
   std::string action;
   std::string target;
   std::string project_id;
-  int64_t after_seq = 0;    // Paging: events with seq > after_seq, oldest first.
-  int limit = 100;          // Clamped to 1..10001.
+  int64_t after_seq = 0;  // Paging: events with seq > after_seq, oldest first.
+  int limit = 100;        // Clamped to 1..10001.
 };
 
 struct SessionRow {
-  std::string id;                 // sess_…
+  std::string id;  // sess_…
   std::string pool;
-  std::string status;             // "active" | "ended"
-  std::string end_reason;         // "" while active; "closed", "idle", "server_restart", …
+  std::string status;      // "active" | "ended"
+  std::string end_reason;  // "" while active; "closed", "idle", "server_restart", …
   int64_t created_at_ms = 0;
   int64_t last_active_at_ms = 0;
   int64_t expires_at_ms = 0;
@@ -116,34 +116,34 @@ struct SessionRow {
 };
 
 struct ExecutionRow {
-  std::string id;          // exec_…
+  std::string id;  // exec_…
   std::string session_id;
-  std::string status;      // "ok" | "error" | "timeout" | "crashed" | "interrupted"
+  std::string status;  // "ok" | "error" | "timeout" | "crashed" | "interrupted"
   std::string code;
   std::string code_sha256;
   int64_t started_at_ms = 0;
   double duration_ms = 0;
   std::string record_json;  // The whole execution object as the API returns it.
   std::string project_id;
-  std::string principal;    // Who ran it.
+  std::string principal;  // Who ran it.
   double cpu_ms = 0;
   int64_t peak_memory_bytes = 0;
 };
 
 struct FileRow {
-  std::string id;          // file_…
+  std::string id;  // file_…
   std::string filename;
   int64_t bytes = 0;
-  std::string sha256;      // Lower-case hex; names the blob in the FileStore.
+  std::string sha256;  // Lower-case hex; names the blob in the FileStore.
   std::string media_type;
-  std::string purpose;     // "input" | "output"
+  std::string purpose;  // "input" | "output"
   int64_t created_at_ms = 0;
   int64_t expires_at_ms = 0;  // 0: never.
   std::string session_id;     // Outputs: the session that wrote it.
   std::string execution_id;   // Outputs: the execution that wrote it.
   std::string path;           // Outputs: its path under /mnt/data.
   std::string project_id;
-  std::string principal;      // Who uploaded it, or ran the cell that wrote it.
+  std::string principal;  // Who uploaded it, or ran the cell that wrote it.
 };
 
 // A stored file placed into a session's /mnt/data (for lineage: what a cell could read).
@@ -200,8 +200,7 @@ class MetadataStore {
   virtual Status PutSession(const SessionRow& row, const Trail& trail = {}) = 0;
   virtual Result<SessionRow> GetSession(const std::string& id) = 0;
   // status "" = any; project_id, principal "" = any.
-  virtual Result<std::vector<SessionRow>> ListSessions(const std::string& status,
-                                                       const Page& page,
+  virtual Result<std::vector<SessionRow>> ListSessions(const std::string& status, const Page& page,
                                                        const std::string& project_id = "",
                                                        const std::string& principal = "") = 0;
   // Marks every "active" session ended with `reason` at `now_ms` (start after a crash), with a
@@ -211,8 +210,8 @@ class MetadataStore {
   // One execution, the output files it produced and its session's new state, in one
   // transaction: either all are recorded or none.
   virtual Status RecordExecution(const ExecutionRow& execution,
-                                 const std::vector<FileRow>& artifacts,
-                                 const SessionRow& session, const Trail& trail = {}) = 0;
+                                 const std::vector<FileRow>& artifacts, const SessionRow& session,
+                                 const Trail& trail = {}) = 0;
   virtual Result<ExecutionRow> GetExecution(const std::string& id) = 0;
   virtual Result<std::vector<ExecutionRow>> ListExecutions(const std::string& session_id,
                                                            const Page& page) = 0;

@@ -159,7 +159,9 @@ Status SqliteDb::StatusFor(int rc, std::string_view what) const {
 }
 
 Statement::Statement(Statement&& other) noexcept
-    : db_(other.db_), stmt_(other.stmt_), cached_(other.cached_),
+    : db_(other.db_),
+      stmt_(other.stmt_),
+      cached_(other.cached_),
       bind_status_(std::move(other.bind_status_)) {
   other.stmt_ = nullptr;
 }

@@ -32,8 +32,9 @@ class Statement;
 class SqliteDb {
  public:
   // Opens (creating if needed) the database at `path` and sets the connection up: WAL journal,
-  // synchronous=NORMAL (sqlite_db.cc says why not FULL), foreign keys on, busy timeout kBusyTimeoutMs. Internal with a message that
-  // names `path` when the file cannot be opened or is not an SQLite database.
+  // synchronous=NORMAL (sqlite_db.cc says why not FULL), foreign keys on, busy timeout
+  // kBusyTimeoutMs. Internal with a message that names `path` when the file cannot be opened or is
+  // not an SQLite database.
   static Result<std::unique_ptr<SqliteDb>> Open(const std::string& path);
   ~SqliteDb();
   SqliteDb(const SqliteDb&) = delete;
@@ -108,7 +109,7 @@ class Statement {
   SqliteDb* db_;
   sqlite3_stmt* stmt_;
   bool cached_ = false;  // Owned by the db's cache: returned, not finalized.
-  Status bind_status_;  // The first Bind failure, if any.
+  Status bind_status_;   // The first Bind failure, if any.
 };
 
 // An open transaction that rolls back unless committed, so an early `return status;` in the

@@ -262,23 +262,26 @@ class SqliteStore : public MetadataStore {
 
   Status PutProject(const ProjectRow& row, const Trail& trail) override {
     MutexLock lock(mu_);
-    return Write(trail, [&]() REQUIRES(mu_) -> Status {
-      ASSIGN_OR_RETURN(
-          Statement upsert,
-          db_->Prepare("INSERT INTO projects (" + std::string(kProjectColumns) + ") VALUES (" +
-                       Placeholders(8) +
-                       ") ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
-                       "share_sessions = excluded.share_sessions, "
-                       "quota_concurrent_sessions = excluded.quota_concurrent_sessions, "
-                       "quota_sessions_per_day = excluded.quota_sessions_per_day, "
-                       "quota_cpu_hours_per_day = excluded.quota_cpu_hours_per_day, "
-                       "quota_storage_bytes = excluded.quota_storage_bytes"));
-      upsert.Bind(1, row.id).Bind(2, row.name).Bind(3, row.share_sessions ? 1 : 0);
-      upsert.Bind(4, row.quota_concurrent_sessions).Bind(5, row.quota_sessions_per_day);
-      upsert.Bind(6, row.quota_cpu_hours_per_day).Bind(7, row.quota_storage_bytes);
-      upsert.Bind(8, row.created_at_ms);
-      return upsert.Run();
-    }).WithContext("put project " + row.name);
+    return Write(
+               trail,
+               [&]() REQUIRES(mu_) -> Status {
+                 ASSIGN_OR_RETURN(
+                     Statement upsert,
+                     db_->Prepare("INSERT INTO projects (" + std::string(kProjectColumns) +
+                                  ") VALUES (" + Placeholders(8) +
+                                  ") ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+                                  "share_sessions = excluded.share_sessions, "
+                                  "quota_concurrent_sessions = excluded.quota_concurrent_sessions, "
+                                  "quota_sessions_per_day = excluded.quota_sessions_per_day, "
+                                  "quota_cpu_hours_per_day = excluded.quota_cpu_hours_per_day, "
+                                  "quota_storage_bytes = excluded.quota_storage_bytes"));
+                 upsert.Bind(1, row.id).Bind(2, row.name).Bind(3, row.share_sessions ? 1 : 0);
+                 upsert.Bind(4, row.quota_concurrent_sessions).Bind(5, row.quota_sessions_per_day);
+                 upsert.Bind(6, row.quota_cpu_hours_per_day).Bind(7, row.quota_storage_bytes);
+                 upsert.Bind(8, row.created_at_ms);
+                 return upsert.Run();
+               })
+        .WithContext("put project " + row.name);
   }
 
   Result<ProjectRow> GetProject(const std::string& id) override {
@@ -298,16 +301,21 @@ class SqliteStore : public MetadataStore {
 
   Status PutKey(const KeyRow& row, const Trail& trail) override {
     MutexLock lock(mu_);
-    return Write(trail, [&]() REQUIRES(mu_) -> Status {
-      ASSIGN_OR_RETURN(Statement upsert,
-                       db_->Prepare("INSERT OR REPLACE INTO api_keys (" +
-                                    std::string(kKeyColumns) + ") VALUES (" + Placeholders(9) +
-                                    ")"));
-      upsert.Bind(1, row.id).Bind(2, row.secret_sha256).Bind(3, row.principal);
-      upsert.Bind(4, row.project_id).Bind(5, row.role).Bind(6, row.all_projects ? 1 : 0);
-      upsert.Bind(7, row.created_at_ms).Bind(8, row.revoked_at_ms).Bind(9, row.created_by);
-      return upsert.Run();
-    }).WithContext("put key " + row.id);
+    return Write(
+               trail,
+               [&]() REQUIRES(mu_) -> Status {
+                 ASSIGN_OR_RETURN(
+                     Statement upsert,
+                     db_->Prepare("INSERT OR REPLACE INTO api_keys (" + std::string(kKeyColumns) +
+                                  ") VALUES (" + Placeholders(9) + ")"));
+                 upsert.Bind(1, row.id).Bind(2, row.secret_sha256).Bind(3, row.principal);
+                 upsert.Bind(4, row.project_id).Bind(5, row.role).Bind(6, row.all_projects ? 1 : 0);
+                 upsert.Bind(7, row.created_at_ms)
+                     .Bind(8, row.revoked_at_ms)
+                     .Bind(9, row.created_by);
+                 return upsert.Run();
+               })
+        .WithContext("put key " + row.id);
   }
 
   Result<KeyRow> GetKey(const std::string& id) override {
@@ -326,9 +334,7 @@ class SqliteStore : public MetadataStore {
     return ReadAll<KeyRow>(select, ReadKey);
   }
 
-  Result<int64_t> CountKeys() override {
-    return Count("SELECT COUNT(*) FROM api_keys", {});
-  }
+  Result<int64_t> CountKeys() override { return Count("SELECT COUNT(*) FROM api_keys", {}); }
 
   // --- audit ---
 
@@ -436,15 +442,17 @@ class SqliteStore : public MetadataStore {
     MutexLock lock(mu_);
     const std::string context =
         "record execution " + execution.id + " (session " + execution.session_id + ")";
-    return Write(trail, [&]() REQUIRES(mu_) -> Status {
-      // The execution first: its foreign key turns an unknown session into InvalidArgument,
-      // where writing the session first would quietly create it.
-      RETURN_IF_ERROR(InsertExecution(execution));
-      for (const FileRow& file : artifacts) {
-        RETURN_IF_ERROR(InsertFile(file).WithContext("file " + file.id));
-      }
-      return UpsertSession(session).WithContext("session " + session.id);
-    }).WithContext(context);
+    return Write(trail,
+                 [&]() REQUIRES(mu_) -> Status {
+                   // The execution first: its foreign key turns an unknown session into
+                   // InvalidArgument, where writing the session first would quietly create it.
+                   RETURN_IF_ERROR(InsertExecution(execution));
+                   for (const FileRow& file : artifacts) {
+                     RETURN_IF_ERROR(InsertFile(file).WithContext("file " + file.id));
+                   }
+                   return UpsertSession(session).WithContext("session " + session.id);
+                 })
+        .WithContext(context);
   }
 
   Result<ExecutionRow> GetExecution(const std::string& id) override {
@@ -553,8 +561,8 @@ class SqliteStore : public MetadataStore {
                                       "ON CONFLICT (session_id, file_id) DO NOTHING"));
         insert.Bind(1, input.session_id).Bind(2, input.file_id).Bind(3, input.filename);
         insert.Bind(4, input.sha256).Bind(5, input.placed_at_ms);
-        RETURN_IF_ERROR(insert.Run().WithContext("add input " + input.file_id + " of " +
-                                                 input.session_id));
+        RETURN_IF_ERROR(
+            insert.Run().WithContext("add input " + input.file_id + " of " + input.session_id));
       }
       return Status::Ok();
     });
@@ -666,8 +674,8 @@ class SqliteStore : public MetadataStore {
                      const std::string& value, ReadRow read, const char* what) {
     MutexLock lock(mu_);
     ASSIGN_OR_RETURN(Statement select,
-                     db_->Prepare("SELECT " + std::string(columns) + " FROM " +
-                                  std::string(table) + " WHERE " + std::string(column) + " = ?"));
+                     db_->Prepare("SELECT " + std::string(columns) + " FROM " + std::string(table) +
+                                  " WHERE " + std::string(column) + " = ?"));
     select.Bind(1, value);
     ASSIGN_OR_RETURN(bool found, select.Step());
     if (!found) return Status::NotFound(std::string(what) + " " + value + " not found");

@@ -828,8 +828,7 @@ TEST_F(SqliteStoreTest, SessionInputsRecordTheFirstPlacementAndSurviveTheirFile)
 namespace pycell::store {
 namespace {
 
-Trail AuditTrail(const std::string& action, const std::string& target,
-                 const std::string& id = "") {
+Trail AuditTrail(const std::string& action, const std::string& target, const std::string& id = "") {
   Trail trail;
   trail.audit.emplace();
   trail.audit->id = id;
@@ -903,9 +902,9 @@ TEST_F(SqliteStoreTest, TheAuditTableRefusesUpdatesAndDeletes) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
   char* error = nullptr;
-  EXPECT_NE(sqlite3_exec(db, "UPDATE audit_events SET principal = 'mallory'", nullptr, nullptr,
-                         &error),
-            SQLITE_OK);
+  EXPECT_NE(
+      sqlite3_exec(db, "UPDATE audit_events SET principal = 'mallory'", nullptr, nullptr, &error),
+      SQLITE_OK);
   EXPECT_NE(std::string(error ? error : "").find("append-only"), std::string::npos);
   sqlite3_free(error);
   EXPECT_NE(sqlite3_exec(db, "DELETE FROM audit_events", nullptr, nullptr, nullptr), SQLITE_OK);
@@ -917,8 +916,9 @@ TEST_F(SqliteStoreTest, RecordsMadeBeforeProjectsBelongToTheDefaultProject) {
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-    std::string sql = "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, "
-                      "applied_at_ms BIGINT NOT NULL);";
+    std::string sql =
+        "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, "
+        "applied_at_ms BIGINT NOT NULL);";
     for (const Migration& m : Migrations()) {
       if (m.version > 2) break;
       sql += std::string(m.sql) + "INSERT INTO schema_migrations VALUES (" +
@@ -926,8 +926,9 @@ TEST_F(SqliteStoreTest, RecordsMadeBeforeProjectsBelongToTheDefaultProject) {
     }
     sql += "INSERT INTO sessions VALUES ('" + Id("sess", 1) +
            "', 'default', 'ended', 'closed', 1, 2, 3, 4, '{}', '{}', 0);"
-           "INSERT INTO files VALUES ('" + Id("file", 1) +
-           "', 'a.csv', 3, '" + std::string(64, 'a') + "', 'text/csv', 'input', 1, 0, '', '', '');";
+           "INSERT INTO files VALUES ('" +
+           Id("file", 1) + "', 'a.csv', 3, '" + std::string(64, 'a') +
+           "', 'text/csv', 'input', 1, 0, '', '', '');";
     ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
         << sqlite3_errmsg(db);
     sqlite3_close(db);

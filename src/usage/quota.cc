@@ -14,8 +14,8 @@ std::string TimeText(int64_t ms) {
   return FormatRfc3339(std::chrono::system_clock::time_point(std::chrono::milliseconds(ms)));
 }
 
-Status Exceeded(const store::ProjectRow& project, const std::string& quota, const std::string& limit,
-                const std::string& used, const std::string& resets) {
+Status Exceeded(const store::ProjectRow& project, const std::string& quota,
+                const std::string& limit, const std::string& used, const std::string& resets) {
   return Status::ResourceExhausted("project " + project.name + " reached its quota " + quota +
                                    " (limit " + limit + ", used " + used + "); " + resets)
       .WithReason("quota_exceeded");

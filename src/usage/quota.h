@@ -27,8 +27,7 @@ int64_t DayStartMs(int64_t now_ms);
 Status CheckSessionQuotas(store::MetadataStore& store, const store::ProjectRow& project,
                           int64_t now_ms, int64_t pending = 0);
 // Before a cell runs: CPU today.
-Status CheckCpuQuota(store::MetadataStore& store, const store::ProjectRow& project,
-                     int64_t now_ms);
+Status CheckCpuQuota(store::MetadataStore& store, const store::ProjectRow& project, int64_t now_ms);
 // Before `adding_bytes` more are stored.
 Status CheckStorageQuota(store::MetadataStore& store, const store::ProjectRow& project,
                          int64_t adding_bytes);

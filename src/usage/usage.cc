@@ -40,7 +40,8 @@ struct Totals {
   }
 };
 
-// To `digits` decimals, as the JSON shows them (1e-3 * n is not exact in binary; n / 1e3 is closer).
+// To `digits` decimals, as the JSON shows them (1e-3 * n is not exact in binary; n / 1e3 is
+// closer).
 double Round(double v, int digits) {
   double scale = std::pow(10.0, digits);
   return std::round(v * scale) / scale;
@@ -122,8 +123,8 @@ class Grouper {
 
 }  // namespace
 
-Result<Json> Report(store::MetadataStore& store, const PriceConfig& prices,
-                    const UsageQuery& query, int64_t now_ms) {
+Result<Json> Report(store::MetadataStore& store, const PriceConfig& prices, const UsageQuery& query,
+                    int64_t now_ms) {
   const std::string& g = query.group_by;
   if (g != "project" && g != "principal" && g != "agent" && g != "day") {
     return Status::InvalidArgument("group_by must be project, principal, agent or day");
@@ -134,8 +135,8 @@ Result<Json> Report(store::MetadataStore& store, const PriceConfig& prices,
   Grouper grouper(query);
   const int64_t until = std::min(query.to_ms, now_ms);
 
-  ASSIGN_OR_RETURN(auto sessions, store.SessionsCreated(query.from_ms, query.to_ms,
-                                                        query.project_id));
+  ASSIGN_OR_RETURN(auto sessions,
+                   store.SessionsCreated(query.from_ms, query.to_ms, query.project_id));
   for (const store::SessionRow& s : sessions) {
     Totals& t = grouper.Row(s.project_id, s.principal, s.agent_id, s.created_at_ms);
     t.sessions += 1;

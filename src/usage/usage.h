@@ -7,9 +7,8 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json_fwd.hpp>
+#include <string>
 
 #include "common/config.h"
 #include "common/status.h"
@@ -20,8 +19,8 @@ namespace pycell::usage {
 struct UsageQuery {
   std::string group_by = "project";  // "project" | "principal" | "agent" | "day"
   int64_t from_ms = 0;
-  int64_t to_ms = 0;                 // Exclusive.
-  std::string project_id;            // "" = every project (the caller's scope decides).
+  int64_t to_ms = 0;       // Exclusive.
+  std::string project_id;  // "" = every project (the caller's scope decides).
 };
 
 // The /v1/usage object (docs/access.md): one row per group and the total, with costs.
