@@ -126,15 +126,14 @@ Status Authenticator::Fail(const std::string& address, const std::string& reques
 
 Status Authenticator::Deny(const Caller& caller, Permission permission, const std::string& route) {
   Count("permission");
-  store::Trail trail;
-  trail.audit = EventBy(caller, "auth.denied", "", WallMs(clock_));
+  store::Trail trail = AuditTrail(caller, "auth.denied", "", WallMs(clock_),
+                                  nlohmann::json{{"status", 403},
+                                                 {"reason", "permission"},
+                                                 {"permission", PermissionName(permission)},
+                                                 {"role", RoleName(caller.role)},
+                                                 {"route", route},
+                                                 {"peer", AddressOf(caller.peer)}});
   trail.audit->outcome = "denied";
-  trail.audit->detail_json = DumpJson(nlohmann::json{{"status", 403},
-                                                     {"reason", "permission"},
-                                                     {"permission", PermissionName(permission)},
-                                                     {"role", RoleName(caller.role)},
-                                                     {"route", route},
-                                                     {"peer", AddressOf(caller.peer)}});
   RETURN_IF_ERROR(store_->Record(trail));
   return Status::PermissionDenied(std::string("the role ") + RoleName(caller.role) +
                                   " may not do this (it needs " + PermissionName(permission) +

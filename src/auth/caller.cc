@@ -1,5 +1,7 @@
 #include "auth/caller.h"
 
+#include "common/json_reader.h"
+
 namespace pycell::auth {
 
 Caller Caller::System() {
@@ -53,6 +55,14 @@ audit::AuditEvent EventBy(const Caller& caller, std::string action, std::string 
   event.target = std::move(target);
   event.request_id = caller.request_id;
   return event;
+}
+
+store::Trail AuditTrail(const Caller& caller, std::string action, std::string target,
+                        int64_t now_ms, const nlohmann::json& detail) {
+  store::Trail trail;
+  trail.audit = EventBy(caller, std::move(action), std::move(target), now_ms);
+  trail.audit->detail_json = DumpJson(detail);
+  return trail;
 }
 
 }  // namespace pycell::auth

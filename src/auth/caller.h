@@ -7,10 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "audit/audit_event.h"
 #include "auth/roles.h"
+#include "store/metadata_store.h"
 
 namespace pycell::auth {
 
@@ -41,5 +43,11 @@ bool SeesSession(const Caller& caller, const std::string& project_id, const std:
 // An audit event of `action` on `target` by `caller` at `now_ms` (outcome "ok").
 audit::AuditEvent EventBy(const Caller& caller, std::string action, std::string target,
                           int64_t now_ms);
+
+// The one way to record an audited action: a trail holding EventBy's event with `detail` (an
+// object) serialized safely — bytes that are not UTF-8 are replaced, never thrown on (DumpJson).
+// Set the event's outcome or project, or add usage events, on the result before storing it.
+store::Trail AuditTrail(const Caller& caller, std::string action, std::string target,
+                        int64_t now_ms, const nlohmann::json& detail);
 
 }  // namespace pycell::auth

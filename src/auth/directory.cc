@@ -130,10 +130,8 @@ Result<store::ProjectRow> CreateProject(store::MetadataStore& store, const Calle
   row.name = spec.name;
   row.created_at_ms = now_ms;
   Apply(spec, &row);
-  store::Trail trail;
-  trail.audit = EventBy(by, "project.create", row.id, now_ms);
+  store::Trail trail = AuditTrail(by, "project.create", row.id, now_ms, ProjectJson(row));
   trail.audit->project_id = row.id;  // The affected project: its auditors see it.
-  trail.audit->detail_json = DumpJson(ProjectJson(row));
   RETURN_IF_ERROR(store.PutProject(row, trail));
   return row;
 }
@@ -143,10 +141,8 @@ Result<store::ProjectRow> UpdateProject(store::MetadataStore& store, const Calle
                                         int64_t now_ms) {
   ASSIGN_OR_RETURN(store::ProjectRow row, FindProject(store, id_or_name));
   Apply(spec, &row);
-  store::Trail trail;
-  trail.audit = EventBy(by, "project.update", row.id, now_ms);
+  store::Trail trail = AuditTrail(by, "project.update", row.id, now_ms, ProjectJson(row));
   trail.audit->project_id = row.id;
-  trail.audit->detail_json = DumpJson(ProjectJson(row));
   RETURN_IF_ERROR(store.PutProject(row, trail));
   return row;
 }
@@ -181,10 +177,8 @@ Result<CreatedKey> CreateKey(store::MetadataStore& store, const Caller& by, cons
   row.all_projects = spec.all_projects;
   row.created_at_ms = now_ms;
   row.created_by = by.principal;
-  store::Trail trail;
-  trail.audit = EventBy(by, "key.create", row.id, now_ms);
+  store::Trail trail = AuditTrail(by, "key.create", row.id, now_ms, KeyJson(row));
   trail.audit->project_id = row.project_id;
-  trail.audit->detail_json = DumpJson(KeyJson(row));
   RETURN_IF_ERROR(store.PutKey(row, trail));
   return created;
 }
@@ -200,10 +194,9 @@ Result<store::KeyRow> RevokeKey(store::MetadataStore& store, const Caller& by,
   store::KeyRow row = std::move(*found);
   if (row.revoked_at_ms != 0) return row;
   row.revoked_at_ms = now_ms;
-  store::Trail trail;
-  trail.audit = EventBy(by, "key.revoke", row.id, now_ms);
+  store::Trail trail = AuditTrail(by, "key.revoke", row.id, now_ms,
+                                  {{"principal", row.principal}, {"role", row.role}});
   trail.audit->project_id = row.project_id;
-  trail.audit->detail_json = DumpJson(Json{{"principal", row.principal}, {"role", row.role}});
   RETURN_IF_ERROR(store.PutKey(row, trail));
   return row;
 }

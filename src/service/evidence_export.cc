@@ -312,20 +312,19 @@ Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
       ".tar.gz";
 
   // Audited before a byte is sent: an export whose event cannot be written fails.
-  store::Trail trail;
-  trail.audit = auth::EventBy(caller, "evidence.export", request.session_id, NowMs());
-  trail.audit->detail_json = DumpJson(
-      Json{{"session_id", request.session_id.empty() ? Json(nullptr) : Json(request.session_id)},
-           {"from", TimeOrNull(from)},
-           {"to", TimeOrNull(to)},
-           {"with_files", request.with_files},
-           {"bytes", bundle.bytes},
-           {"manifest_sha256", manifest_sha256},
-           {"signer_sha256", evidence_key_->fingerprint()},
-           {"audit_first_seq", audit_segment["first_seq"]},
-           {"audit_last_seq", audit_segment["last_seq"]},
-           {"sessions", sessions.size()},
-           {"file_contents", contents.size()}});
+  store::Trail trail = auth::AuditTrail(
+      caller, "evidence.export", request.session_id, NowMs(),
+      {{"session_id", request.session_id.empty() ? Json(nullptr) : Json(request.session_id)},
+       {"from", TimeOrNull(from)},
+       {"to", TimeOrNull(to)},
+       {"with_files", request.with_files},
+       {"bytes", bundle.bytes},
+       {"manifest_sha256", manifest_sha256},
+       {"signer_sha256", evidence_key_->fingerprint()},
+       {"audit_first_seq", audit_segment["first_seq"]},
+       {"audit_last_seq", audit_segment["last_seq"]},
+       {"sessions", sessions.size()},
+       {"file_contents", contents.size()}});
   RETURN_IF_ERROR(store_->Record(trail));
   bundle.fd = std::move(fd);
   return bundle;

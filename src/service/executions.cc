@@ -115,12 +115,11 @@ store::Trail Service::ViolationTrail(const store::SessionRow& row, const std::st
                                      const std::string& execution_id) {
   auth::Caller system = auth::Caller::System();
   system.project_id = row.project_id;
-  store::Trail trail;
-  trail.audit = auth::EventBy(system, "security.protocol_violation", row.id, NowMs());
-  trail.audit->outcome = "error";
   Json detail = {{"rule", rule}, {"principal", row.principal}, {"pool", row.pool}};
   if (!execution_id.empty()) detail["execution_id"] = execution_id;
-  trail.audit->detail_json = DumpJson(detail);
+  store::Trail trail =
+      auth::AuditTrail(system, "security.protocol_violation", row.id, NowMs(), detail);
+  trail.audit->outcome = "error";
   return trail;
 }
 
@@ -254,10 +253,6 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
     row.cpu_ms += record.cpu_ms;
     row.peak_memory_bytes = std::max(row.peak_memory_bytes, exec.peak_memory_bytes);
   }
-  store::Trail trail;
-  trail.audit = auth::EventBy(caller, "execution.run", exec.id, NowMs());
-  trail.audit->code_sha256 = exec.code_sha256;
-  trail.audit->outcome = exec.status == "ok" ? "ok" : "error";
   Json artifact_ids = Json::array();
   for (const session::Artifact& a : record.artifacts) artifact_ids.push_back(a.file_id);
   Json detail = {{"session_id", session_id},
@@ -266,7 +261,9 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
                  {"cpu_ms", exec.cpu_ms},
                  {"artifacts", artifact_ids}};
   if (record.outputs_file) detail["outputs_file"] = record.outputs_file->file_id;
-  trail.audit->detail_json = DumpJson(detail);
+  store::Trail trail = auth::AuditTrail(caller, "execution.run", exec.id, NowMs(), detail);
+  trail.audit->code_sha256 = exec.code_sha256;
+  trail.audit->outcome = exec.status == "ok" ? "ok" : "error";
   Status recorded = store_->RecordExecution(exec, artifacts, row, trail);
   if (!recorded.ok()) {
     for (const store::FileRow& artifact : artifacts) DropUnnamedBlob(artifact.sha256);
@@ -305,9 +302,8 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
     // ended already, so the end's event is written here, by the system.
     auth::Caller system = auth::Caller::System();
     system.project_id = row.project_id;
-    store::Trail end;
-    end.audit = auth::EventBy(system, "session.end", row.id, row.ended_at_ms);
-    end.audit->detail_json = DumpJson(Json{{"reason", row.end_reason}, {"execution_id", exec.id}});
+    store::Trail end = auth::AuditTrail(system, "session.end", row.id, row.ended_at_ms,
+                                        {{"reason", row.end_reason}, {"execution_id", exec.id}});
     RETURN_IF_ERROR(store_->Record(end));
     if (!record.protocol_violation.empty()) {
       RETURN_IF_ERROR(store_->Record(ViolationTrail(row, record.protocol_violation, exec.id)));

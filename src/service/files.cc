@@ -49,10 +49,9 @@ Result<Json> Upload::Finish() {
     ASSIGN_OR_RETURN(files::BlobInfo blob, writer_->Commit());
     row.sha256 = blob.sha256;
     row.bytes = static_cast<int64_t>(blob.bytes);
-    store::Trail trail;
-    trail.audit = auth::EventBy(caller_, "file.upload", row.id, row.created_at_ms);
-    trail.audit->detail_json =
-        DumpJson(Json{{"filename", row.filename}, {"bytes", row.bytes}, {"sha256", row.sha256}});
+    store::Trail trail = auth::AuditTrail(
+        caller_, "file.upload", row.id, row.created_at_ms,
+        {{"filename", row.filename}, {"bytes", row.bytes}, {"sha256", row.sha256}});
     trail.usage.push_back({row.created_at_ms, row.created_at_ms, row.project_id, row.principal, "",
                            "", "upload_bytes", row.bytes});
     Status put = s->store_->PutFile(row, trail);
@@ -137,11 +136,10 @@ Result<FileContent> Service::OpenFile(const auth::Caller& caller, const std::str
 
 Status Service::RecordDownload(const auth::Caller& caller, const store::FileRow& file,
                                uint64_t bytes) {
-  store::Trail trail;
   int64_t now = NowMs();
-  trail.audit = auth::EventBy(caller, "file.download", file.id, now);
-  trail.audit->detail_json = DumpJson(
-      Json{{"bytes", bytes}, {"sha256", file.sha256}, {"file_project_id", file.project_id}});
+  store::Trail trail = auth::AuditTrail(
+      caller, "file.download", file.id, now,
+      {{"bytes", bytes}, {"sha256", file.sha256}, {"file_project_id", file.project_id}});
   trail.usage.push_back({now, now, caller.project_id, caller.principal, "", "", "download_bytes",
                          static_cast<int64_t>(bytes)});
   RETURN_IF_ERROR(store_->Record(trail));
@@ -165,10 +163,9 @@ store::UsageEvent Service::StorageHeld(const store::FileRow& row) const {
 
 Status Service::DeleteFile(const auth::Caller& caller, const std::string& id) {
   ASSIGN_OR_RETURN(store::FileRow row, VisibleFile(caller, id));
-  store::Trail trail;
-  trail.audit = auth::EventBy(caller, "file.delete", id, NowMs());
-  trail.audit->detail_json =
-      DumpJson(Json{{"filename", row.filename}, {"sha256", row.sha256}, {"bytes", row.bytes}});
+  store::Trail trail =
+      auth::AuditTrail(caller, "file.delete", id, NowMs(),
+                       {{"filename", row.filename}, {"sha256", row.sha256}, {"bytes", row.bytes}});
   trail.usage.push_back(StorageHeld(row));
   MutexLock lock(blob_mu_);
   auto remaining = store_->DeleteFile(id, trail);

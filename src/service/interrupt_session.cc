@@ -10,9 +10,8 @@ namespace pycell::service {
 Status Service::InterruptSession(const auth::Caller& caller, const std::string& session_id) {
   ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
   bool running = session->busy();
-  store::Trail trail;
-  trail.audit = auth::EventBy(caller, "execution.interrupt", session_id, NowMs());
-  trail.audit->detail_json = DumpJson(Json{{"running", running}});
+  store::Trail trail =
+      auth::AuditTrail(caller, "execution.interrupt", session_id, NowMs(), {{"running", running}});
   RETURN_IF_ERROR(store_->Record(trail));
   if (running) session->Interrupt();
   return Status::Ok();

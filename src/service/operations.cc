@@ -91,9 +91,7 @@ Result<Json> Service::Reload(const auth::Caller& caller, const ServiceConfig& re
     if (!created.ok()) return Status::InvalidArgument(created.status().message());
     fresh = std::move(*created);
   }
-  store::Trail trail;
-  trail.audit = auth::EventBy(caller, "config.change", "", NowMs());
-  trail.audit->detail_json = DumpJson(result);
+  store::Trail trail = auth::AuditTrail(caller, "config.change", "", NowMs(), result);
   Status recorded = store_->Record(trail);
   if (!recorded.ok()) {
     if (fresh) fresh->Close(std::chrono::milliseconds(0));

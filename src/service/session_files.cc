@@ -25,11 +25,9 @@ Result<Json> Service::PlaceFile(const auth::Caller& caller, session::Session& se
                            : session.PutFile(row.filename, fd.get()))
                       .WithContext("placing " + file_id));
   int64_t now = NowMs();
-  store::Trail trail;
-  trail.audit = auth::EventBy(caller, "session.files.put", session.id(), now);
   Json detail = {{"file_id", file_id}, {"filename", row.filename}, {"sha256", row.sha256}};
   if (replace) detail["replaced"] = true;
-  trail.audit->detail_json = DumpJson(detail);
+  store::Trail trail = auth::AuditTrail(caller, "session.files.put", session.id(), now, detail);
   RETURN_IF_ERROR(
       store_->AddSessionInputs({{session.id(), file_id, row.filename, row.sha256, now}}, trail));
   return Json{{"file_id", file_id}, {"path", "/mnt/data/" + row.filename}, {"bytes", row.bytes}};
@@ -57,10 +55,9 @@ Result<Json> Service::RemoveSessionFile(const auth::Caller& caller, const std::s
   ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
   std::string relative = path.rfind("/mnt/data/", 0) == 0 ? path.substr(10) : path;
   RETURN_IF_ERROR(session->RemoveFile(relative));
-  store::Trail trail;
-  trail.audit = auth::EventBy(caller, "session.files.delete", session_id, NowMs());
   const std::string shown = "/mnt/data/" + EscapeNonUtf8(relative);
-  trail.audit->detail_json = DumpJson(Json{{"path", shown}});
+  store::Trail trail =
+      auth::AuditTrail(caller, "session.files.delete", session_id, NowMs(), {{"path", shown}});
   RETURN_IF_ERROR(store_->Record(trail));
   return Json{{"object", "session.file"}, {"path", shown}, {"deleted", true}};
 }
@@ -103,11 +100,10 @@ Result<FileContent> Service::OpenSessionFile(const auth::Caller& caller,
   content.row.path = path;
   content.row.session_id = session_id;
 
-  store::Trail trail;
   int64_t now = NowMs();
-  trail.audit = auth::EventBy(caller, "session.files.get", session_id, now);
-  trail.audit->detail_json =
-      DumpJson(Json{{"path", "/mnt/data/" + path}, {"bytes", content.row.bytes}});
+  store::Trail trail =
+      auth::AuditTrail(caller, "session.files.get", session_id, now,
+                       {{"path", "/mnt/data/" + path}, {"bytes", content.row.bytes}});
   trail.usage.push_back({now, now, caller.project_id, caller.principal, "", session_id,
                          "download_bytes", content.row.bytes});
   RETURN_IF_ERROR(store_->Record(trail));

@@ -59,10 +59,9 @@ Status Service::QuotaRefused(const auth::Caller& caller, const std::string& targ
                              Status refusal) {
   if (refusal.reason() != "quota_exceeded") return refusal;  // The store failed: no refusal.
   metrics_->QuotaRefusal(usage::QuotaOf(refusal));
-  store::Trail trail;
-  trail.audit = auth::EventBy(caller, "quota.exceeded", target, NowMs());
+  store::Trail trail =
+      auth::AuditTrail(caller, "quota.exceeded", target, NowMs(), {{"message", refusal.message()}});
   trail.audit->outcome = "quota_exceeded";
-  trail.audit->detail_json = DumpJson(Json{{"message", refusal.message()}});
   RETURN_IF_ERROR(store_->Record(trail));
   return refusal;
 }
@@ -140,12 +139,11 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
   if (request.metadata && request.metadata->is_object() && request.metadata->contains("agent_id")) {
     row.agent_id = (*request.metadata)["agent_id"].get<std::string>();
   }
-  store::Trail trail;
-  trail.audit = auth::EventBy(caller, "session.create", row.id, row.created_at_ms);
   Json file_ids = Json::array();
   for (const store::FileRow& input : inputs) file_ids.push_back(input.id);
-  trail.audit->detail_json =
-      DumpJson(Json{{"pool", row.pool}, {"file_ids", file_ids}, {"metadata", MetadataOf(row)}});
+  store::Trail trail =
+      auth::AuditTrail(caller, "session.create", row.id, row.created_at_ms,
+                       {{"pool", row.pool}, {"file_ids", file_ids}, {"metadata", MetadataOf(row)}});
   Status put = store_->PutSession(row, trail);
   reservation.Release();
   if (!put.ok()) {
@@ -220,11 +218,10 @@ Result<Json> Service::ForkSession(const auth::Caller& caller, const std::string&
   row.principal = caller.principal;
   row.agent_id = origin.agent_id;
   row.forked_from = id;
-  store::Trail trail;
-  trail.audit = auth::EventBy(caller, "session.fork", row.id, row.created_at_ms);
+  store::Trail trail =
+      auth::AuditTrail(caller, "session.fork", row.id, row.created_at_ms,
+                       {{"forked_from", id}, {"pool", row.pool}, {"metadata", MetadataOf(row)}});
   trail.audit->project_id = row.project_id;
-  trail.audit->detail_json =
-      DumpJson(Json{{"forked_from", id}, {"pool", row.pool}, {"metadata", MetadataOf(row)}});
   Status put = store_->PutSession(row, trail);
   reservation.Release();
   if (!put.ok()) {
@@ -279,13 +276,12 @@ Status Service::RecordEnd(const session::Session& s) {
   if (row.end_reason.empty()) row.end_reason = "shutdown";
   row.ended_at_ms = NowMs();
   if (by.key_id.empty()) by.project_id = row.project_id;  // The system acts in the session's.
-  store::Trail trail;
-  trail.audit = auth::EventBy(by, "session.end", row.id, row.ended_at_ms);
-  trail.audit->detail_json =
-      DumpJson(Json{{"reason", row.end_reason},
-                    {"execution_count", row.execution_count},
-                    {"wall_seconds", (row.ended_at_ms - row.created_at_ms) / 1000.0},
-                    {"cpu_seconds", row.cpu_ms / 1000}});
+  store::Trail trail =
+      auth::AuditTrail(by, "session.end", row.id, row.ended_at_ms,
+                       {{"reason", row.end_reason},
+                        {"execution_count", row.execution_count},
+                        {"wall_seconds", (row.ended_at_ms - row.created_at_ms) / 1000.0},
+                        {"cpu_seconds", row.cpu_ms / 1000}});
   if (s.end_reason() == session::EndReason::kProtocolViolation) {
     Status logged = store_->Record(ViolationTrail(row, s.protocol_violation(), ""));
     if (!logged.ok())
@@ -435,9 +431,8 @@ Result<Json> Service::EndSession(const auth::Caller& caller, const std::string& 
       row.status = "ended";
       row.end_reason = "crashed";
       row.ended_at_ms = NowMs();
-      store::Trail trail;
-      trail.audit = auth::EventBy(caller, "session.end", id, row.ended_at_ms);
-      trail.audit->detail_json = DumpJson(Json{{"reason", row.end_reason}});
+      store::Trail trail = auth::AuditTrail(caller, "session.end", id, row.ended_at_ms,
+                                            {{"reason", row.end_reason}});
       RETURN_IF_ERROR(store_->PutSession(row, trail));
     }
     ASSIGN_OR_RETURN(row, store_->GetSession(id));
