@@ -12,6 +12,24 @@
 #include "session/execution.h"
 
 namespace pycell::service {
+namespace {
+
+constexpr uint64_t kNotebookOutputsFiles = 64;
+
+// The record's outputs_file, when it names a stored file ({id, bytes, sha256, outputs}).
+const Json* OutputsFileOf(const Json& record) {
+  auto it = record.find("outputs_file");
+  if (it == record.end() || !it->is_object()) return nullptr;
+  auto sha = it->find("sha256");
+  auto bytes = it->find("bytes");
+  if (sha == it->end() || !sha->is_string() || sha->get_ref<const std::string&>().size() != 64 ||
+      bytes == it->end() || !bytes->is_number_unsigned()) {
+    return nullptr;
+  }
+  return &*it;
+}
+
+}  // namespace
 
 Result<std::vector<store::ExecutionRow>> Service::SessionExecutions(const std::string& session_id) {
   std::vector<store::ExecutionRow> all;
@@ -33,16 +51,28 @@ Result<Json> Service::Notebook(const auth::Caller& caller, const std::string& se
   ASSIGN_OR_RETURN(std::vector<store::SessionInput> inputs, store_->SessionInputs(session_id));
   std::vector<Json> executions;
   Json timeline = Json::array();
+  // The most bytes of outputs files one export loads: 64 records' worth past their bound.
+  uint64_t outputs_budget = kNotebookOutputsFiles * LiveConfig()->engine.max_record_outputs_bytes;
   for (const store::ExecutionRow& row : rows) {
     Json record = Json::parse(row.record_json, nullptr, false);
     if (!record.is_object()) return Status::Internal("execution " + row.id + " has no record");
     // A cell whose outputs were too large for its record keeps all of them in a stored file:
-    // the notebook shows them all while that file is kept (retention), the record's share after.
-    if (record.contains("outputs_file") && record["outputs_file"].is_object() &&
-        record["outputs_file"].value("sha256", "").size() == 64) {
-      auto text = ReadSmallFile(blobs_->BlobPath(record["outputs_file"]["sha256"]), 64 << 20);
-      auto outputs = text.ok() ? ParseUntrustedJson(*text) : Result<Json>(text.status());
-      if (outputs.ok() && outputs->is_array()) record["outputs"] = std::move(*outputs);
+    // the notebook shows them all while that file is kept (retention), the record's share after,
+    // and once the export has loaded its budget of such files (the outputs' volume is the
+    // tenant's: a notebook of many large cells must not take the server's memory).
+    if (const Json* file = OutputsFileOf(record); file != nullptr) {
+      const uint64_t bytes = (*file)["bytes"].get<uint64_t>();
+      if (bytes <= outputs_budget) {
+        JsonLimits limits;
+        limits.max_bytes = outputs_budget;
+        auto text =
+            ReadSmallFile(blobs_->BlobPath((*file)["sha256"].get<std::string>()), outputs_budget);
+        auto outputs = text.ok() ? ParseUntrustedJson(*text, limits) : Result<Json>(text.status());
+        if (outputs.ok() && outputs->is_array()) {
+          record["outputs"] = std::move(*outputs);
+          outputs_budget -= bytes;
+        }
+      }
     }
     timeline.push_back({{"id", row.id},
                         {"status", row.status},

@@ -1441,6 +1441,24 @@ class TestRecordOutputsFile(ServiceTestCase):
         lineage = expect(user.get("/v1/files/%s/lineage" % ref["id"]), 200, "lineage")
         self.assertEqual(lineage["produced_by"]["execution"]["id"], record["id"])
 
+    def test_notebook_loads_a_bounded_volume_of_outputs_files(self):
+        # Three cells of about 1.5 MB of outputs each; an export loads at most 64 records' worth
+        # of outputs files (64 x 64 KiB = 4 MiB here): the first cell's and two big ones in
+        # full, then the inline outputs of the third.
+        user, session_id, _ = self.run_cell()
+        big = ("from IPython.display import display\n"
+               "for i in range(100):\n"
+               "    display('%03d' % i + 'y' * 15000)\n"
+               "'big'\n")
+        for _ in range(3):
+            record = expect(user.execute(session_id, big, timeout_s=60), 200, "a big cell")
+            self.assertEqual(record["outputs_file"]["outputs"], 101)
+        notebook = expect(user.get("/v1/sessions/%s/notebook" % session_id), 200, "notebook")
+        counts = [len(c["outputs"]) for c in notebook["cells"] if c["cell_type"] == "code"]
+        self.assertEqual(counts[:3], [201, 101, 101], counts)
+        self.assertLess(counts[3], 101, "the export loaded every outputs file: %r" % counts)
+        self.assertServiceSurvived("a notebook of large outputs files")
+
     def test_no_room_in_the_storage_quota(self):
         user, session_id, record = self.run_cell(quotas={"storage_bytes": 10000})
         self.assertIsNone(record.get("outputs_file"), repr(record.get("outputs_file")))
