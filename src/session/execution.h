@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/status.h"
 #include "files/safe_dir.h"
 #include "kernel/kernel.h"
 
@@ -79,6 +80,12 @@ struct ExecutionRecord {
 
   // The record as JSON (MIME bundles in Jupyter's shape: {"output_type", "data", "metadata"}).
   std::string ToJson(int indent = -1) const;
+  // A stored record (ToJson's text) read back, so that the service hands out records as this
+  // struct whether it just ran the cell or reads it from the store: FromJson(r.ToJson()).ToJson()
+  // is r.ToJson(). The text is treated as untrusted (bounded parse, typed reads that never
+  // throw): a field missing or of the wrong type keeps its default. InvalidArgument when the
+  // text is not a JSON object or has no id.
+  static Result<ExecutionRecord> FromJson(std::string_view text);
 };
 
 // Which of the record's fields the host measured itself (attested: timings, CPU, memory, the code
