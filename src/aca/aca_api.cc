@@ -4,6 +4,7 @@
 #include <cctype>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "common/json_reader.h"
 
 namespace pycell::aca {
@@ -156,24 +157,35 @@ Result<ExecuteRequest> ParseExecution(std::string_view body) {
   return ExecuteFields(j, /*current=*/true);
 }
 
-Json ResultOf(const Json& execution) {
-  const Json& outputs = Field(execution, "outputs");
-  if (!outputs.is_array()) return "";
+namespace {
+
+// The value of `mime` in the output's bundle, or null.
+const std::string* BundleValue(const kernel::Output& output, std::string_view mime) {
+  for (const auto& [type, value] : output.bundle.data) {
+    if (type == mime) return &value;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Json ResultOf(const session::ExecutionRecord& execution) {
   // The last image wins: a chart is what a cell that draws one is about.
-  for (auto it = outputs.rbegin(); it != outputs.rend(); ++it) {
-    const Json& data = Field(*it, "data");
-    if (data.is_object() && data.contains("image/png") && data["image/png"].is_string()) {
-      std::string base64 = data["image/png"].get<std::string>();
+  for (auto it = execution.outputs.rbegin(); it != execution.outputs.rend(); ++it) {
+    if (const std::string* png = BundleValue(*it, "image/png")) {
+      std::string base64 = *png;
       base64.erase(std::remove(base64.begin(), base64.end(), '\n'), base64.end());
       return Json{{"type", "image"}, {"format", "png"}, {"base64_data", base64}};
     }
   }
-  for (const Json& output : outputs) {
-    if (StringField(output, "output_type") != "execute_result") continue;
-    const Json& data = Field(output, "data");
-    if (!data.is_object()) continue;
-    if (data.contains("application/json")) return data["application/json"];
-    std::string text = StringField(data, "text/plain");
+  for (const kernel::Output& output : execution.outputs) {
+    if (output.kind != kernel::Output::Kind::kResult) continue;
+    if (const std::string* json = BundleValue(output, "application/json")) {
+      auto value = ParseUntrustedJson(*json);
+      return value.ok() ? std::move(*value) : Json(*json);
+    }
+    const std::string* plain = BundleValue(output, "text/plain");
+    std::string text = plain != nullptr ? *plain : "";
     auto number = ParseUntrustedJson(text, JsonLimits{64u << 20, 4, 16});
     if (number.ok() && number->is_number()) return *number;
     return text;
@@ -181,21 +193,17 @@ Json ResultOf(const Json& execution) {
   return "";
 }
 
-std::string StderrOf(const Json& execution) {
-  std::string text = StringField(execution, "stderr");
-  const Json& error = Field(execution, "error");
-  if (error.is_object()) {
+std::string StderrOf(const session::ExecutionRecord& execution) {
+  std::string text = execution.stderr_text;
+  if (execution.error) {
     if (!text.empty() && text.back() != '\n') text += '\n';
-    const Json& traceback = Field(error, "traceback");
-    if (traceback.is_array() && !traceback.empty()) {
-      for (const Json& line : traceback) {
-        if (line.is_string()) text += line.get<std::string>() + "\n";
-      }
+    if (!execution.error->traceback.empty()) {
+      for (const std::string& line : execution.error->traceback) text += line + "\n";
     } else {
-      text += StringField(error, "ename") + ": " + StringField(error, "evalue") + "\n";
+      text += execution.error->ename + ": " + execution.error->evalue + "\n";
     }
   }
-  const std::string& status = StringField(execution, "status");
+  const std::string& status = execution.status;
   if (status == "timeout" || status == "crashed") {
     if (!text.empty() && text.back() != '\n') text += '\n';
     text += status == "timeout" ? "the execution timed out\n" : "the session crashed\n";
@@ -203,32 +211,31 @@ std::string StderrOf(const Json& execution) {
   return text;
 }
 
-Json LegacyExecuteResponse(const Json& execution) {
-  bool ok = StringField(execution, "status") == "ok";
+Json LegacyExecuteResponse(const session::ExecutionRecord& execution) {
+  bool ok = execution.status == "ok";
   Json result = ResultOf(execution);
   return {{"properties",
-           {{"$id", StringField(execution, "id")},
+           {{"$id", execution.id},
             {"status", ok ? "Success" : "Failure"},
-            {"stdout", StringField(execution, "stdout")},
+            {"stdout", execution.stdout_text},
             {"stderr", StderrOf(execution)},
             {"result", result},
             {"executionResult", result},
-            {"executionTimeInMilliseconds", IntField(execution, "duration_ms")}}}};
+            {"executionTimeInMilliseconds", static_cast<int64_t>(execution.duration_ms)}}}};
 }
 
-Json ExecutionResponse(const Json& execution, const std::string& identifier, bool asynchronous,
-                       std::optional<uint64_t> max_length) {
-  const std::string& status = StringField(execution, "status");
-  const char* azure_status = status == "ok"                                  ? "Succeeded"
-                             : !Field(execution, "interrupted_by").is_null() ? "Cancelled"
-                                                                             : "Failed";
-  std::string out = StringField(execution, "stdout");
+Json ExecutionResponse(const session::ExecutionRecord& execution, const std::string& identifier,
+                       bool asynchronous, std::optional<uint64_t> max_length) {
+  const char* azure_status = execution.status == "ok"            ? "Succeeded"
+                             : !execution.interrupted_by.empty() ? "Cancelled"
+                                                                 : "Failed";
+  std::string out = execution.stdout_text;
   std::string err = StderrOf(execution);
   if (max_length) {
     out = Cut(out, *max_length);
     err = Cut(err, *max_length);
   }
-  return {{"id", StringField(execution, "id")},
+  return {{"id", execution.id},
           {"identifier", identifier},
           {"sessionId", identifier},
           {"executionType", asynchronous ? "Asynchronous" : "Synchronous"},
@@ -237,7 +244,7 @@ Json ExecutionResponse(const Json& execution, const std::string& identifier, boo
            {{"stdout", out},
             {"stderr", err},
             {"executionResult", ResultOf(execution)},
-            {"executionTimeInMilliseconds", IntField(execution, "duration_ms")}}}};
+            {"executionTimeInMilliseconds", static_cast<int64_t>(execution.duration_ms)}}}};
 }
 
 Result<std::string> SessionFileName(const std::string& raw, bool top_level) {
@@ -306,19 +313,21 @@ Result<Json> FindFile(const Json& session_files, const std::string& name) {
   return Status::NotFound("no file " + BaseName(name) + " in /mnt/data of this session");
 }
 
-Json SessionResponse(const Json& session, const std::string& identifier) {
-  auto time = [&](const char* key) {
-    const Json& v = Field(session, key);
-    return v.is_string() ? v : Json(nullptr);
+Json SessionResponse(const store::SessionRow& session, const std::string& identifier) {
+  auto time = [](int64_t ms) {
+    return ms == 0 ? Json(nullptr)
+                   : Json(FormatRfc3339(
+                         std::chrono::system_clock::time_point(std::chrono::milliseconds(ms))));
   };
+  bool active = session.status == "active";
   return {{"identifier", identifier},
           {"sessionId", identifier},
-          {"createdAt", time("created_at")},
-          {"lastAccessedAt",
-           time("last_active_at").is_null() ? time("created_at") : time("last_active_at")},
-          {"expireAt", time("expires_at")},
-          {"expiresAt", time("expires_at")},
-          {"status", StringField(session, "status") == "active" ? "Running" : "Stopped"}};
+          {"createdAt", time(session.created_at_ms)},
+          {"lastAccessedAt", time(session.last_active_at_ms != 0 ? session.last_active_at_ms
+                                                                 : session.created_at_ms)},
+          {"expireAt", active ? time(session.expires_at_ms) : Json(nullptr)},
+          {"expiresAt", active ? time(session.expires_at_ms) : Json(nullptr)},
+          {"status", active ? "Running" : "Stopped"}};
 }
 
 Json SessionList(const std::vector<Json>& sessions) {

@@ -1,5 +1,6 @@
 // The Azure Container Apps dynamic sessions data plane (Python code interpreter), as pycell speaks
-// it: request parsing and response shaping, pure functions from JSON to JSON. The HTTP binding
+// it: request parsing and response shaping, pure functions from request JSON and pycell's typed
+// records (the execution record, the session row) to Azure's JSON. The HTTP binding
 // (server/aca_routes.cc) calls these and the Service; nothing here knows HTTP or holds state.
 //
 // Where each shape comes from (docs/aca.md has the full table):
@@ -32,6 +33,8 @@
 #include <vector>
 
 #include "common/status.h"
+#include "session/execution.h"
+#include "store/metadata_store.h"
 
 namespace pycell::aca {
 
@@ -70,19 +73,18 @@ Result<ExecuteRequest> ParseExecution(std::string_view body);
 // image of the cell: a matplotlib figure or a displayed image) as {"type": "image", "format":
 // "png", "base64_data"}; else the last expression's value — application/json as JSON, a plain
 // number literal as a number, other text/plain as a string; "" when there was none.
-Json ResultOf(const Json& execution);
+Json ResultOf(const session::ExecutionRecord& execution);
 // stderr with the error (ename: evalue and the traceback) appended, as Azure reports a failure.
-std::string StderrOf(const Json& execution);
+std::string StderrOf(const session::ExecutionRecord& execution);
 
 // Legacy answer: {"properties": {"$id", "status": "Success"|"Failure", "stdout", "stderr",
-// "result", "executionResult", "executionTimeInMilliseconds"}}. `execution` is pycell's
-// execution object (docs/openapi.json).
-Json LegacyExecuteResponse(const Json& execution);
+// "result", "executionResult", "executionTimeInMilliseconds"}}.
+Json LegacyExecuteResponse(const session::ExecutionRecord& execution);
 // Current answer: {id, identifier, sessionId, executionType, status: "Succeeded"|"Failed"|
 // "Cancelled", result: {stdout, stderr, executionResult, executionTimeInMilliseconds}}, stdout
 // and stderr cut to `max_length` characters when given.
-Json ExecutionResponse(const Json& execution, const std::string& identifier, bool asynchronous,
-                       std::optional<uint64_t> max_length = std::nullopt);
+Json ExecutionResponse(const session::ExecutionRecord& execution, const std::string& identifier,
+                       bool asynchronous, std::optional<uint64_t> max_length = std::nullopt);
 
 // A file in /mnt/data named relative to it: "/mnt/data/x.csv" and "x.csv" both give "x.csv".
 // InvalidArgument for an empty name, "..", "." or empty segments, NUL, or (with `top_level`) a
@@ -99,9 +101,9 @@ Json FileList(const Json& session_files, Contract contract);
 // The entry of `name` in the listing, or NotFound.
 Result<Json> FindFile(const Json& session_files, const std::string& name);
 
-// pycell's session object as Azure's: {identifier, sessionId, createdAt, lastAccessedAt,
-// expireAt, expiresAt, status}.
-Json SessionResponse(const Json& session, const std::string& identifier);
+// A session's record as Azure's session object: {identifier, sessionId, createdAt,
+// lastAccessedAt, expireAt, expiresAt, status}.
+Json SessionResponse(const store::SessionRow& session, const std::string& identifier);
 // {"value": [...], "nextLink": null}
 Json SessionList(const std::vector<Json>& sessions);
 

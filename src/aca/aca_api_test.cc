@@ -92,14 +92,19 @@ TEST(AcaExecute, HostileBodies) {
   (void)ParseLegacyExecute(deep);
 }
 
-Json Execution(const std::string& status, Json outputs, Json error = nullptr) {
-  return {{"id", "exec_1"},    {"session_id", "sess_1"}, {"status", status},
-          {"stdout", "out\n"}, {"stderr", ""},           {"outputs", outputs},
-          {"error", error},    {"duration_ms", 12},      {"interrupted_by", nullptr}};
+// A record as the store holds it, read back as the service hands it out.
+session::ExecutionRecord Execution(const std::string& status, Json outputs, Json error = nullptr,
+                                   const std::string& stdout_text = "out\n") {
+  Json stored = {{"id", "exec_1"},        {"session_id", "sess_1"}, {"status", status},
+                 {"stdout", stdout_text}, {"stderr", ""},           {"outputs", outputs},
+                 {"error", error},        {"duration_ms", 12}};
+  auto record = session::ExecutionRecord::FromJson(stored.dump());
+  EXPECT_TRUE(record.ok());
+  return record.ok() ? *record : session::ExecutionRecord{};
 }
 
 TEST(AcaResponse, LegacySuccessWithNumberResult) {
-  Json e = Execution(
+  auto e = Execution(
       "ok", Json::array({{{"output_type", "execute_result"}, {"data", {{"text/plain", "42"}}}}}));
   Json r = LegacyExecuteResponse(e)["properties"];
   EXPECT_EQ(r["status"], "Success");
@@ -110,7 +115,7 @@ TEST(AcaResponse, LegacySuccessWithNumberResult) {
 }
 
 TEST(AcaResponse, ImageResultWins) {
-  Json e = Execution(
+  auto e = Execution(
       "ok",
       Json::array({{{"output_type", "display_data"}, {"data", {{"image/png", "iVBORw0K\nGgo="}}}},
                    {{"output_type", "execute_result"}, {"data", {{"text/plain", "'text'"}}}}}));
@@ -121,7 +126,7 @@ TEST(AcaResponse, ImageResultWins) {
 }
 
 TEST(AcaResponse, FailureCarriesTheTraceback) {
-  Json e =
+  auto e =
       Execution("error", Json::array(),
                 {{"ename", "ZeroDivisionError"},
                  {"evalue", "division by zero"},
@@ -137,14 +142,13 @@ TEST(AcaResponse, FailureCarriesTheTraceback) {
 }
 
 TEST(AcaResponse, OutputStreamsCutOnCharacterBoundary) {
-  Json e = Execution("ok", Json::array());
-  e["stdout"] = "h\xc3\xa9llo";
+  auto e = Execution("ok", Json::array(), nullptr, "h\xc3\xa9llo");
   Json r = ExecutionResponse(e, "ident-1", false, 2);
   EXPECT_EQ(r["result"]["stdout"], "h");
-  // A record missing every field still shapes (no throw).
-  Json empty = ExecutionResponse(Json::object(), "ident-1", true);
+  // A record missing every field still shapes.
+  Json empty = ExecutionResponse(session::ExecutionRecord{}, "ident-1", true);
   EXPECT_EQ(empty["status"], "Failed");
-  EXPECT_EQ(LegacyExecuteResponse(Json::object())["properties"]["result"], "");
+  EXPECT_EQ(LegacyExecuteResponse(session::ExecutionRecord{})["properties"]["result"], "");
 }
 
 TEST(AcaFiles, NamesRelativeToMntData) {
@@ -177,16 +181,20 @@ TEST(AcaFiles, ListingShapes) {
 }
 
 TEST(AcaSession, Shape) {
-  Json s = SessionResponse({{"id", "sess_1"},
-                            {"status", "active"},
-                            {"created_at", "2025-01-01T00:00:00Z"},
-                            {"last_active_at", nullptr},
-                            {"expires_at", "2025-01-01T01:00:00Z"}},
-                           "ident-1");
+  store::SessionRow row;
+  row.id = "sess_1";
+  row.status = "active";
+  row.created_at_ms = 1735689600000;  // 2025-01-01T00:00:00Z
+  row.expires_at_ms = 1735693200000;
+  Json s = SessionResponse(row, "ident-1");
   EXPECT_EQ(s["identifier"], "ident-1");
-  EXPECT_EQ(s["createdAt"], "2025-01-01T00:00:00Z");
-  EXPECT_EQ(s["lastAccessedAt"], "2025-01-01T00:00:00Z");
-  EXPECT_EQ(s["expireAt"], "2025-01-01T01:00:00Z");
+  EXPECT_EQ(s["createdAt"], "2025-01-01T00:00:00.000Z");
+  EXPECT_EQ(s["lastAccessedAt"], "2025-01-01T00:00:00.000Z");
+  EXPECT_EQ(s["expireAt"], "2025-01-01T01:00:00.000Z");
+  EXPECT_EQ(s["status"], "Running");
+  row.status = "ended";
+  EXPECT_TRUE(SessionResponse(row, "ident-1")["expireAt"].is_null());
+  EXPECT_EQ(SessionResponse(row, "ident-1")["status"], "Stopped");
   EXPECT_TRUE(SessionList({s})["nextLink"].is_null());
 }
 

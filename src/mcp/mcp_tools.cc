@@ -11,6 +11,7 @@
 #include "common/utf8.h"
 #include "evidence/signing_key.h"
 #include "service/service.h"
+#include "service/v1_views.h"
 
 namespace pycell::mcp {
 namespace {
@@ -60,23 +61,28 @@ std::string WithoutAnsi(const std::string& text) {
   return std::regex_replace(text, kAnsi, "");
 }
 
+// The value of `mime` in the output's bundle, or null.
+const std::string* BundleValue(const kernel::Output& output, std::string_view mime) {
+  for (const auto& [type, value] : output.bundle.data) {
+    if (type == mime) return &value;
+  }
+  return nullptr;
+}
+
 // The text of the last expression's value, or null.
-Json ResultText(const Json& execution) {
-  for (const Json& output : execution.value("outputs", Json::array())) {
-    if (output.value("output_type", "") != "execute_result") continue;
-    const Json& data = output.value("data", Json::object());
-    if (data.contains("text/plain") && data["text/plain"].is_string()) return data["text/plain"];
+Json ResultText(const session::ExecutionRecord& execution) {
+  for (const kernel::Output& output : execution.outputs) {
+    if (output.kind != kernel::Output::Kind::kResult) continue;
+    if (const std::string* text = BundleValue(output, "text/plain")) return *text;
   }
   return nullptr;
 }
 
 // What a cell did, as a model reads it: its result alone when that is all, else labelled parts.
-std::string CellText(const Json& execution, const Json& result) {
-  std::string stdout_text = execution.value("stdout", ""),
-              stderr_text = execution.value("stderr", "");
-  const Json& error = execution.value("error", Json());
-  std::string status = execution.value("status", "");
-  if (stdout_text.empty() && stderr_text.empty() && error.is_null() && status == "ok") {
+std::string CellText(const session::ExecutionRecord& execution, const Json& result) {
+  const std::string& status = execution.status;
+  if (execution.stdout_text.empty() && execution.stderr_text.empty() && !execution.error &&
+      status == "ok") {
     return result.is_string() ? result.get<std::string>() : "(no output)";
   }
   std::string text;
@@ -86,22 +92,21 @@ std::string CellText(const Json& execution, const Json& result) {
     text += "[" + label + "]\n" + body;
     if (text.back() != '\n') text += "\n";
   };
-  part("stdout", stdout_text);
-  part("stderr", stderr_text);
+  part("stdout", execution.stdout_text);
+  part("stderr", execution.stderr_text);
   if (result.is_string()) part("result", result.get<std::string>());
-  if (error.is_object()) {
+  if (execution.error) {
     std::string trace;
-    for (const Json& line : error.value("traceback", Json::array())) {
-      if (line.is_string()) trace += WithoutAnsi(line.get<std::string>()) + "\n";
-    }
-    part("error", error.value("ename", "") + ": " + error.value("evalue", "") + "\n" + trace);
+    for (const std::string& line : execution.error->traceback) trace += WithoutAnsi(line) + "\n";
+    part("error", execution.error->ename + ": " + execution.error->evalue + "\n" + trace);
   }
   if (status == "timeout") {
-    part("timeout",
-         "the cell ran past its timeout and was " + execution.value("timeout_action", "stopped"));
+    part("timeout", "the cell ran past its timeout and was " + (execution.timeout_action.empty()
+                                                                    ? std::string("stopped")
+                                                                    : execution.timeout_action));
   }
-  if (execution.contains("session_end_reason")) {
-    part("session ended", DumpJson(execution["session_end_reason"]));
+  if (!execution.session_end_reason.empty()) {
+    part("session ended", DumpJson(execution.session_end_reason));
   }
   return text;
 }
@@ -130,12 +135,13 @@ Json SessionOutputSchema() {
       {"session_id", "status", "expires_at", "session"});
 }
 
-Json SessionStructured(const Json& session) {
-  return {{"session_id", session["id"]},
-          {"status", session["status"]},
-          {"expires_at", session.value("expires_at", Json())},
-          {"end_reason", session.value("end_reason", Json())},
-          {"session", session}};
+Json SessionStructured(const service::SessionInfo& session) {
+  Json view = service::SessionView(session);
+  return {{"session_id", session.row.id},
+          {"status", session.row.status},
+          {"expires_at", view["expires_at"]},
+          {"end_reason", view["end_reason"]},
+          {"session", std::move(view)}};
 }
 
 // --- the tools ------------------------------------------------------------------------------
@@ -205,9 +211,9 @@ Tool ExecutePython(Service* s) {
     bool created = session_id.empty();
     if (created) {
       RETURN_IF_ERROR(ctx.Require(P::kSessionsCreate));
-      ASSIGN_OR_RETURN(Json session,
+      ASSIGN_OR_RETURN(service::SessionInfo session,
                        s->CreateSession(ctx.caller(), service::CreateSessionRequest{}));
-      session_id = session["id"].get<std::string>();
+      session_id = session.row.id;
     }
     const auth::Caller caller = ctx.caller();
     ctx.OnCancel([s, caller, session_id] { (void)s->InterruptSession(caller, session_id); });
@@ -225,55 +231,57 @@ Tool ExecutePython(Service* s) {
       if (!created) return record.status();
       return record.status().WithContext("in the new session " + session_id);
     }
-    Json execution = Json::parse(*record);
+    const session::ExecutionRecord& execution = record->record;
     Json expires_at = nullptr;
     if (auto session = s->GetSession(caller, session_id); session.ok()) {
-      expires_at = session->value("expires_at", Json());
+      expires_at = service::SessionView(*session)["expires_at"];
     }
     Json result = ResultText(execution);
     ToolResult out;
     out.content.push_back(Text(CellText(execution, result)));
-    for (const Json& output : execution.value("outputs", Json::array())) {
-      const Json& data = output.value("data", Json::object());
-      if (data.contains("image/png") && data["image/png"].is_string()) {
-        std::string png = data["image/png"].get<std::string>();
+    for (const kernel::Output& output : execution.outputs) {
+      if (const std::string* image = BundleValue(output, "image/png")) {
+        std::string png = *image;
         png.erase(std::remove(png.begin(), png.end(), '\n'), png.end());
         out.content.push_back({{"type", "image"}, {"data", png}, {"mimeType", "image/png"}});
       }
     }
     Json artifacts = Json::array();
-    for (const Json& a : execution.value("artifacts", Json::array())) {
-      std::string uri = FileUri(a["id"].get<std::string>());
+    for (const session::Artifact& a : execution.artifacts) {
+      std::string uri = FileUri(a.file_id);
+      std::string path = "/mnt/data/" + a.path;
       out.content.push_back(
           {{"type", "resource_link"},
            {"uri", uri},
-           {"name", a["filename"]},
-           {"description",
-            "written by the cell at " + a["path"].get<std::string>() +
-                "; fetch it with download_file {file_id: " + a["id"].get<std::string>() + "}"},
-           {"mimeType", a["media_type"]},
-           {"size", a["bytes"]}});
-      artifacts.push_back({{"file_id", a["id"]},
-                           {"filename", a["filename"]},
-                           {"path", a["path"]},
-                           {"bytes", a["bytes"]},
-                           {"sha256", a["sha256"]},
-                           {"media_type", a["media_type"]},
+           {"name", a.filename},
+           {"description", "written by the cell at " + path +
+                               "; fetch it with download_file {file_id: " + a.file_id + "}"},
+           {"mimeType", a.media_type},
+           {"size", a.bytes}});
+      artifacts.push_back({{"file_id", a.file_id},
+                           {"filename", a.filename},
+                           {"path", path},
+                           {"bytes", a.bytes},
+                           {"sha256", a.sha256},
+                           {"media_type", a.media_type},
                            {"uri", uri}});
     }
-    std::string status = execution.value("status", "");
+    const std::string& status = execution.status;
     out.content.push_back(
         Text("session_id: " + session_id +
              (expires_at.is_string() ? ", expires_at: " + expires_at.get<std::string>() : "")));
     out.structured = {{"session_id", session_id},
                       {"expires_at", expires_at},
                       {"session_created", created},
-                      {"execution_id", execution["id"]},
+                      {"execution_id", execution.id},
                       {"status", status},
-                      {"stdout", execution.value("stdout", "")},
-                      {"stderr", execution.value("stderr", "")},
+                      {"stdout", execution.stdout_text},
+                      {"stderr", execution.stderr_text},
                       {"result", result},
-                      {"error", execution.value("error", Json())},
+                      {"error", execution.error ? Json{{"ename", execution.error->ename},
+                                                       {"evalue", execution.error->evalue},
+                                                       {"traceback", execution.error->traceback}}
+                                                : Json(nullptr)},
                       {"artifacts", artifacts}};
     out.is_error = status != "ok";
     return out;
@@ -333,11 +341,11 @@ Tool UploadFile(Service* s) {
       }
       ASSIGN_OR_RETURN(auto upload, s->BeginUpload(ctx.caller(), filename));
       RETURN_IF_ERROR(upload->Write(*bytes));
-      ASSIGN_OR_RETURN(Json file, upload->Finish());
-      file_id = file["id"].get<std::string>();
+      ASSIGN_OR_RETURN(service::FileInfo file, upload->Finish());
+      file_id = file.id;
       structured["file_id"] = file_id;
-      structured["filename"] = file["filename"];
-      structured["bytes"] = file["bytes"];
+      structured["filename"] = file.filename;
+      structured["bytes"] = file.bytes;
     } else if (session_id.empty()) {
       return Status::InvalidArgument(
           "file_id places a stored file into a session: give session_id too");
@@ -529,14 +537,14 @@ Tool CreateSession(Service* s) {
     ASSIGN_OR_RETURN(service::CreateSessionRequest request,
                      service::CreateSessionRequestFromJson(body));
     RETURN_IF_ERROR(ctx.Require(P::kSessionsCreate));
-    ASSIGN_OR_RETURN(Json session, s->CreateSession(ctx.caller(), request));
+    ASSIGN_OR_RETURN(service::SessionInfo session, s->CreateSession(ctx.caller(), request));
     ToolResult out;
-    out.content.push_back(
-        Text("session " + session["id"].get<std::string>() + " is ready" +
-             (session["expires_at"].is_string()
-                  ? " (expires at " + session["expires_at"].get<std::string>() + ")"
-                  : std::string())));
     out.structured = SessionStructured(session);
+    const Json& expires_at = out.structured["expires_at"];
+    out.content.push_back(
+        Text("session " + session.row.id + " is ready" +
+             (expires_at.is_string() ? " (expires at " + expires_at.get<std::string>() + ")"
+                                     : std::string())));
     return out;
   };
   return tool;
@@ -558,7 +566,7 @@ Tool EndSession(Service* s) {
     RETURN_IF_ERROR(AllowOnly(args, {"session_id"}));
     ASSIGN_OR_RETURN(std::string session_id, RequiredString(args, "session_id", kSessionIdHelp));
     RETURN_IF_ERROR(ctx.Require(P::kSessionsEnd));
-    ASSIGN_OR_RETURN(Json session, s->EndSession(ctx.caller(), session_id));
+    ASSIGN_OR_RETURN(service::SessionInfo session, s->EndSession(ctx.caller(), session_id));
     ToolResult out;
     out.content.push_back(Text("session " + session_id + " ended"));
     out.structured = SessionStructured(session);

@@ -36,8 +36,8 @@ struct Aca {
               Json metadata = {{"aca_identifier", identifier}};
               service::CreateSessionRequest create;
               create.metadata = &metadata;
-              ASSIGN_OR_RETURN(Json session, s->CreateSession(caller, create));
-              return session["id"].get<std::string>();
+              ASSIGN_OR_RETURN(service::SessionInfo session, s->CreateSession(caller, create));
+              return session.row.id;
             },
             [s](const auth::Caller& caller, const std::string& id) {
               return s->RequireLive(caller, id);
@@ -62,12 +62,11 @@ struct Aca {
     return sessions.Resolve(r.caller, identifier, create);
   }
 
-  Result<Json> Run(Request& r, const std::string& session_id, const aca::ExecuteRequest& cell) {
-    ASSIGN_OR_RETURN(std::string record,
+  Result<session::ExecutionRecord> Run(Request& r, const std::string& session_id,
+                                       const aca::ExecuteRequest& cell) {
+    ASSIGN_OR_RETURN(service::ExecutionInfo execution,
                      service->Execute(r.caller, session_id, cell.code, cell.timeout));
-    Json execution = Json::parse(record, nullptr, false);
-    if (execution.is_discarded()) return Status::Internal("the execution record is not JSON");
-    return execution;
+    return std::move(execution.record);
   }
 
   // Streams a multipart body's part "file" into a new input file and places it into the
@@ -81,9 +80,7 @@ struct Aca {
       return aca::SessionFileName(sent, /*top_level=*/true);
     };
     ASSIGN_OR_RETURN(ReceivedUpload upload, ReceiveUpload(*service, r, rules));
-    RETURN_IF_ERROR(
-        service->ReplaceSessionFile(r.caller, session_id, upload.file["id"].get<std::string>())
-            .status());
+    RETURN_IF_ERROR(service->ReplaceSessionFile(r.caller, session_id, upload.file.id).status());
     ASSIGN_OR_RETURN(Json listing, service->ListSessionFiles(r.caller, session_id));
     return aca::FindFile(listing, upload.name);
   }
@@ -104,8 +101,8 @@ struct Aca {
 
   Result<Json> SessionJson(const auth::Caller& caller, const std::string& identifier,
                            const std::string& session_id) {
-    ASSIGN_OR_RETURN(Json session, service->GetSession(caller, session_id));
-    return aca::SessionResponse(session, identifier);
+    ASSIGN_OR_RETURN(service::SessionInfo session, service->GetSession(caller, session_id));
+    return aca::SessionResponse(session.row, identifier);
   }
 };
 
@@ -134,7 +131,7 @@ void AddAcaRoutes(Router* router, Service* service, const std::string& prefix) {
       [](Aca& a, Request& r, Contract) -> Result<Response> {
         ASSIGN_OR_RETURN(aca::ExecuteRequest cell, aca::ParseLegacyExecute(r.body));
         ASSIGN_OR_RETURN(std::string session_id, a.SessionOf(r, /*create=*/true));
-        ASSIGN_OR_RETURN(Json execution, a.Run(r, session_id, cell));
+        ASSIGN_OR_RETURN(session::ExecutionRecord execution, a.Run(r, session_id, cell));
         return JsonResponse(200, aca::LegacyExecuteResponse(execution));
       });
   add(
@@ -181,13 +178,13 @@ void AddAcaRoutes(Router* router, Service* service, const std::string& prefix) {
         ASSIGN_OR_RETURN(aca::ExecuteRequest cell, aca::ParseExecution(r.body));
         ASSIGN_OR_RETURN(std::string identifier, Aca::IdentifierOf(r));
         ASSIGN_OR_RETURN(std::string session_id, a.sessions.Resolve(r.caller, identifier, true));
-        ASSIGN_OR_RETURN(Json execution, a.Run(r, session_id, cell));
+        ASSIGN_OR_RETURN(session::ExecutionRecord execution, a.Run(r, session_id, cell));
         // 202 as Microsoft's samples answer both execution types; an asynchronous one has
         // already finished (pycell runs it before answering), so polling sees it done.
         Response response =
             JsonResponse(202, aca::ExecutionResponse(execution, identifier, cell.asynchronous,
                                                      cell.output_streams_max_length));
-        response.headers.push_back({"Operation-Id", execution.value("id", "")});
+        response.headers.push_back({"Operation-Id", execution.id});
         return response;
       });
   add("GET", "/executions/{id}", P::kExecutionsRead,
@@ -195,12 +192,11 @@ void AddAcaRoutes(Router* router, Service* service, const std::string& prefix) {
         ASSIGN_OR_RETURN(std::string identifier, Aca::IdentifierOf(r));
         ASSIGN_OR_RETURN(std::string session_id, a.sessions.Resolve(r.caller, identifier, false));
         const std::string& id = r.params.at("id");
-        ASSIGN_OR_RETURN(std::string record, a.service->GetExecution(r.caller, id));
-        Json execution = Json::parse(record, nullptr, false);
-        if (execution.is_discarded() || execution.value("session_id", "") != session_id) {
+        ASSIGN_OR_RETURN(service::ExecutionInfo execution, a.service->GetExecution(r.caller, id));
+        if (execution.record.session_id != session_id) {
           return Status::NotFound("no execution " + id + " in the session of " + identifier);
         }
-        return JsonResponse(200, aca::ExecutionResponse(execution, identifier, false));
+        return JsonResponse(200, aca::ExecutionResponse(execution.record, identifier, false));
       });
   add(
       "POST", "/files", P::kSessionsFiles,

@@ -8,6 +8,7 @@
 #include "common/json_reader.h"
 #include "server/request_parsing.h"
 #include "server/upload_body.h"
+#include "service/v1_views.h"
 #include "session/execution.h"
 
 namespace pycell::server {
@@ -28,6 +29,18 @@ std::string SseEvent(const std::string& event, const Json& data) {
   return "event: " + event +
          "\ndata: " + data.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
 }
+
+// The handler of a route that answers `status` with view(call(caller, the path's {id})): the
+// shape most GET and DELETE routes share. `view` makes the /v1 object of the call's result.
+template <typename Call, typename View>
+auto ById(Service& s, int status, Call call, View view) {
+  return [&s, status, call, view](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(auto result, (s.*call)(r.caller, r.params.at("id")));
+    return JsonResponse(status, view(result));
+  };
+}
+// For the calls that still return their /v1 object as JSON.
+const auto AsIs = [](const Json& j) -> const Json& { return j; };
 
 bool WantsEventStream(const Request& request) {
   return request.Header("accept").find("text/event-stream") != std::string::npos;
@@ -94,8 +107,9 @@ Result<Response> Execute(Service& service, Request& request, ResponseStream& str
   const std::string& id = request.params.at("id");
   std::string code = body["code"].get<std::string>();
   if (!WantsEventStream(request)) {
-    ASSIGN_OR_RETURN(std::string record, service.Execute(request.caller, id, code, timeout));
-    return Response::Json(200, std::move(record));
+    ASSIGN_OR_RETURN(service::ExecutionInfo done,
+                     service.Execute(request.caller, id, code, timeout));
+    return Response::Json(200, std::move(done.json));
   }
   // Server-Sent Events: output as it comes, then the record. The head goes out with the first
   // event, so errors before the cell starts (busy, expired) still get their HTTP status.
@@ -123,7 +137,7 @@ Result<Response> Execute(Service& service, Request& request, ResponseStream& str
            {{"code", ErrorCodeFor(record.status())}, {"message", record.status().message()}}}});
   } else {
     if (!stream.begun() && !stream.Begin(200, SseHeaders()).ok()) return Response{.streamed = true};
-    (void)stream.Write("event: execution\ndata: " + *record + "\n\n");
+    (void)stream.Write("event: execution\ndata: " + record->json + "\n\n");
   }
   Response done;
   done.streamed = true;
@@ -200,7 +214,7 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
       "POST", "/v1/files", P::kFilesWrite,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
         ASSIGN_OR_RETURN(ReceivedUpload upload, ReceiveUpload(s, r));
-        return JsonResponse(201, upload.file);
+        return JsonResponse(201, service::FileView(upload.file));
       },
       /*streams=*/true);
   add("GET", "/v1/files", P::kFilesRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
@@ -215,21 +229,13 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
     if (!filter.purpose.empty() && filter.purpose != "input" && filter.purpose != "output") {
       return Status::InvalidArgument("purpose must be input or output");
     }
-    ASSIGN_OR_RETURN(Json list, s.ListFiles(r.caller, filter, page));
-    return JsonResponse(200, list);
+    ASSIGN_OR_RETURN(auto list, s.ListFiles(r.caller, filter, page));
+    return JsonResponse(200, service::ListView(list, service::FileView));
   });
-  add("GET", "/v1/files/{id}", P::kFilesRead,
-      [&s](Request& r, ResponseStream&) -> Result<Response> {
-        ASSIGN_OR_RETURN(Json file, s.GetFile(r.caller, r.params.at("id")));
-        return JsonResponse(200, file);
-      });
+  add("GET", "/v1/files/{id}", P::kFilesRead, ById(s, 200, &Service::GetFile, service::FileView));
   add("GET", "/v1/files/{id}/content", P::kFilesContent,
       [&s](Request& r, ResponseStream&) { return FileContentResponse(s, r); });
-  add("GET", "/v1/files/{id}/lineage", P::kLineageRead,
-      [&s](Request& r, ResponseStream&) -> Result<Response> {
-        ASSIGN_OR_RETURN(Json lineage, s.Lineage(r.caller, r.params.at("id")));
-        return JsonResponse(200, lineage);
-      });
+  add("GET", "/v1/files/{id}/lineage", P::kLineageRead, ById(s, 200, &Service::Lineage, AsIs));
   add("DELETE", "/v1/files/{id}", P::kFilesWrite,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
         const std::string& id = r.params.at("id");
@@ -249,14 +255,14 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
                 "restore_from takes the pool, limits, files and metadata "
                 "from the old session; send it alone");
           }
-          ASSIGN_OR_RETURN(Json session,
+          ASSIGN_OR_RETURN(service::RestoredSession restored,
                            s.RestoreSession(r.caller, body["restore_from"].get<std::string>()));
-          return JsonResponse(201, session);
+          return JsonResponse(201, service::RestoredSessionView(restored));
         }
         ASSIGN_OR_RETURN(service::CreateSessionRequest create,
                          service::CreateSessionRequestFromJson(body));
-        ASSIGN_OR_RETURN(Json session, s.CreateSession(r.caller, create));
-        return JsonResponse(201, session);
+        ASSIGN_OR_RETURN(service::SessionInfo session, s.CreateSession(r.caller, create));
+        return JsonResponse(201, service::SessionView(session));
       });
   add("GET", "/v1/sessions", P::kSessionsRead,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
@@ -265,19 +271,13 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
         if (!status.empty() && status != "active" && status != "ended") {
           return Status::InvalidArgument("status must be active or ended");
         }
-        ASSIGN_OR_RETURN(Json list, s.ListSessions(r.caller, status, r.Query("project"), page));
-        return JsonResponse(200, list);
+        ASSIGN_OR_RETURN(auto list, s.ListSessions(r.caller, status, r.Query("project"), page));
+        return JsonResponse(200, service::ListView(list, service::SessionView));
       });
   add("GET", "/v1/sessions/{id}", P::kSessionsRead,
-      [&s](Request& r, ResponseStream&) -> Result<Response> {
-        ASSIGN_OR_RETURN(Json session, s.GetSession(r.caller, r.params.at("id")));
-        return JsonResponse(200, session);
-      });
+      ById(s, 200, &Service::GetSession, service::SessionView));
   add("DELETE", "/v1/sessions/{id}", P::kSessionsEnd,
-      [&s](Request& r, ResponseStream&) -> Result<Response> {
-        ASSIGN_OR_RETURN(Json session, s.EndSession(r.caller, r.params.at("id")));
-        return JsonResponse(200, session);
-      });
+      ById(s, 200, &Service::EndSession, service::SessionView));
   add(
       "POST", "/v1/sessions/{id}/files", P::kSessionsFiles,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
@@ -301,16 +301,12 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
         // An upload straight into the session: stored as an input file, then placed.
         RETURN_IF_ERROR(s.RequireLive(r.caller, id));
         ASSIGN_OR_RETURN(ReceivedUpload upload, ReceiveUpload(s, r));
-        ASSIGN_OR_RETURN(Json placed,
-                         s.PutSessionFiles(r.caller, id, {upload.file["id"].get<std::string>()}));
+        ASSIGN_OR_RETURN(Json placed, s.PutSessionFiles(r.caller, id, {upload.file.id}));
         return JsonResponse(201, placed);
       },
       /*streams=*/true);
   add("GET", "/v1/sessions/{id}/files", P::kSessionsFiles,
-      [&s](Request& r, ResponseStream&) -> Result<Response> {
-        ASSIGN_OR_RETURN(Json list, s.ListSessionFiles(r.caller, r.params.at("id")));
-        return JsonResponse(200, list);
-      });
+      ById(s, 200, &Service::ListSessionFiles, AsIs));
   add("DELETE", "/v1/sessions/{id}/files/{name}", P::kSessionsFiles,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
         ASSIGN_OR_RETURN(Json removed,
@@ -322,8 +318,8 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
   add("GET", "/v1/sessions/{id}/executions", P::kExecutionsRead,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
         ASSIGN_OR_RETURN(store::Page page, PageFrom(r));
-        ASSIGN_OR_RETURN(Json list, s.ListExecutions(r.caller, r.params.at("id"), page));
-        return JsonResponse(200, list);
+        ASSIGN_OR_RETURN(auto list, s.ListExecutions(r.caller, r.params.at("id"), page));
+        return JsonResponse(200, service::ListView(list, service::ExecutionView));
       });
   add("POST", "/v1/sessions/{id}/replay", P::kExecutionsRun,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
@@ -338,8 +334,8 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
       [&s](Request& r, ResponseStream&) -> Result<Response> {
         ASSIGN_OR_RETURN(Json body, ParseBody(r, {}));
         (void)body;
-        ASSIGN_OR_RETURN(Json session, s.ForkSession(r.caller, r.params.at("id")));
-        return JsonResponse(201, session);
+        ASSIGN_OR_RETURN(service::SessionInfo session, s.ForkSession(r.caller, r.params.at("id")));
+        return JsonResponse(201, service::SessionView(session));
       });
   add("GET", "/v1/sessions/{id}/notebook", P::kExecutionsRead,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
@@ -351,8 +347,9 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
       });
   add("GET", "/v1/executions/{id}", P::kExecutionsRead,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
-        ASSIGN_OR_RETURN(std::string execution, s.GetExecution(r.caller, r.params.at("id")));
-        return Response::Json(200, std::move(execution));
+        ASSIGN_OR_RETURN(service::ExecutionInfo execution,
+                         s.GetExecution(r.caller, r.params.at("id")));
+        return Response::Json(200, std::move(execution.json));
       });
 
   // --- identity, projects, keys ---
@@ -373,11 +370,7 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
         ASSIGN_OR_RETURN(Json list, s.ListProjects(r.caller));
         return JsonResponse(200, list);
       });
-  add("GET", "/v1/projects/{id}", P::kProjectsRead,
-      [&s](Request& r, ResponseStream&) -> Result<Response> {
-        ASSIGN_OR_RETURN(Json project, s.GetProject(r.caller, r.params.at("id")));
-        return JsonResponse(200, project);
-      });
+  add("GET", "/v1/projects/{id}", P::kProjectsRead, ById(s, 200, &Service::GetProject, AsIs));
   add("PATCH", "/v1/projects/{id}", P::kProjectsManage,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
         ASSIGN_OR_RETURN(Json body, ParseObject(r));
@@ -399,16 +392,8 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
     ASSIGN_OR_RETURN(Json list, s.ListKeys(r.caller, r.Query("project"), revoked == "true"));
     return JsonResponse(200, list);
   });
-  add("GET", "/v1/keys/{id}", P::kKeysManage,
-      [&s](Request& r, ResponseStream&) -> Result<Response> {
-        ASSIGN_OR_RETURN(Json key, s.GetKey(r.caller, r.params.at("id")));
-        return JsonResponse(200, key);
-      });
-  add("DELETE", "/v1/keys/{id}", P::kKeysManage,
-      [&s](Request& r, ResponseStream&) -> Result<Response> {
-        ASSIGN_OR_RETURN(Json key, s.RevokeKey(r.caller, r.params.at("id")));
-        return JsonResponse(200, key);
-      });
+  add("GET", "/v1/keys/{id}", P::kKeysManage, ById(s, 200, &Service::GetKey, AsIs));
+  add("DELETE", "/v1/keys/{id}", P::kKeysManage, ById(s, 200, &Service::RevokeKey, AsIs));
 
   // --- evidence: audit and usage ---
   add("GET", "/v1/audit", P::kAuditRead, [&s](Request& r, ResponseStream&) -> Result<Response> {

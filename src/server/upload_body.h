@@ -28,8 +28,8 @@ struct UploadRules {
 };
 
 struct ReceivedUpload {
-  service::Json file;  // The stored file, as Service::GetFile shows it.
-  std::string name;    // The name it was stored under.
+  service::FileInfo file;  // The stored file.
+  std::string name;        // The name it was stored under.
 };
 
 Result<ReceivedUpload> ReceiveUpload(service::Service& service, Request& request,

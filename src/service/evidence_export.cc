@@ -163,7 +163,7 @@ Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
     return it->second;
   };
   for (const store::SessionRow& session : sessions) {
-    session_list.push_back(SessionJson(session));
+    session_list.push_back(SessionView(SessionInfoOf(session)));
     std::vector<Json> newest_first;
     store::Page page{kRowPage, ""};
     for (;;) {
@@ -188,7 +188,7 @@ Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
       if (entry.empty()) {
         auto row = store_->GetFile(input.file_id);
         if (row.ok() && auth::SeesProject(caller, row->project_id)) {
-          entry = FileJson(*row);
+          entry = FileView(*row);
           entry["exists"] = true;
         } else {
           entry = {{"id", input.file_id},    {"object", "file"},   {"filename", input.filename},
@@ -207,7 +207,7 @@ Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
       for (const store::FileRow& row : rows) {
         Json& entry = file_entry(row.id);
         if (entry.empty()) {
-          entry = FileJson(row);
+          entry = FileView(row);
           entry["exists"] = true;
           outputs.push_back(row.id);
         }

@@ -123,9 +123,9 @@ store::Trail Service::ViolationTrail(const store::SessionRow& row, const std::st
   return trail;
 }
 
-Result<std::string> Service::Execute(const auth::Caller& caller, const std::string& session_id,
-                                     const std::string& code, std::optional<seconds> timeout,
-                                     const kernel::ExecuteObserver& observer) {
+Result<ExecutionInfo> Service::Execute(const auth::Caller& caller, const std::string& session_id,
+                                       const std::string& code, std::optional<seconds> timeout,
+                                       const kernel::ExecuteObserver& observer) {
   ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
   store::SessionRow owner;
   {
@@ -312,7 +312,7 @@ Result<std::string> Service::Execute(const auth::Caller& caller, const std::stri
     metrics_->SessionEnded(row.pool, row.end_reason,
                            (row.ended_at_ms - row.created_at_ms) / 1000.0);
   }
-  return std::move(exec.record_json);
+  return ExecutionInfo{std::move(record), std::move(exec.record_json)};
 }
 
 Result<store::ExecutionRow> Service::VisibleExecution(const auth::Caller& caller,
@@ -325,17 +325,37 @@ Result<store::ExecutionRow> Service::VisibleExecution(const auth::Caller& caller
   return Status::NotFound("no execution " + id);
 }
 
-Result<std::string> Service::GetExecution(const auth::Caller& caller, const std::string& id) {
-  ASSIGN_OR_RETURN(store::ExecutionRow row, VisibleExecution(caller, id));
-  return std::move(row.record_json);
+namespace {
+
+// A stored execution as the service hands it out. A record the store holds but that does not
+// read back (never written so by pycell) keeps its row's own fields.
+ExecutionInfo InfoOf(store::ExecutionRow row) {
+  auto record = session::ExecutionRecord::FromJson(row.record_json);
+  if (!record.ok()) {
+    record = session::ExecutionRecord{};
+    record->id = row.id;
+    record->session_id = row.session_id;
+    record->status = row.status;
+    record->code = row.code;
+    record->code_sha256 = row.code_sha256;
+  }
+  return ExecutionInfo{std::move(*record), std::move(row.record_json)};
 }
 
-Result<Json> Service::ListExecutions(const auth::Caller& caller, const std::string& session_id,
-                                     const store::Page& page) {
+}  // namespace
+
+Result<ExecutionInfo> Service::GetExecution(const auth::Caller& caller, const std::string& id) {
+  ASSIGN_OR_RETURN(store::ExecutionRow row, VisibleExecution(caller, id));
+  return InfoOf(std::move(row));
+}
+
+Result<Listing<ExecutionInfo>> Service::ListExecutions(const auth::Caller& caller,
+                                                       const std::string& session_id,
+                                                       const store::Page& page) {
   RETURN_IF_ERROR(VisibleSession(caller, session_id).status());
-  return ListPage(
+  return ListOf<ExecutionInfo>(
       page, [&](const store::Page& p) { return store_->ListExecutions(session_id, p); },
-      [](const store::ExecutionRow& row) { return Json::parse(row.record_json); });
+      [](const store::ExecutionRow& row) { return InfoOf(row); });
 }
 
 }  // namespace pycell::service

@@ -28,7 +28,7 @@ using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-Result<Json> Upload::Finish() {
+Result<FileInfo> Upload::Finish() {
   ASSIGN_OR_RETURN(std::string media_type, files::CheckUploadType(filename_, writer_->head()));
   Service* s = service_;
   ASSIGN_OR_RETURN(store::ProjectRow project, s->store_->GetProject(caller_.project_id));
@@ -61,29 +61,10 @@ Result<Json> Upload::Finish() {
     }
     s->metrics_->Upload(static_cast<uint64_t>(row.bytes));
   }
-  return s->FileJson(row);
+  return row;
 }
 
 // --- files ----------------------------------------------------------------------------------
-
-Json Service::FileJson(const store::FileRow& row) const {
-  Json j = {{"id", row.id},
-            {"object", "file"},
-            {"filename", row.filename},
-            {"bytes", row.bytes},
-            {"sha256", row.sha256},
-            {"media_type", row.media_type},
-            {"purpose", row.purpose},
-            {"created_at", TimeOrNull(row.created_at_ms)},
-            {"expires_at", TimeOrNull(row.expires_at_ms)}};
-  if (row.purpose == "output") {
-    j["session_id"] = row.session_id;
-    j["execution_id"] = row.execution_id;
-    // An execution's outputs file (outputs-<execution>.json) was never in the session.
-    j["path"] = row.path.empty() ? Json(nullptr) : Json("/mnt/data/" + row.path);
-  }
-  return j;
-}
 
 Result<std::unique_ptr<Upload>> Service::BeginUpload(const auth::Caller& caller,
                                                      const std::string& filename) {
@@ -105,13 +86,12 @@ Result<store::FileRow> Service::VisibleFile(const auth::Caller& caller, const st
   return Status::NotFound("no file " + id);
 }
 
-Result<Json> Service::GetFile(const auth::Caller& caller, const std::string& id) {
-  ASSIGN_OR_RETURN(store::FileRow row, VisibleFile(caller, id));
-  return FileJson(row);
+Result<FileInfo> Service::GetFile(const auth::Caller& caller, const std::string& id) {
+  return VisibleFile(caller, id);
 }
 
-Result<Json> Service::ListFiles(const auth::Caller& caller, store::FileFilter filter,
-                                const store::Page& page) {
+Result<Listing<FileInfo>> Service::ListFiles(const auth::Caller& caller, store::FileFilter filter,
+                                             const store::Page& page) {
   std::string scope = auth::ProjectScope(caller);
   if (!scope.empty()) {
     if (!filter.project_id.empty() && filter.project_id != scope) {
@@ -119,9 +99,9 @@ Result<Json> Service::ListFiles(const auth::Caller& caller, store::FileFilter fi
     }
     filter.project_id = scope;
   }
-  return ListPage(
+  return ListOf<FileInfo>(
       page, [&](const store::Page& p) { return store_->ListFiles(filter, p); },
-      [&](const store::FileRow& row) { return FileJson(row); });
+      [](const store::FileRow& row) { return row; });
 }
 
 Result<FileContent> Service::OpenFile(const auth::Caller& caller, const std::string& id) {

@@ -95,7 +95,7 @@ Result<Json> Service::Lineage(const auth::Caller& caller, const std::string& fil
   if (row.purpose == "output" && !VisibleSession(caller, row.session_id).ok()) {
     return Status::NotFound("no file " + file_id);  // As for an id never made.
   }
-  Json lineage = {{"object", "lineage"}, {"file", FileJson(row)}, {"produced_by", nullptr}};
+  Json lineage = {{"object", "lineage"}, {"file", FileView(row)}, {"produced_by", nullptr}};
   if (row.purpose == "output") {
     std::set<std::string> seen = {row.id};
     ASSIGN_OR_RETURN(lineage["produced_by"], ProducedBy(caller, row, 0, &seen));

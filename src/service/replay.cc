@@ -5,8 +5,10 @@
 // old one's project (its quotas, its usage), whoever asks: an admin replaying another project's
 // session must not carry that project's files and code into their own. Replay compares each cell
 // with its original (src/notebook/compare.h); restore just runs them and hands the session over.
+#include "common/json_reader.h"
 #include "notebook/compare.h"
 #include "service/service.h"
+#include "service/v1_views.h"
 
 namespace pycell::service {
 namespace {
@@ -26,8 +28,9 @@ auth::Caller ActingIn(const auth::Caller& caller, const std::string& project_id)
 
 }  // namespace
 
-Result<Json> Service::StartFromRecord(const auth::Caller& caller, const store::SessionRow& original,
-                                      const std::string& link_key) {
+Result<SessionInfo> Service::StartFromRecord(const auth::Caller& caller,
+                                             const store::SessionRow& original,
+                                             const std::string& link_key) {
   ASSIGN_OR_RETURN(std::vector<store::SessionInput> inputs, store_->SessionInputs(original.id));
   CreateSessionRequest request;
   request.pool = original.pool;
@@ -63,8 +66,8 @@ Result<Json> Service::Replay(const auth::Caller& asking, const std::string& sess
   ASSIGN_OR_RETURN(store::SessionRow original, VisibleSession(asking, session_id));
   const auth::Caller caller = ActingIn(asking, original.project_id);
   ASSIGN_OR_RETURN(std::vector<store::ExecutionRow> rows, SessionExecutions(session_id));
-  ASSIGN_OR_RETURN(Json created, StartFromRecord(caller, original, "replay_of"));
-  const std::string replay_id = created["id"].get<std::string>();
+  ASSIGN_OR_RETURN(SessionInfo created, StartFromRecord(caller, original, "replay_of"));
+  const std::string replay_id = created.row.id;
   Json cells = Json::array();
   std::vector<notebook::ImagePair> images;
   std::vector<size_t> image_cell;  // images[i] belongs to cells[image_cell[i]].
@@ -87,9 +90,9 @@ Result<Json> Service::Replay(const auth::Caller& asking, const std::string& sess
       cells.push_back(std::move(cell));
       continue;
     }
-    Json replay = Json::parse(*ran, nullptr, false);
+    Json replay = ExecutionView(*ran);
     if (!replay.is_object()) return Status::Internal("replayed execution has no record");
-    cell["replay_execution_id"] = replay["id"];
+    cell["replay_execution_id"] = ran->record.id;
     notebook::CellComparison comparison = notebook::CompareExecutions(RecordOf(rows[i]), replay);
     cell["differences"] = comparison.differences;
     cell["notes"] = comparison.notes;
@@ -97,7 +100,7 @@ Result<Json> Service::Replay(const auth::Caller& asking, const std::string& sess
       images.push_back(std::move(pair));
       image_cell.push_back(cells.size());
     }
-    if (replay.contains("session_end_reason")) stopped = true;
+    if (!ran->record.session_end_reason.empty()) stopped = true;
     cells.push_back(std::move(cell));
   }
   Json pixel_check = nullptr;
@@ -107,9 +110,10 @@ Result<Json> Service::Replay(const auth::Caller& asking, const std::string& sess
     auto checked = Execute(caller, replay_id, notebook::PixelComparisonCode(images), std::nullopt);
     Json verdicts;
     if (checked.ok()) {
-      Json record = Json::parse(*checked, nullptr, false);
-      pixel_check = record.is_object() ? record.value("id", Json()) : Json(nullptr);
-      if (record.is_object()) verdicts = Json::parse(record.value("stdout", ""), nullptr, false);
+      pixel_check = checked->record.id;
+      // What the session printed is the session's word: parsed as untrusted input.
+      auto printed = ParseUntrustedJson(checked->record.stdout_text);
+      if (printed.ok()) verdicts = std::move(*printed);
     }
     for (size_t i = 0; i < images.size(); ++i) {
       bool same = verdicts.is_array() && i < verdicts.size() && verdicts[i] == true;
@@ -143,13 +147,16 @@ Result<Json> Service::Replay(const auth::Caller& asking, const std::string& sess
               {"pixel_check_execution_id", pixel_check}};
 }
 
-Result<Json> Service::RestoreSession(const auth::Caller& asking, const std::string& from) {
+Result<RestoredSession> Service::RestoreSession(const auth::Caller& asking,
+                                                const std::string& from) {
   ASSIGN_OR_RETURN(store::SessionRow original, VisibleSession(asking, from));
   const auth::Caller caller = ActingIn(asking, original.project_id);
   ASSIGN_OR_RETURN(std::vector<store::ExecutionRow> rows, SessionExecutions(from));
-  ASSIGN_OR_RETURN(Json created, StartFromRecord(caller, original, "restored_from"));
-  const std::string id = created["id"].get<std::string>();
-  Json failed = Json::array();
+  ASSIGN_OR_RETURN(SessionInfo created, StartFromRecord(caller, original, "restored_from"));
+  const std::string id = created.row.id;
+  RestoredSession restored;
+  restored.restored_from = from;
+  restored.restored_cells = rows.size();
   for (const store::ExecutionRow& row : rows) {
     auto ran = Execute(caller, id, row.code, std::nullopt);
     if (!ran.ok()) {
@@ -157,18 +164,12 @@ Result<Json> Service::RestoreSession(const auth::Caller& asking, const std::stri
                                         " could not run again (" + ran.status().message() +
                                         "); the new session " + id + " is not usable");
     }
-    Json record = Json::parse(*ran, nullptr, false);
-    std::string status = record.is_object() ? record.value("status", "") : "";
-    if (status != row.status) {
-      failed.push_back(
-          {{"original_execution_id", row.id}, {"original_status", row.status}, {"status", status}});
+    if (ran->record.status != row.status) {
+      restored.differences.push_back({row.id, row.status, ran->record.status});
     }
   }
-  ASSIGN_OR_RETURN(Json session, GetSession(caller, id));
-  session["restored_from"] = from;
-  session["restored_cells"] = rows.size();
-  session["restore_differences"] = failed;
-  return session;
+  ASSIGN_OR_RETURN(restored.session, GetSession(caller, id));
+  return restored;
 }
 
 }  // namespace pycell::service

@@ -26,11 +26,6 @@
 
 namespace pycell::service {
 
-Json TimeOrNull(int64_t ms) {
-  if (ms == 0) return nullptr;
-  return FormatRfc3339(std::chrono::system_clock::time_point(std::chrono::milliseconds(ms)));
-}
-
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 using std::chrono::seconds;

@@ -13,8 +13,10 @@
 // written with its audit event (and metered usage) in the same store transaction as its records.
 // Quotas are checked before sessions are created, cells run and bytes are stored.
 //
-// Objects cross this interface as JSON (nlohmann) in the shape the API documents
-// (docs/openapi.json): one place builds each object, every adapter reuses it.
+// Sessions, files and executions cross this interface as typed results (results.h); each
+// protocol builds its wire shapes from them in one place (v1_views.h for REST /v1). The reports
+// that have no struct yet (lineage, replay, identity, audit, usage, operators' views) are still
+// JSON in the /v1 shape.
 //
 // Thread-safety: every method may be called from any thread.
 #pragma once
@@ -44,6 +46,7 @@
 #include "files/file_store.h"
 #include "kernel/kernel.h"
 #include "metrics/metrics.h"
+#include "service/results.h"
 #include "session/session_manager.h"
 #include "store/metadata_store.h"
 
@@ -57,8 +60,8 @@ class Upload {
  public:
   Status Write(std::string_view data) { return writer_->Write(data); }
   uint64_t bytes() const { return writer_->bytes(); }
-  // The file object (JSON) of the new input file.
-  Result<Json> Finish();
+  // The new input file.
+  Result<FileInfo> Finish();
 
  private:
   friend class Service;
@@ -124,25 +127,26 @@ class Service {
   // Files.
   Result<std::unique_ptr<Upload>> BeginUpload(const auth::Caller& caller,
                                               const std::string& filename);
-  Result<Json> GetFile(const auth::Caller& caller, const std::string& id);
-  Result<Json> ListFiles(const auth::Caller& caller, store::FileFilter filter,
-                         const store::Page& page);
+  Result<FileInfo> GetFile(const auth::Caller& caller, const std::string& id);
+  Result<Listing<FileInfo>> ListFiles(const auth::Caller& caller, store::FileFilter filter,
+                                      const store::Page& page);
   Result<FileContent> OpenFile(const auth::Caller& caller, const std::string& id);
   // Audits a download of `bytes` of `file` (before the first byte is sent) and meters it.
   Status RecordDownload(const auth::Caller& caller, const store::FileRow& file, uint64_t bytes);
   Status DeleteFile(const auth::Caller& caller, const std::string& id);
 
   // Sessions.
-  Result<Json> CreateSession(const auth::Caller& caller, const CreateSessionRequest& request);
-  Result<Json> GetSession(const auth::Caller& caller, const std::string& id);
+  Result<SessionInfo> CreateSession(const auth::Caller& caller,
+                                    const CreateSessionRequest& request);
+  Result<SessionInfo> GetSession(const auth::Caller& caller, const std::string& id);
   // project: "" = every project the caller sees.
-  Result<Json> ListSessions(const auth::Caller& caller, const std::string& status,
-                            const std::string& project, const store::Page& page);
-  Result<Json> EndSession(const auth::Caller& caller, const std::string& id);
+  Result<Listing<SessionInfo>> ListSessions(const auth::Caller& caller, const std::string& status,
+                                            const std::string& project, const store::Page& page);
+  Result<SessionInfo> EndSession(const auth::Caller& caller, const std::string& id);
   // A new session with a copy of `id`'s live state (SessionManager::ForkSession), owned by the
   // caller, in the origin's project, pool, limits and metadata, with the origin's input files on
   // record as its own. Between cells only (409 session_busy otherwise).
-  Result<Json> ForkSession(const auth::Caller& caller, const std::string& id);
+  Result<SessionInfo> ForkSession(const auth::Caller& caller, const std::string& id);
   // Places stored files into the session's /mnt/data; returns what was placed. A name already
   // there is 409.
   Result<Json> PutSessionFiles(const auth::Caller& caller, const std::string& session_id,
@@ -176,17 +180,19 @@ class Service {
   Result<FileContent> OpenSessionFile(const auth::Caller& caller, const std::string& session_id,
                                       const std::string& path);
 
-  // Runs one cell; `observer` sees output as it comes (for streaming). The execution object as
-  // JSON text (what is stored is what is returned: one serialization).
-  Result<std::string> Execute(const auth::Caller& caller, const std::string& session_id,
-                              const std::string& code, std::optional<std::chrono::seconds> timeout,
-                              const kernel::ExecuteObserver& observer = {});
+  // Runs one cell; `observer` sees output as it comes (for streaming). The record, with its
+  // stored serialization (one serialization: what is stored is what is returned).
+  Result<ExecutionInfo> Execute(const auth::Caller& caller, const std::string& session_id,
+                                const std::string& code,
+                                std::optional<std::chrono::seconds> timeout,
+                                const kernel::ExecuteObserver& observer = {});
   // Sends the session's running cell (if any) a KeyboardInterrupt, as a timeout would; audited
   // as execution.interrupt. For MCP's notifications/cancelled.
   Status InterruptSession(const auth::Caller& caller, const std::string& session_id);
-  Result<std::string> GetExecution(const auth::Caller& caller, const std::string& id);
-  Result<Json> ListExecutions(const auth::Caller& caller, const std::string& session_id,
-                              const store::Page& page);
+  Result<ExecutionInfo> GetExecution(const auth::Caller& caller, const std::string& id);
+  Result<Listing<ExecutionInfo>> ListExecutions(const auth::Caller& caller,
+                                                const std::string& session_id,
+                                                const store::Page& page);
 
   // The session's cells and outputs as a Jupyter notebook (nbformat 4.5) with provenance in its
   // metadata (notebook_export.cc; docs/notebooks.md).
@@ -198,7 +204,7 @@ class Service {
   Result<Json> Replay(const auth::Caller& caller, const std::string& session_id, bool keep);
   // A new session made from an ended (or live) one's record: its cells are run again silently,
   // then it is handed over — variables and /mnt/data as the cells left them.
-  Result<Json> RestoreSession(const auth::Caller& caller, const std::string& from);
+  Result<RestoredSession> RestoreSession(const auth::Caller& caller, const std::string& from);
 
   // Where a file came from and where it went: for an output, the execution that wrote it, its
   // session (pool, limits, principal, metadata) and the files in /mnt/data when the cell
@@ -293,8 +299,8 @@ class Service {
   Result<store::ExecutionRow> VisibleExecution(const auth::Caller& caller, const std::string& id);
   // A new session like `original` (pool, limits, input files checked by SHA-256), its metadata
   // with link_key: original.id.
-  Result<Json> StartFromRecord(const auth::Caller& caller, const store::SessionRow& original,
-                               const std::string& link_key);
+  Result<SessionInfo> StartFromRecord(const auth::Caller& caller, const store::SessionRow& original,
+                                      const std::string& link_key);
   // Every execution of a session, oldest first.
   Result<std::vector<store::ExecutionRow>> SessionExecutions(const std::string& session_id);
   // The live session the caller may use, or the typed error its record explains.
@@ -352,11 +358,11 @@ class Service {
   // The audit event of a session ended for breaking the control protocol (a security event).
   store::Trail ViolationTrail(const store::SessionRow& row, const std::string& rule,
                               const std::string& execution_id);
-  Json FileJson(const store::FileRow& row) const;
   static constexpr int kMaxLineageDepth = 16;
   Result<Json> ProducedBy(const auth::Caller& caller, const store::FileRow& output, int depth,
                           std::set<std::string>* seen);
-  Json SessionJson(const store::SessionRow& row) const;
+  // The session as reported: its row, and whether it runs past usage.expected_session.
+  SessionInfo SessionInfoOf(const store::SessionRow& row) const;
   // The record of a session just made: its id, pool, times and limits, status active.
   store::SessionRow ActiveRow(const session::Session& session, const std::string& pool) const;
   // After a record naming `sha256` could not be written: removes the blob unless another record

@@ -9,12 +9,11 @@
 
 #include "auth/caller.h"
 #include "common/status.h"
+#include "service/results.h"
+#include "service/v1_views.h"
 #include "store/metadata_store.h"
 
 namespace pycell::service {
-
-// RFC 3339 (UTC, milliseconds) of a time in ms since the epoch; null for 0 ("never").
-nlohmann::json TimeOrNull(int64_t ms);
 
 using Json = nlohmann::json;
 
@@ -46,21 +45,18 @@ inline std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-// One page of a list as {"object": "list", "data", "has_more", "last_id"}: asks the store for one
-// row more than the page holds, to know whether another page follows.
-template <typename Fetch, typename ToJson>
-Result<Json> ListPage(const store::Page& page, Fetch fetch, ToJson to_json) {
+// One page of a list: asks the store for one row more than the page holds, to know whether
+// another page follows; `convert` makes each row the listing's item.
+template <typename Item, typename Fetch, typename Convert>
+Result<Listing<Item>> ListOf(const store::Page& page, Fetch fetch, Convert convert) {
   store::Page probe = page;
   probe.limit = page.limit + 1;
   ASSIGN_OR_RETURN(auto rows, fetch(probe));
-  bool more = rows.size() > static_cast<size_t>(page.limit);
-  if (more) rows.resize(static_cast<size_t>(page.limit));
-  Json data = Json::array();
-  for (const auto& row : rows) data.push_back(to_json(row));
-  return Json{{"object", "list"},
-              {"data", std::move(data)},
-              {"has_more", more},
-              {"last_id", rows.empty() ? Json(nullptr) : Json(rows.back().id)}};
+  Listing<Item> list;
+  list.has_more = rows.size() > static_cast<size_t>(page.limit);
+  if (list.has_more) rows.resize(static_cast<size_t>(page.limit));
+  for (const auto& row : rows) list.data.push_back(convert(row));
+  return list;
 }
 
 // Who a diagnostic event is about: the caller, and the request (also in the audit event and the
@@ -70,11 +66,6 @@ inline void AddCaller(const auth::Caller& caller, Json* event) {
   (*event)["project_id"] = caller.project_id;
   (*event)["key_id"] = caller.key_id;
   (*event)["request_id"] = caller.request_id;
-}
-
-inline Json MetadataOf(const store::SessionRow& row) {
-  Json metadata = Json::parse(row.metadata_json, nullptr, false);
-  return metadata.is_discarded() ? Json::object() : metadata;
 }
 
 }  // namespace pycell::service

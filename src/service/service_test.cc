@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "service/v1_views.h"
 #include "test_util.h"
 
 namespace pycell::service {
@@ -37,7 +38,7 @@ class ServiceTest : public ::testing::Test {
     std::filesystem::remove_all(data_dir_);
   }
 
-  Result<Json> UploadText(const std::string& name, const std::string& text) {
+  Result<FileInfo> UploadText(const std::string& name, const std::string& text) {
     ASSIGN_OR_RETURN(auto upload, service_->BeginUpload(caller_, name));
     RETURN_IF_ERROR(upload->Write(text));
     return upload->Finish();
@@ -63,20 +64,20 @@ class ServiceTest : public ::testing::Test {
 TEST_F(ServiceTest, FilesExpireByPurposeAndTheSweepRemovesTheirBytes) {
   auto input = UploadText("a.csv", "x,y\n1,2\n");
   ASSERT_OK(input);
-  std::string sha = (*input)["sha256"];
+  std::string sha = input->sha256;
   EXPECT_TRUE(std::filesystem::exists(BlobPath(sha)));
 
   clock_.Advance(hours(23));
   auto swept = service_->SweepExpiredFiles();
   ASSERT_OK(swept);
   EXPECT_EQ(*swept, 0);
-  EXPECT_OK(service_->GetFile(caller_, (*input)["id"]));
+  EXPECT_OK(service_->GetFile(caller_, input->id));
 
   clock_.Advance(hours(2));
   swept = service_->SweepExpiredFiles();
   ASSERT_OK(swept);
   EXPECT_EQ(*swept, 1);
-  EXPECT_TRUE(service_->GetFile(caller_, (*input)["id"]).status().IsNotFound());
+  EXPECT_TRUE(service_->GetFile(caller_, input->id).status().IsNotFound());
   EXPECT_FALSE(std::filesystem::exists(BlobPath(sha)));
 }
 
@@ -85,13 +86,13 @@ TEST_F(ServiceTest, SharedBytesStayUntilTheLastRecordGoes) {
   auto second = UploadText("b.csv", "same,bytes\n");
   ASSERT_OK(first);
   ASSERT_OK(second);
-  std::string sha = (*first)["sha256"];
-  ASSERT_EQ(sha, (*second)["sha256"].get<std::string>());
-  ASSERT_OK(service_->DeleteFile(caller_, (*first)["id"]));
+  std::string sha = first->sha256;
+  ASSERT_EQ(sha, second->sha256);
+  ASSERT_OK(service_->DeleteFile(caller_, first->id));
   EXPECT_TRUE(std::filesystem::exists(BlobPath(sha)));
-  auto content = service_->OpenFile(caller_, (*second)["id"]);
+  auto content = service_->OpenFile(caller_, second->id);
   ASSERT_OK(content);
-  ASSERT_OK(service_->DeleteFile(caller_, (*second)["id"]));
+  ASSERT_OK(service_->DeleteFile(caller_, second->id));
   EXPECT_FALSE(std::filesystem::exists(BlobPath(sha)));
 }
 
@@ -99,10 +100,10 @@ TEST_F(ServiceTest, ArtifactsAreOutputFilesThatNameTheirExecution) {
   auto input = UploadText("in.csv", "n\n1\n2\n3\n");
   ASSERT_OK(input);
   CreateSessionRequest create;
-  create.file_ids = {(*input)["id"]};
+  create.file_ids = {input->id};
   auto session = service_->CreateSession(caller_, create);
   ASSERT_OK(session);
-  std::string id = (*session)["id"];
+  std::string id = session->row.id;
   auto text =
       service_->Execute(caller_, id,
                         "import os, pandas as pd\n"
@@ -110,17 +111,26 @@ TEST_F(ServiceTest, ArtifactsAreOutputFilesThatNameTheirExecution) {
                         "open('out/sum.txt', 'w').write(str(pd.read_csv('in.csv').n.sum()))\n",
                         std::nullopt);
   ASSERT_OK(text);
-  Json record = Json::parse(*text);
-  ASSERT_EQ(record["status"], "ok") << *text;
-  ASSERT_EQ(record["artifacts"].size(), 1u) << *text;
-  const Json& artifact = record["artifacts"][0];
-  EXPECT_EQ(artifact["path"], "/mnt/data/out/sum.txt");
-  auto file = service_->GetFile(caller_, artifact["id"]);
+  const session::ExecutionRecord& record = text->record;
+  ASSERT_EQ(record.status, "ok") << text->json;
+  ASSERT_EQ(record.artifacts.size(), 1u) << text->json;
+  const session::Artifact& artifact = record.artifacts[0];
+  EXPECT_EQ(artifact.path, "out/sum.txt");
+  // The stored record is the struct's serialization, and reads back as the same struct.
+  EXPECT_EQ(record.ToJson(), text->json);
+  auto stored = service_->GetExecution(caller_, record.id);
+  ASSERT_OK(stored);
+  EXPECT_EQ(stored->json, text->json);
+  EXPECT_EQ(stored->record.ToJson(), text->json);
+  Json view = ExecutionView(*stored);
+  EXPECT_EQ(view["artifacts"][0]["path"], "/mnt/data/out/sum.txt");
+  auto file = service_->GetFile(caller_, artifact.file_id);
   ASSERT_OK(file);
-  EXPECT_EQ((*file)["purpose"], "output");
-  EXPECT_EQ((*file)["execution_id"], record["id"]);
-  EXPECT_EQ((*file)["session_id"], id);
-  auto content = service_->OpenFile(caller_, artifact["id"]);
+  EXPECT_EQ(file->purpose, "output");
+  EXPECT_EQ(file->execution_id, record.id);
+  EXPECT_EQ(file->session_id, id);
+  EXPECT_EQ(FileView(*file)["path"], "/mnt/data/out/sum.txt");
+  auto content = service_->OpenFile(caller_, artifact.file_id);
   ASSERT_OK(content);
   char buffer[16] = {};
   ASSERT_EQ(::pread(content->fd.get(), buffer, sizeof buffer, 0), 1);
@@ -128,26 +138,26 @@ TEST_F(ServiceTest, ArtifactsAreOutputFilesThatNameTheirExecution) {
   // Outputs keep their own retention (48 h here).
   clock_.Advance(hours(30));
   ASSERT_OK(service_->SweepExpiredFiles());
-  EXPECT_TRUE(service_->GetFile(caller_, (*input)["id"]).status().IsNotFound());
-  EXPECT_OK(service_->GetFile(caller_, artifact["id"]));
+  EXPECT_TRUE(service_->GetFile(caller_, input->id).status().IsNotFound());
+  EXPECT_OK(service_->GetFile(caller_, artifact.file_id));
 }
 
 TEST_F(ServiceTest, AnIdleSessionEndsAndSaysWhy) {
   auto session = service_->CreateSession(caller_, {});
   ASSERT_OK(session);
-  std::string id = (*session)["id"];
+  std::string id = session->row.id;
   clock_.Advance(std::chrono::seconds(config_.pools[0].limits.idle_timeout) + hours(1));
   // The manager's background pass notices within a second; wait for its record.
   for (int i = 0; i < 50; ++i) {
     auto now = service_->GetSession(caller_, id);
     ASSERT_OK(now);
-    if ((*now)["status"] == "ended") break;
+    if (now->row.status == "ended") break;
     usleep(100000);
   }
   auto ended = service_->GetSession(caller_, id);
   ASSERT_OK(ended);
-  EXPECT_EQ((*ended)["status"], "ended");
-  EXPECT_EQ((*ended)["end_reason"], "lifetime");  // Past the lifetime too: the first reason wins.
+  EXPECT_EQ(ended->row.status, "ended");
+  EXPECT_EQ(ended->row.end_reason, "lifetime");  // Past the lifetime too: the first reason wins.
   auto run = service_->Execute(caller_, id, "1", std::nullopt);
   ASSERT_FALSE(run.ok());
   EXPECT_EQ(run.status().reason(), "session_expired") << run.status().ToString();
@@ -159,7 +169,7 @@ TEST_F(ServiceTest, AnIdleSessionEndsAndSaysWhy) {
 TEST_F(ServiceTest, AnEndTheDatabaseRefusedShowsEverywhereAndIsWrittenLater) {
   auto session = service_->CreateSession(caller_, {});
   ASSERT_OK(session);
-  std::string id = (*session)["id"];
+  std::string id = session->row.id;
   sqlite3* other = nullptr;
   ASSERT_EQ(sqlite3_open((data_dir_ + "/pycell.db").c_str(), &other), SQLITE_OK);
   auto query = [&](const std::string& sql) {
@@ -175,19 +185,20 @@ TEST_F(ServiceTest, AnEndTheDatabaseRefusedShowsEverywhereAndIsWrittenLater) {
   ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
   auto ended = service_->EndSession(caller_, id);  // Waits out the busy timeout.
   ASSERT_OK(ended);
-  EXPECT_EQ((*ended)["status"], "ended");
-  EXPECT_EQ((*ended)["end_reason"], "closed");
+  EXPECT_EQ(ended->row.status, "ended");
+  EXPECT_EQ(ended->row.end_reason, "closed");
   auto got = service_->GetSession(caller_, id);
   ASSERT_OK(got);
-  EXPECT_EQ((*got)["status"], "ended");
+  EXPECT_EQ(got->row.status, "ended");
   auto listed = service_->ListSessions(caller_, "", "", store::Page{});
   ASSERT_OK(listed);
   int seen = 0;
-  for (const Json& row : (*listed)["data"]) {
-    if (row["id"] != id) continue;
+  for (const SessionInfo& listed_session : listed->data) {
+    const store::SessionRow& row = listed_session.row;
+    if (row.id != id) continue;
     ++seen;
-    EXPECT_EQ(row["status"], "ended") << row.dump();
-    EXPECT_EQ(row["end_reason"], "closed") << row.dump();
+    EXPECT_EQ(row.status, "ended");
+    EXPECT_EQ(row.end_reason, "closed");
   }
   EXPECT_EQ(seen, 1);
   EXPECT_EQ(query("SELECT status FROM sessions WHERE id = '" + id + "'"), "active");
@@ -230,7 +241,7 @@ TEST_F(ServiceTest, ADailyQuotaIsHitAndResetsAtMidnightUtc) {
   auth::Caller alice = UserIn((*project)["id"], "alice");
   auto first = service_->CreateSession(alice, {});
   ASSERT_OK(first);
-  ASSERT_OK(service_->EndSession(alice, (*first)["id"]));
+  ASSERT_OK(service_->EndSession(alice, first->row.id));
   auto refused = service_->CreateSession(alice, {});
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().reason(), "quota_exceeded");
@@ -262,7 +273,7 @@ TEST_F(ServiceTest, AnotherProjectsObjectsAnswerAsIfTheyDidNotExist) {
   auto project = service_->CreateProject(caller_, spec);
   ASSERT_OK(project);
   auth::Caller mallory = UserIn((*project)["id"], "mallory");
-  std::string file_id = (*file)["id"], session_id = (*session)["id"];
+  std::string file_id = file->id, session_id = session->row.id;
   std::string made_up_file = "file_" + std::string(26, '7');
   auto theirs = service_->GetFile(mallory, file_id);
   auto missing = service_->GetFile(mallory, made_up_file);
@@ -280,10 +291,10 @@ TEST_F(ServiceTest, AnotherProjectsObjectsAnswerAsIfTheyDidNotExist) {
   EXPECT_TRUE(service_->CreateSession(mallory, with_their_file).status().IsNotFound());
   auto files = service_->ListFiles(mallory, {}, store::Page{});
   ASSERT_OK(files);
-  EXPECT_TRUE((*files)["data"].empty());
+  EXPECT_TRUE(files->data.empty());
   auto sessions = service_->ListSessions(mallory, "", "", store::Page{});
   ASSERT_OK(sessions);
-  EXPECT_TRUE((*sessions)["data"].empty());
+  EXPECT_TRUE(sessions->data.empty());
   // The session still runs for its owner.
   EXPECT_OK(service_->Execute(caller_, session_id, "1", std::nullopt));
 }
@@ -291,13 +302,15 @@ TEST_F(ServiceTest, AnotherProjectsObjectsAnswerAsIfTheyDidNotExist) {
 TEST_F(ServiceTest, SessionsPastTheirExpectedDurationAreFlagged) {
   auto session = service_->CreateSession(caller_, {});
   ASSERT_OK(session);
-  EXPECT_FALSE((*session)["over_expected_duration"].get<bool>());
+  EXPECT_FALSE(session->over_expected_duration);
+  EXPECT_FALSE(SessionView(*session)["over_expected_duration"].get<bool>());
   EXPECT_EQ(service_->FlagLongSessions(), 0);
   clock_.Advance(config_.usage.expected_session + std::chrono::seconds(1));
   EXPECT_EQ(service_->FlagLongSessions(), 1);
-  auto later = service_->GetSession(caller_, (*session)["id"]);
+  auto later = service_->GetSession(caller_, session->row.id);
   ASSERT_OK(later);
-  EXPECT_TRUE((*later)["over_expected_duration"].get<bool>());
+  EXPECT_TRUE(later->over_expected_duration);
+  EXPECT_TRUE(SessionView(*later)["over_expected_duration"].get<bool>());
 }
 
 }  // namespace

@@ -30,29 +30,11 @@ using std::chrono::seconds;
 
 // --- sessions -------------------------------------------------------------------------------
 
-Json Service::SessionJson(const store::SessionRow& row) const {
-  Json limits = Json::parse(row.limits_json, nullptr, false);
+SessionInfo Service::SessionInfoOf(const store::SessionRow& row) const {
   auto expected = LiveConfig()->usage.expected_session;
   bool over = row.status == "active" && expected.count() > 0 &&
               NowMs() - row.created_at_ms > expected.count() * 1000;
-  return {{"id", row.id},
-          {"object", "session"},
-          {"pool", row.pool},
-          {"project_id", row.project_id},
-          {"principal", row.principal},
-          {"status", row.status},
-          {"end_reason", row.end_reason.empty() ? Json(nullptr) : Json(row.end_reason)},
-          {"created_at", TimeOrNull(row.created_at_ms)},
-          {"last_active_at", TimeOrNull(row.last_active_at_ms)},
-          {"expires_at", row.status == "active" ? TimeOrNull(row.expires_at_ms) : Json(nullptr)},
-          {"ended_at", TimeOrNull(row.ended_at_ms)},
-          {"execution_count", row.execution_count},
-          {"cpu_seconds", row.cpu_ms / 1000},
-          {"peak_memory_bytes", row.peak_memory_bytes},
-          {"over_expected_duration", over},
-          {"limits", limits.is_discarded() ? Json::object() : limits},
-          {"metadata", MetadataOf(row)},
-          {"forked_from", row.forked_from.empty() ? Json(nullptr) : Json(row.forked_from)}};
+  return SessionInfo{row, over};
 }
 
 Status Service::QuotaRefused(const auth::Caller& caller, const std::string& target,
@@ -79,8 +61,8 @@ store::SessionRow Service::ActiveRow(const session::Session& session,
   return row;
 }
 
-Result<Json> Service::CreateSession(const auth::Caller& caller,
-                                    const CreateSessionRequest& request) {
+Result<SessionInfo> Service::CreateSession(const auth::Caller& caller,
+                                           const CreateSessionRequest& request) {
   auto pool = pools_.find(request.pool);
   if (pool == pools_.end()) {
     std::string names;
@@ -141,9 +123,9 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
   }
   Json file_ids = Json::array();
   for (const store::FileRow& input : inputs) file_ids.push_back(input.id);
-  store::Trail trail =
-      auth::AuditTrail(caller, "session.create", row.id, row.created_at_ms,
-                       {{"pool", row.pool}, {"file_ids", file_ids}, {"metadata", MetadataOf(row)}});
+  store::Trail trail = auth::AuditTrail(
+      caller, "session.create", row.id, row.created_at_ms,
+      {{"pool", row.pool}, {"file_ids", file_ids}, {"metadata", MetadataView(row)}});
   Status put = store_->PutSession(row, trail);
   reservation.Release();
   if (!put.ok()) {
@@ -166,7 +148,7 @@ Result<Json> Service::CreateSession(const auth::Caller& caller,
     active_rows_[row.id] = row;
   }
   metrics_->SessionCreated(row.pool);
-  return SessionJson(row);
+  return SessionInfoOf(row);
 }
 
 Service::QuotaReservation::~QuotaReservation() { Release(); }
@@ -194,7 +176,7 @@ Result<Service::QuotaReservation> Service::ReserveSession(const auth::Caller& ca
   return QuotaReservation(this, project.id);
 }
 
-Result<Json> Service::ForkSession(const auth::Caller& caller, const std::string& id) {
+Result<SessionInfo> Service::ForkSession(const auth::Caller& caller, const std::string& id) {
   ASSIGN_OR_RETURN(std::shared_ptr<session::Session> live, LiveSession(caller, id));
   ASSIGN_OR_RETURN(store::SessionRow origin, store_->GetSession(id));
   auto pool = pools_.find(origin.pool);
@@ -220,7 +202,7 @@ Result<Json> Service::ForkSession(const auth::Caller& caller, const std::string&
   row.forked_from = id;
   store::Trail trail =
       auth::AuditTrail(caller, "session.fork", row.id, row.created_at_ms,
-                       {{"forked_from", id}, {"pool", row.pool}, {"metadata", MetadataOf(row)}});
+                       {{"forked_from", id}, {"pool", row.pool}, {"metadata", MetadataView(row)}});
   trail.audit->project_id = row.project_id;
   Status put = store_->PutSession(row, trail);
   reservation.Release();
@@ -244,7 +226,7 @@ Result<Json> Service::ForkSession(const auth::Caller& caller, const std::string&
     active_rows_[row.id] = row;
   }
   metrics_->SessionCreated(row.pool);
-  return SessionJson(row);
+  return SessionInfoOf(row);
 }
 
 Status Service::RecordEnd(const session::Session& s) {
@@ -373,13 +355,15 @@ Result<std::shared_ptr<session::Session>> Service::LiveSession(const auth::Calle
   return EndedError(id, "crashed");
 }
 
-Result<Json> Service::GetSession(const auth::Caller& caller, const std::string& id) {
+Result<SessionInfo> Service::GetSession(const auth::Caller& caller, const std::string& id) {
   ASSIGN_OR_RETURN(store::SessionRow row, VisibleSession(caller, id));
-  return SessionJson(row);
+  return SessionInfoOf(row);
 }
 
-Result<Json> Service::ListSessions(const auth::Caller& caller, const std::string& status,
-                                   const std::string& project, const store::Page& page) {
+Result<Listing<SessionInfo>> Service::ListSessions(const auth::Caller& caller,
+                                                   const std::string& status,
+                                                   const std::string& project,
+                                                   const store::Page& page) {
   std::string project_id;
   if (!project.empty()) {
     auto found = auth::FindProject(*store_, project);
@@ -395,17 +379,17 @@ Result<Json> Service::ListSessions(const auth::Caller& caller, const std::string
     ASSIGN_OR_RETURN(store::ProjectRow own, store_->GetProject(caller.project_id));
     if (!own.share_sessions) principal = caller.principal;
   }
-  return ListPage(
+  return ListOf<SessionInfo>(
       page,
       [&](const store::Page& p) { return store_->ListSessions(status, p, project_id, principal); },
       [&](const store::SessionRow& row) {
         store::SessionRow shown = row;  // An end the database has refused so far shows too.
         OverlayUnrecordedEnd(&shown);
-        return SessionJson(shown);
+        return SessionInfoOf(shown);
       });
 }
 
-Result<Json> Service::EndSession(const auth::Caller& caller, const std::string& id) {
+Result<SessionInfo> Service::EndSession(const auth::Caller& caller, const std::string& id) {
   ASSIGN_OR_RETURN(store::SessionRow row, VisibleSession(caller, id));
   if (row.status == "active") {
     {
@@ -427,7 +411,7 @@ Result<Json> Service::EndSession(const auth::Caller& caller, const std::string& 
       }
       // The pool may have recorded its end meanwhile (expiry, a violation): that reason stands.
       ASSIGN_OR_RETURN(store::SessionRow now, store_->GetSession(id));
-      if (now.status == "ended") return SessionJson(now);
+      if (now.status == "ended") return SessionInfoOf(now);
       row.status = "ended";
       row.end_reason = "crashed";
       row.ended_at_ms = NowMs();
@@ -438,7 +422,7 @@ Result<Json> Service::EndSession(const auth::Caller& caller, const std::string& 
     ASSIGN_OR_RETURN(row, store_->GetSession(id));
     OverlayUnrecordedEnd(&row);
   }
-  return SessionJson(row);
+  return SessionInfoOf(row);
 }
 
 }  // namespace pycell::service

@@ -1,0 +1,51 @@
+// The REST /v1 shapes of the Service's typed results (docs/openapi.json), built here and nowhere
+// else: the REST routes send them, MCP's tools embed the session object, evidence bundles and the
+// lineage report hold the file and session objects.
+//
+// Thread-safety: pure functions.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "service/results.h"
+
+namespace pycell::service {
+
+// {"id", "object": "file", "filename", "bytes", "sha256", "media_type", "purpose", "created_at",
+// "expires_at"}, and for an output {"session_id", "execution_id", "path"} (null for an outputs
+// file, which was never in the session).
+nlohmann::json FileView(const FileInfo& file);
+
+// {"id", "object": "session", "pool", "project_id", "principal", "status", "end_reason",
+// "created_at", "last_active_at", "expires_at", "ended_at", "execution_count", "cpu_seconds",
+// "peak_memory_bytes", "over_expected_duration", "limits", "metadata", "forked_from"}.
+nlohmann::json SessionView(const SessionInfo& session);
+// The new session's object with {"restored_from", "restored_cells", "restore_differences"}.
+nlohmann::json RestoredSessionView(const RestoredSession& restored);
+
+// The execution object: the stored record, parsed (null if the store holds something else).
+nlohmann::json ExecutionView(const ExecutionInfo& execution);
+
+// The session's free-form metadata as an object ({} when the record holds none).
+nlohmann::json MetadataView(const store::SessionRow& row);
+
+// RFC 3339 (UTC, milliseconds) of a time in ms since the epoch; null for 0 ("never").
+nlohmann::json TimeOrNull(int64_t ms);
+
+// {"object": "list", "data": [view(item)...], "has_more", "last_id"}.
+inline const std::string& IdOf(const FileInfo& file) { return file.id; }
+inline const std::string& IdOf(const SessionInfo& session) { return session.row.id; }
+inline const std::string& IdOf(const ExecutionInfo& execution) { return execution.record.id; }
+template <typename T, typename View>
+nlohmann::json ListView(const Listing<T>& list, View view) {
+  nlohmann::json data = nlohmann::json::array();
+  for (const T& item : list.data) data.push_back(view(item));
+  return {{"object", "list"},
+          {"data", std::move(data)},
+          {"has_more", list.has_more},
+          {"last_id",
+           list.data.empty() ? nlohmann::json(nullptr) : nlohmann::json(IdOf(list.data.back()))}};
+}
+
+}  // namespace pycell::service
