@@ -271,44 +271,46 @@ Result<std::string> SessionFileName(const std::string& raw, bool top_level) {
   return name;
 }
 
-Json LegacyFileEntry(const Json& session_file) {
-  std::string name = RelativeToData(StringField(session_file, "path"));
-  return {{"$id", name},
+namespace {
+
+std::string ModifiedAt(const service::SessionFile& file) {
+  return FormatRfc3339(std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::nanoseconds(file.modified_at_ns))));
+}
+
+}  // namespace
+
+Json LegacyFileEntry(const service::SessionFile& file) {
+  return {{"$id", file.path},
           {"properties",
-           {{"$id", name},
-            {"filename", name},
-            {"size", IntField(session_file, "bytes")},
-            {"lastModifiedTime", StringField(session_file, "modified_at")},
+           {{"$id", file.path},
+            {"filename", file.path},
+            {"size", file.bytes},
+            {"lastModifiedTime", ModifiedAt(file)},
             {"type", "file"}}}};
 }
 
-Json CurrentFileEntry(const Json& session_file) {
-  std::string name = RelativeToData(StringField(session_file, "path"));
-  return {{"name", name},
-          {"sizeInBytes", IntField(session_file, "bytes")},
-          {"lastModifiedAt", StringField(session_file, "modified_at")},
+Json CurrentFileEntry(const service::SessionFile& file) {
+  return {{"name", file.path},
+          {"sizeInBytes", file.bytes},
+          {"lastModifiedAt", ModifiedAt(file)},
           {"contentType", "application/octet-stream"},
           {"type", "File"}};
 }
 
-Json FileList(const Json& session_files, Contract contract) {
+Json FileList(const std::vector<service::SessionFile>& files, Contract contract) {
   Json value = Json::array();
-  const Json& data = Field(session_files, "data");
-  if (data.is_array()) {
-    for (const Json& file : data) {
-      value.push_back(contract == Contract::kLegacy ? LegacyFileEntry(file)
-                                                    : CurrentFileEntry(file));
-    }
+  for (const service::SessionFile& file : files) {
+    value.push_back(contract == Contract::kLegacy ? LegacyFileEntry(file) : CurrentFileEntry(file));
   }
   return {{"value", value}};
 }
 
-Result<Json> FindFile(const Json& session_files, const std::string& name) {
-  const Json& data = Field(session_files, "data");
-  if (data.is_array()) {
-    for (const Json& file : data) {
-      if (RelativeToData(StringField(file, "path")) == name) return file;
-    }
+Result<service::SessionFile> FindFile(const std::vector<service::SessionFile>& files,
+                                      const std::string& name) {
+  for (const service::SessionFile& file : files) {
+    if (file.path == name) return file;
   }
   return Status::NotFound("no file " + BaseName(name) + " in /mnt/data of this session");
 }

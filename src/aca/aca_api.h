@@ -33,8 +33,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "session/execution.h"
-#include "store/metadata_store.h"
+#include "service/results.h"
 
 namespace pycell::aca {
 
@@ -91,15 +90,16 @@ Json ExecutionResponse(const session::ExecutionRecord& execution, const std::str
 // name inside a folder — uploads land at the top of /mnt/data.
 Result<std::string> SessionFileName(const std::string& raw, bool top_level);
 
-// One entry of pycell's /mnt/data listing ({path, bytes, modified_at}) in each contract's shape:
-// legacy {"$id", "properties": {"$id", "filename", "size", "lastModifiedTime", "type"}}; current
-// {"name", "sizeInBytes", "lastModifiedAt", "contentType", "type": "File"}.
-Json LegacyFileEntry(const Json& session_file);
-Json CurrentFileEntry(const Json& session_file);
-// The whole listing ({"object": "list", "data": [...]}) as {"value": [...]} of entries.
-Json FileList(const Json& session_files, Contract contract);
-// The entry of `name` in the listing, or NotFound.
-Result<Json> FindFile(const Json& session_files, const std::string& name);
+// One file of a session's /mnt/data in each contract's shape: legacy {"$id", "properties":
+// {"$id", "filename", "size", "lastModifiedTime", "type"}}; current {"name", "sizeInBytes",
+// "lastModifiedAt", "contentType", "type": "File"}.
+Json LegacyFileEntry(const service::SessionFile& file);
+Json CurrentFileEntry(const service::SessionFile& file);
+// The whole listing as {"value": [...]} of entries.
+Json FileList(const std::vector<service::SessionFile>& files, Contract contract);
+// The file of `name` (relative to /mnt/data) in the listing, or NotFound.
+Result<service::SessionFile> FindFile(const std::vector<service::SessionFile>& files,
+                                      const std::string& name);
 
 // A session's record as Azure's session object: {identifier, sessionId, createdAt,
 // lastAccessedAt, expireAt, expiresAt, status}.

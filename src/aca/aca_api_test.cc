@@ -164,20 +164,18 @@ TEST(AcaFiles, NamesRelativeToMntData) {
 }
 
 TEST(AcaFiles, ListingShapes) {
-  Json listing = {{"object", "list"},
-                  {"data", Json::array({{{"path", "/mnt/data/a.csv"},
-                                         {"bytes", 5},
-                                         {"modified_at", "2025-01-01T00:00:00Z"}}})}};
+  std::vector<service::SessionFile> listing = {{"a.csv", 5, 1735689600000000000}};
   Json legacy = FileList(listing, Contract::kLegacy);
   EXPECT_EQ(legacy["value"][0]["properties"]["filename"], "a.csv");
   EXPECT_EQ(legacy["value"][0]["properties"]["size"], 5);
+  EXPECT_EQ(legacy["value"][0]["properties"]["lastModifiedTime"], "2025-01-01T00:00:00.000Z");
   Json current = FileList(listing, Contract::kCurrent);
   EXPECT_EQ(current["value"][0]["name"], "a.csv");
   EXPECT_EQ(current["value"][0]["sizeInBytes"], 5);
   EXPECT_EQ(current["value"][0]["type"], "File");
   ASSERT_OK(FindFile(listing, "a.csv"));
   EXPECT_TRUE(FindFile(listing, "b.csv").status().IsNotFound());
-  EXPECT_EQ(FileList(Json::object(), Contract::kLegacy)["value"].size(), 0u);
+  EXPECT_EQ(FileList({}, Contract::kLegacy)["value"].size(), 0u);
 }
 
 TEST(AcaSession, Shape) {

@@ -352,14 +352,12 @@ Tool UploadFile(Service* s) {
     }
     if (!session_id.empty()) {
       RETURN_IF_ERROR(ctx.Require(P::kSessionsFiles));
-      ASSIGN_OR_RETURN(Json placed, s->PutSessionFiles(ctx.caller(), session_id, {file_id}));
-      const Json& first = placed["data"].at(0);
-      std::string path = first["path"].get<std::string>();
-      structured["file_id"] = first["file_id"];
-      structured["bytes"] = first["bytes"];
-      structured["path"] = path;
-      if (!structured.contains("filename"))
-        structured["filename"] = path.substr(path.rfind('/') + 1);
+      ASSIGN_OR_RETURN(auto placed, s->PutSessionFiles(ctx.caller(), session_id, {file_id}));
+      if (placed.empty()) return Status::Internal("the file was not placed");
+      structured["file_id"] = placed[0].file_id;
+      structured["bytes"] = placed[0].bytes;
+      structured["path"] = "/mnt/data/" + placed[0].path;
+      if (!structured.contains("filename")) structured["filename"] = placed[0].path;
     }
     ToolResult out;
     std::string text = "stored " + structured["filename"].get<std::string>() + " as " + file_id +
@@ -396,15 +394,16 @@ Tool ListFiles(Service* s) {
     RETURN_IF_ERROR(AllowOnly(args, {"session_id"}));
     ASSIGN_OR_RETURN(std::string session_id, RequiredString(args, "session_id", kSessionIdHelp));
     RETURN_IF_ERROR(ctx.Require(P::kSessionsFiles));
-    ASSIGN_OR_RETURN(Json list, s->ListSessionFiles(ctx.caller(), session_id));
+    ASSIGN_OR_RETURN(auto files, s->ListSessionFiles(ctx.caller(), session_id));
     std::string text;
-    for (const Json& f : list["data"]) {
-      text += f["path"].get<std::string>() + " (" + std::to_string(f["bytes"].get<int64_t>()) +
-              " bytes)\n";
+    Json listed = Json::array();
+    for (const service::SessionFile& f : files) {
+      text += "/mnt/data/" + f.path + " (" + std::to_string(f.bytes) + " bytes)\n";
+      listed.push_back(service::SessionFileView(f));
     }
     ToolResult out;
     out.content.push_back(Text(text.empty() ? "/mnt/data is empty" : text));
-    out.structured = {{"session_id", session_id}, {"files", list["data"]}};
+    out.structured = {{"session_id", session_id}, {"files", std::move(listed)}};
     return out;
   };
   return tool;

@@ -70,9 +70,9 @@ struct Aca {
   }
 
   // Streams a multipart body's part "file" into a new input file and places it into the
-  // session's /mnt/data, replacing a file of its name as Azure does. Returns the session
-  // listing's entry of the placed file.
-  Result<Json> Upload(Request& r, const std::string& session_id) {
+  // session's /mnt/data, replacing a file of its name as Azure does. Returns the placed file as
+  // the session's listing shows it.
+  Result<service::SessionFile> Upload(Request& r, const std::string& session_id) {
     UploadRules rules;
     rules.allow_raw = false;
     // Semantic Kernel and LlamaIndex send "/mnt/data/<name>" as the filename.
@@ -81,7 +81,7 @@ struct Aca {
     };
     ASSIGN_OR_RETURN(ReceivedUpload upload, ReceiveUpload(*service, r, rules));
     RETURN_IF_ERROR(service->ReplaceSessionFile(r.caller, session_id, upload.file.id).status());
-    ASSIGN_OR_RETURN(Json listing, service->ListSessionFiles(r.caller, session_id));
+    ASSIGN_OR_RETURN(auto listing, service->ListSessionFiles(r.caller, session_id));
     return aca::FindFile(listing, upload.name);
   }
 
@@ -138,7 +138,7 @@ void AddAcaRoutes(Router* router, Service* service, const std::string& prefix) {
       "POST", "/files/upload", P::kSessionsFiles,
       [](Aca& a, Request& r, Contract) -> Result<Response> {
         ASSIGN_OR_RETURN(std::string session_id, a.SessionOf(r, /*create=*/true));
-        ASSIGN_OR_RETURN(Json file, a.Upload(r, session_id));
+        ASSIGN_OR_RETURN(service::SessionFile file, a.Upload(r, session_id));
         return JsonResponse(200, {{"value", Json::array({aca::LegacyFileEntry(file)})}});
       },
       /*streams=*/true);
@@ -148,7 +148,7 @@ void AddAcaRoutes(Router* router, Service* service, const std::string& prefix) {
   // --- both contracts: the listing's shape follows the api-version ---
   add("GET", "/files", P::kSessionsFiles, [](Aca& a, Request& r, Contract c) -> Result<Response> {
     ASSIGN_OR_RETURN(std::string session_id, a.SessionOf(r, /*create=*/true));
-    ASSIGN_OR_RETURN(Json listing, a.service->ListSessionFiles(r.caller, session_id));
+    ASSIGN_OR_RETURN(auto listing, a.service->ListSessionFiles(r.caller, session_id));
     return JsonResponse(200, aca::FileList(listing, c));
   });
   add("GET", "/files/{name}", P::kSessionsFiles,
@@ -156,8 +156,8 @@ void AddAcaRoutes(Router* router, Service* service, const std::string& prefix) {
         ASSIGN_OR_RETURN(std::string name,
                          aca::SessionFileName(r.params.at("name"), /*top_level=*/false));
         ASSIGN_OR_RETURN(std::string session_id, a.SessionOf(r, /*create=*/false));
-        ASSIGN_OR_RETURN(Json listing, a.service->ListSessionFiles(r.caller, session_id));
-        ASSIGN_OR_RETURN(Json file, aca::FindFile(listing, name));
+        ASSIGN_OR_RETURN(auto listing, a.service->ListSessionFiles(r.caller, session_id));
+        ASSIGN_OR_RETURN(service::SessionFile file, aca::FindFile(listing, name));
         if (c == Contract::kLegacy) {
           return JsonResponse(200, {{"value", Json::array({aca::LegacyFileEntry(file)})}});
         }
@@ -202,7 +202,7 @@ void AddAcaRoutes(Router* router, Service* service, const std::string& prefix) {
       "POST", "/files", P::kSessionsFiles,
       [](Aca& a, Request& r, Contract c) -> Result<Response> {
         ASSIGN_OR_RETURN(std::string session_id, a.SessionOf(r, /*create=*/true));
-        ASSIGN_OR_RETURN(Json file, a.Upload(r, session_id));
+        ASSIGN_OR_RETURN(service::SessionFile file, a.Upload(r, session_id));
         if (c == Contract::kLegacy) {
           return JsonResponse(200, {{"value", Json::array({aca::LegacyFileEntry(file)})}});
         }

@@ -295,23 +295,23 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
           r.body = std::move(body);
           ASSIGN_OR_RETURN(Json parsed, ParseBody(r, {"file_ids"}));
           ASSIGN_OR_RETURN(auto ids, service::FileIdsFromJson(parsed));
-          ASSIGN_OR_RETURN(Json placed, s.PutSessionFiles(r.caller, id, ids));
-          return JsonResponse(200, placed);
+          ASSIGN_OR_RETURN(auto placed, s.PutSessionFiles(r.caller, id, ids));
+          return JsonResponse(200, service::PlacedFilesView(placed));
         }
         // An upload straight into the session: stored as an input file, then placed.
         RETURN_IF_ERROR(s.RequireLive(r.caller, id));
         ASSIGN_OR_RETURN(ReceivedUpload upload, ReceiveUpload(s, r));
-        ASSIGN_OR_RETURN(Json placed, s.PutSessionFiles(r.caller, id, {upload.file.id}));
-        return JsonResponse(201, placed);
+        ASSIGN_OR_RETURN(auto placed, s.PutSessionFiles(r.caller, id, {upload.file.id}));
+        return JsonResponse(201, service::PlacedFilesView(placed));
       },
       /*streams=*/true);
   add("GET", "/v1/sessions/{id}/files", P::kSessionsFiles,
-      ById(s, 200, &Service::ListSessionFiles, AsIs));
+      ById(s, 200, &Service::ListSessionFiles, service::SessionFilesView));
   add("DELETE", "/v1/sessions/{id}/files/{name}", P::kSessionsFiles,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
-        ASSIGN_OR_RETURN(Json removed,
+        ASSIGN_OR_RETURN(std::string removed,
                          s.RemoveSessionFile(r.caller, r.params.at("id"), r.params.at("name")));
-        return JsonResponse(200, removed);
+        return JsonResponse(200, service::RemovedSessionFileView(removed));
       });
   add("POST", "/v1/sessions/{id}/executions", P::kExecutionsRun,
       [&s](Request& r, ResponseStream& stream) { return Execute(s, r, stream); });

@@ -48,6 +48,20 @@ struct ExecutionInfo {
   std::string json;
 };
 
+// A stored file placed into a session's /mnt/data (PutSessionFiles, ReplaceSessionFile).
+struct PlacedFile {
+  std::string file_id;
+  std::string path;  // Relative to /mnt/data: the file's name.
+  int64_t bytes = 0;
+};
+
+// A file in a session's /mnt/data now (ListSessionFiles).
+struct SessionFile {
+  std::string path;  // Relative to /mnt/data; bytes that are not UTF-8 escaped (common/utf8.h).
+  uint64_t bytes = 0;
+  int64_t modified_at_ns = 0;  // Since the epoch.
+};
+
 // One page of a list, in the order the call gives; has_more when another page follows (ask for
 // it with after = the last item's id).
 template <typename T>

@@ -149,13 +149,14 @@ class Service {
   Result<SessionInfo> ForkSession(const auth::Caller& caller, const std::string& id);
   // Places stored files into the session's /mnt/data; returns what was placed. A name already
   // there is 409.
-  Result<Json> PutSessionFiles(const auth::Caller& caller, const std::string& session_id,
-                               const std::vector<std::string>& file_ids);
+  Result<std::vector<PlacedFile>> PutSessionFiles(const auth::Caller& caller,
+                                                  const std::string& session_id,
+                                                  const std::vector<std::string>& file_ids);
   // Places one stored file, replacing a file of its name in one step (the Azure-compatible
   // upload's semantics): the session's /mnt/data never lacks the name meanwhile. Audited as
   // session.files.put with "replaced": true. Returns the placed entry.
-  Result<Json> ReplaceSessionFile(const auth::Caller& caller, const std::string& session_id,
-                                  const std::string& file_id);
+  Result<PlacedFile> ReplaceSessionFile(const auth::Caller& caller, const std::string& session_id,
+                                        const std::string& file_id);
   // Calls `listener` with the id of every session that ends from now on, however it ends
   // (deleted, expired, killed, the server stopping), after its end is recorded. Register before
   // serving: the list is read without a lock. A listener must not call back into the Service.
@@ -168,11 +169,13 @@ class Service {
     return LiveSession(caller, session_id).status();
   }
   // Removes a file from the session's /mnt/data (`path` relative to it, or starting with
-  // "/mnt/data/"), with a session.files.delete audit event. NotFound when there is none.
-  Result<Json> RemoveSessionFile(const auth::Caller& caller, const std::string& session_id,
-                                 const std::string& path);
+  // "/mnt/data/"), with a session.files.delete audit event. NotFound when there is none. Returns
+  // the removed file's path relative to /mnt/data (bytes that are not UTF-8 escaped).
+  Result<std::string> RemoveSessionFile(const auth::Caller& caller, const std::string& session_id,
+                                        const std::string& path);
   // What is in /mnt/data now.
-  Result<Json> ListSessionFiles(const auth::Caller& caller, const std::string& session_id);
+  Result<std::vector<SessionFile>> ListSessionFiles(const auth::Caller& caller,
+                                                    const std::string& session_id);
   // A file in the session's /mnt/data by its path (relative to it), opened read-only through
   // the session's safe folder, audited as session.files.get and metered as a download; its
   // record (row) carries only filename, bytes and media type. For the Azure-compatible routes,
@@ -327,8 +330,8 @@ class Service {
                                        const files::FileChange& change, uint64_t max_bytes);
   // Places stored file `file_id` into the session's /mnt/data (replacing one of its name when
   // `replace`), on record as an input of the session; the placed entry.
-  Result<Json> PlaceFile(const auth::Caller& caller, session::Session& session,
-                         const std::string& file_id, bool replace);
+  Result<PlacedFile> PlaceFile(const auth::Caller& caller, session::Session& session,
+                               const std::string& file_id, bool replace);
   // When the record's outputs are larger than engine.max_record_outputs: all of them as an output
   // file (a JSON array), staged like an artifact, and the record cut to the outputs that fit.
   // Nothing when they fit, or when the file could not be made (the record says why).

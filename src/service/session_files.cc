@@ -16,8 +16,8 @@ namespace pycell::service {
 
 using std::chrono::duration_cast;
 
-Result<Json> Service::PlaceFile(const auth::Caller& caller, session::Session& session,
-                                const std::string& file_id, bool replace) {
+Result<PlacedFile> Service::PlaceFile(const auth::Caller& caller, session::Session& session,
+                                      const std::string& file_id, bool replace) {
   ASSIGN_OR_RETURN(store::FileRow row, VisibleFile(caller, file_id));
   ASSIGN_OR_RETURN(UniqueFd fd, blobs_->OpenBlob(row.sha256));
   // SafeDir says FailedPrecondition (409) for a name already in /mnt/data, unless replacing.
@@ -30,50 +30,50 @@ Result<Json> Service::PlaceFile(const auth::Caller& caller, session::Session& se
   store::Trail trail = auth::AuditTrail(caller, "session.files.put", session.id(), now, detail);
   RETURN_IF_ERROR(
       store_->AddSessionInputs({{session.id(), file_id, row.filename, row.sha256, now}}, trail));
-  return Json{{"file_id", file_id}, {"path", "/mnt/data/" + row.filename}, {"bytes", row.bytes}};
+  return PlacedFile{file_id, row.filename, row.bytes};
 }
 
-Result<Json> Service::PutSessionFiles(const auth::Caller& caller, const std::string& session_id,
-                                      const std::vector<std::string>& file_ids) {
+Result<std::vector<PlacedFile>> Service::PutSessionFiles(const auth::Caller& caller,
+                                                         const std::string& session_id,
+                                                         const std::vector<std::string>& file_ids) {
   ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
-  Json placed = Json::array();
+  std::vector<PlacedFile> placed;
   for (const std::string& id : file_ids) {
-    ASSIGN_OR_RETURN(Json entry, PlaceFile(caller, *session, id, /*replace=*/false));
+    ASSIGN_OR_RETURN(PlacedFile entry, PlaceFile(caller, *session, id, /*replace=*/false));
     placed.push_back(std::move(entry));
   }
-  return Json{{"object", "list"}, {"data", placed}};
+  return placed;
 }
 
-Result<Json> Service::ReplaceSessionFile(const auth::Caller& caller, const std::string& session_id,
-                                         const std::string& file_id) {
+Result<PlacedFile> Service::ReplaceSessionFile(const auth::Caller& caller,
+                                               const std::string& session_id,
+                                               const std::string& file_id) {
   ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
   return PlaceFile(caller, *session, file_id, /*replace=*/true);
 }
 
-Result<Json> Service::RemoveSessionFile(const auth::Caller& caller, const std::string& session_id,
-                                        const std::string& path) {
+Result<std::string> Service::RemoveSessionFile(const auth::Caller& caller,
+                                               const std::string& session_id,
+                                               const std::string& path) {
   ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
   std::string relative = path.rfind("/mnt/data/", 0) == 0 ? path.substr(10) : path;
   RETURN_IF_ERROR(session->RemoveFile(relative));
-  const std::string shown = "/mnt/data/" + EscapeNonUtf8(relative);
-  store::Trail trail =
-      auth::AuditTrail(caller, "session.files.delete", session_id, NowMs(), {{"path", shown}});
+  std::string shown = EscapeNonUtf8(relative);
+  store::Trail trail = auth::AuditTrail(caller, "session.files.delete", session_id, NowMs(),
+                                        {{"path", "/mnt/data/" + shown}});
   RETURN_IF_ERROR(store_->Record(trail));
-  return Json{{"object", "session.file"}, {"path", shown}, {"deleted", true}};
+  return shown;
 }
 
-Result<Json> Service::ListSessionFiles(const auth::Caller& caller, const std::string& session_id) {
+Result<std::vector<SessionFile>> Service::ListSessionFiles(const auth::Caller& caller,
+                                                           const std::string& session_id) {
   ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
   ASSIGN_OR_RETURN(files::DirSnapshot snapshot, session->ListFiles());
-  Json data = Json::array();
+  std::vector<SessionFile> files;
   for (const auto& [path, state] : snapshot) {
-    data.push_back({{"path", "/mnt/data/" + EscapeNonUtf8(path)},
-                    {"bytes", state.bytes},
-                    {"modified_at", FormatRfc3339(std::chrono::system_clock::time_point(
-                                        duration_cast<std::chrono::system_clock::duration>(
-                                            std::chrono::nanoseconds(state.mtime_ns))))}});
+    files.push_back({EscapeNonUtf8(path), state.bytes, static_cast<int64_t>(state.mtime_ns)});
   }
-  return Json{{"object", "list"}, {"data", data}};
+  return files;
 }
 
 Result<FileContent> Service::OpenSessionFile(const auth::Caller& caller,

@@ -75,6 +75,34 @@ Json RestoredSessionView(const RestoredSession& restored) {
   return view;
 }
 
+Json PlacedFilesView(const std::vector<PlacedFile>& placed) {
+  Json data = Json::array();
+  for (const PlacedFile& file : placed) {
+    data.push_back(
+        {{"file_id", file.file_id}, {"path", "/mnt/data/" + file.path}, {"bytes", file.bytes}});
+  }
+  return {{"object", "list"}, {"data", std::move(data)}};
+}
+
+Json SessionFileView(const SessionFile& file) {
+  auto modified = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::nanoseconds(file.modified_at_ns)));
+  return {{"path", "/mnt/data/" + file.path},
+          {"bytes", file.bytes},
+          {"modified_at", FormatRfc3339(modified)}};
+}
+
+Json SessionFilesView(const std::vector<SessionFile>& files) {
+  Json data = Json::array();
+  for (const SessionFile& file : files) data.push_back(SessionFileView(file));
+  return {{"object", "list"}, {"data", std::move(data)}};
+}
+
+Json RemovedSessionFileView(const std::string& path) {
+  return {{"object", "session.file"}, {"path", "/mnt/data/" + path}, {"deleted", true}};
+}
+
 Json ExecutionView(const ExecutionInfo& execution) {
   auto parsed = ParseUntrustedJson(execution.json, JsonLimits{1u << 30, 128, 16u << 20});
   return parsed.ok() ? std::move(*parsed) : Json(nullptr);

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "service/results.h"
 
@@ -23,6 +24,15 @@ nlohmann::json FileView(const FileInfo& file);
 nlohmann::json SessionView(const SessionInfo& session);
 // The new session's object with {"restored_from", "restored_cells", "restore_differences"}.
 nlohmann::json RestoredSessionView(const RestoredSession& restored);
+
+// {"object": "list", "data": [{"file_id", "path": "/mnt/data/…", "bytes"}...]}.
+nlohmann::json PlacedFilesView(const std::vector<PlacedFile>& placed);
+// {"path": "/mnt/data/…", "bytes", "modified_at"}, and the listing of them as {"object": "list",
+// "data": [...]}.
+nlohmann::json SessionFileView(const SessionFile& file);
+nlohmann::json SessionFilesView(const std::vector<SessionFile>& files);
+// {"object": "session.file", "path": "/mnt/data/…", "deleted": true}.
+nlohmann::json RemovedSessionFileView(const std::string& path);
 
 // The execution object: the stored record, parsed (null if the store holds something else).
 nlohmann::json ExecutionView(const ExecutionInfo& execution);
