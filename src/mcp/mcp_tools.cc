@@ -21,20 +21,6 @@ using service::Service;
 
 // --- arguments ------------------------------------------------------------------------------
 
-// InvalidArgument naming the first argument not in `allowed`.
-Status AllowOnly(const Json& arguments, std::initializer_list<const char*> allowed) {
-  for (const auto& [key, value] : arguments.items()) {
-    bool known = false;
-    for (const char* a : allowed) known = known || key == a;
-    if (!known) {
-      std::string list;
-      for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      return Status::InvalidArgument("unknown argument \"" + key + "\"; allowed: " + list);
-    }
-  }
-  return Status::Ok();
-}
-
 // The string argument `name`, or "" when absent or null; InvalidArgument when another type.
 Result<std::string> OptionalString(const Json& arguments, const char* name) {
   if (!arguments.contains(name) || arguments[name].is_null()) return std::string();
@@ -144,30 +130,58 @@ Json SessionStructured(const service::SessionInfo& session) {
           {"session", std::move(view)}};
 }
 
+// --- declarations ---------------------------------------------------------------------------
+
+// A tool as the model sees it: its name, title and description, and its arguments as the
+// properties of an object schema that admits no others (PycellTools refuses any other).
+Tool Declare(const char* name, const char* title, std::string description, Json properties,
+             std::vector<std::string> required) {
+  Tool tool;
+  tool.name = name;
+  tool.title = title;
+  tool.description = std::move(description);
+  tool.input_schema = {{"type", "object"}, {"properties", std::move(properties)}};
+  if (!required.empty()) tool.input_schema["required"] = std::move(required);
+  tool.input_schema["additionalProperties"] = false;
+  return tool;
+}
+
+// `handler`, after an InvalidArgument for the first argument `schema` does not declare.
+ToolHandler RefusingUndeclared(const Json& schema, ToolHandler handler) {
+  std::vector<std::string> declared;
+  for (const auto& [key, value] : schema["properties"].items()) declared.push_back(key);
+  return [declared, handler = std::move(handler)](const Json& arguments,
+                                                  ToolContext& context) -> Result<ToolResult> {
+    if (arguments.is_object()) {
+      for (const auto& [key, value] : arguments.items()) {
+        if (std::find(declared.begin(), declared.end(), key) != declared.end()) continue;
+        std::string list;
+        for (const std::string& d : declared) list += (list.empty() ? "" : ", ") + d;
+        return Status::InvalidArgument("unknown argument \"" + key + "\"; allowed: " + list);
+      }
+    }
+    return handler(arguments, context);
+  };
+}
+
 // --- the tools ------------------------------------------------------------------------------
 
 Tool ExecutePython(Service* s) {
-  Tool tool;
-  tool.name = "execute_python";
-  tool.title = "Run Python";
-  tool.description =
+  Tool tool = Declare(
+      "execute_python", "Run Python",
       "Runs Python code in a sandboxed, stateful IPython session (no network) and returns what it "
       "printed, the value of its last expression, charts (matplotlib figures as PNG images) and "
       "the files it wrote under /mnt/data (as resource links; fetch them with download_file). "
       "Variables, imports and files persist between calls with the same session_id. Without "
       "session_id a new session is created; every answer says its session_id and expires_at. "
-      "pandas, numpy and matplotlib are preinstalled; input files are in /mnt/data.";
-  tool.input_schema = {
-      {"type", "object"},
-      {"properties",
-       {{"code", StringSchema("Python source of one cell.")},
-        {"session_id", StringSchema(std::string(kSessionIdHelp) + " Omit to start a new session.")},
-        {"timeout_s",
-         {{"type", "number"},
-          {"minimum", 1},
-          {"description", "Seconds before the cell is interrupted (default: the session's)."}}}}},
-      {"required", {"code"}},
-      {"additionalProperties", false}};
+      "pandas, numpy and matplotlib are preinstalled; input files are in /mnt/data.",
+      {{"code", StringSchema("Python source of one cell.")},
+       {"session_id", StringSchema(std::string(kSessionIdHelp) + " Omit to start a new session.")},
+       {"timeout_s",
+        {{"type", "number"},
+         {"minimum", 1},
+         {"description", "Seconds before the cell is interrupted (default: the session's)."}}}},
+      {"code"});
   tool.output_schema = ObjectSchema(
       {{"session_id", {{"type", "string"}}},
        {"expires_at",
@@ -200,7 +214,6 @@ Tool ExecutePython(Service* s) {
       {"session_id", "expires_at", "execution_id", "status", "stdout", "stderr", "result", "error",
        "artifacts"});
   tool.handler = [s](const Json& args, ToolContext& ctx) -> Result<ToolResult> {
-    RETURN_IF_ERROR(AllowOnly(args, {"code", "session_id", "timeout_s"}));
     if (!args.contains("code") || !args["code"].is_string()) {
       return Status::InvalidArgument("code is required: a string of Python");
     }
@@ -290,23 +303,18 @@ Tool ExecutePython(Service* s) {
 }
 
 Tool UploadFile(Service* s) {
-  Tool tool;
-  tool.name = "upload_file";
-  tool.title = "Upload a file";
-  tool.description =
+  Tool tool = Declare(
+      "upload_file", "Upload a file",
       "Stores a file (content_base64 with its filename) and, with session_id, places it in that "
       "session's /mnt/data where code can read it. With file_id instead of content, places an "
       "already stored file into the session (session_id required). Without session_id the file "
-      "is only stored: pass its file_id to create_session.";
-  tool.input_schema = {
-      {"type", "object"},
-      {"properties",
-       {{"filename",
-         StringSchema("The file's name in /mnt/data, e.g. sales.csv (with content_base64).")},
-        {"content_base64", StringSchema("The file's bytes, base64 (RFC 4648).")},
-        {"file_id", StringSchema("A stored file (file_…) to place into the session instead.")},
-        {"session_id", StringSchema(kSessionIdHelp)}}},
-      {"additionalProperties", false}};
+      "is only stored: pass its file_id to create_session.",
+      {{"filename",
+        StringSchema("The file's name in /mnt/data, e.g. sales.csv (with content_base64).")},
+       {"content_base64", StringSchema("The file's bytes, base64 (RFC 4648).")},
+       {"file_id", StringSchema("A stored file (file_…) to place into the session instead.")},
+       {"session_id", StringSchema(kSessionIdHelp)}},
+      {});
   tool.output_schema = ObjectSchema(
       {{"file_id", {{"type", "string"}}},
        {"filename", {{"type", "string"}}},
@@ -315,7 +323,6 @@ Tool UploadFile(Service* s) {
        {"path", {{"type", {"string", "null"}}, {"description", "Where it is in the session."}}}},
       {"file_id", "filename", "bytes", "session_id", "path"});
   tool.handler = [s](const Json& args, ToolContext& ctx) -> Result<ToolResult> {
-    RETURN_IF_ERROR(AllowOnly(args, {"filename", "content_base64", "file_id", "session_id"}));
     ASSIGN_OR_RETURN(std::string session_id, OptionalString(args, "session_id"));
     ASSIGN_OR_RETURN(std::string file_id, OptionalString(args, "file_id"));
     bool has_content = args.contains("content_base64") && !args["content_base64"].is_null();
@@ -373,14 +380,9 @@ Tool UploadFile(Service* s) {
 }
 
 Tool ListFiles(Service* s) {
-  Tool tool;
-  tool.name = "list_files";
-  tool.title = "List session files";
-  tool.description = "Lists every file under /mnt/data of a session now, with its size.";
-  tool.input_schema = {{"type", "object"},
-                       {"properties", {{"session_id", StringSchema(kSessionIdHelp)}}},
-                       {"required", {"session_id"}},
-                       {"additionalProperties", false}};
+  Tool tool = Declare("list_files", "List session files",
+                      "Lists every file under /mnt/data of a session now, with its size.",
+                      {{"session_id", StringSchema(kSessionIdHelp)}}, {"session_id"});
   tool.output_schema =
       ObjectSchema({{"session_id", {{"type", "string"}}},
                     {"files",
@@ -391,7 +393,6 @@ Tool ListFiles(Service* s) {
                                              {"path", "bytes"})}}}},
                    {"session_id", "files"});
   tool.handler = [s](const Json& args, ToolContext& ctx) -> Result<ToolResult> {
-    RETURN_IF_ERROR(AllowOnly(args, {"session_id"}));
     ASSIGN_OR_RETURN(std::string session_id, RequiredString(args, "session_id", kSessionIdHelp));
     RETURN_IF_ERROR(ctx.Require(P::kSessionsFiles));
     ASSIGN_OR_RETURN(auto files, s->ListSessionFiles(ctx.caller(), session_id));
@@ -429,20 +430,15 @@ bool IsTextType(const std::string& media_type) {
 }
 
 Tool DownloadFile(Service* s) {
-  Tool tool;
-  tool.name = "download_file";
-  tool.title = "Download a file";
-  tool.description =
+  Tool tool = Declare(
+      "download_file", "Download a file",
       "Returns a file's contents as an embedded resource (text, or base64 for binary files): a "
       "stored file by file_id (e.g. an artifact execute_python reported), or a file in a "
-      "session's /mnt/data by session_id and path. Files over 16 MiB are not embedded.";
-  tool.input_schema = {
-      {"type", "object"},
-      {"properties",
-       {{"session_id", StringSchema(std::string(kSessionIdHelp) + " Needed with path.")},
-        {"path", StringSchema("A path under /mnt/data, e.g. /mnt/data/out.csv or out.csv.")},
-        {"file_id", StringSchema("A stored file id (file_…).")}}},
-      {"additionalProperties", false}};
+      "session's /mnt/data by session_id and path. Files over 16 MiB are not embedded.",
+      {{"session_id", StringSchema(std::string(kSessionIdHelp) + " Needed with path.")},
+       {"path", StringSchema("A path under /mnt/data, e.g. /mnt/data/out.csv or out.csv.")},
+       {"file_id", StringSchema("A stored file id (file_…).")}},
+      {});
   tool.output_schema = ObjectSchema({{"filename", {{"type", "string"}}},
                                      {"bytes", {{"type", "integer"}}},
                                      {"media_type", {{"type", "string"}}},
@@ -452,7 +448,6 @@ Tool DownloadFile(Service* s) {
                                      {"path", {{"type", {"string", "null"}}}}},
                                     {"filename", "bytes", "media_type", "sha256", "uri"});
   tool.handler = [s](const Json& args, ToolContext& ctx) -> Result<ToolResult> {
-    RETURN_IF_ERROR(AllowOnly(args, {"session_id", "path", "file_id"}));
     ASSIGN_OR_RETURN(std::string session_id, OptionalString(args, "session_id"));
     ASSIGN_OR_RETURN(std::string path, OptionalString(args, "path"));
     ASSIGN_OR_RETURN(std::string file_id, OptionalString(args, "file_id"));
@@ -509,29 +504,23 @@ Tool DownloadFile(Service* s) {
 }
 
 Tool CreateSession(Service* s) {
-  Tool tool;
-  tool.name = "create_session";
-  tool.title = "Create a session";
-  tool.description =
+  Tool tool = Declare(
+      "create_session", "Create a session",
       "Starts a new sandboxed Python session, optionally with stored files (file_ids from "
       "upload_file) placed in /mnt/data and metadata (e.g. agent_id, thread_id, run_id) recorded "
-      "with it. Returns its session_id for execute_python.";
-  tool.input_schema = {
-      {"type", "object"},
-      {"properties",
-       {{"file_ids",
-         {{"type", "array"},
-          {"items", {{"type", "string"}}},
-          {"maxItems", 100},
-          {"description", "Stored files (file_…) to place in /mnt/data."}}},
-        {"metadata",
-         {{"type", "object"},
-          {"additionalProperties", {{"type", "string"}}},
-          {"description", "Up to 32 string values, e.g. agent_id, thread_id, run_id."}}}}},
-      {"additionalProperties", false}};
+      "with it. Returns its session_id for execute_python.",
+      {{"file_ids",
+        {{"type", "array"},
+         {"items", {{"type", "string"}}},
+         {"maxItems", 100},
+         {"description", "Stored files (file_…) to place in /mnt/data."}}},
+       {"metadata",
+        {{"type", "object"},
+         {"additionalProperties", {{"type", "string"}}},
+         {"description", "Up to 32 string values, e.g. agent_id, thread_id, run_id."}}}},
+      {});
   tool.output_schema = SessionOutputSchema();
   tool.handler = [s](const Json& args, ToolContext& ctx) -> Result<ToolResult> {
-    RETURN_IF_ERROR(AllowOnly(args, {"file_ids", "metadata"}));
     Json body = args;
     ASSIGN_OR_RETURN(service::CreateSessionRequest request,
                      service::CreateSessionRequestFromJson(body));
@@ -550,19 +539,12 @@ Tool CreateSession(Service* s) {
 }
 
 Tool EndSession(Service* s) {
-  Tool tool;
-  tool.name = "end_session";
-  tool.title = "End a session";
-  tool.description =
-      "Ends a session: its processes stop and its /mnt/data is removed (files the "
-      "cells wrote stay stored).";
-  tool.input_schema = {{"type", "object"},
-                       {"properties", {{"session_id", StringSchema(kSessionIdHelp)}}},
-                       {"required", {"session_id"}},
-                       {"additionalProperties", false}};
+  Tool tool = Declare("end_session", "End a session",
+                      "Ends a session: its processes stop and its /mnt/data is removed (files the "
+                      "cells wrote stay stored).",
+                      {{"session_id", StringSchema(kSessionIdHelp)}}, {"session_id"});
   tool.output_schema = SessionOutputSchema();
   tool.handler = [s](const Json& args, ToolContext& ctx) -> Result<ToolResult> {
-    RETURN_IF_ERROR(AllowOnly(args, {"session_id"}));
     ASSIGN_OR_RETURN(std::string session_id, RequiredString(args, "session_id", kSessionIdHelp));
     RETURN_IF_ERROR(ctx.Require(P::kSessionsEnd));
     ASSIGN_OR_RETURN(service::SessionInfo session, s->EndSession(ctx.caller(), session_id));
@@ -609,8 +591,12 @@ Json PycellResourceTemplates() {
 }
 
 std::vector<Tool> PycellTools(Service* service) {
-  return {ExecutePython(service), UploadFile(service),    ListFiles(service),
-          DownloadFile(service),  CreateSession(service), EndSession(service)};
+  std::vector<Tool> tools = {ExecutePython(service), UploadFile(service),    ListFiles(service),
+                             DownloadFile(service),  CreateSession(service), EndSession(service)};
+  for (Tool& tool : tools) {
+    tool.handler = RefusingUndeclared(tool.input_schema, std::move(tool.handler));
+  }
+  return tools;
 }
 
 }  // namespace pycell::mcp

@@ -285,6 +285,25 @@ class TestTransport(unittest.TestCase):
         self.assertEqual(result["structuredContent"]["result"], "4")
         ADMIN.delete("/v1/sessions/" + result["structuredContent"]["session_id"])
 
+    def test_every_tool_refuses_an_undeclared_argument(self):
+        # One check for all tools, derived from each tool's input schema: nothing runs, nothing
+        # is created, and the error names the argument and what the tool takes.
+        listed = ADMIN.post_json("/mcp", rpc("tools/list"), headers={"Accept": "application/json"})
+        tools = listed.json()["result"]["tools"]
+        self.assertEqual(len(tools), 6, [t["name"] for t in tools])
+        before = ADMIN.get("/v1/sessions?status=active").json()["data"]
+        for tool in tools:
+            declared = sorted(tool["inputSchema"]["properties"])
+            reply = ADMIN.post_json("/mcp", rpc("tools/call", {
+                "name": tool["name"], "arguments": {"surprise": True}}),
+                headers={"Accept": "application/json"})
+            result = reply.json()["result"]
+            self.assertTrue(result["isError"], (tool["name"], result))
+            text = result["content"][0]["text"]
+            self.assertIn('unknown argument "surprise"', text, tool["name"])
+            self.assertIn(", ".join(declared), text, tool["name"])
+        self.assertEqual(ADMIN.get("/v1/sessions?status=active").json()["data"], before)
+
 
 class TestPermissions(unittest.TestCase):
     """Each tool checks the permission of its REST route; a refusal is a tool error, audited."""
