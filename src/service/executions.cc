@@ -127,13 +127,9 @@ Result<ExecutionInfo> Service::Execute(const auth::Caller& caller, const std::st
                                        const std::string& code, std::optional<seconds> timeout,
                                        const kernel::ExecuteObserver& observer) {
   ASSIGN_OR_RETURN(auto session, LiveSession(caller, session_id));
-  store::SessionRow owner;
-  {
-    MutexLock lock(rows_mu_);
-    auto cached = active_rows_.find(session_id);
-    if (cached == active_rows_.end()) return EndedError(session_id, "crashed");
-    owner = cached->second;
-  }
+  std::optional<store::SessionRow> live_row = records_.Find(session_id);
+  if (!live_row) return EndedError(session_id, "crashed");
+  const store::SessionRow owner = std::move(*live_row);
   {
     ASSIGN_OR_RETURN(store::ProjectRow project, store_->GetProject(owner.project_id));
     Status quota = usage::CheckCpuQuota(*store_, project, NowMs());
@@ -215,28 +211,24 @@ Result<ExecutionInfo> Service::Execute(const auth::Caller& caller, const std::st
   exec.cpu_ms = record.cpu_ms;
   exec.peak_memory_bytes = static_cast<int64_t>(record.peak_memory_bytes);
 
-  store::SessionRow row;
-  bool ended_meanwhile = false;
-  {
-    MutexLock lock(rows_mu_);
-    auto cached = active_rows_.find(session_id);
-    ended_meanwhile = cached == active_rows_.end();
-    if (!ended_meanwhile) {
-      store::SessionRow& live = cached->second;
-      live.execution_count += 1;
-      live.last_active_at_ms = ToWallMs(session->last_active_at());
-      live.expires_at_ms = ToWallMs(session->expires_at());
-      live.cpu_ms += record.cpu_ms;
-      live.peak_memory_bytes = std::max(live.peak_memory_bytes, exec.peak_memory_bytes);
-      if (!record.session_end_reason.empty()) {
-        live.status = "ended";
-        live.end_reason = record.session_end_reason;
-        live.ended_at_ms = NowMs();
-      }
-      row = live;
-      if (row.status == "ended") active_rows_.erase(cached);
-    }
-  }
+  const int64_t last_active_ms = ToWallMs(session->last_active_at());
+  const int64_t expires_ms = ToWallMs(session->expires_at());
+  const int64_t now_ms = NowMs();
+  std::optional<store::SessionRow> updated =
+      records_.Update(session_id, [&](store::SessionRow* live) {
+        live->execution_count += 1;
+        live->last_active_at_ms = last_active_ms;
+        live->expires_at_ms = expires_ms;
+        live->cpu_ms += record.cpu_ms;
+        live->peak_memory_bytes = std::max(live->peak_memory_bytes, exec.peak_memory_bytes);
+        if (!record.session_end_reason.empty()) {
+          live->status = "ended";
+          live->end_reason = record.session_end_reason;
+          live->ended_at_ms = now_ms;
+        }
+      });
+  const bool ended_meanwhile = !updated;
+  store::SessionRow row = updated ? std::move(*updated) : store::SessionRow{};
   MutexLock end_lock(end_mu_, std::defer_lock);
   if (ended_meanwhile) {
     // Ended while the cell ran (DELETE, the pool's sweep): the code ran, so it is recorded all

@@ -238,10 +238,7 @@ metrics::StateSample Service::SampleState() {
     sample.bytes_stored = static_cast<double>(totals->bytes);
     sample.audit_events = static_cast<double>(totals->audit_events);
   }
-  {
-    MutexLock lock(rows_mu_);
-    sample.sessions_over_expected = static_cast<double>(flagged_long_.size());
-  }
+  sample.sessions_over_expected = static_cast<double>(records_.FlaggedLongRunning());
   return sample;
 }
 
@@ -249,17 +246,12 @@ int Service::FlagLongSessions() {
   auto expected = LiveConfig()->usage.expected_session;
   if (expected.count() <= 0) return 0;
   int64_t now = NowMs();
-  int over = 0;
-  MutexLock lock(rows_mu_);
-  for (const auto& [id, row] : active_rows_) {
-    if (now - row.created_at_ms <= expected.count() * 1000) continue;
-    ++over;
-    if (flagged_long_.insert(id).second) {
-      LOG_WARN("session {} (project {}, principal {}) has run {} s, past the expected {} s", id,
-               row.project_id, row.principal, (now - row.created_at_ms) / 1000, expected.count());
-    }
+  SessionRecords::LongRunning long_running = records_.FlagLongRunning(now, expected.count() * 1000);
+  for (const store::SessionRow& row : long_running.newly_flagged) {
+    LOG_WARN("session {} (project {}, principal {}) has run {} s, past the expected {} s", row.id,
+             row.project_id, row.principal, (now - row.created_at_ms) / 1000, expected.count());
   }
-  return over;
+  return long_running.count;
 }
 
 }  // namespace pycell::service

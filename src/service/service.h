@@ -47,6 +47,7 @@
 #include "kernel/kernel.h"
 #include "metrics/metrics.h"
 #include "service/results.h"
+#include "service/session_records.h"
 #include "session/session_manager.h"
 #include "store/metadata_store.h"
 
@@ -311,12 +312,10 @@ class Service {
                                                         const std::string& id);
   // Records a refusal past a quota (quota.exceeded) and returns it.
   Status QuotaRefused(const auth::Caller& caller, const std::string& target, Status refusal);
-  Status RecordEnd(const session::Session& session) EXCLUDES(end_mu_, rows_mu_);
+  Status RecordEnd(const session::Session& session) EXCLUDES(end_mu_);
   // Writes the ends RecordEnd could not (the database was locked or full), oldest first, until
   // one fails again.
-  void FlushUnrecordedEndsLocked() REQUIRES(end_mu_) EXCLUDES(rows_mu_);
-  // The ended row in place of `row` while its end waits to be written.
-  void OverlayUnrecordedEnd(store::SessionRow* row) EXCLUDES(rows_mu_);
+  void FlushUnrecordedEndsLocked() REQUIRES(end_mu_);
   // The diagnostic events an audit event makes (the store's audit listener).
   void EmitAudit(const audit::AuditEvent& event);
   // One changed file on its way to becoming an output: copied and hashed (the slow part) without
@@ -338,26 +337,10 @@ class Service {
   std::optional<StagedArtifact> StageOutputs(session::ExecutionRecord* record,
                                              const store::SessionRow& owner,
                                              const auth::Caller& caller);
-  // A session slot reserved against the project's quotas from the check until its record is
-  // written (Release) or the creation fails (the destructor).
-  class QuotaReservation {
-   public:
-    QuotaReservation(Service* service, std::string project_id)
-        : service_(service), project_id_(std::move(project_id)) {}
-    QuotaReservation(QuotaReservation&& other) noexcept
-        : service_(std::exchange(other.service_, nullptr)),
-          project_id_(std::move(other.project_id_)) {}
-    QuotaReservation& operator=(QuotaReservation&&) = delete;
-    ~QuotaReservation();
-    void Release();
-
-   private:
-    Service* service_;
-    std::string project_id_;
-  };
-  Result<QuotaReservation> ReserveSession(const auth::Caller& caller,
-                                          const store::ProjectRow& project,
-                                          const std::string& target) EXCLUDES(quota_mu_);
+  // A session slot reserved against the project's quotas (a refusal is audited).
+  Result<SessionReservations::Reservation> ReserveSession(const auth::Caller& caller,
+                                                          const store::ProjectRow& project,
+                                                          const std::string& target);
   // The audit event of a session ended for breaking the control protocol (a security event).
   store::Trail ViolationTrail(const store::SessionRow& row, const std::string& rule,
                               const std::string& execution_id);
@@ -397,28 +380,13 @@ class Service {
   // Held while a blob is committed and its record written, and while a record is deleted and
   // its blob removed: a delete can never remove a blob a new record is about to name.
   Mutex blob_mu_;
-  // The records of the sessions that run, kept in step with the store (which is written first
-  // on create, with every execution and at the end), so that a cell reads no database row.
-  Mutex rows_mu_;
-  std::map<std::string, store::SessionRow> active_rows_ GUARDED_BY(rows_mu_);
-  // Who ended a session through EndSession, for its session.end event (RecordEnd runs on the
-  // pool's thread); sessions already flagged as running long.
-  std::map<std::string, auth::Caller> ended_by_ GUARDED_BY(rows_mu_);
-  std::set<std::string> flagged_long_ GUARDED_BY(rows_mu_);
-  // Session ends whose write failed: retried every second by the sweep thread (and before each
-  // later end), shown by VisibleSession meanwhile, so an end is never lost to a busy database.
-  struct UnrecordedEnd {
-    store::SessionRow row;
-    store::Trail trail;
-  };
-  std::map<std::string, UnrecordedEnd> unrecorded_ends_ GUARDED_BY(rows_mu_);
-  // Held to check a project's session quotas and reserve a slot (QuotaReservation), so two
-  // creations cannot both take the last unit; not held across a launch or file copies.
-  Mutex quota_mu_;
-  std::map<std::string, int64_t> reserved_sessions_ GUARDED_BY(quota_mu_);  // By project.
+  // The sessions part's state: live records, who ends what, ends waiting to be written, long
+  // runners; and the session slots reserved against quotas.
+  SessionRecords records_;
+  SessionReservations reservations_;
+  std::vector<std::function<void(const std::string&)>> end_listeners_;  // AddEndListener
   // Held while a session's end is recorded, and while a cell that outlived its session is
   // recorded against the ended row, so that neither write undoes the other.
-  std::vector<std::function<void(const std::string&)>> end_listeners_;  // AddEndListener
   Mutex end_mu_;
 
   std::atomic<bool> stopping_cells_{false};  // InterruptAll or Shutdown was called.

@@ -94,7 +94,8 @@ Result<SessionInfo> Service::CreateSession(const auth::Caller& caller,
   ASSIGN_OR_RETURN(store::ProjectRow project, store_->GetProject(caller.project_id));
   // From the quota check to the record the session holds a reserved slot, so a racing creation
   // counts it; the mutex is held only to check and reserve, not across a launch.
-  ASSIGN_OR_RETURN(QuotaReservation reservation, ReserveSession(caller, project, ""));
+  ASSIGN_OR_RETURN(SessionReservations::Reservation reservation,
+                   ReserveSession(caller, project, ""));
 
   session::SessionOptions options;
   if (request.memory_bytes && *request.memory_bytes != bounds.memory_bytes) {
@@ -143,37 +144,18 @@ Result<SessionInfo> Service::CreateSession(const auth::Caller& caller,
       return recorded;
     }
   }
-  {
-    MutexLock lock(rows_mu_);
-    active_rows_[row.id] = row;
-  }
+  records_.Add(row);
   metrics_->SessionCreated(row.pool);
   return SessionInfoOf(row);
 }
 
-Service::QuotaReservation::~QuotaReservation() { Release(); }
-
-void Service::QuotaReservation::Release() {
-  if (service_ == nullptr) return;
-  MutexLock lock(service_->quota_mu_);
-  if (--service_->reserved_sessions_[project_id_] == 0) {
-    service_->reserved_sessions_.erase(project_id_);
-  }
-  service_ = nullptr;
-}
-
-Result<Service::QuotaReservation> Service::ReserveSession(const auth::Caller& caller,
-                                                          const store::ProjectRow& project,
-                                                          const std::string& target) {
-  MutexLock lock(quota_mu_);
-  int64_t pending = 0;
-  if (auto it = reserved_sessions_.find(project.id); it != reserved_sessions_.end()) {
-    pending = it->second;
-  }
-  Status quota = usage::CheckSessionQuotas(*store_, project, NowMs(), pending);
-  if (!quota.ok()) return QuotaRefused(caller, target, quota);
-  ++reserved_sessions_[project.id];
-  return QuotaReservation(this, project.id);
+Result<SessionReservations::Reservation> Service::ReserveSession(const auth::Caller& caller,
+                                                                 const store::ProjectRow& project,
+                                                                 const std::string& target) {
+  return reservations_.Reserve(project.id, [&](int64_t reserved) -> Status {
+    Status quota = usage::CheckSessionQuotas(*store_, project, NowMs(), reserved);
+    return quota.ok() ? quota : QuotaRefused(caller, target, quota);
+  });
 }
 
 Result<SessionInfo> Service::ForkSession(const auth::Caller& caller, const std::string& id) {
@@ -183,7 +165,8 @@ Result<SessionInfo> Service::ForkSession(const auth::Caller& caller, const std::
   if (pool == pools_.end()) return EndedError(id, "crashed");
   ASSIGN_OR_RETURN(store::ProjectRow project, store_->GetProject(origin.project_id));
   ASSIGN_OR_RETURN(std::vector<store::SessionInput> inputs, store_->SessionInputs(id));
-  ASSIGN_OR_RETURN(QuotaReservation reservation, ReserveSession(caller, project, id));
+  ASSIGN_OR_RETURN(SessionReservations::Reservation reservation,
+                   ReserveSession(caller, project, id));
   auto forked = pool->second->ForkSession(id);
   if (!forked.ok()) {
     // Ended while it was being forked (a DELETE, expiry, a violation): the fork, which lives
@@ -221,10 +204,7 @@ Result<SessionInfo> Service::ForkSession(const auth::Caller& caller, const std::
       return recorded;
     }
   }
-  {
-    MutexLock lock(rows_mu_);
-    active_rows_[row.id] = row;
-  }
+  records_.Add(row);
   metrics_->SessionCreated(row.pool);
   return SessionInfoOf(row);
 }
@@ -232,22 +212,9 @@ Result<SessionInfo> Service::ForkSession(const auth::Caller& caller, const std::
 Status Service::RecordEnd(const session::Session& s) {
   MutexLock end_lock(end_mu_);
   FlushUnrecordedEndsLocked();
-  auth::Caller by = auth::Caller::System();
-  std::optional<store::SessionRow> cached;
-  {
-    MutexLock lock(rows_mu_);
-    auto active = active_rows_.find(s.id());
-    if (active != active_rows_.end()) {
-      cached = std::move(active->second);
-      active_rows_.erase(active);
-    }
-    flagged_long_.erase(s.id());
-    auto it = ended_by_.find(s.id());
-    if (it != ended_by_.end()) {
-      by = it->second;
-      ended_by_.erase(it);
-    }
-  }
+  SessionRecords::Ended ended = records_.TakeEnded(s.id());
+  auth::Caller by = ended.by ? std::move(*ended.by) : auth::Caller::System();
+  std::optional<store::SessionRow>& cached = ended.row;
   auto stored = store_->GetSession(s.id());
   // The database unreadable (locked, say): the cached row stands in, so the end is still kept.
   if (!stored.ok() && !cached) return stored.status();
@@ -272,9 +239,7 @@ Status Service::RecordEnd(const session::Session& s) {
   }
   Status written = store_->PutSession(row, trail);
   if (!written.ok()) {
-    MutexLock lock(rows_mu_);
-    std::string id = row.id;  // Not row.id below: the right side is moved from first.
-    unrecorded_ends_[id] = {std::move(row), std::move(trail)};
+    records_.KeepUnrecorded({std::move(row), std::move(trail)});
     return written.WithContext("kept to retry");
   }
   metrics_->SessionEnded(row.pool, row.end_reason, (row.ended_at_ms - row.created_at_ms) / 1000.0);
@@ -282,12 +247,7 @@ Status Service::RecordEnd(const session::Session& s) {
 }
 
 void Service::FlushUnrecordedEndsLocked() {
-  std::map<std::string, UnrecordedEnd> pending;
-  {
-    MutexLock lock(rows_mu_);
-    pending = unrecorded_ends_;
-  }
-  for (const auto& [id, end] : pending) {
+  for (const auto& [id, end] : records_.Unrecorded()) {
     Status written = store_->PutSession(end.row, end.trail);
     if (!written.ok()) {
       LOG_WARN("recording the end of {} (retried): {}", id, written.ToString());
@@ -297,15 +257,8 @@ void Service::FlushUnrecordedEndsLocked() {
              end.row.end_reason);
     metrics_->SessionEnded(end.row.pool, end.row.end_reason,
                            (end.row.ended_at_ms - end.row.created_at_ms) / 1000.0);
-    MutexLock lock(rows_mu_);
-    unrecorded_ends_.erase(id);
+    records_.Recorded(id);
   }
-}
-
-void Service::OverlayUnrecordedEnd(store::SessionRow* row) {
-  MutexLock lock(rows_mu_);
-  auto it = unrecorded_ends_.find(row->id);
-  if (it != unrecorded_ends_.end()) *row = it->second.row;
 }
 
 Result<store::SessionRow> Service::VisibleSession(const auth::Caller& caller,
@@ -320,7 +273,7 @@ Result<store::SessionRow> Service::VisibleSession(const auth::Caller& caller,
         shares = project.ok() && project->share_sessions;
       }
       if (auth::SeesSession(caller, row->project_id, row->principal, shares)) {
-        OverlayUnrecordedEnd(&*row);
+        records_.OverlayUnrecorded(&*row);
         return row;
       }
     }
@@ -332,13 +285,9 @@ Result<std::shared_ptr<session::Session>> Service::LiveSession(const auth::Calle
                                                                const std::string& id) {
   if (!IsValidId(id, "sess_")) return Status::NotFound("no session " + id);
   std::string pool_name;
-  {
-    MutexLock lock(rows_mu_);
-    auto cached = active_rows_.find(id);
-    if (cached != active_rows_.end() && cached->second.principal == caller.principal &&
-        cached->second.project_id == caller.project_id) {
-      pool_name = cached->second.pool;  // The common case: the owner, no database read.
-    }
+  if (auto cached = records_.Find(id);
+      cached && cached->principal == caller.principal && cached->project_id == caller.project_id) {
+    pool_name = cached->pool;  // The common case: the owner, no database read.
   }
   if (!pool_name.empty()) {
     auto live = pools_.at(pool_name)->Get(id);
@@ -384,7 +333,7 @@ Result<Listing<SessionInfo>> Service::ListSessions(const auth::Caller& caller,
       [&](const store::Page& p) { return store_->ListSessions(status, p, project_id, principal); },
       [&](const store::SessionRow& row) {
         store::SessionRow shown = row;  // An end the database has refused so far shows too.
-        OverlayUnrecordedEnd(&shown);
+        records_.OverlayUnrecorded(&shown);
         return SessionInfoOf(shown);
       });
 }
@@ -392,23 +341,14 @@ Result<Listing<SessionInfo>> Service::ListSessions(const auth::Caller& caller,
 Result<SessionInfo> Service::EndSession(const auth::Caller& caller, const std::string& id) {
   ASSIGN_OR_RETURN(store::SessionRow row, VisibleSession(caller, id));
   if (row.status == "active") {
-    {
-      MutexLock lock(rows_mu_);
-      ended_by_[id] = caller;
-    }
+    records_.SetEndedBy(id, caller);
     auto pool = pools_.find(row.pool);
     bool ended =
         pool != pools_.end() && pool->second->EndSession(id, session::EndReason::kClosed).ok();
-    {
-      MutexLock lock(rows_mu_);
-      ended_by_.erase(id);  // Used by RecordEnd when the pool ended it; not needed otherwise.
-    }
-    if (!ended) {  // Not live any more (its cell ended it): record what we know.
+    records_.ClearEndedBy(id);  // Used by RecordEnd when the pool ended it; not needed else.
+    if (!ended) {               // Not live any more (its cell ended it): record what we know.
       MutexLock end_lock(end_mu_);
-      {
-        MutexLock lock(rows_mu_);
-        active_rows_.erase(id);
-      }
+      records_.Remove(id);
       // The pool may have recorded its end meanwhile (expiry, a violation): that reason stands.
       ASSIGN_OR_RETURN(store::SessionRow now, store_->GetSession(id));
       if (now.status == "ended") return SessionInfoOf(now);
@@ -420,7 +360,7 @@ Result<SessionInfo> Service::EndSession(const auth::Caller& caller, const std::s
       RETURN_IF_ERROR(store_->PutSession(row, trail));
     }
     ASSIGN_OR_RETURN(row, store_->GetSession(id));
-    OverlayUnrecordedEnd(&row);
+    records_.OverlayUnrecorded(&row);
   }
   return SessionInfoOf(row);
 }
