@@ -4,8 +4,10 @@
 // the busy timeout (see sqlite_db.h).
 #include <algorithm>
 #include <chrono>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -15,6 +17,7 @@
 #include "store/metadata_store.h"
 #include "store/migrations.h"
 #include "store/sqlite_db.h"
+#include "store/sqlite_rows.h"
 
 namespace pycell::store {
 namespace {
@@ -26,129 +29,25 @@ constexpr int kMaxPageLimit = 1001;
 
 int ClampLimit(int limit) { return std::clamp(limit, 1, kMaxPageLimit); }
 
-// --- Row mapping: column lists and the functions that bind and read them, kept side by side so a
-// new column is added in one place per table.
-
-constexpr std::string_view kSessionColumns =
-    "id, pool, status, end_reason, created_at_ms, last_active_at_ms, expires_at_ms, ended_at_ms, "
-    "limits_json, metadata_json, execution_count, project_id, principal, agent_id, cpu_ms, "
-    "peak_memory_bytes, forked_from";
-constexpr int kSessionColumnCount = 17;
-
-void BindSession(Statement& s, const SessionRow& row) {
-  s.Bind(1, row.id).Bind(2, row.pool).Bind(3, row.status).Bind(4, row.end_reason);
-  s.Bind(5, row.created_at_ms).Bind(6, row.last_active_at_ms).Bind(7, row.expires_at_ms);
-  s.Bind(8, row.ended_at_ms).Bind(9, row.limits_json).Bind(10, row.metadata_json);
-  s.Bind(11, row.execution_count).Bind(12, row.project_id).Bind(13, row.principal);
-  s.Bind(14, row.agent_id).Bind(15, row.cpu_ms).Bind(16, row.peak_memory_bytes);
-  s.Bind(17, row.forked_from);
-}
-
-SessionRow ReadSession(const Statement& s) {
-  SessionRow row;
-  row.id = s.ColumnText(0);
-  row.pool = s.ColumnText(1);
-  row.status = s.ColumnText(2);
-  row.end_reason = s.ColumnText(3);
-  row.created_at_ms = s.ColumnInt64(4);
-  row.last_active_at_ms = s.ColumnInt64(5);
-  row.expires_at_ms = s.ColumnInt64(6);
-  row.ended_at_ms = s.ColumnInt64(7);
-  row.limits_json = s.ColumnText(8);
-  row.metadata_json = s.ColumnText(9);
-  row.execution_count = s.ColumnInt64(10);
-  row.project_id = s.ColumnText(11);
-  row.principal = s.ColumnText(12);
-  row.agent_id = s.ColumnText(13);
-  row.cpu_ms = s.ColumnDouble(14);
-  row.peak_memory_bytes = s.ColumnInt64(15);
-  row.forked_from = s.ColumnText(16);
-  return row;
-}
-
-constexpr std::string_view kExecutionColumns =
-    "id, session_id, status, code, code_sha256, started_at_ms, duration_ms, record_json, "
-    "project_id, principal, cpu_ms, peak_memory_bytes";
-constexpr int kExecutionColumnCount = 12;
-
-void BindExecution(Statement& s, const ExecutionRow& row) {
-  s.Bind(1, row.id).Bind(2, row.session_id).Bind(3, row.status).Bind(4, row.code);
-  s.Bind(5, row.code_sha256).Bind(6, row.started_at_ms).Bind(7, row.duration_ms);
-  s.Bind(8, row.record_json).Bind(9, row.project_id).Bind(10, row.principal);
-  s.Bind(11, row.cpu_ms).Bind(12, row.peak_memory_bytes);
-}
-
-ExecutionRow ReadExecution(const Statement& s) {
-  ExecutionRow row;
-  row.id = s.ColumnText(0);
-  row.session_id = s.ColumnText(1);
-  row.status = s.ColumnText(2);
-  row.code = s.ColumnText(3);
-  row.code_sha256 = s.ColumnText(4);
-  row.started_at_ms = s.ColumnInt64(5);
-  row.duration_ms = s.ColumnDouble(6);
-  row.record_json = s.ColumnText(7);
-  row.project_id = s.ColumnText(8);
-  row.principal = s.ColumnText(9);
-  row.cpu_ms = s.ColumnDouble(10);
-  row.peak_memory_bytes = s.ColumnInt64(11);
-  return row;
-}
-
-constexpr std::string_view kFileColumns =
-    "id, filename, bytes, sha256, media_type, purpose, created_at_ms, expires_at_ms, session_id, "
-    "execution_id, path, project_id, principal";
-constexpr int kFileColumnCount = 13;
-
-void BindFile(Statement& s, const FileRow& row) {
-  s.Bind(1, row.id).Bind(2, row.filename).Bind(3, row.bytes).Bind(4, row.sha256);
-  s.Bind(5, row.media_type).Bind(6, row.purpose).Bind(7, row.created_at_ms);
-  s.Bind(8, row.expires_at_ms).Bind(9, row.session_id).Bind(10, row.execution_id);
-  s.Bind(11, row.path).Bind(12, row.project_id).Bind(13, row.principal);
-}
-
-FileRow ReadFile(const Statement& s) {
-  FileRow row;
-  row.id = s.ColumnText(0);
-  row.filename = s.ColumnText(1);
-  row.bytes = s.ColumnInt64(2);
-  row.sha256 = s.ColumnText(3);
-  row.media_type = s.ColumnText(4);
-  row.purpose = s.ColumnText(5);
-  row.created_at_ms = s.ColumnInt64(6);
-  row.expires_at_ms = s.ColumnInt64(7);
-  row.session_id = s.ColumnText(8);
-  row.execution_id = s.ColumnText(9);
-  row.path = s.ColumnText(10);
-  row.project_id = s.ColumnText(11);
-  row.principal = s.ColumnText(12);
-  return row;
-}
-
-std::string Placeholders(int count) {
-  std::string out;
-  for (int i = 0; i < count; ++i) out += i == 0 ? "?" : ", ?";
-  return out;
-}
-
 // "SELECT <columns> FROM <table> WHERE <equalities> AND id < ? ORDER BY id DESC LIMIT ?", with
 // only the conditions that apply: a fixed `(? = '' OR col = ?)` form would keep the planner from
 // using the (col, id) indexes.
+template <typename Row>
 struct PagedQuery {
+  const RowCodec<Row>& codec;
   std::string sql;
   std::vector<std::string> args;
 
-  PagedQuery(std::string_view columns, std::string_view table) {
-    sql = "SELECT " + std::string(columns) + " FROM " + std::string(table);
-  }
+  explicit PagedQuery(const RowCodec<Row>& row_codec)
+      : codec(row_codec),
+        sql("SELECT " + codec.ColumnList() + " FROM " + std::string(codec.table())) {}
   void Where(std::string_view column, const std::string& value) {
     sql += args.empty() ? " WHERE " : " AND ";
     sql += std::string(column) + " = ?";
     args.push_back(value);
   }
-  // Runs it for `page` on `db`, reading each row with `read`.
-  template <typename Row, typename ReadRow>
-  Result<std::vector<Row>> Run(SqliteDb& db, const Page& page, ReadRow read) {
+  // Runs it for `page` on `db`.
+  Result<std::vector<Row>> Run(SqliteDb& db, const Page& page) {
     if (!page.after.empty()) {
       sql += args.empty() ? " WHERE " : " AND ";
       sql += "id < ?";
@@ -159,100 +58,9 @@ struct PagedQuery {
     int index = 1;
     for (const std::string& arg : args) select.Bind(index++, arg);
     select.Bind(index, ClampLimit(page.limit));
-    std::vector<Row> rows;
-    while (true) {
-      ASSIGN_OR_RETURN(bool has_row, select.Step());
-      if (!has_row) break;
-      rows.push_back(read(select));
-    }
-    return rows;
+    return codec.ReadAll(select);
   }
 };
-
-constexpr std::string_view kProjectColumns =
-    "id, name, share_sessions, quota_concurrent_sessions, quota_sessions_per_day, "
-    "quota_cpu_hours_per_day, quota_storage_bytes, created_at_ms";
-
-ProjectRow ReadProject(const Statement& s) {
-  ProjectRow row;
-  row.id = s.ColumnText(0);
-  row.name = s.ColumnText(1);
-  row.share_sessions = s.ColumnInt64(2) != 0;
-  row.quota_concurrent_sessions = s.ColumnInt64(3);
-  row.quota_sessions_per_day = s.ColumnInt64(4);
-  row.quota_cpu_hours_per_day = s.ColumnDouble(5);
-  row.quota_storage_bytes = s.ColumnInt64(6);
-  row.created_at_ms = s.ColumnInt64(7);
-  return row;
-}
-
-constexpr std::string_view kKeyColumns =
-    "id, secret_sha256, principal, project_id, role, all_projects, created_at_ms, revoked_at_ms, "
-    "created_by";
-
-KeyRow ReadKey(const Statement& s) {
-  KeyRow row;
-  row.id = s.ColumnText(0);
-  row.secret_sha256 = s.ColumnText(1);
-  row.principal = s.ColumnText(2);
-  row.project_id = s.ColumnText(3);
-  row.role = s.ColumnText(4);
-  row.all_projects = s.ColumnInt64(5) != 0;
-  row.created_at_ms = s.ColumnInt64(6);
-  row.revoked_at_ms = s.ColumnInt64(7);
-  row.created_by = s.ColumnText(8);
-  return row;
-}
-
-constexpr std::string_view kAuditColumns =
-    "seq, id, time_ms, principal, project_id, key_id, action, target, outcome, request_id, "
-    "code_sha256, detail_json, prev_hash, hash";
-
-audit::AuditEvent ReadAudit(const Statement& s) {
-  audit::AuditEvent e;
-  e.seq = s.ColumnInt64(0);
-  e.id = s.ColumnText(1);
-  e.time_ms = s.ColumnInt64(2);
-  e.principal = s.ColumnText(3);
-  e.project_id = s.ColumnText(4);
-  e.key_id = s.ColumnText(5);
-  e.action = s.ColumnText(6);
-  e.target = s.ColumnText(7);
-  e.outcome = s.ColumnText(8);
-  e.request_id = s.ColumnText(9);
-  e.code_sha256 = s.ColumnText(10);
-  e.detail_json = s.ColumnText(11);
-  e.prev_hash = s.ColumnText(12);
-  e.hash = s.ColumnText(13);
-  return e;
-}
-
-constexpr std::string_view kUsageColumns =
-    "time_ms, start_ms, project_id, principal, agent_id, session_id, kind, amount";
-
-UsageEvent ReadUsage(const Statement& s) {
-  UsageEvent u;
-  u.time_ms = s.ColumnInt64(0);
-  u.start_ms = s.ColumnInt64(1);
-  u.project_id = s.ColumnText(2);
-  u.principal = s.ColumnText(3);
-  u.agent_id = s.ColumnText(4);
-  u.session_id = s.ColumnText(5);
-  u.kind = s.ColumnText(6);
-  u.amount = s.ColumnInt64(7);
-  return u;
-}
-
-// Reads every row of `select` with `read`.
-template <typename Row, typename ReadRow>
-Result<std::vector<Row>> ReadAll(Statement& select, ReadRow read) {
-  std::vector<Row> rows;
-  while (true) {
-    ASSIGN_OR_RETURN(bool has_row, select.Step());
-    if (!has_row) return rows;
-    rows.push_back(read(select));
-  }
-}
 
 class SqliteStore : public MetadataStore {
  public:
@@ -262,76 +70,54 @@ class SqliteStore : public MetadataStore {
 
   Status PutProject(const ProjectRow& row, const Trail& trail) override {
     MutexLock lock(mu_);
-    return Write(
-               trail,
-               [&]() REQUIRES(mu_) -> Status {
-                 ASSIGN_OR_RETURN(
-                     Statement upsert,
-                     db_->Prepare("INSERT INTO projects (" + std::string(kProjectColumns) +
-                                  ") VALUES (" + Placeholders(8) +
-                                  ") ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
-                                  "share_sessions = excluded.share_sessions, "
-                                  "quota_concurrent_sessions = excluded.quota_concurrent_sessions, "
-                                  "quota_sessions_per_day = excluded.quota_sessions_per_day, "
-                                  "quota_cpu_hours_per_day = excluded.quota_cpu_hours_per_day, "
-                                  "quota_storage_bytes = excluded.quota_storage_bytes"));
-                 upsert.Bind(1, row.id).Bind(2, row.name).Bind(3, row.share_sessions ? 1 : 0);
-                 upsert.Bind(4, row.quota_concurrent_sessions).Bind(5, row.quota_sessions_per_day);
-                 upsert.Bind(6, row.quota_cpu_hours_per_day).Bind(7, row.quota_storage_bytes);
-                 upsert.Bind(8, row.created_at_ms);
-                 return upsert.Run();
-               })
+    return Write(trail,
+                 [&]() REQUIRES(mu_) {
+                   // A project keeps the time it was made.
+                   return WriteRow(kProjectCodec, row,
+                                   kProjectCodec.InsertSql() + " ON CONFLICT (id) DO UPDATE SET " +
+                                       kProjectCodec.ExcludedAssignments({"id", "created_at_ms"}));
+                 })
         .WithContext("put project " + row.name);
   }
 
   Result<ProjectRow> GetProject(const std::string& id) override {
-    return GetOne<ProjectRow>("projects", kProjectColumns, "id", id, ReadProject, "project");
+    return GetOne(kProjectCodec, "id", id, "project");
   }
 
   Result<ProjectRow> GetProjectByName(const std::string& name) override {
-    return GetOne<ProjectRow>("projects", kProjectColumns, "name", name, ReadProject, "project");
+    return GetOne(kProjectCodec, "name", name, "project");
   }
 
   Result<std::vector<ProjectRow>> ListProjects() override {
     MutexLock lock(mu_);
-    ASSIGN_OR_RETURN(Statement select, db_->Prepare("SELECT " + std::string(kProjectColumns) +
+    ASSIGN_OR_RETURN(Statement select, db_->Prepare("SELECT " + kProjectCodec.ColumnList() +
                                                     " FROM projects ORDER BY name"));
-    return ReadAll<ProjectRow>(select, ReadProject);
+    return kProjectCodec.ReadAll(select);
   }
 
   Status PutKey(const KeyRow& row, const Trail& trail) override {
     MutexLock lock(mu_);
-    return Write(
-               trail,
-               [&]() REQUIRES(mu_) -> Status {
-                 ASSIGN_OR_RETURN(
-                     Statement upsert,
-                     db_->Prepare("INSERT OR REPLACE INTO api_keys (" + std::string(kKeyColumns) +
-                                  ") VALUES (" + Placeholders(9) + ")"));
-                 upsert.Bind(1, row.id).Bind(2, row.secret_sha256).Bind(3, row.principal);
-                 upsert.Bind(4, row.project_id).Bind(5, row.role).Bind(6, row.all_projects ? 1 : 0);
-                 upsert.Bind(7, row.created_at_ms)
-                     .Bind(8, row.revoked_at_ms)
-                     .Bind(9, row.created_by);
-                 return upsert.Run();
-               })
+    return Write(trail,
+                 [&]() REQUIRES(mu_) {
+                   return WriteRow(kKeyCodec, row, kKeyCodec.InsertSql("INSERT OR REPLACE"));
+                 })
         .WithContext("put key " + row.id);
   }
 
   Result<KeyRow> GetKey(const std::string& id) override {
-    return GetOne<KeyRow>("api_keys", kKeyColumns, "id", id, ReadKey, "key");
+    return GetOne(kKeyCodec, "id", id, "key");
   }
 
   Result<std::vector<KeyRow>> ListKeys(const std::string& project_id,
                                        bool include_revoked) override {
     MutexLock lock(mu_);
-    std::string sql = "SELECT " + std::string(kKeyColumns) + " FROM api_keys WHERE 1 = 1";
+    std::string sql = "SELECT " + kKeyCodec.ColumnList() + " FROM api_keys WHERE 1 = 1";
     if (!project_id.empty()) sql += " AND project_id = ?";
     if (!include_revoked) sql += " AND revoked_at_ms = 0";
     sql += " ORDER BY id";
     ASSIGN_OR_RETURN(Statement select, db_->Prepare(sql));
     if (!project_id.empty()) select.Bind(1, project_id);
-    return ReadAll<KeyRow>(select, ReadKey);
+    return kKeyCodec.ReadAll(select);
   }
 
   Result<int64_t> CountKeys() override { return Count("SELECT COUNT(*) FROM api_keys", {}); }
@@ -350,7 +136,7 @@ class SqliteStore : public MetadataStore {
 
   Result<std::vector<audit::AuditEvent>> ListAudit(const AuditFilter& filter) override {
     MutexLock lock(mu_);
-    std::string sql = "SELECT " + std::string(kAuditColumns) + " FROM audit_events WHERE seq > ?";
+    std::string sql = "SELECT " + kAuditCodec.ColumnList() + " FROM audit_events WHERE seq > ?";
     std::vector<std::string> args;
     auto where = [&](const char* column, const std::string& value) {
       if (value.empty()) return;
@@ -369,7 +155,7 @@ class SqliteStore : public MetadataStore {
     select.Bind(index++, filter.after_seq);
     for (const std::string& arg : args) select.Bind(index++, arg);
     select.Bind(index, std::clamp(filter.limit, 1, 10001));
-    return ReadAll<audit::AuditEvent>(select, ReadAudit);
+    return kAuditCodec.ReadAll(select);
   }
 
   // --- sessions ---
@@ -381,18 +167,18 @@ class SqliteStore : public MetadataStore {
   }
 
   Result<SessionRow> GetSession(const std::string& id) override {
-    return GetOne<SessionRow>("sessions", kSessionColumns, "id", id, ReadSession, "session");
+    return GetOne(kSessionCodec, "id", id, "session");
   }
 
   Result<std::vector<SessionRow>> ListSessions(const std::string& status, const Page& page,
                                                const std::string& project_id,
                                                const std::string& principal) override {
     MutexLock lock(mu_);
-    PagedQuery query(kSessionColumns, "sessions");
+    PagedQuery query(kSessionCodec);
     if (!project_id.empty()) query.Where("project_id", project_id);
     if (!principal.empty()) query.Where("principal", principal);
     if (!status.empty()) query.Where("status", status);
-    return query.Run<SessionRow>(*db_, page, ReadSession);
+    return query.Run(*db_, page);
   }
 
   Result<int64_t> EndActiveSessions(const std::string& reason, int64_t now_ms) override {
@@ -442,22 +228,23 @@ class SqliteStore : public MetadataStore {
     MutexLock lock(mu_);
     const std::string context =
         "record execution " + execution.id + " (session " + execution.session_id + ")";
-    return Write(trail,
-                 [&]() REQUIRES(mu_) -> Status {
-                   // The execution first: its foreign key turns an unknown session into
-                   // InvalidArgument, where writing the session first would quietly create it.
-                   RETURN_IF_ERROR(InsertExecution(execution));
-                   for (const FileRow& file : artifacts) {
-                     RETURN_IF_ERROR(InsertFile(file).WithContext("file " + file.id));
-                   }
-                   return UpsertSession(session).WithContext("session " + session.id);
-                 })
+    return Write(
+               trail,
+               [&]() REQUIRES(mu_) -> Status {
+                 // The execution first: its foreign key turns an unknown session into
+                 // InvalidArgument, where writing the session first would quietly create it.
+                 RETURN_IF_ERROR(WriteRow(kExecutionCodec, execution, kExecutionCodec.InsertSql()));
+                 for (const FileRow& file : artifacts) {
+                   RETURN_IF_ERROR(WriteRow(kFileCodec, file, kFileCodec.InsertSql())
+                                       .WithContext("file " + file.id));
+                 }
+                 return UpsertSession(session).WithContext("session " + session.id);
+               })
         .WithContext(context);
   }
 
   Result<ExecutionRow> GetExecution(const std::string& id) override {
-    return GetOne<ExecutionRow>("executions", kExecutionColumns, "id", id, ReadExecution,
-                                "execution");
+    return GetOne(kExecutionCodec, "id", id, "execution");
   }
 
   Result<std::vector<ExecutionRow>> ListExecutions(const std::string& session_id,
@@ -471,9 +258,9 @@ class SqliteStore : public MetadataStore {
       ASSIGN_OR_RETURN(bool found, exists.Step());
       if (!found) return Status::NotFound("session " + session_id + " not found");
     }
-    PagedQuery query(kExecutionColumns, "executions");
+    PagedQuery query(kExecutionCodec);
     query.Where("session_id", session_id);
-    ASSIGN_OR_RETURN(auto rows, query.Run<ExecutionRow>(*db_, page, ReadExecution));
+    ASSIGN_OR_RETURN(std::vector<ExecutionRow> rows, query.Run(*db_, page));
     RETURN_IF_ERROR(transaction.Commit());
     return rows;
   }
@@ -482,22 +269,23 @@ class SqliteStore : public MetadataStore {
 
   Status PutFile(const FileRow& row, const Trail& trail) override {
     MutexLock lock(mu_);
-    return Write(trail, [&]() REQUIRES(mu_) { return InsertFile(row); })
+    return Write(trail,
+                 [&]() REQUIRES(mu_) { return WriteRow(kFileCodec, row, kFileCodec.InsertSql()); })
         .WithContext("put file " + row.id);
   }
 
   Result<FileRow> GetFile(const std::string& id) override {
-    return GetOne<FileRow>("files", kFileColumns, "id", id, ReadFile, "file");
+    return GetOne(kFileCodec, "id", id, "file");
   }
 
   Result<std::vector<FileRow>> ListFiles(const FileFilter& filter, const Page& page) override {
     MutexLock lock(mu_);
-    PagedQuery query(kFileColumns, "files");
+    PagedQuery query(kFileCodec);
     if (!filter.project_id.empty()) query.Where("project_id", filter.project_id);
     if (!filter.purpose.empty()) query.Where("purpose", filter.purpose);
     if (!filter.session_id.empty()) query.Where("session_id", filter.session_id);
     if (!filter.execution_id.empty()) query.Where("execution_id", filter.execution_id);
-    return query.Run<FileRow>(*db_, page, ReadFile);
+    return query.Run(*db_, page);
   }
 
   Result<int64_t> DeleteFile(const std::string& id, const Trail& trail) override {
@@ -532,12 +320,12 @@ class SqliteStore : public MetadataStore {
   Result<std::vector<FileRow>> ExpiredFiles(int64_t now_ms, int limit) override {
     MutexLock lock(mu_);
     ASSIGN_OR_RETURN(Statement select,
-                     db_->Prepare("SELECT " + std::string(kFileColumns) +
+                     db_->Prepare("SELECT " + kFileCodec.ColumnList() +
                                   " FROM files WHERE expires_at_ms > 0 AND expires_at_ms <= ?"
                                   " ORDER BY expires_at_ms, id LIMIT ?"));
     // The same clamp as a Page: a sweeper asking for 0 would otherwise never make progress.
     select.Bind(1, now_ms).Bind(2, ClampLimit(limit));
-    return ReadAll<FileRow>(select, ReadFile);
+    return kFileCodec.ReadAll(select);
   }
 
   Result<int64_t> FilesWithBlob(const std::string& sha256) override {
@@ -548,21 +336,22 @@ class SqliteStore : public MetadataStore {
     MutexLock lock(mu_);
     ASSIGN_OR_RETURN(Statement select,
                      db_->Prepare("SELECT DISTINCT sha256 FROM files ORDER BY sha256"));
-    return ReadAll<std::string>(select, [](const Statement& s) { return s.ColumnText(0); });
+    std::vector<std::string> blobs;
+    while (true) {
+      ASSIGN_OR_RETURN(bool has_row, select.Step());
+      if (!has_row) return blobs;
+      blobs.push_back(select.ColumnText(0));
+    }
   }
 
   Status AddSessionInputs(const std::vector<SessionInput>& inputs, const Trail& trail) override {
     MutexLock lock(mu_);
     return Write(trail, [&]() REQUIRES(mu_) -> Status {
       for (const SessionInput& input : inputs) {
-        ASSIGN_OR_RETURN(Statement insert,
-                         db_->Prepare("INSERT INTO session_inputs (session_id, file_id, filename, "
-                                      "sha256, placed_at_ms) VALUES (?, ?, ?, ?, ?) "
-                                      "ON CONFLICT (session_id, file_id) DO NOTHING"));
-        insert.Bind(1, input.session_id).Bind(2, input.file_id).Bind(3, input.filename);
-        insert.Bind(4, input.sha256).Bind(5, input.placed_at_ms);
-        RETURN_IF_ERROR(
-            insert.Run().WithContext("add input " + input.file_id + " of " + input.session_id));
+        RETURN_IF_ERROR(WriteRow(kSessionInputCodec, input,
+                                 kSessionInputCodec.InsertSql() +
+                                     " ON CONFLICT (session_id, file_id) DO NOTHING")
+                            .WithContext("add input " + input.file_id + " of " + input.session_id));
       }
       return Status::Ok();
     });
@@ -570,22 +359,20 @@ class SqliteStore : public MetadataStore {
 
   Result<std::vector<SessionInput>> SessionInputs(const std::string& session_id) override {
     MutexLock lock(mu_);
-    ASSIGN_OR_RETURN(Statement select,
-                     db_->Prepare("SELECT session_id, file_id, filename, sha256, placed_at_ms "
-                                  "FROM session_inputs WHERE session_id = ? "
-                                  "ORDER BY placed_at_ms, file_id"));
+    ASSIGN_OR_RETURN(Statement select, db_->Prepare("SELECT " + kSessionInputCodec.ColumnList() +
+                                                    " FROM session_inputs WHERE session_id = ? "
+                                                    "ORDER BY placed_at_ms, file_id"));
     select.Bind(1, session_id);
-    return ReadInputs(select);
+    return kSessionInputCodec.ReadAll(select);
   }
 
   Result<std::vector<SessionInput>> UsesOfFile(const std::string& file_id, int limit) override {
     MutexLock lock(mu_);
-    ASSIGN_OR_RETURN(Statement select,
-                     db_->Prepare("SELECT session_id, file_id, filename, sha256, placed_at_ms "
-                                  "FROM session_inputs WHERE file_id = ? "
-                                  "ORDER BY placed_at_ms, session_id LIMIT ?"));
+    ASSIGN_OR_RETURN(Statement select, db_->Prepare("SELECT " + kSessionInputCodec.ColumnList() +
+                                                    " FROM session_inputs WHERE file_id = ? "
+                                                    "ORDER BY placed_at_ms, session_id LIMIT ?"));
     select.Bind(1, file_id).Bind(2, ClampLimit(limit));
-    return ReadInputs(select);
+    return kSessionInputCodec.ReadAll(select);
   }
 
   // --- usage and quotas ---
@@ -593,36 +380,21 @@ class SqliteStore : public MetadataStore {
   Result<std::vector<SessionRow>> SessionsCreated(int64_t from_ms, int64_t to_ms,
                                                   const std::string& project_id) override {
     MutexLock lock(mu_);
-    std::string sql = "SELECT " + std::string(kSessionColumns) +
-                      " FROM sessions WHERE created_at_ms >= ? AND created_at_ms < ?";
-    if (!project_id.empty()) sql += " AND project_id = ?";
-    ASSIGN_OR_RETURN(Statement select, db_->Prepare(sql + " ORDER BY created_at_ms"));
-    select.Bind(1, from_ms).Bind(2, to_ms);
-    if (!project_id.empty()) select.Bind(3, project_id);
-    return ReadAll<SessionRow>(select, ReadSession);
+    return SelectInProject(kSessionCodec, "created_at_ms >= ? AND created_at_ms < ?",
+                           {from_ms, to_ms}, project_id, " ORDER BY created_at_ms");
   }
 
   Result<std::vector<UsageEvent>> UsageEvents(int64_t from_ms, int64_t to_ms,
                                               const std::string& project_id) override {
     MutexLock lock(mu_);
-    std::string sql = "SELECT " + std::string(kUsageColumns) +
-                      " FROM usage_events WHERE time_ms >= ? AND start_ms < ?";
-    if (!project_id.empty()) sql += " AND project_id = ?";
-    ASSIGN_OR_RETURN(Statement select, db_->Prepare(sql + " ORDER BY id"));
-    select.Bind(1, from_ms).Bind(2, to_ms);
-    if (!project_id.empty()) select.Bind(3, project_id);
-    return ReadAll<UsageEvent>(select, ReadUsage);
+    return SelectInProject(kUsageCodec, "time_ms >= ? AND start_ms < ?", {from_ms, to_ms},
+                           project_id, " ORDER BY id");
   }
 
   Result<std::vector<FileRow>> FilesCreatedBefore(int64_t to_ms,
                                                   const std::string& project_id) override {
     MutexLock lock(mu_);
-    std::string sql = "SELECT " + std::string(kFileColumns) + " FROM files WHERE created_at_ms < ?";
-    if (!project_id.empty()) sql += " AND project_id = ?";
-    ASSIGN_OR_RETURN(Statement select, db_->Prepare(sql));
-    select.Bind(1, to_ms);
-    if (!project_id.empty()) select.Bind(2, project_id);
-    return ReadAll<FileRow>(select, ReadFile);
+    return SelectInProject(kFileCodec, "created_at_ms < ?", {to_ms}, project_id, "");
   }
 
   Result<int64_t> CountActiveSessions(const std::string& project_id) override {
@@ -669,17 +441,34 @@ class SqliteStore : public MetadataStore {
 
  private:
   // One row by `column` = `value`, or NotFound naming `what`.
-  template <typename Row, typename ReadRow>
-  Result<Row> GetOne(std::string_view table, std::string_view columns, std::string_view column,
-                     const std::string& value, ReadRow read, const char* what) {
+  template <typename Row>
+  Result<Row> GetOne(const RowCodec<Row>& codec, std::string_view column, const std::string& value,
+                     const char* what) {
     MutexLock lock(mu_);
-    ASSIGN_OR_RETURN(Statement select,
-                     db_->Prepare("SELECT " + std::string(columns) + " FROM " + std::string(table) +
-                                  " WHERE " + std::string(column) + " = ?"));
+    ASSIGN_OR_RETURN(Statement select, db_->Prepare("SELECT " + codec.ColumnList() + " FROM " +
+                                                    std::string(codec.table()) + " WHERE " +
+                                                    std::string(column) + " = ?"));
     select.Bind(1, value);
     ASSIGN_OR_RETURN(bool found, select.Step());
     if (!found) return Status::NotFound(std::string(what) + " " + value + " not found");
-    return read(select);
+    return codec.Read(select);
+  }
+
+  // The rows of `codec`'s table WHERE `condition`, its parameters bound to `times`, and of the
+  // project `project_id` ("" = any), then `order` ("" or " ORDER BY …").
+  template <typename Row>
+  Result<std::vector<Row>> SelectInProject(const RowCodec<Row>& codec, std::string_view condition,
+                                           std::initializer_list<int64_t> times,
+                                           const std::string& project_id, std::string_view order)
+      REQUIRES(mu_) {
+    std::string sql = "SELECT " + codec.ColumnList() + " FROM " + std::string(codec.table()) +
+                      " WHERE " + std::string(condition);
+    if (!project_id.empty()) sql += " AND project_id = ?";
+    ASSIGN_OR_RETURN(Statement select, db_->Prepare(sql + std::string(order)));
+    int index = 1;
+    for (int64_t time : times) select.Bind(index++, time);
+    if (!project_id.empty()) select.Bind(index, project_id);
+    return codec.ReadAll(select);
   }
 
   // A single integer (COUNT or SUM) from `sql` with text arguments.
@@ -725,67 +514,29 @@ class SqliteStore : public MetadataStore {
     if (event->id.empty()) event->id = NewId("evt_");
     if (event->detail_json.empty()) event->detail_json = "{}";
     event->hash = audit::EventHash(*event);
-    ASSIGN_OR_RETURN(Statement insert,
-                     db_->Prepare("INSERT INTO audit_events (" + std::string(kAuditColumns) +
-                                  ") VALUES (" + Placeholders(14) + ")"));
-    insert.Bind(1, event->seq).Bind(2, event->id).Bind(3, event->time_ms);
-    insert.Bind(4, event->principal).Bind(5, event->project_id).Bind(6, event->key_id);
-    insert.Bind(7, event->action).Bind(8, event->target).Bind(9, event->outcome);
-    insert.Bind(10, event->request_id).Bind(11, event->code_sha256);
-    insert.Bind(12, event->detail_json).Bind(13, event->prev_hash).Bind(14, event->hash);
-    return insert.Run().WithContext("append audit event " + event->action);
+    return WriteRow(kAuditCodec, *event, kAuditCodec.InsertSql())
+        .WithContext("append audit event " + event->action);
   }
 
-  Status InsertUsage(const UsageEvent& u) REQUIRES(mu_) {
-    ASSIGN_OR_RETURN(Statement insert,
-                     db_->Prepare("INSERT INTO usage_events (" + std::string(kUsageColumns) +
-                                  ") VALUES (" + Placeholders(8) + ")"));
-    insert.Bind(1, u.time_ms).Bind(2, u.start_ms).Bind(3, u.project_id).Bind(4, u.principal);
-    insert.Bind(5, u.agent_id).Bind(6, u.session_id).Bind(7, u.kind).Bind(8, u.amount);
-    return insert.Run().WithContext("record usage " + u.kind);
-  }
-
-  static Result<std::vector<SessionInput>> ReadInputs(Statement& select) {
-    return ReadAll<SessionInput>(select, [](const Statement& s) {
-      return SessionInput{s.ColumnText(0), s.ColumnText(1), s.ColumnText(2), s.ColumnText(3),
-                          s.ColumnInt64(4)};
-    });
+  Status InsertUsage(const UsageEvent& usage) REQUIRES(mu_) {
+    return WriteRow(kUsageCodec, usage, kUsageCodec.InsertSql())
+        .WithContext("record usage " + usage.kind);
   }
 
   Status UpsertSession(const SessionRow& row) REQUIRES(mu_) {
-    ASSIGN_OR_RETURN(
-        Statement upsert,
-        db_->Prepare("INSERT INTO sessions (" + std::string(kSessionColumns) + ") VALUES (" +
-                     Placeholders(kSessionColumnCount) +
-                     ") ON CONFLICT (id) DO UPDATE SET pool = excluded.pool, "
-                     "status = excluded.status, end_reason = excluded.end_reason, "
-                     "created_at_ms = excluded.created_at_ms, "
-                     "last_active_at_ms = excluded.last_active_at_ms, "
-                     "expires_at_ms = excluded.expires_at_ms, ended_at_ms = excluded.ended_at_ms, "
-                     "limits_json = excluded.limits_json, metadata_json = excluded.metadata_json, "
-                     "execution_count = excluded.execution_count, "
-                     "project_id = excluded.project_id, principal = excluded.principal, "
-                     "agent_id = excluded.agent_id, cpu_ms = excluded.cpu_ms, "
-                     "peak_memory_bytes = excluded.peak_memory_bytes, "
-                     "forked_from = excluded.forked_from"));
-    BindSession(upsert, row);
-    return upsert.Run();
+    return WriteRow(kSessionCodec, row,
+                    kSessionCodec.InsertSql() + " ON CONFLICT (id) DO UPDATE SET " +
+                        kSessionCodec.ExcludedAssignments({"id"}));
   }
 
-  Status InsertExecution(const ExecutionRow& row) REQUIRES(mu_) {
-    ASSIGN_OR_RETURN(Statement insert,
-                     db_->Prepare("INSERT INTO executions (" + std::string(kExecutionColumns) +
-                                  ") VALUES (" + Placeholders(kExecutionColumnCount) + ")"));
-    BindExecution(insert, row);
-    return insert.Run();
-  }
-
-  Status InsertFile(const FileRow& row) REQUIRES(mu_) {
-    ASSIGN_OR_RETURN(Statement insert,
-                     db_->Prepare("INSERT INTO files (" + std::string(kFileColumns) + ") VALUES (" +
-                                  Placeholders(kFileColumnCount) + ")"));
-    BindFile(insert, row);
-    return insert.Run();
+  // Runs `sql` (codec.InsertSql(), perhaps with an ON CONFLICT clause) with `row` bound to its
+  // parameters.
+  template <typename Row>
+  Status WriteRow(const RowCodec<Row>& codec, const Row& row, const std::string& sql)
+      REQUIRES(mu_) {
+    ASSIGN_OR_RETURN(Statement write, db_->Prepare(sql));
+    codec.Bind(write, row);
+    return write.Run();
   }
 
   Mutex mu_;
