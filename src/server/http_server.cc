@@ -14,10 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
@@ -35,13 +32,15 @@
 #include <future>
 #include <limits>
 #include <optional>
-#include <sstream>
 #include <thread>
 #include <utility>
 
 #include "common/ids.h"
 #include "common/logging.h"
 #include "metrics/metrics.h"
+#include "server/http_admission.h"
+#include "server/http_connection.h"
+#include "server/http_stream.h"
 
 namespace pycell::server {
 namespace {
@@ -53,8 +52,6 @@ using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using boost::system::error_code;
 
-// A body must arrive at server.min_body_rate over each window of this much time spent waiting.
-constexpr std::chrono::seconds kBodyRateWindow{10};
 // A refused connection is read from (and what it sent dropped) for this long before it is closed,
 // so that its 503 is not lost to a reset; at most kMaxLingering of them at once.
 constexpr std::chrono::seconds kRefusalLinger{1};
@@ -85,335 +82,6 @@ auto CatchEscaped(const char* where) {
   };
 }
 
-// A connected socket, owned by a worker for one request, as Beast's SyncReadStream and
-// SyncWriteStream: blocking reads and writes through poll, each with a deadline, and for the
-// body a minimum rate.
-class FdStream {
- public:
-  explicit FdStream(int fd) : fd_(fd) {}
-
-  // Each read or write must make progress within `idle`.
-  void SetIdleTimeout(std::chrono::milliseconds idle) { idle_ = idle; }
-  // From now on reads are a request body's: at least `bytes_per_second` × the window must arrive
-  // per kBodyRateWindow spent waiting for it (0: no minimum). Waiting for a write does not count.
-  void MeterBody(uint64_t bytes_per_second) {
-    min_rate_ = bytes_per_second;
-    waited_ = {};
-    received_ = 0;
-  }
-  // The last timeout was the minimum body rate's, not the idle timeout's.
-  bool too_slow() const { return too_slow_; }
-
-  template <class MutableBufferSequence>
-  size_t read_some(const MutableBufferSequence& buffers, error_code& ec) {
-    iovec iov[16];
-    int count = ToIovec(buffers, iov);
-    if (count == 0) return 0;
-    const Clock::time_point deadline = Clock::now() + idle_;
-    for (;;) {
-      ssize_t n = ::readv(fd_, iov, count);
-      if (n > 0) {
-        ec = {};
-        received_ += static_cast<uint64_t>(n);
-        return static_cast<size_t>(n);
-      }
-      if (n == 0) {
-        ec = net::error::eof;
-        return 0;
-      }
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) {
-        ec = error_code(errno, boost::system::system_category());
-        return 0;
-      }
-      if (!Wait(POLLIN, deadline, ec)) return 0;
-    }
-  }
-  template <class MutableBufferSequence>
-  size_t read_some(const MutableBufferSequence& buffers) {
-    error_code ec;
-    size_t n = read_some(buffers, ec);
-    if (ec) throw boost::system::system_error(ec);
-    return n;
-  }
-
-  template <class ConstBufferSequence>
-  size_t write_some(const ConstBufferSequence& buffers, error_code& ec) {
-    iovec iov[16];
-    int count = ToIovec(buffers, iov);
-    if (count == 0) return 0;
-    const Clock::time_point deadline = Clock::now() + idle_;
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = static_cast<size_t>(count);
-    for (;;) {
-      ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
-      if (n >= 0) {
-        ec = {};
-        return static_cast<size_t>(n);
-      }
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) {
-        ec = error_code(errno, boost::system::system_category());
-        return 0;
-      }
-      if (!Wait(POLLOUT, deadline, ec)) return 0;
-    }
-  }
-  template <class ConstBufferSequence>
-  size_t write_some(const ConstBufferSequence& buffers) {
-    error_code ec;
-    size_t n = write_some(buffers, ec);
-    if (ec) throw boost::system::system_error(ec);
-    return n;
-  }
-
- private:
-  template <class Buffers>
-  static int ToIovec(const Buffers& buffers, iovec* iov) {
-    int count = 0;
-    for (auto it = net::buffer_sequence_begin(buffers);
-         it != net::buffer_sequence_end(buffers) && count < 16; ++it) {
-      auto b = *it;
-      if (b.size() == 0) continue;
-      iov[count].iov_base = const_cast<void*>(static_cast<const void*>(b.data()));
-      iov[count].iov_len = b.size();
-      ++count;
-    }
-    return count;
-  }
-
-  // Waits until the socket is ready for `events`, `deadline` passes, or (reading a metered body)
-  // a window of waiting ends with too little received.
-  bool Wait(short events, Clock::time_point deadline, error_code& ec) {
-    for (;;) {
-      const Clock::time_point now = Clock::now();
-      const bool metered = events == POLLIN && min_rate_ > 0;
-      Clock::time_point until = deadline;
-      if (metered) until = std::min(until, now + (kBodyRateWindow - waited_));
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(until - now).count();
-      pollfd fd = {fd_, events, 0};
-      int n = ::poll(&fd, 1, static_cast<int>(std::clamp<int64_t>(left, 0, 1 << 30)));
-      if (n < 0 && errno != EINTR) {
-        ec = error_code(errno, boost::system::system_category());
-        return false;
-      }
-      const Clock::time_point after = Clock::now();
-      if (metered) {
-        waited_ += std::chrono::duration_cast<Clock::duration>(after - now);
-        if (waited_ >= kBodyRateWindow) {
-          uint64_t due = min_rate_ * static_cast<uint64_t>(kBodyRateWindow.count());
-          if (received_ < due) {
-            too_slow_ = true;
-            ec = beast::error::timeout;
-            return false;
-          }
-          waited_ = {};
-          received_ = 0;
-        }
-      }
-      if (n > 0) return true;
-      if (after >= deadline) {
-        ec = beast::error::timeout;
-        return false;
-      }
-    }
-  }
-
-  int fd_;
-  std::chrono::milliseconds idle_{60000};
-  uint64_t min_rate_ = 0;
-  Clock::duration waited_{};  // In the current window, waiting for the body.
-  uint64_t received_ = 0;     // In the current window.
-  bool too_slow_ = false;
-};
-
-using HeaderParser = http::request_parser<http::empty_body>;
-
-// The Status for a body that could not be read.
-Status BodyFailure(const error_code& ec, const FdStream& stream, uint64_t min_body_rate) {
-  if (ec == beast::error::timeout && stream.too_slow()) {
-    return Status::DeadlineExceeded("the body came slower than " + std::to_string(min_body_rate) +
-                                    " bytes/s (server.min_body_rate)")
-        .WithReason("request_timeout");
-  }
-  if (ec == beast::error::timeout) {
-    return Status::DeadlineExceeded("the client stopped sending the body")
-        .WithReason("request_timeout");
-  }
-  return Status::InvalidArgument("the body ended early or is malformed: " + ec.message());
-}
-
-// Reads a streamed body through Beast's parser, into the handler's buffer.
-class StreamedBody : public BodyReader {
- public:
-  StreamedBody(FdStream* stream, beast::flat_buffer* buffer, HeaderParser&& header, uint64_t limit,
-               uint64_t min_body_rate)
-      : stream_(stream),
-        buffer_(buffer),
-        parser_(std::move(header)),
-        min_body_rate_(min_body_rate) {
-    parser_.body_limit(limit);
-    // A body of known length (not chunked) is read straight into the handler's buffer: Beast's
-    // parser would read it into its own buffer first and copy it, 64 KiB at a time, which cost a
-    // third of an upload's time. The head's Content-Length was checked against `limit` already.
-    const auto& head = parser_.get();
-    if (!head.chunked() && parser_.content_length()) raw_left_ = *parser_.content_length();
-  }
-
-  Result<size_t> Read(char* data, size_t size) override {
-    if (raw_left_) return ReadRaw(data, size);
-    if (parser_.is_done()) return size_t{0};
-    for (;;) {
-      parser_.get().body().data = data;
-      parser_.get().body().size = size;
-      error_code ec;
-      http::read_some(*stream_, *buffer_, parser_, ec);
-      size_t got = size - parser_.get().body().size;
-      if (ec == http::error::need_buffer) ec = {};
-      if (ec == http::error::body_limit) {
-        return Status::ResourceExhausted("the body is larger than the limit")
-            .WithReason("payload_too_large");
-      }
-      if (ec) return BodyFailure(ec, *stream_, min_body_rate_);
-      if (got > 0 || parser_.is_done()) return got;
-    }
-  }
-  bool done() const { return raw_left_ ? *raw_left_ == 0 : parser_.is_done(); }
-
- private:
-  // Content-Length bodies: first what Beast already buffered after the head, then the socket.
-  Result<size_t> ReadRaw(char* data, size_t size) {
-    uint64_t& left = *raw_left_;
-    if (left == 0 || size == 0) return size_t{0};
-    size_t want = static_cast<size_t>(std::min<uint64_t>(left, size));
-    if (buffer_->size() > 0) {
-      size_t n = std::min(want, buffer_->size());
-      net::buffer_copy(net::buffer(data, n), buffer_->data());
-      buffer_->consume(n);
-      left -= n;
-      return n;
-    }
-    error_code ec;
-    size_t n = stream_->read_some(net::buffer(data, want), ec);
-    if (ec) return BodyFailure(ec, *stream_, min_body_rate_);
-    left -= n;
-    return n;
-  }
-
-  FdStream* stream_;
-  beast::flat_buffer* buffer_;
-  http::request_parser<http::buffer_body> parser_;
-  uint64_t min_body_rate_;
-  std::optional<uint64_t> raw_left_;  // Set for Content-Length bodies: bytes still to read.
-};
-
-// Server-Sent Events and other responses written while the handler runs: chunked encoding.
-class ChunkedResponse : public ResponseStream {
- public:
-  ChunkedResponse(FdStream* stream, std::string request_id)
-      : stream_(stream), request_id_(std::move(request_id)) {}
-
-  Status Begin(int status,
-               const std::vector<std::pair<std::string, std::string>>& headers) override {
-    http::response<http::empty_body> res{static_cast<http::status>(status), 11};
-    for (const auto& [name, value] : headers) res.set(name, value);
-    res.set("X-Request-Id", request_id_);
-    res.chunked(true);
-    http::response_serializer<http::empty_body> sr{res};
-    error_code ec;
-    http::write_header(*stream_, sr, ec);
-    begun_ = true;
-    if (ec) return Failed(ec);
-    return Status::Ok();
-  }
-
-  Status Write(std::string_view data) override {
-    if (failed_) return Status::Unavailable("the client went away");
-    if (data.empty()) return Status::Ok();
-    error_code ec;
-    net::write(*stream_, http::make_chunk(net::buffer(data.data(), data.size())), ec);
-    if (ec) return Failed(ec);
-    return Status::Ok();
-  }
-
-  Status End() {
-    if (failed_) return Status::Unavailable("the client went away");
-    error_code ec;
-    net::write(*stream_, http::make_chunk_last(), ec);
-    if (ec) return Failed(ec);
-    return Status::Ok();
-  }
-
-  bool begun() const override { return begun_; }
-  bool failed() const { return failed_; }
-
- private:
-  Status Failed(const error_code& ec) {
-    failed_ = true;
-    return Status::Unavailable("writing to the client: " + ec.message());
-  }
-  FdStream* stream_;
-  std::string request_id_;
-  bool begun_ = false;
-  bool failed_ = false;
-};
-
-// A buffered response as Beast's message.
-http::response<http::string_body> ToBeast(Response& response, bool keep_alive,
-                                          const std::string& request_id) {
-  http::response<http::string_body> res{static_cast<http::status>(response.status), 11};
-  for (const auto& [name, value] : response.headers) res.set(name, value);
-  if (!request_id.empty()) res.set("X-Request-Id", request_id);
-  res.keep_alive(keep_alive);
-  res.body() = std::move(response.body);
-  res.prepare_payload();
-  return res;
-}
-
-// Writes a whole response (buffered or file body). False when the connection broke.
-bool WriteResponse(FdStream& stream, Response& response, bool head_only, bool keep_alive,
-                   const std::string& request_id) {
-  error_code ec;
-  if (response.file) {
-    http::response<http::empty_body> res{static_cast<http::status>(response.status), 11};
-    for (const auto& [name, value] : response.headers) res.set(name, value);
-    res.set("X-Request-Id", request_id);
-    res.content_length(response.file->length);
-    res.keep_alive(keep_alive);
-    http::response_serializer<http::empty_body> sr{res};
-    http::write_header(stream, sr, ec);
-    if (ec) return false;
-    if (head_only) return true;
-    std::vector<char> chunk(1 << 20);
-    uint64_t offset = response.file->offset, left = response.file->length;
-    while (left > 0) {
-      ssize_t n = ::pread(response.file->fd.get(), chunk.data(),
-                          std::min<uint64_t>(left, chunk.size()), static_cast<off_t>(offset));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;  // The blob shrank: cut the connection rather than lie.
-      net::write(stream, net::buffer(chunk.data(), static_cast<size_t>(n)), ec);
-      if (ec) return false;
-      offset += static_cast<uint64_t>(n);
-      left -= static_cast<uint64_t>(n);
-    }
-    return true;
-  }
-  if (head_only) {
-    http::response<http::string_body> res{static_cast<http::status>(response.status), 11};
-    for (const auto& [name, value] : response.headers) res.set(name, value);
-    res.set("X-Request-Id", request_id);
-    res.keep_alive(keep_alive);
-    res.content_length(response.body.size());
-    http::response_serializer<http::string_body> sr{res};
-    http::write_header(stream, sr, ec);
-    return !ec;
-  }
-  auto res = ToBeast(response, keep_alive, request_id);
-  http::write(stream, res, ec);
-  return !ec;
-}
-
 // The 500 for an exception that escaped a handler or the authorization: a bug. The log has what
 // was thrown, under the request id the answer names; pycell_internal_errors_total counts it.
 Status InternalError(const Request& request, std::string_view what) {
@@ -442,55 +110,6 @@ auto Guarded(const Request& request, bool* threw, Fn&& fn) -> decltype(fn()) {
   }
 }
 
-// A whole 503 response (head and body) for a connection refused before any request was read,
-// serialized by Beast so that its Content-Length is the body's.
-std::string RefusalBytes(const std::string& message) {
-  Response r = ErrorResponse(Status::Unavailable(message));  // With Retry-After: 1.
-  auto res = ToBeast(r, /*keep_alive=*/false, "");
-  std::ostringstream out;
-  out << res;
-  return out.str();
-}
-
-// The client of a request from TCP peer `peer` ("10.0.0.1:5000", "[::1]:5000"): the peer itself,
-// or, from a trusted proxy, the address X-Forwarded-For names (ClientAddress; without a port).
-std::string ClientPeer(const std::string& peer, const IpAddress& address, const http::fields& head,
-                       const std::vector<IpRange>& trusted) {
-  if (trusted.empty()) return peer;
-  std::string forwarded;
-  auto [first, last] = head.equal_range("X-Forwarded-For");
-  for (auto field = first; field != last; ++field) {
-    if (!forwarded.empty()) forwarded += ", ";
-    forwarded.append(field->value().data(), field->value().size());
-  }
-  IpAddress client = ClientAddress(address, forwarded, trusted);
-  return client == address ? peer : client.ToString();
-}
-
-bool Trusted(const IpAddress& address, const std::vector<IpRange>& trusted) {
-  return std::any_of(trusted.begin(), trusted.end(),
-                     [&](const IpRange& range) { return range.Contains(address); });
-}
-
-// Raises the soft limit on open descriptors to the hard one: each connection is one. Says so when
-// even that is less than max_connections needs.
-void RaiseDescriptorLimit(uint32_t max_connections) {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
-  if (limit.rlim_cur < limit.rlim_max) {
-    rlimit raised = limit;
-    raised.rlim_cur = limit.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
-  }
-  // Sessions, the database and blobs need descriptors too: leave them 1024.
-  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < max_connections + 1024ull) {
-    LOG_WARN(
-        "server.max_connections is {}, but this process may open only {} descriptors "
-        "(RLIMIT_NOFILE; systemd: LimitNOFILE=): connections past about {} will be refused",
-        max_connections, limit.rlim_cur, limit.rlim_cur > 1024 ? limit.rlim_cur - 1024 : 0);
-  }
-}
-
 }  // namespace
 
 // The io side: the io_context, its threads, and the acceptor (on a strand of its own).
@@ -504,79 +123,6 @@ struct HttpServer::Io {
       context.get_executor()};
   tcp::acceptor acceptor{net::make_strand(context)};
   std::vector<std::thread> threads;
-};
-
-// One accepted connection. Shared by the coroutine waiting for its head and, while a request
-// runs, by that request's worker — never both at once (see the header). While the io side owns it,
-// its socket is a tcp_stream registered with the io_context's reactor; a worker gets the bare
-// descriptor, taken out of the reactor (Release) — else every request arriving on a busy
-// connection would wake an io thread for nothing (edge-triggered epoll reports it, with no
-// operation pending) — and the io side registers it again when it takes it back (Stream). Closing
-// the last reference closes the socket and uncounts the connection.
-class HttpServer::Connection {
- public:
-  Connection(HttpServer* server, tcp::socket socket, tcp protocol, IpAddress peer_address,
-             std::string peer_text, std::string key)
-      : strand(socket.get_executor()),
-        address(peer_address),
-        peer(std::move(peer_text)),
-        limit_key(std::move(key)),
-        server_(server),
-        protocol_(protocol) {
-    stream_.emplace(std::move(socket));
-  }
-  ~Connection() { Close(); }
-
-  // The io side's stream (on `strand`), registered again with the reactor if a worker had the
-  // descriptor. REQUIRES: on the strand, no worker owns the connection.
-  beast::tcp_stream& Stream() {
-    if (!stream_) {
-      tcp::socket socket(strand);
-      error_code ec;
-      socket.assign(protocol_, fd_.Release(), ec);
-      stream_.emplace(std::move(socket));
-    }
-    return *stream_;
-  }
-  // Hands the descriptor to a worker: out of the reactor, no operation pending.
-  void Release() {
-    if (!stream_) return;
-    error_code ec;
-    stream_->expires_never();
-    int fd = stream_->socket().release(ec);
-    stream_.reset();
-    fd_ = UniqueFd(fd);
-  }
-  // The descriptor, for a worker (after Release).
-  int fd() const { return fd_.get(); }
-
-  // Uncounts the connection, then closes it: a client that sees it closed may connect again at
-  // once without finding its old connection still counted. By the connection's one owner.
-  void Close() {
-    if (closed_) return;
-    closed_ = true;
-    server_->ConnectionClosed(limit_key);
-    if (stream_) {
-      error_code ec;
-      stream_->socket().close(ec);
-    }
-    fd_.Reset();
-  }
-
-  const net::any_io_executor strand;  // The connection's strand, for its whole life.
-  beast::flat_buffer buffer;
-  std::optional<HeaderParser> header;  // The head of the request being served.
-  const IpAddress address;             // The TCP peer's.
-  const std::string peer;              // "10.0.0.1:5000", "[::1]:5000"
-  const std::string limit_key;         // Counted by, per address; "" for a trusted proxy.
-  int requests = 0;                    // Served on this connection so far.
-
- private:
-  HttpServer* server_;
-  const tcp protocol_;
-  std::optional<beast::tcp_stream> stream_;  // While the io side owns it.
-  UniqueFd fd_;                              // While a worker owns it.
-  bool closed_ = false;
 };
 
 namespace {

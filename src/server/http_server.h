@@ -109,7 +109,7 @@ class HttpServer {
   size_t connections() const EXCLUDES(mu_);
   size_t worker_threads() const { return workers_.threads(); }
 
-  class Connection;  // http_server.cc
+  class Connection;  // http_connection.h
 
  private:
   struct Io;  // http_server.cc: the io_context, its threads, the acceptor.
