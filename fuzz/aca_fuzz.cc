@@ -7,10 +7,12 @@
 //  - the body: aca::ParseLegacyExecute and aca::ParseExecution; an accepted cell's code then
 //    becomes the output of an execution record (what sandboxed code prints is as hostile as the
 //    body), shaped by LegacyExecuteResponse and ExecutionResponse with the request's
-//    outputStreamsMaxLength, and a file name becomes a /mnt/data listing for FileList, FindFile.
+//    outputStreamsMaxLength (after a round trip through the record's stored form, ToJson and
+//    FromJson), and a file name becomes a /mnt/data listing for FileList, FindFile.
 //
 // Input: the request target ("/aca/code/execute?api-version=...&identifier=..."), a newline, the
 // body.
+// The body is also read as a stored execution record (session::ExecutionRecord::FromJson).
 // Checked, beyond ASan and UBSan: a name SessionFileName accepts is relative, without empty, "."
 // or ".." segments (and without '/' for uploads); stdout and stderr cut to outputStreamsMaxLength
 // are at most that long and still valid UTF-8.
@@ -81,10 +83,7 @@ void CheckFileName(const std::string& raw) {
       if (slash == std::string::npos) break;
       start = slash + 1;
     }
-    Json listing = {{"object", "list"},
-                    {"data", Json::array({{{"path", "/mnt/data/" + n},
-                                           {"bytes", static_cast<int64_t>(raw.size())},
-                                           {"modified_at", "2026-11-27T20:56:38Z"}}})}};
+    std::vector<service::SessionFile> listing = {{n, raw.size(), 1796000000000000000}};
     (void)Dump(aca::FileList(listing, aca::Contract::kLegacy));
     (void)Dump(aca::FileList(listing, aca::Contract::kCurrent));
     if (!aca::FindFile(listing, n).ok()) Fail("FindFile misses the file just listed");
@@ -92,18 +91,20 @@ void CheckFileName(const std::string& raw) {
 }
 
 void Respond(const aca::ExecuteRequest& cell, const std::string& identifier, bool failed) {
-  Json execution = {
-      {"id", "exec_fuzz"},
-      {"status", failed ? "error" : "ok"},
-      {"stdout", cell.code},
-      {"stderr", cell.code},
-      {"duration_ms", 12},
-      {"outputs",
-       Json::array({{{"output_type", "execute_result"}, {"data", {{"text/plain", cell.code}}}}})}};
-  if (failed) {
-    execution["error"] = {
-        {"ename", "ValueError"}, {"evalue", cell.code}, {"traceback", {cell.code}}};
-  }
+  session::ExecutionRecord execution;
+  execution.id = "exec_fuzz";
+  execution.status = failed ? "error" : "ok";
+  execution.stdout_text = cell.code;
+  execution.stderr_text = cell.code;
+  execution.duration_ms = 12;
+  kernel::Output result{kernel::Output::Kind::kResult, {}};
+  result.bundle.data = {{"text/plain", cell.code}, {"application/json", cell.code}};
+  execution.outputs = {result};
+  if (failed) execution.error = kernel::CellError{"ValueError", cell.code, {cell.code}};
+  // The record as the store keeps it, read back: what ToJson writes, FromJson reads the same.
+  auto stored = session::ExecutionRecord::FromJson(execution.ToJson());
+  if (!stored.ok()) Fail("a record ToJson wrote does not read back");
+  if (stored->ToJson() != execution.ToJson()) Fail("a record changed on its way through the store");
   (void)Dump(aca::LegacyExecuteResponse(execution));
   Json current = aca::ExecutionResponse(execution, identifier, cell.asynchronous,
                                         cell.output_streams_max_length);
@@ -118,6 +119,9 @@ void Respond(const aca::ExecuteRequest& cell, const std::string& identifier, boo
 }
 
 void Request(const std::string& target, std::string_view body) {
+  // The body as a stored record: FromJson reads any text without throwing, and what it accepts
+  // writes out again.
+  if (auto record = session::ExecutionRecord::FromJson(body); record.ok()) (void)record->ToJson();
   std::string path;
   std::map<std::string, std::string> query;
   if (!server::ParseTarget(target, &path, &query).ok()) return;

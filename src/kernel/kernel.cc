@@ -23,10 +23,6 @@ namespace pycell::kernel {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-bool MimeBundle::IsJsonType(const std::string& mime) const {
-  return mime == "application/json" || (mime.size() > 5 && mime.ends_with("+json"));
-}
-
 namespace {
 
 // Appends what is readable on `fd` to `text` up to `cap` bytes, dropping (and counting) the rest.

@@ -28,7 +28,10 @@ namespace pycell::kernel {
 struct MimeBundle {
   std::vector<std::pair<std::string, std::string>> data;
   std::string metadata_json = "{}";
-  bool IsJsonType(const std::string& mime) const;
+  // application/json and the *+json types, whose values are JSON rather than text.
+  static bool IsJsonType(const std::string& mime) {
+    return mime == "application/json" || (mime.size() > 5 && mime.ends_with("+json"));
+  }
 };
 
 struct Output {

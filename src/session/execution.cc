@@ -11,12 +11,17 @@ namespace pycell::session {
 using nlohmann::json;
 
 namespace {
+// The nesting a JSON value in an output may have: the control protocol's frame depth. A value the
+// runner sent as text is parsed within it; deeper (or not JSON) it stays text, since writing out
+// a value recurses once per level.
+constexpr size_t kMaxValueDepth = 64;
+
 json BundleToJson(const kernel::MimeBundle& bundle) {
   json data = json::object();
   for (const auto& [mime, value] : bundle.data) {
     if (bundle.IsJsonType(mime)) {
-      json parsed = json::parse(value, nullptr, false);
-      data[mime] = parsed.is_discarded() ? json(value) : parsed;
+      auto parsed = ParseUntrustedJson(value, JsonLimits{value.size(), kMaxValueDepth, 1u << 20});
+      data[mime] = parsed.ok() ? std::move(*parsed) : json(value);
     } else {
       data[mime] = value;
     }

@@ -114,5 +114,25 @@ TEST(ExecutionRecordTest, FromJsonRefusesOrDefaultsWhatIsDamaged) {
   EXPECT_EQ(o.outputs[1].bundle.data[0].second, R"({"x":[]})");
 }
 
+// A cell can display an application/json value sent as text, nested as deep as its bytes allow.
+// Writing such a value out recurses once per level: it must stay text, not end the server.
+TEST(ExecutionRecordTest, ADeeplyNestedJsonOutputStaysText) {
+  ExecutionRecord r;
+  r.id = "exec_deep";
+  const std::string deep = std::string(2000000, '[') + std::string(2000000, ']');
+  kernel::Output output{kernel::Output::Kind::kDisplay, {}};
+  output.bundle.data = {{"application/json", deep}, {"application/x+json", "[[1]]"}};
+  r.outputs = {output};
+  std::string stored = r.ToJson();
+  auto parsed = nlohmann::json::parse(stored, nullptr, false);
+  ASSERT_TRUE(parsed.is_object());
+  EXPECT_TRUE(parsed["outputs"][0]["data"]["application/json"].is_string());
+  EXPECT_EQ(parsed["outputs"][0]["data"]["application/x+json"], nlohmann::json::parse("[[1]]"));
+  auto back = ExecutionRecord::FromJson(stored);
+  ASSERT_OK(back);
+  EXPECT_EQ(back->ToJson(), stored);
+  EXPECT_FALSE(OutputToJson(output, 1).empty());
+}
+
 }  // namespace
 }  // namespace pycell::session

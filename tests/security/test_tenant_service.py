@@ -657,6 +657,26 @@ class TestDeepFrames(MainTestCase):
     """Row 3: a frame nested 10^6 deep. Today a display frame's data crashes the server (stack
     overflow); after the fix nesting past a small bound is a protocol violation, wherever it is."""
 
+    def test_json_output_sent_as_deep_text(self):
+        """A legitimate display whose application/json value is *text* nested 400 000 deep. The
+        frame itself is shallow, so it is no violation; but the server parsed such text without a
+        bound and wrote it out recursively: a stack overflow that ended every tenant's sessions.
+        Want: the value kept as text, this cell and the next answered, the bystander working."""
+        session_id, reply = self.attack(
+            "display({'application/json': '['*400000 + ']'*400000}, raw=True)\n'after'")
+        what = "an application/json output sent as text nested 400 000 deep"
+        self.assertServiceSurvived(what)
+        self.assertNotServerError(reply, what)
+        record = reply.json()
+        self.assertEqual(record["status"], "ok", record.get("error"))
+        shown = [o["data"]["application/json"] for o in record["outputs"]
+                 if "application/json" in o.get("data", {})]
+        self.assertTrue(shown and isinstance(shown[0], str), record["outputs"][:1])
+        again = safe(self.attacker.execute, session_id, "6*7", timeout_s=30, timeout=90)
+        self.assertEqual(again.json()["outputs"][0]["data"]["text/plain"], "42")
+        self.bystander_ok(self.bystander, what)
+
+
 
 def _deep_test(expression):
     def test(self):
