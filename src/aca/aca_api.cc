@@ -6,6 +6,7 @@
 
 #include "common/clock.h"
 #include "common/json_reader.h"
+#include "common/utf8.h"
 
 namespace pycell::aca {
 namespace {
@@ -229,8 +230,9 @@ Json ExecutionResponse(const session::ExecutionRecord& execution, const std::str
   const char* azure_status = execution.status == "ok"            ? "Succeeded"
                              : !execution.interrupted_by.empty() ? "Cancelled"
                                                                  : "Failed";
-  std::string out = execution.stdout_text;
-  std::string err = StderrOf(execution);
+  // Cut as written: what is not UTF-8 becomes U+FFFD first, so the cut counts the bytes sent.
+  std::string out = ReplaceNonUtf8(execution.stdout_text);
+  std::string err = ReplaceNonUtf8(StderrOf(execution));
   if (max_length) {
     out = Cut(out, *max_length);
     err = Cut(err, *max_length);

@@ -145,6 +145,13 @@ TEST(AcaResponse, OutputStreamsCutOnCharacterBoundary) {
   auto e = Execution("ok", Json::array(), nullptr, "h\xc3\xa9llo");
   Json r = ExecutionResponse(e, "ident-1", false, 2);
   EXPECT_EQ(r["result"]["stdout"], "h");
+  // Bytes that are not UTF-8 are counted as the U+FFFD they are sent as.
+  session::ExecutionRecord invalid;
+  invalid.id = "exec_1";
+  invalid.status = "ok";
+  invalid.stdout_text = "\xff\xff\xff";
+  Json cut = ExecutionResponse(invalid, "ident-1", false, 3);
+  EXPECT_EQ(cut["result"]["stdout"], "\xEF\xBF\xBD");
   // A record missing every field still shapes.
   Json empty = ExecutionResponse(session::ExecutionRecord{}, "ident-1", true);
   EXPECT_EQ(empty["status"], "Failed");

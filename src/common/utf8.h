@@ -21,4 +21,8 @@ bool IsPrintableUtf8(std::string_view text);
 // and exported on every route. ("bad\xff.txt" is registered as "bad%FF.txt".)
 std::string EscapeNonUtf8(std::string_view bytes);
 
+// `bytes` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD, as a JSON
+// writer replaces them: for cutting text to a length before it is written out.
+std::string ReplaceNonUtf8(std::string_view bytes);
+
 }  // namespace pycell
