@@ -47,10 +47,7 @@ Json Service::Pools() const {
   return Json{{"object", "list"}, {"data", data}, {"has_more", false}};
 }
 
-std::shared_ptr<const ServiceConfig> Service::LiveConfig() const {
-  MutexLock lock(live_config_mu_);
-  return live_config_;
-}
+std::shared_ptr<const ServiceConfig> Service::LiveConfig() const { return live_config_.Get(); }
 
 Result<Json> Service::Reload(const auth::Caller& caller, const ServiceConfig& requested) {
   MutexLock reload_lock(reload_mu_);
@@ -107,16 +104,10 @@ Result<Json> Service::Reload(const auth::Caller& caller, const ServiceConfig& re
       manager.SetPoolTarget(next.pools[i].ready_sessions);
     }
   }
-  {
-    MutexLock lock(live_config_mu_);
-    live_config_ = std::make_shared<const ServiceConfig>(std::move(next));
-  }
+  live_config_.Replace(std::make_shared<const ServiceConfig>(std::move(next)));
   if (fresh) {
-    {
-      MutexLock lock(diagnostics_mu_);
-      diagnostics_.swap(fresh);
-    }
-    fresh->Close(diagnostics::Diagnostics::kCloseDeadline);  // The old settings' queues.
+    std::shared_ptr<diagnostics::Diagnostics> old = diagnostics_.Replace(std::move(fresh));
+    if (old) old->Close(diagnostics::Diagnostics::kCloseDeadline);  // The old settings' queues.
   }
   LOG_INFO("configuration reloaded: {} change(s) applied, {} need a restart", applied.size(),
            needs_restart.size());
@@ -162,11 +153,7 @@ Result<Json> Service::ServiceInfo() {
 }
 
 void Service::Emit(std::string_view category, const std::function<Json()>& make) {
-  std::shared_ptr<diagnostics::Diagnostics> current;
-  {
-    MutexLock lock(diagnostics_mu_);
-    current = diagnostics_;
-  }
+  std::shared_ptr<diagnostics::Diagnostics> current = diagnostics_.Get();
   if (current && current->Wants(category)) current->Emit(category, make());
 }
 
@@ -201,11 +188,7 @@ void Service::EmitAudit(const audit::AuditEvent& event) {
 }
 
 Json Service::DiagnosticSettings() const {
-  std::shared_ptr<diagnostics::Diagnostics> current;
-  {
-    MutexLock lock(diagnostics_mu_);
-    current = diagnostics_;
-  }
+  std::shared_ptr<diagnostics::Diagnostics> current = diagnostics_.Get();
   Json data = Json::array();
   if (current) {
     for (const diagnostics::Diagnostics::SinkState& state : current->States()) {

@@ -50,10 +50,7 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
   // Diagnostic settings first, so that every audit event of this run reaches them.
   ASSIGN_OR_RETURN(auto diagnostics,
                    diagnostics::Diagnostics::Create(config.diagnostic_settings, {clock}));
-  {
-    MutexLock lock(service->diagnostics_mu_);  // No other thread yet; for the analysis.
-    service->diagnostics_ = std::move(diagnostics);
-  }
+  service->diagnostics_.Replace(std::move(diagnostics));
   service->store_->SetAuditListener(
       [self = service.get()](const audit::AuditEvent& event) { self->EmitAudit(event); });
   ASSIGN_OR_RETURN(service->blobs_, files::FileStore::Open(data + "/files"));
@@ -102,9 +99,8 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
 }
 
 Service::~Service() {
-  {
-    MutexLock lock(diagnostics_mu_);
-    if (diagnostics_) diagnostics_->Close(diagnostics::Diagnostics::kCloseDeadline);
+  if (auto diagnostics = diagnostics_.Get()) {
+    diagnostics->Close(diagnostics::Diagnostics::kCloseDeadline);
   }
   {
     MutexLock lock(sweep_mu_);

@@ -39,6 +39,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/mutex.h"
+#include "common/snapshot.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "diagnostics/diagnostics.h"
@@ -362,8 +363,8 @@ class Service {
 
   const ServiceConfig config_;
   Clock* const clock_;
-  mutable Mutex live_config_mu_;
-  std::shared_ptr<const ServiceConfig> live_config_ GUARDED_BY(live_config_mu_);
+  // The operations part's state: the configuration in force (replaced whole by a reload).
+  Snapshot<const ServiceConfig> live_config_;
   Mutex reload_mu_;  // One reload at a time.
   int64_t started_at_ms_ = 0;
   std::chrono::steady_clock::time_point started_;  // For uptime: steady across clock steps.
@@ -374,8 +375,7 @@ class Service {
   std::unique_ptr<auth::Authenticator> authenticator_;
   std::optional<evidence::SigningKey> evidence_key_;  // <data-dir>/evidence.key; set by Open.
   // Replaced whole when the settings change; Emit works on the instance it copied.
-  mutable Mutex diagnostics_mu_;
-  std::shared_ptr<diagnostics::Diagnostics> diagnostics_ GUARDED_BY(diagnostics_mu_);
+  Snapshot<diagnostics::Diagnostics> diagnostics_;
   std::map<std::string, std::unique_ptr<session::SessionManager>> pools_;  // Fixed after Open.
   // Held while a blob is committed and its record written, and while a record is deleted and
   // its blob removed: a delete can never remove a blob a new record is about to name.
