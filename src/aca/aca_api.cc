@@ -76,16 +76,6 @@ const Json& Field(const Json& object, const char* key) {
   return it == object.end() ? kNull : *it;
 }
 
-std::string StringField(const Json& object, const char* key) {
-  const Json& v = Field(object, key);
-  return v.is_string() ? v.get<std::string>() : "";
-}
-
-int64_t IntField(const Json& object, const char* key) {
-  const Json& v = Field(object, key);
-  return v.is_number() ? v.get<int64_t>() : 0;
-}
-
 // UTF-8 safe cut to at most `n` bytes (never inside a character).
 std::string Cut(const std::string& text, uint64_t n) {
   if (text.size() <= n) return text;
