@@ -227,26 +227,21 @@ Result<bool> Bootstrap(store::MetadataStore& store, const std::string& key_path,
   return true;
 }
 
-Result<Json> ProjectList(store::MetadataStore& store, const Caller& caller) {
-  ASSIGN_OR_RETURN(auto rows, store.ListProjects());
-  Json data = Json::array();
-  for (const store::ProjectRow& row : rows) {
-    if (SeesProject(caller, row.id)) data.push_back(ProjectJson(row));
-  }
-  return Json{{"object", "list"}, {"data", data}, {"has_more", false}};
+Result<std::vector<store::ProjectRow>> ListProjects(store::MetadataStore& store,
+                                                    const Caller& caller) {
+  ASSIGN_OR_RETURN(std::vector<store::ProjectRow> rows, store.ListProjects());
+  std::erase_if(rows, [&](const store::ProjectRow& row) { return !SeesProject(caller, row.id); });
+  return rows;
 }
 
-Result<Json> KeyList(store::MetadataStore& store, const std::string& project,
-                     bool include_revoked) {
+Result<std::vector<store::KeyRow>> ListKeys(store::MetadataStore& store, const std::string& project,
+                                            bool include_revoked) {
   std::string project_id;
   if (!project.empty()) {
     ASSIGN_OR_RETURN(store::ProjectRow row, FindProject(store, project));
     project_id = row.id;
   }
-  ASSIGN_OR_RETURN(auto rows, store.ListKeys(project_id, include_revoked));
-  Json data = Json::array();
-  for (const store::KeyRow& row : rows) data.push_back(KeyJson(row));
-  return Json{{"object", "list"}, {"data", data}, {"has_more", false}};
+  return store.ListKeys(project_id, include_revoked);
 }
 
 Json ProjectJson(const store::ProjectRow& row) {
@@ -269,5 +264,26 @@ Json KeyJson(const store::KeyRow& row) {
           {"created_by", row.created_by},
           {"revoked_at", TimeOrNull(row.revoked_at_ms)}};
 }
+
+Json CreatedKeyJson(const CreatedKey& created) {
+  Json key = KeyJson(created.row);
+  key["key"] = created.token;
+  return key;
+}
+
+namespace {
+template <typename Row>
+Json ListJson(const std::vector<Row>& rows, Json (*view)(const Row&)) {
+  Json data = Json::array();
+  for (const Row& row : rows) data.push_back(view(row));
+  return Json{{"object", "list"}, {"data", std::move(data)}, {"has_more", false}};
+}
+}  // namespace
+
+Json ProjectListJson(const std::vector<store::ProjectRow>& rows) {
+  return ListJson(rows, &ProjectJson);
+}
+
+Json KeyListJson(const std::vector<store::KeyRow>& rows) { return ListJson(rows, &KeyJson); }
 
 }  // namespace pycell::auth

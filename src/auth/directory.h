@@ -10,6 +10,7 @@
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "auth/caller.h"
 #include "common/status.h"
@@ -59,13 +60,19 @@ Result<store::KeyRow> RevokeKey(store::MetadataStore& store, const Caller& by,
 // whether it made one.
 Result<bool> Bootstrap(store::MetadataStore& store, const std::string& key_path, int64_t now_ms);
 
-// The list objects of GET /v1/projects (the projects `caller` sees) and GET /v1/keys (of one
-// project by id or name, or of all when `project` is "").
-Result<nlohmann::json> ProjectList(store::MetadataStore& store, const Caller& caller);
-Result<nlohmann::json> KeyList(store::MetadataStore& store, const std::string& project,
-                               bool include_revoked);
+// The projects `caller` sees; the keys of one project (by id or name), or of every project when
+// `project` is "".
+Result<std::vector<store::ProjectRow>> ListProjects(store::MetadataStore& store,
+                                                    const Caller& caller);
+Result<std::vector<store::KeyRow>> ListKeys(store::MetadataStore& store, const std::string& project,
+                                            bool include_revoked);
 
+// The identity objects of the API (docs/access.md), built here once: for the REST routes, and
+// for `pycell keys|projects` on a data dir, which prints what the API would answer.
 nlohmann::json ProjectJson(const store::ProjectRow& row);
-nlohmann::json KeyJson(const store::KeyRow& row);  // Never the secret.
+nlohmann::json KeyJson(const store::KeyRow& row);          // Never the secret.
+nlohmann::json CreatedKeyJson(const CreatedKey& created);  // With the secret, shown once.
+nlohmann::json ProjectListJson(const std::vector<store::ProjectRow>& rows);
+nlohmann::json KeyListJson(const std::vector<store::KeyRow>& rows);
 
 }  // namespace pycell::auth

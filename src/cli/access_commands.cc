@@ -42,9 +42,7 @@ class Directory {
     }
     ASSIGN_OR_RETURN(auth::CreatedKey created,
                      auth::CreateKey(*store_, LocalCaller(), spec, WallNowMs()));
-    Json key = auth::KeyJson(created.row);
-    key["key"] = created.token;
-    return key;
+    return auth::CreatedKeyJson(created);
   }
 
   Result<Json> ListKeys(const std::string& project, bool include_revoked) {
@@ -53,7 +51,8 @@ class Directory {
           Query({{"project", project}, {"include_revoked", include_revoked ? "true" : ""}});
       return JsonAnswer(client_->Get("/v1/keys" + query), *client_);
     }
-    return auth::KeyList(*store_, project, include_revoked);
+    ASSIGN_OR_RETURN(auto keys, auth::ListKeys(*store_, project, include_revoked));
+    return auth::KeyListJson(keys);
   }
 
   Result<Json> RevokeKey(const std::string& id) {
@@ -85,7 +84,8 @@ class Directory {
 
   Result<Json> ListProjects() {
     if (client_) return JsonAnswer(client_->Get("/v1/projects"), *client_);
-    return auth::ProjectList(*store_, LocalCaller());
+    ASSIGN_OR_RETURN(auto projects, auth::ListProjects(*store_, LocalCaller()));
+    return auth::ProjectListJson(projects);
   }
 
   // Project names by id, for showing keys; empty when the projects cannot be listed.

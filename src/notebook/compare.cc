@@ -45,8 +45,7 @@ class Comparer {
  public:
   void Field(const std::string& what, const Json& original, const Json& replay) {
     if (original == replay) return;
-    result.differences.push_back(
-        {{"what", what}, {"original", Excerpt(original)}, {"replay", Excerpt(replay)}});
+    result.differences.push_back({what, Excerpt(original), Excerpt(replay)});
     std::string both = (original.is_string() ? original.get<std::string>() : DumpJson(original)) +
                        (replay.is_string() ? replay.get<std::string>() : DumpJson(replay));
     if (LooksNondeterministic(both)) {
@@ -84,8 +83,7 @@ class Comparer {
             result.images_to_decode.push_back(
                 {at, value.get<std::string>(), b_data[mime].get<std::string>()});
           } else {
-            result.differences.push_back(
-                {{"what", at}, {"original", "(image)"}, {"replay", "(image, not base64)"}});
+            result.differences.push_back({at, "(image)", "(image, not base64)"});
           }
         } else {
           Field(at, value, b_data[mime]);

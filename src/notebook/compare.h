@@ -22,11 +22,19 @@ struct ImagePair {
   std::string replay;
 };
 
+// One way a replayed cell differs from its original: what ("stdout", "outputs[2].text/html", …)
+// and the two values, as the records hold them (text cut to a few hundred bytes; null where one
+// side has nothing).
+struct Difference {
+  std::string what;
+  nlohmann::json original;
+  nlohmann::json replay;
+};
+
 struct CellComparison {
-  // {what, original, replay} for each difference, values cut to a few hundred bytes.
-  nlohmann::json differences = nlohmann::json::array();
-  nlohmann::json notes = nlohmann::json::array();  // Strings.
-  std::vector<ImagePair> images_to_decode;         // Bytes differ: equal only if pixels are.
+  std::vector<Difference> differences;
+  std::vector<std::string> notes;
+  std::vector<ImagePair> images_to_decode;  // Bytes differ: equal only if pixels are.
 };
 
 CellComparison CompareExecutions(const nlohmann::json& original, const nlohmann::json& replay);

@@ -63,7 +63,7 @@ TEST(CompareTest, TheSameRunHasNoDifferences) {
 TEST(CompareTest, TextDiffersAndTimesGetANote) {
   CellComparison random = CompareExecutions(Record("0.123\n"), Record("0.456\n"));
   ASSERT_EQ(random.differences.size(), 1u);
-  EXPECT_EQ(random.differences[0]["what"], "stdout");
+  EXPECT_EQ(random.differences[0].what, "stdout");
   EXPECT_TRUE(random.notes.empty());
   CellComparison time = CompareExecutions(Record("1795868072.5\n"), Record("1795868073.1\n"));
   ASSERT_EQ(time.notes.size(), 1u);
@@ -80,7 +80,7 @@ TEST(CompareTest, StatusErrorAndOutputsAreCompared) {
   b["outputs"] = Json::array({{{"output_type", "display_data"}, {"data", {{"text/html", "<b>"}}}}});
   CellComparison c = CompareExecutions(a, b);
   std::vector<std::string> what;
-  for (const Json& d : c.differences) what.push_back(d["what"]);
+  for (const Difference& d : c.differences) what.push_back(d.what);
   EXPECT_EQ(what, (std::vector<std::string>{"status", "error", "outputs[0]"}));
 }
 
@@ -100,7 +100,7 @@ TEST(CompareTest, ImagesWithOtherBytesAreLeftToPixelsAndOnlyBase64ReachesPython)
                                              Record("", image("iVBORw0KGgo=")));
   EXPECT_TRUE(hostile.images_to_decode.empty());
   ASSERT_EQ(hostile.differences.size(), 1u);
-  EXPECT_EQ(hostile.differences[0]["what"], "outputs[0].image/png");
+  EXPECT_EQ(hostile.differences[0].what, "outputs[0].image/png");
 }
 
 }  // namespace

@@ -32,15 +32,14 @@ std::string SseEvent(const std::string& event, const Json& data) {
 
 // The handler of a route that answers `status` with view(call(caller, the path's {id})): the
 // shape most GET and DELETE routes share. `view` makes the /v1 object of the call's result.
-template <typename Call, typename View>
-auto ById(Service& s, int status, Call call, View view) {
-  return [&s, status, call, view](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(auto result, (s.*call)(r.caller, r.params.at("id")));
+// `part` is the Service or one of its parts (the identity part).
+template <typename Part, typename Call, typename View>
+auto ById(Part& part, int status, Call call, View view) {
+  return [&part, status, call, view](Request& r, ResponseStream&) -> Result<Response> {
+    ASSIGN_OR_RETURN(auto result, (part.*call)(r.caller, r.params.at("id")));
     return JsonResponse(status, view(result));
   };
 }
-// For the calls that still return their /v1 object as JSON.
-const auto AsIs = [](const Json& j) -> const Json& { return j; };
 
 bool WantsEventStream(const Request& request) {
   return request.Header("accept").find("text/event-stream") != std::string::npos;
@@ -223,8 +222,9 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
                              .session_id = r.Query("session_id"),
                              .execution_id = r.Query("execution_id")};
     if (!r.Query("project").empty()) {
-      ASSIGN_OR_RETURN(Json project, s.GetProject(r.caller, r.Query("project")));
-      filter.project_id = project["id"].get<std::string>();
+      ASSIGN_OR_RETURN(store::ProjectRow project,
+                       s.identity().GetProject(r.caller, r.Query("project")));
+      filter.project_id = project.id;
     }
     if (!filter.purpose.empty() && filter.purpose != "input" && filter.purpose != "output") {
       return Status::InvalidArgument("purpose must be input or output");
@@ -235,7 +235,8 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
   add("GET", "/v1/files/{id}", P::kFilesRead, ById(s, 200, &Service::GetFile, service::FileView));
   add("GET", "/v1/files/{id}/content", P::kFilesContent,
       [&s](Request& r, ResponseStream&) { return FileContentResponse(s, r); });
-  add("GET", "/v1/files/{id}/lineage", P::kLineageRead, ById(s, 200, &Service::Lineage, AsIs));
+  add("GET", "/v1/files/{id}/lineage", P::kLineageRead,
+      ById(s, 200, &Service::Lineage, service::LineageView));
   add("DELETE", "/v1/files/{id}", P::kFilesWrite,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
         const std::string& id = r.params.at("id");
@@ -326,9 +327,9 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
         ASSIGN_OR_RETURN(Json body, ParseBody(r, {"keep"}));
         if (body.contains("keep") && !body["keep"].is_boolean())
           return Status::InvalidArgument("keep must be true or false");
-        ASSIGN_OR_RETURN(Json report,
+        ASSIGN_OR_RETURN(service::ReplayReport report,
                          s.Replay(r.caller, r.params.at("id"), body.value("keep", false)));
-        return JsonResponse(200, report);
+        return JsonResponse(200, service::ReplayView(report));
       });
   add("POST", "/v1/sessions/{id}/fork", P::kSessionsCreate,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
@@ -354,58 +355,65 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
 
   // --- identity, projects, keys ---
   add("GET", "/v1/me", P::kWhoAmI, [&s](Request& r, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json me, s.Me(r.caller));
-    return JsonResponse(200, me);
+    ASSIGN_OR_RETURN(service::CallerInfo me, s.identity().Me(r.caller));
+    Json body = auth::KeyJson(me.key);
+    body["project"] = auth::ProjectJson(me.project);
+    return JsonResponse(200, body);
   });
   add("POST", "/v1/projects", P::kProjectsManage,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
         ASSIGN_OR_RETURN(Json body, ParseObject(r));
         ASSIGN_OR_RETURN(auth::ProjectSpec spec,
                          auth::ProjectSpecFromJson(body, /*creating=*/true));
-        ASSIGN_OR_RETURN(Json project, s.CreateProject(r.caller, spec));
-        return JsonResponse(201, project);
+        ASSIGN_OR_RETURN(store::ProjectRow project, s.identity().CreateProject(r.caller, spec));
+        return JsonResponse(201, auth::ProjectJson(project));
       });
   add("GET", "/v1/projects", P::kProjectsRead,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
-        ASSIGN_OR_RETURN(Json list, s.ListProjects(r.caller));
-        return JsonResponse(200, list);
+        ASSIGN_OR_RETURN(auto projects, s.identity().ListProjects(r.caller));
+        return JsonResponse(200, auth::ProjectListJson(projects));
       });
-  add("GET", "/v1/projects/{id}", P::kProjectsRead, ById(s, 200, &Service::GetProject, AsIs));
+  add("GET", "/v1/projects/{id}", P::kProjectsRead,
+      ById(s.identity(), 200, &service::Identity::GetProject, auth::ProjectJson));
   add("PATCH", "/v1/projects/{id}", P::kProjectsManage,
       [&s](Request& r, ResponseStream&) -> Result<Response> {
         ASSIGN_OR_RETURN(Json body, ParseObject(r));
         ASSIGN_OR_RETURN(auth::ProjectSpec spec,
                          auth::ProjectSpecFromJson(body, /*creating=*/false));
-        ASSIGN_OR_RETURN(Json project, s.UpdateProject(r.caller, r.params.at("id"), spec));
-        return JsonResponse(200, project);
+        ASSIGN_OR_RETURN(store::ProjectRow project,
+                         s.identity().UpdateProject(r.caller, r.params.at("id"), spec));
+        return JsonResponse(200, auth::ProjectJson(project));
       });
   add("POST", "/v1/keys", P::kKeysManage, [&s](Request& r, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(auth::KeySpec spec, KeySpecFrom(r));
-    ASSIGN_OR_RETURN(Json key, s.CreateKey(r.caller, spec));
-    return JsonResponse(201, key);
+    ASSIGN_OR_RETURN(auth::CreatedKey key, s.identity().CreateKey(r.caller, spec));
+    return JsonResponse(201, auth::CreatedKeyJson(key));
   });
   add("GET", "/v1/keys", P::kKeysManage, [&s](Request& r, ResponseStream&) -> Result<Response> {
     const std::string& revoked = r.Query("include_revoked");
     if (!revoked.empty() && revoked != "true" && revoked != "false") {
       return Status::InvalidArgument("include_revoked must be true or false");
     }
-    ASSIGN_OR_RETURN(Json list, s.ListKeys(r.caller, r.Query("project"), revoked == "true"));
-    return JsonResponse(200, list);
+    ASSIGN_OR_RETURN(auto keys,
+                     s.identity().ListKeys(r.caller, r.Query("project"), revoked == "true"));
+    return JsonResponse(200, auth::KeyListJson(keys));
   });
-  add("GET", "/v1/keys/{id}", P::kKeysManage, ById(s, 200, &Service::GetKey, AsIs));
-  add("DELETE", "/v1/keys/{id}", P::kKeysManage, ById(s, 200, &Service::RevokeKey, AsIs));
+  add("GET", "/v1/keys/{id}", P::kKeysManage,
+      ById(s.identity(), 200, &service::Identity::GetKey, auth::KeyJson));
+  add("DELETE", "/v1/keys/{id}", P::kKeysManage,
+      ById(s.identity(), 200, &service::Identity::RevokeKey, auth::KeyJson));
 
   // --- evidence: audit and usage ---
   add("GET", "/v1/audit", P::kAuditRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
     ASSIGN_OR_RETURN(store::AuditFilter filter, AuditFilterFrom(r));
-    ASSIGN_OR_RETURN(Json list, s.ListAudit(r.caller, filter, r.Query("project")));
-    return JsonResponse(200, list);
+    ASSIGN_OR_RETURN(auto events, s.ListAudit(r.caller, filter, r.Query("project")));
+    return JsonResponse(200, service::AuditListView(events));
   });
   add("GET", "/v1/evidence", P::kEvidenceExport,
       [&s](Request& r, ResponseStream&) { return EvidenceResponse(s, r); });
   add("GET", "/v1/evidence/public-key", P::kWhoAmI,
       [&s](Request&, ResponseStream&) -> Result<Response> {
-        return JsonResponse(200, s.EvidencePublicKey());
+        return JsonResponse(200, service::EvidenceKeyView(s.EvidencePublicKey()));
       });
   add("GET", "/v1/usage", P::kUsageRead, [&s](Request& r, ResponseStream&) -> Result<Response> {
     // Default period: this UTC month so far.
@@ -420,24 +428,26 @@ void AddRestV1Routes(Router* router, Service* service, const std::string* openap
     ASSIGN_OR_RETURN(int64_t from, TimeQuery(r, "from", month_start));
     ASSIGN_OR_RETURN(int64_t to, TimeQuery(r, "to", now + 1));
     std::string group_by = r.Query("group_by").empty() ? "project" : r.Query("group_by");
-    ASSIGN_OR_RETURN(Json usage, s.Usage(r.caller, group_by, from, to, r.Query("project")));
-    return JsonResponse(200, usage);
+    ASSIGN_OR_RETURN(usage::Report usage,
+                     s.Usage(r.caller, group_by, from, to, r.Query("project")));
+    return JsonResponse(200, usage::ReportJson(usage));
   });
 
   // --- operations ---
   AddMetricsRoute(router, service, P::kMetricsRead);
-  add("GET", "/v1/pools", P::kPoolsRead,
-      [&s](Request&, ResponseStream&) -> Result<Response> { return JsonResponse(200, s.Pools()); });
+  add("GET", "/v1/pools", P::kPoolsRead, [&s](Request&, ResponseStream&) -> Result<Response> {
+    return JsonResponse(200, service::PoolsView(s.Pools()));
+  });
   add("GET", "/v1/config", P::kConfigRead, [&s](Request&, ResponseStream&) -> Result<Response> {
-    return JsonResponse(200, s.ConfigJson());
+    return JsonResponse(200, service::ConfigView(*s.LiveConfig()));
   });
   add("GET", "/v1/diagnostic-settings", P::kConfigRead,
       [&s](Request&, ResponseStream&) -> Result<Response> {
-        return JsonResponse(200, s.DiagnosticSettings());
+        return JsonResponse(200, service::DiagnosticSettingsView(s.DiagnosticSettings()));
       });
   add("GET", "/v1/service", P::kConfigRead, [&s](Request&, ResponseStream&) -> Result<Response> {
-    ASSIGN_OR_RETURN(Json info, s.ServiceInfo());
-    return JsonResponse(200, info);
+    ASSIGN_OR_RETURN(service::ServiceStatus status, s.GetStatus());
+    return JsonResponse(200, service::ServiceStatusView(status));
   });
 }
 

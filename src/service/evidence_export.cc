@@ -71,12 +71,9 @@ Result<std::vector<audit::AuditEvent>> AuditRun(store::MetadataStore& store, int
 
 }  // namespace
 
-Json Service::EvidencePublicKey() const {
+EvidenceKeyInfo Service::EvidencePublicKey() const {
   CHECK(evidence_key_.has_value());
-  return {{"object", "evidence_public_key"},
-          {"algorithm", "Ed25519"},
-          {"pem", evidence_key_->public_pem()},
-          {"sha256", evidence_key_->fingerprint()}};
+  return {.pem = evidence_key_->public_pem(), .sha256 = evidence_key_->fingerprint()};
 }
 
 Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
@@ -220,7 +217,7 @@ Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
   for (const std::string& id : outputs) {
     auto traced = Lineage(caller, id);
     if (traced.ok()) {
-      lineage.push_back(std::move(*traced));
+      lineage.push_back(LineageView(*traced));
     } else if (!traced.status().IsNotFound()) {
       return traced.status();
     }
@@ -247,7 +244,8 @@ Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
   Json file_list = Json::array();
   for (const std::string& id : file_order) file_list.push_back(std::move(files[id]));
 
-  ASSIGN_OR_RETURN(Json usage, Usage(caller, "project", from, to, ""));
+  ASSIGN_OR_RETURN(usage::Report usage_report, Usage(caller, "project", from, to, ""));
+  const Json usage = usage::ReportJson(usage_report);
 
   // --- the bundle ---
   ASSIGN_OR_RETURN(UniqueFd fd, AnonymousFile(config_.server.data_dir));
@@ -255,7 +253,7 @@ Result<EvidenceBundle> Service::ExportEvidence(const auth::Caller& caller,
   auto add_json = [&](const char* name, const Json& j) {
     return writer->Add(name, j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n");
   };
-  RETURN_IF_ERROR(add_json("config.json", ConfigJson()));
+  RETURN_IF_ERROR(add_json("config.json", ConfigView(*LiveConfig())));
   RETURN_IF_ERROR(add_json("audit.json", audit_segment));
   RETURN_IF_ERROR(add_json("executions.json", Json{{"object", "evidence_executions"},
                                                    {"sessions", session_list},

@@ -19,6 +19,7 @@
 #include "sandbox/host_probe.h"
 #include "service/service.h"
 #include "service/service_json.h"
+#include "service/v1_views.h"
 #include "usage/quota.h"
 #include "usage/usage.h"
 
@@ -30,26 +31,26 @@ using std::chrono::seconds;
 
 // --- operations ---------------------------------------------------------------------------
 
-Json Service::Pools() const {
-  Json data = Json::array();
+std::vector<PoolInfo> Service::Pools() const {
+  std::vector<PoolInfo> pools;
   for (const auto& [name, manager] : pools_) {
-    size_t running = 0;
-    for (const auto& s : manager->Sessions()) running += s->busy() ? 1 : 0;
-    data.push_back({{"name", name},
-                    {"object", "pool"},
-                    {"ready", manager->ReadyCount()},
-                    {"target_ready", manager->PoolTarget()},
-                    {"active", manager->Sessions().size()},
-                    {"executing", running},
-                    {"preload", manager->config().pool.preload},
-                    {"limits", LimitsToJson(manager->Limits())}});
+    PoolInfo& pool = pools.emplace_back();
+    pool.name = name;
+    pool.ready = manager->ReadyCount();
+    pool.target_ready = manager->PoolTarget();
+    for (const auto& s : manager->Sessions()) {
+      pool.active += 1;
+      pool.executing += s->busy() ? 1 : 0;
+    }
+    pool.preload = manager->config().pool.preload;
+    pool.limits = manager->Limits();
   }
-  return Json{{"object", "list"}, {"data", data}, {"has_more", false}};
+  return pools;
 }
 
 std::shared_ptr<const ServiceConfig> Service::LiveConfig() const { return live_config_.Get(); }
 
-Result<Json> Service::Reload(const auth::Caller& caller, const ServiceConfig& requested) {
+Result<ReloadOutcome> Service::Reload(const auth::Caller& caller, const ServiceConfig& requested) {
   MutexLock reload_lock(reload_mu_);
   RETURN_IF_ERROR(requested.Validate());
   std::shared_ptr<const ServiceConfig> current = LiveConfig();
@@ -70,14 +71,12 @@ Result<Json> Service::Reload(const auth::Caller& caller, const ServiceConfig& re
   for (const ConfigChange& change : DiffConfigJson(before, ConfigToJson(next))) {
     applied_keys.insert(change.key);
   }
-  Json applied = Json::array();
-  Json needs_restart = Json::array();
-  for (const ConfigChange& change : wanted) {
-    Json item = {{"key", change.key}, {"from", change.before}, {"to", change.after}};
-    (applied_keys.count(change.key) ? applied : needs_restart).push_back(std::move(item));
+  ReloadOutcome outcome;
+  for (ConfigChange& change : wanted) {
+    (applied_keys.count(change.key) ? outcome.applied : outcome.needs_restart)
+        .push_back(std::move(change));
   }
-  Json result = {{"applied", applied}, {"needs_restart", needs_restart}};
-  if (wanted.empty()) return result;
+  if (outcome.applied.empty() && outcome.needs_restart.empty()) return outcome;
 
   // The new diagnostic settings start before anything changes: a sink that cannot start (a file
   // that cannot be opened) refuses the whole reload.
@@ -88,7 +87,7 @@ Result<Json> Service::Reload(const auth::Caller& caller, const ServiceConfig& re
     if (!created.ok()) return Status::InvalidArgument(created.status().message());
     fresh = std::move(*created);
   }
-  store::Trail trail = auth::AuditTrail(caller, "config.change", "", NowMs(), result);
+  store::Trail trail = auth::AuditTrail(caller, "config.change", "", NowMs(), ReloadView(outcome));
   Status recorded = store_->Record(trail);
   if (!recorded.ok()) {
     if (fresh) fresh->Close(std::chrono::milliseconds(0));
@@ -109,47 +108,32 @@ Result<Json> Service::Reload(const auth::Caller& caller, const ServiceConfig& re
     std::shared_ptr<diagnostics::Diagnostics> old = diagnostics_.Replace(std::move(fresh));
     if (old) old->Close(diagnostics::Diagnostics::kCloseDeadline);  // The old settings' queues.
   }
-  LOG_INFO("configuration reloaded: {} change(s) applied, {} need a restart", applied.size(),
-           needs_restart.size());
-  for (const Json& item : needs_restart) {
+  LOG_INFO("configuration reloaded: {} change(s) applied, {} need a restart",
+           outcome.applied.size(), outcome.needs_restart.size());
+  for (const ConfigChange& change : outcome.needs_restart) {
     LOG_WARN("configuration: {} changed from {} to {}; it needs a restart (kept as it was)",
-             item["key"].get<std::string>(), DumpJson(item["from"]), DumpJson(item["to"]));
+             change.key, DumpJson(change.before), DumpJson(change.after));
   }
-  return result;
+  return outcome;
 }
 
-Json Service::ConfigJson() const {
-  Json config = ConfigToJson(*LiveConfig());
-  config["object"] = "config";
-  return config;
-}
-
-Result<Json> Service::ServiceInfo() {
-  ASSIGN_OR_RETURN(int schema, store_->SchemaVersion());
+Result<ServiceStatus> Service::GetStatus() {
+  ServiceStatus status;
+  ASSIGN_OR_RETURN(status.schema_version, store_->SchemaVersion());
   ASSIGN_OR_RETURN(auto keys, store_->ListKeys("", /*include_revoked=*/false));
-  Json by_role = {{"admin", 0}, {"operator", 0}, {"user", 0}, {"auditor", 0}};
-  for (const store::KeyRow& key : keys) by_role[key.role] = by_role.value(key.role, 0) + 1;
-  return Json{
-      {"object", "service"},
-      {"version", PYCELL_VERSION},
-      {"build",
-       {{"commit", PYCELL_GIT_COMMIT}, {"type", PYCELL_BUILD_TYPE}, {"compiler", PYCELL_COMPILER}}},
-      {"started_at", TimeOrNull(started_at_ms_)},
-      {"uptime_s",
-       std::chrono::duration_cast<std::chrono::seconds>(clock_->Now() - started_).count()},
-      {"listen", config_.server.listen},
-      {"metrics_listen",
-       config_.server.metrics_listen.empty() ? Json(nullptr) : Json(config_.server.metrics_listen)},
-      {"data_dir", config_.server.data_dir},
-      {"store",
-       {{"backend", "sqlite"},
-        {"path", config_.server.data_dir + "/pycell.db"},
-        {"schema_version", schema}}},
-      {"host_protections", Json::parse(host_protections_json_)},
-      {"pools", Pools()["data"]},
-      {"keys_by_role", by_role},
-      {"evidence_public_key", EvidencePublicKey()},
-      {"config", ConfigToJson(*LiveConfig())}};
+  for (const char* role : {"admin", "operator", "user", "auditor"}) status.keys_by_role[role] = 0;
+  for (const store::KeyRow& key : keys) status.keys_by_role[key.role] += 1;
+  status.started_at_ms = started_at_ms_;
+  status.uptime_s =
+      std::chrono::duration_cast<std::chrono::seconds>(clock_->Now() - started_).count();
+  status.server = config_.server;
+  status.store_backend = "sqlite";
+  status.store_location = config_.server.data_dir + "/pycell.db";
+  status.host_protections_json = host_protections_json_;
+  status.pools = Pools();
+  status.evidence_key = EvidencePublicKey();
+  status.config = LiveConfig();
+  return status;
 }
 
 void Service::Emit(std::string_view category, const std::function<Json()>& make) {
@@ -187,23 +171,10 @@ void Service::EmitAudit(const audit::AuditEvent& event) {
   }
 }
 
-Json Service::DiagnosticSettings() const {
+std::vector<diagnostics::Diagnostics::SinkState> Service::DiagnosticSettings() const {
   std::shared_ptr<diagnostics::Diagnostics> current = diagnostics_.Get();
-  Json data = Json::array();
-  if (current) {
-    for (const diagnostics::Diagnostics::SinkState& state : current->States()) {
-      data.push_back(
-          {{"name", state.name},
-           {"sink", state.sink},
-           {"categories", state.categories},
-           {"sent", state.sent},
-           {"failed", state.failed},
-           {"dropped", state.dropped},
-           {"queued", state.queued},
-           {"last_error", state.last_error.empty() ? Json(nullptr) : Json(state.last_error)}});
-    }
-  }
-  return Json{{"object", "list"}, {"data", data}};
+  if (!current) return {};
+  return current->States();
 }
 
 metrics::StateSample Service::SampleState() {

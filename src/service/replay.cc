@@ -62,89 +62,72 @@ Result<SessionInfo> Service::StartFromRecord(const auth::Caller& caller,
   return CreateSession(caller, request);
 }
 
-Result<Json> Service::Replay(const auth::Caller& asking, const std::string& session_id, bool keep) {
+Result<ReplayReport> Service::Replay(const auth::Caller& asking, const std::string& session_id,
+                                     bool keep) {
   ASSIGN_OR_RETURN(store::SessionRow original, VisibleSession(asking, session_id));
   const auth::Caller caller = ActingIn(asking, original.project_id);
   ASSIGN_OR_RETURN(std::vector<store::ExecutionRow> rows, SessionExecutions(session_id));
   ASSIGN_OR_RETURN(SessionInfo created, StartFromRecord(caller, original, "replay_of"));
-  const std::string replay_id = created.row.id;
-  Json cells = Json::array();
+  ReplayReport report{
+      .original_session_id = session_id, .replay_session_id = created.row.id, .kept = keep};
+  const std::string& replay_id = report.replay_session_id;
   std::vector<notebook::ImagePair> images;
   std::vector<size_t> image_cell;  // images[i] belongs to cells[image_cell[i]].
   bool stopped = false;
   for (size_t i = 0; i < rows.size(); ++i) {
-    Json cell = {
-        {"index", i},     {"original_execution_id", rows[i].id}, {"replay_execution_id", nullptr},
-        {"equal", false}, {"differences", Json::array()},        {"notes", Json::array()}};
+    ReplayReport::Cell& cell = report.cells.emplace_back();
+    cell.index = i;
+    cell.original_execution_id = rows[i].id;
     if (stopped) {
-      cell["notes"].push_back("not run: the replay session ended at an earlier cell");
-      cells.push_back(std::move(cell));
+      cell.notes.push_back("not run: the replay session ended at an earlier cell");
       continue;
     }
     auto ran = Execute(caller, replay_id, rows[i].code, std::nullopt);
     if (!ran.ok()) {
-      cell["differences"].push_back({{"what", "execution"},
-                                     {"original", rows[i].status},
-                                     {"replay", ran.status().message()}});
+      cell.differences.push_back({"execution", rows[i].status, ran.status().message()});
       stopped = true;
-      cells.push_back(std::move(cell));
       continue;
     }
     Json replay = ExecutionView(*ran);
     if (!replay.is_object()) return Status::Internal("replayed execution has no record");
-    cell["replay_execution_id"] = ran->record.id;
+    cell.replay_execution_id = ran->record.id;
     notebook::CellComparison comparison = notebook::CompareExecutions(RecordOf(rows[i]), replay);
-    cell["differences"] = comparison.differences;
-    cell["notes"] = comparison.notes;
+    cell.differences = std::move(comparison.differences);
+    cell.notes = std::move(comparison.notes);
     for (notebook::ImagePair& pair : comparison.images_to_decode) {
       images.push_back(std::move(pair));
-      image_cell.push_back(cells.size());
+      image_cell.push_back(i);
     }
     if (!ran->record.session_end_reason.empty()) stopped = true;
-    cells.push_back(std::move(cell));
   }
-  Json pixel_check = nullptr;
   if (!images.empty() && !stopped) {
     // Images whose bytes differ are decoded inside the replay session (never in the server) and
     // compared pixel by pixel.
     auto checked = Execute(caller, replay_id, notebook::PixelComparisonCode(images), std::nullopt);
     Json verdicts;
     if (checked.ok()) {
-      pixel_check = checked->record.id;
+      report.pixel_check_execution_id = checked->record.id;
       // What the session printed is the session's word: parsed as untrusted input.
       auto printed = ParseUntrustedJson(checked->record.stdout_text);
       if (printed.ok()) verdicts = std::move(*printed);
     }
     for (size_t i = 0; i < images.size(); ++i) {
       bool same = verdicts.is_array() && i < verdicts.size() && verdicts[i] == true;
-      Json& cell = cells[image_cell[i]];
+      ReplayReport::Cell& cell = report.cells[image_cell[i]];
       if (same) {
-        cell["notes"].push_back(images[i].where + ": the PNG bytes differ, the pixels do not");
+        cell.notes.push_back(images[i].where + ": the PNG bytes differ, the pixels do not");
       } else {
-        cell["differences"].push_back({{"what", images[i].where},
-                                       {"original", "(image)"},
-                                       {"replay", "(image: pixels differ)"}});
+        cell.differences.push_back({images[i].where, "(image)", "(image: pixels differ)"});
       }
     }
-  } else if (!images.empty()) {
+  } else {
     for (size_t i = 0; i < images.size(); ++i) {
-      cells[image_cell[i]]["differences"].push_back(
-          {{"what", images[i].where}, {"original", "(image)"}, {"replay", "(not compared)"}});
+      report.cells[image_cell[i]].differences.push_back(
+          {images[i].where, "(image)", "(not compared)"});
     }
   }
-  bool all_equal = true;
-  for (Json& cell : cells) {
-    cell["equal"] = cell["replay_execution_id"].is_string() && cell["differences"].empty();
-    all_equal = all_equal && cell["equal"].get<bool>();
-  }
   if (!keep) (void)EndSession(caller, replay_id);
-  return Json{{"object", "replay"},
-              {"original_session_id", session_id},
-              {"replay_session_id", replay_id},
-              {"kept", keep},
-              {"all_equal", all_equal},
-              {"cells", cells},
-              {"pixel_check_execution_id", pixel_check}};
+  return report;
 }
 
 Result<RestoredSession> Service::RestoreSession(const auth::Caller& asking,

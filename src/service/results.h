@@ -7,9 +7,16 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "common/config.h"
+#include "common/config_json.h"
+#include "notebook/compare.h"
 #include "session/execution.h"
 #include "store/metadata_store.h"
 
@@ -60,6 +67,100 @@ struct SessionFile {
   std::string path;  // Relative to /mnt/data; bytes that are not UTF-8 escaped (common/utf8.h).
   uint64_t bytes = 0;
   int64_t modified_at_ns = 0;  // Since the epoch.
+};
+
+// Where an output came from (Service::Lineage): the execution that wrote it (its status as the
+// session reported it; the rest measured by the server), that execution's session (absent when
+// its record is gone), and the files in /mnt/data when the cell started, each traced back the
+// same way when it was itself an output the caller may see.
+struct Origin {
+  store::ExecutionRow execution;
+  std::optional<store::SessionRow> session;
+  struct Input {
+    std::string file_id;
+    std::string filename;
+    std::string sha256;
+    std::string via;                            // "placed" | "written_earlier_in_session"
+    bool exists = false;                        // Its record is still there.
+    std::shared_ptr<const Origin> produced_by;  // Set for a traced output.
+  };
+  std::vector<Input> inputs;
+};
+
+// A file's lineage: where it came from (outputs only) and where it went — the sessions it was
+// placed into, each with the cells that ran there after it was placed (oldest first).
+struct FileLineage {
+  FileInfo file;
+  std::shared_ptr<const Origin> produced_by;
+  struct Use {
+    std::string session_id;
+    int64_t placed_at_ms = 0;
+    std::vector<store::ExecutionRow> executions;
+  };
+  std::vector<Use> used_by;
+};
+
+// A session's cells run again in a new session and compared cell by cell (Service::Replay).
+struct ReplayReport {
+  std::string original_session_id;
+  std::string replay_session_id;
+  bool kept = false;  // The replay session was left running.
+  struct Cell {
+    size_t index = 0;
+    std::string original_execution_id;
+    std::string replay_execution_id;  // "" when the cell was not run.
+    std::vector<notebook::Difference> differences;
+    std::vector<std::string> notes;
+    bool equal() const { return !replay_execution_id.empty() && differences.empty(); }
+  };
+  std::vector<Cell> cells;
+  // The cell that compared images' pixels inside the replay session, when one ran.
+  std::string pixel_check_execution_id;
+  bool all_equal() const {
+    for (const Cell& cell : cells) {
+      if (!cell.equal()) return false;
+    }
+    return true;
+  }
+};
+
+// A pool now: its warm sessions against their target, its sessions and those running a cell,
+// what its zygote preloads and the limits new sessions get.
+struct PoolInfo {
+  std::string name;
+  size_t ready = 0;
+  uint32_t target_ready = 0;
+  size_t active = 0;
+  size_t executing = 0;
+  std::vector<std::string> preload;
+  SessionLimits limits;
+};
+
+// What a reload (Service::Reload) changed now and what waits for a restart, key by key.
+struct ReloadOutcome {
+  std::vector<ConfigChange> applied;
+  std::vector<ConfigChange> needs_restart;
+};
+
+// The public half of the key that signs evidence bundles (Ed25519).
+struct EvidenceKeyInfo {
+  std::string pem;
+  std::string sha256;  // Of the public key: its fingerprint.
+};
+
+// What `pycell show` prints (Service::Status).
+struct ServiceStatus {
+  int64_t started_at_ms = 0;
+  int64_t uptime_s = 0;
+  ServerConfig server;  // As started: listen, metrics_listen, data_dir.
+  std::string store_backend;
+  std::string store_location;
+  int schema_version = 0;
+  std::string host_protections_json;  // A JSON array of {name, available, detail}.
+  std::vector<PoolInfo> pools;
+  std::map<std::string, int64_t> keys_by_role;  // Live keys.
+  EvidenceKeyInfo evidence_key;
+  std::shared_ptr<const ServiceConfig> config;  // In force.
 };
 
 // One page of a list, in the order the call gives; has_more when another page follows (ask for

@@ -47,6 +47,7 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
   }
   service->host_protections_json_ = DumpJson(protections);
   ASSIGN_OR_RETURN(service->store_, store::OpenSqliteStore(data + "/pycell.db"));
+  service->identity_ = std::make_unique<Identity>(*service->store_, *clock);
   // Diagnostic settings first, so that every audit event of this run reaches them.
   ASSIGN_OR_RETURN(auto diagnostics,
                    diagnostics::Diagnostics::Create(config.diagnostic_settings, {clock}));

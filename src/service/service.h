@@ -13,10 +13,11 @@
 // written with its audit event (and metered usage) in the same store transaction as its records.
 // Quotas are checked before sessions are created, cells run and bytes are stored.
 //
-// Sessions, files and executions cross this interface as typed results (results.h); each
-// protocol builds its wire shapes from them in one place (v1_views.h for REST /v1). The reports
-// that have no struct yet (lineage, replay, identity, audit, usage, operators' views) are still
-// JSON in the /v1 shape.
+// Every call returns typed results (results.h, identity.h, usage/usage.h): none returns wire
+// JSON but Notebook, whose .ipynb document is a file format. Each protocol builds its shapes from
+// them in one place (v1_views.h for REST /v1, whose objects MCP embeds and evidence bundles hold;
+// auth/directory.h for projects and keys; aca/aca_api.h for the Azure-compatible routes). The
+// identity part is a class of its own (identity.h), reached through identity().
 //
 // Thread-safety: every method may be called from any thread.
 #pragma once
@@ -47,10 +48,12 @@
 #include "files/file_store.h"
 #include "kernel/kernel.h"
 #include "metrics/metrics.h"
+#include "service/identity.h"
 #include "service/results.h"
 #include "service/session_records.h"
 #include "session/session_manager.h"
 #include "store/metadata_store.h"
+#include "usage/usage.h"
 
 namespace pycell::service {
 
@@ -200,13 +203,14 @@ class Service {
                                                 const store::Page& page);
 
   // The session's cells and outputs as a Jupyter notebook (nbformat 4.5) with provenance in its
-  // metadata (notebook_export.cc; docs/notebooks.md).
+  // metadata (notebook_export.cc; docs/notebooks.md). The one call that returns JSON: an .ipynb
+  // file is a document whose format is nbformat's, built by src/notebook, not a reply shape.
   Result<Json> Notebook(const auth::Caller& caller, const std::string& session_id);
 
   // Runs the session's cells again, in order, in a new session with the same pool, limits and
   // input files (by SHA-256), and reports cell by cell whether the outputs match (replay.cc;
   // docs/notebooks.md). The new session is ended afterwards unless `keep`.
-  Result<Json> Replay(const auth::Caller& caller, const std::string& session_id, bool keep);
+  Result<ReplayReport> Replay(const auth::Caller& caller, const std::string& session_id, bool keep);
   // A new session made from an ended (or live) one's record: its cells are run again silently,
   // then it is handed over — variables and /mnt/data as the cells left them.
   Result<RestoredSession> RestoreSession(const auth::Caller& caller, const std::string& from);
@@ -215,41 +219,32 @@ class Service {
   // session (pool, limits, principal, metadata) and the files in /mnt/data when the cell
   // started, each traced back the same way when it was itself an output; for any file, the
   // sessions it was placed into and the cells that ran there afterwards (those the caller sees).
-  Result<Json> Lineage(const auth::Caller& caller, const std::string& file_id);
+  Result<FileLineage> Lineage(const auth::Caller& caller, const std::string& file_id);
 
-  // Identity: the caller's key and project; projects and keys (auth/directory.h).
-  Result<Json> Me(const auth::Caller& caller);
-  Result<Json> CreateProject(const auth::Caller& caller, const auth::ProjectSpec& spec);
-  Result<Json> UpdateProject(const auth::Caller& caller, const std::string& id_or_name,
-                             const auth::ProjectSpec& spec);
-  Result<Json> GetProject(const auth::Caller& caller, const std::string& id_or_name);
-  Result<Json> ListProjects(const auth::Caller& caller);
-  Result<Json> CreateKey(const auth::Caller& caller, const auth::KeySpec& spec);
-  Result<Json> GetKey(const auth::Caller& caller, const std::string& id);
-  Result<Json> ListKeys(const auth::Caller& caller, const std::string& project,
-                        bool include_revoked);
-  Result<Json> RevokeKey(const auth::Caller& caller, const std::string& id);
+  // The identity part: the caller, projects and keys (identity.h).
+  Identity& identity() { return *identity_; }
 
-  // The audit log (oldest first, paged by seq) and usage, within the caller's scope.
-  Result<Json> ListAudit(const auth::Caller& caller, store::AuditFilter filter,
-                         const std::string& project);
-  Result<Json> Usage(const auth::Caller& caller, const std::string& group_by, int64_t from_ms,
-                     int64_t to_ms, const std::string& project);
+  // The audit log (oldest first, paged by seq: has_more when events follow the last) and usage,
+  // within the caller's scope (Identity::QueryScope of `project`).
+  Result<Listing<audit::AuditEvent>> ListAudit(const auth::Caller& caller,
+                                               store::AuditFilter filter,
+                                               const std::string& project);
+  Result<usage::Report> Usage(const auth::Caller& caller, const std::string& group_by,
+                              int64_t from_ms, int64_t to_ms, const std::string& project);
 
-  // Operators' views: pools with their warm and running sessions; the configuration (nothing
-  // secret is in it).
-  Json Pools() const;
-  Json ConfigJson() const;
+  // Operators' views: pools with their warm and running sessions (the configuration in force is
+  // LiveConfig()).
+  std::vector<PoolInfo> Pools() const;
   // What `pycell show` prints: version and build, uptime, addresses, the data dir and store, the
   // host's sandbox protections (probed at start), pools, keys by role, and the configuration.
-  Result<Json> ServiceInfo();
+  Result<ServiceStatus> GetStatus();
 
   // Evidence bundles (evidence_export.cc): a signed tar.gz of the configuration, the audit chain
   // segment, executions, lineage, files, usage and metrics of a session or period, within the
   // caller's scope (as ListAudit); audited as evidence.export. with_files needs the
-  // files.content permission too. The public half of the signing key: {algorithm, pem, sha256}.
+  // files.content permission too. The public half of the signing key.
   Result<EvidenceBundle> ExportEvidence(const auth::Caller& caller, const EvidenceRequest& request);
-  Json EvidencePublicKey() const;
+  EvidenceKeyInfo EvidencePublicKey() const;
 
   // Sends every running cell a KeyboardInterrupt (shutdown, after the grace period).
   void InterruptAll();
@@ -269,7 +264,7 @@ class Service {
   // The service emits audit, executions, sessions and security itself; the server, requests.
   void Emit(std::string_view category, const std::function<Json()>& make);
   // The diagnostic settings with their sinks' state (`pycell diagnostic-settings list`).
-  Json DiagnosticSettings() const;
+  std::vector<diagnostics::Diagnostics::SinkState> DiagnosticSettings() const;
 
   // The metrics every part of the service records into (GET /metrics scrapes them).
   metrics::Metrics& metrics() { return *metrics_; }
@@ -286,9 +281,9 @@ class Service {
   // diagnostic settings apply at once — and the rest (server, engine, the set of pools and their
   // preloads) is reported as needing a restart and kept. Audited as config.change with every
   // changed key (by `caller`); InvalidArgument, with nothing applied, when `next` is invalid or
-  // a diagnostic setting cannot start. Returns {applied: [...], needs_restart: [...]}, each
-  // {key, from, to}.
-  Result<Json> Reload(const auth::Caller& caller, const ServiceConfig& next);
+  // a diagnostic setting cannot start. What changed and what waits, key by key (ReloadView is
+  // its shape, in the API and in the audit event).
+  Result<ReloadOutcome> Reload(const auth::Caller& caller, const ServiceConfig& next);
   uint64_t max_upload_bytes() const;
 
  private:
@@ -346,8 +341,9 @@ class Service {
   store::Trail ViolationTrail(const store::SessionRow& row, const std::string& rule,
                               const std::string& execution_id);
   static constexpr int kMaxLineageDepth = 16;
-  Result<Json> ProducedBy(const auth::Caller& caller, const store::FileRow& output, int depth,
-                          std::set<std::string>* seen);
+  Result<std::shared_ptr<const Origin>> ProducedBy(const auth::Caller& caller,
+                                                   const store::FileRow& output, int depth,
+                                                   std::set<std::string>* seen);
   // The session as reported: its row, and whether it runs past usage.expected_session.
   SessionInfo SessionInfoOf(const store::SessionRow& row) const;
   // The record of a session just made: its id, pool, times and limits, status active.
@@ -373,6 +369,7 @@ class Service {
   std::unique_ptr<files::FileStore> blobs_;
   std::unique_ptr<metrics::Metrics> metrics_ = std::make_unique<metrics::Metrics>();
   std::unique_ptr<auth::Authenticator> authenticator_;
+  std::unique_ptr<Identity> identity_;                // Over store_ and clock_; set by Open.
   std::optional<evidence::SigningKey> evidence_key_;  // <data-dir>/evidence.key; set by Open.
   // Replaced whole when the settings change; Emit works on the instance it copied.
   Snapshot<diagnostics::Diagnostics> diagnostics_;

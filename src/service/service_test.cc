@@ -236,9 +236,9 @@ TEST_F(ServiceTest, ADailyQuotaIsHitAndResetsAtMidnightUtc) {
   auth::ProjectSpec spec;
   spec.name = "daily";
   spec.sessions_per_day = 1;
-  auto project = service_->CreateProject(caller_, spec);
+  auto project = service_->identity().CreateProject(caller_, spec);
   ASSERT_OK(project);
-  auth::Caller alice = UserIn((*project)["id"], "alice");
+  auth::Caller alice = UserIn(project->id, "alice");
   auto first = service_->CreateSession(alice, {});
   ASSERT_OK(first);
   ASSERT_OK(service_->EndSession(alice, first->row.id));
@@ -256,7 +256,7 @@ TEST_F(ServiceTest, ADailyQuotaIsHitAndResetsAtMidnightUtc) {
   filter.action = "quota.exceeded";
   auto events = service_->ListAudit(caller_, filter, "");
   ASSERT_OK(events);
-  EXPECT_EQ((*events)["data"].size(), 1u);
+  EXPECT_EQ(events->data.size(), 1u);
   // Past midnight (UTC) the quota is whole again.
   clock_.Advance(std::chrono::seconds(retry + 1));
   auto next_day = service_->CreateSession(alice, {});
@@ -270,9 +270,9 @@ TEST_F(ServiceTest, AnotherProjectsObjectsAnswerAsIfTheyDidNotExist) {
   ASSERT_OK(session);
   auth::ProjectSpec spec;
   spec.name = "other";
-  auto project = service_->CreateProject(caller_, spec);
+  auto project = service_->identity().CreateProject(caller_, spec);
   ASSERT_OK(project);
-  auth::Caller mallory = UserIn((*project)["id"], "mallory");
+  auth::Caller mallory = UserIn(project->id, "mallory");
   std::string file_id = file->id, session_id = session->row.id;
   std::string made_up_file = "file_" + std::string(26, '7');
   auto theirs = service_->GetFile(mallory, file_id);

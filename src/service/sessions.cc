@@ -313,16 +313,7 @@ Result<Listing<SessionInfo>> Service::ListSessions(const auth::Caller& caller,
                                                    const std::string& status,
                                                    const std::string& project,
                                                    const store::Page& page) {
-  std::string project_id;
-  if (!project.empty()) {
-    auto found = auth::FindProject(*store_, project);
-    if (!found.ok() || !auth::SeesProject(caller, found->id)) {
-      return Status::NotFound("no project " + project);
-    }
-    project_id = found->id;
-  }
-  std::string scope = auth::ProjectScope(caller);
-  if (!scope.empty()) project_id = scope;
+  ASSIGN_OR_RETURN(std::string project_id, identity_->QueryScope(caller, project));
   std::string principal;
   if (caller.role == auth::Role::kUser) {
     ASSIGN_OR_RETURN(store::ProjectRow own, store_->GetProject(caller.project_id));

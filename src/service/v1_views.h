@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "audit/audit_event.h"
+#include "diagnostics/diagnostics.h"
 #include "service/results.h"
 
 namespace pycell::service {
@@ -57,5 +59,42 @@ nlohmann::json ListView(const Listing<T>& list, View view) {
           {"last_id",
            list.data.empty() ? nlohmann::json(nullptr) : nlohmann::json(IdOf(list.data.back()))}};
 }
+
+// {"object": "lineage", "file", "produced_by": origin or null, "used_by": [{"session_id",
+// "placed_at", "executions": [{"id", "status", "code_sha256", "started_at"}...]}...]}, where an
+// origin is {"execution": {"id", "status", "code", "code_sha256", "started_at", "duration_ms",
+// "reported_fields": ["status"]}, "session": {"id", "pool", "project_id", "principal",
+// "created_at", "limits", "metadata", "agent_id", "thread_id", "run_id"} or null, "inputs":
+// [{"file_id", "filename", "sha256", "via", "exists", "produced_by"?: origin}...]}.
+nlohmann::json LineageView(const FileLineage& lineage);
+
+// {"object": "replay", "original_session_id", "replay_session_id", "kept", "all_equal",
+// "cells": [{"index", "original_execution_id", "replay_execution_id" (null when not run),
+// "equal", "differences": [{"what", "original", "replay"}...], "notes": [...]}...],
+// "pixel_check_execution_id" (null when none ran)}.
+nlohmann::json ReplayView(const ReplayReport& report);
+
+// Operations. {"object": "list", "data": [{"name", "object": "pool", "ready", "target_ready",
+// "active", "executing", "preload", "limits"}...], "has_more": false}.
+nlohmann::json PoolsView(const std::vector<PoolInfo>& pools);
+// The configuration in force as the configuration file's keys (nothing secret is in it), with
+// "object": "config".
+nlohmann::json ConfigView(const ServiceConfig& config);
+// {"applied": [{"key", "from", "to"}...], "needs_restart": [...]}.
+nlohmann::json ReloadView(const ReloadOutcome& outcome);
+// {"object": "evidence_public_key", "algorithm": "Ed25519", "pem", "sha256"}.
+nlohmann::json EvidenceKeyView(const EvidenceKeyInfo& key);
+// {"object": "service", "version", "build", "started_at", "uptime_s", "listen", "metrics_listen",
+// "data_dir", "store", "host_protections", "pools", "keys_by_role", "evidence_public_key",
+// "config"}: what `pycell show` prints.
+nlohmann::json ServiceStatusView(const ServiceStatus& status);
+// {"object": "list", "data": [{"name", "sink", "categories", "sent", "failed", "dropped",
+// "queued", "last_error"}...]}.
+nlohmann::json DiagnosticSettingsView(
+    const std::vector<diagnostics::Diagnostics::SinkState>& settings);
+
+// {"object": "list", "data": [event...], "has_more", "last_seq"}: the audit log's page (the
+// events as audit::EventToJson writes them).
+nlohmann::json AuditListView(const Listing<audit::AuditEvent>& events);
 
 }  // namespace pycell::service

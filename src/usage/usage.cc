@@ -18,28 +18,6 @@ constexpr double kHourMs = 3.6e6;
 constexpr double kGb = 1e9;
 constexpr double kMonthHours = 730;
 
-struct Totals {
-  int64_t sessions = 0;
-  double session_ms = 0;
-  int64_t executions = 0;
-  double cpu_ms = 0;
-  int64_t peak_memory_bytes = 0;
-  int64_t bytes_uploaded = 0;
-  int64_t bytes_downloaded = 0;
-  double storage_byte_ms = 0;
-
-  void Add(const Totals& o) {
-    sessions += o.sessions;
-    session_ms += o.session_ms;
-    executions += o.executions;
-    cpu_ms += o.cpu_ms;
-    peak_memory_bytes = std::max(peak_memory_bytes, o.peak_memory_bytes);
-    bytes_uploaded += o.bytes_uploaded;
-    bytes_downloaded += o.bytes_downloaded;
-    storage_byte_ms += o.storage_byte_ms;
-  }
-};
-
 // To `digits` decimals, as the JSON shows them (1e-3 * n is not exact in binary; n / 1e3 is
 // closer).
 double Round(double v, int digits) {
@@ -123,8 +101,19 @@ class Grouper {
 
 }  // namespace
 
-Result<Json> Report(store::MetadataStore& store, const PriceConfig& prices, const UsageQuery& query,
-                    int64_t now_ms) {
+void Totals::Add(const Totals& o) {
+  sessions += o.sessions;
+  session_ms += o.session_ms;
+  executions += o.executions;
+  cpu_ms += o.cpu_ms;
+  peak_memory_bytes = std::max(peak_memory_bytes, o.peak_memory_bytes);
+  bytes_uploaded += o.bytes_uploaded;
+  bytes_downloaded += o.bytes_downloaded;
+  storage_byte_ms += o.storage_byte_ms;
+}
+
+Result<Report> MakeReport(store::MetadataStore& store, const PriceConfig& prices,
+                          const UsageQuery& query, int64_t now_ms) {
   const std::string& g = query.group_by;
   if (g != "project" && g != "principal" && g != "agent" && g != "day") {
     return Status::InvalidArgument("group_by must be project, principal, agent or day");
@@ -165,18 +154,27 @@ Result<Json> Report(store::MetadataStore& store, const PriceConfig& prices, cons
     grouper.AddStorage(f.project_id, f.principal, f.bytes, f.created_at_ms, until);
   }
 
-  Json data = Json::array();
-  Totals total;
+  Report report{.query = query, .prices = prices, .rows = {}, .total = {}};
+  report.rows.reserve(grouper.rows().size());
   for (const auto& [key, totals] : grouper.rows()) {
-    Json row = ToJson(totals, prices);
-    row["key"] = key;
-    data.push_back(std::move(row));
-    total.Add(totals);
+    report.rows.push_back({key, totals});
+    report.total.Add(totals);
+  }
+  return report;
+}
+
+Json ReportJson(const Report& report) {
+  const PriceConfig& prices = report.prices;
+  Json data = Json::array();
+  for (const Report::Row& row : report.rows) {
+    Json item = ToJson(row.totals, prices);
+    item["key"] = row.key;
+    data.push_back(std::move(item));
   }
   return Json{{"object", "usage"},
-              {"from", TimeText(query.from_ms)},
-              {"to", TimeText(query.to_ms)},
-              {"group_by", g},
+              {"from", TimeText(report.query.from_ms)},
+              {"to", TimeText(report.query.to_ms)},
+              {"group_by", report.query.group_by},
               {"currency", prices.currency},
               {"prices",
                {{"price_per_session", prices.per_session},
@@ -184,7 +182,7 @@ Result<Json> Report(store::MetadataStore& store, const PriceConfig& prices, cons
                 {"price_per_gb_month", prices.per_gb_month},
                 {"price_per_gb_transferred", prices.per_gb_transferred}}},
               {"data", std::move(data)},
-              {"total", ToJson(total, prices)}};
+              {"total", ToJson(report.total, prices)}};
 }
 
 }  // namespace pycell::usage

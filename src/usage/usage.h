@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <vector>
 
 #include "common/config.h"
 #include "common/status.h"
@@ -23,9 +24,38 @@ struct UsageQuery {
   std::string project_id;  // "" = every project (the caller's scope decides).
 };
 
-// The /v1/usage object (docs/access.md): one row per group and the total, with costs.
+// What a group used over the period.
+struct Totals {
+  int64_t sessions = 0;
+  double session_ms = 0;
+  int64_t executions = 0;
+  double cpu_ms = 0;
+  int64_t peak_memory_bytes = 0;  // The largest of the group's sessions.
+  int64_t bytes_uploaded = 0;
+  int64_t bytes_downloaded = 0;
+  double storage_byte_ms = 0;
+
+  void Add(const Totals& other);
+};
+
+// A period's usage: one row per group (in key order: project id, principal, agent id or UTC day)
+// and the total, with the prices in force when it was made.
+struct Report {
+  UsageQuery query;
+  PriceConfig prices;
+  struct Row {
+    std::string key;
+    Totals totals;
+  };
+  std::vector<Row> rows;
+  Totals total;
+};
+
 // InvalidArgument for an unknown group_by or a period that ends before it starts.
-Result<nlohmann::json> Report(store::MetadataStore& store, const PriceConfig& prices,
-                              const UsageQuery& query, int64_t now_ms);
+Result<Report> MakeReport(store::MetadataStore& store, const PriceConfig& prices,
+                          const UsageQuery& query, int64_t now_ms);
+
+// The /v1/usage object (docs/access.md): the rows and the total, each with its costs.
+nlohmann::json ReportJson(const Report& report);
 
 }  // namespace pycell::usage
