@@ -3,15 +3,15 @@
 (docs/configuration.md) with and without one more module (issue 20; results in docs/packages.md).
 
   /usr/bin/python3 bench/preload_cost.py --pycell build/pycell [--module sklearn --module plotly]
-      [--sessions 5] [--rounds 1]
+      [--sessions 5] [--rounds 3]
 
 For the default preload list, then that list plus each --module, a real `pycell serve` starts with
 a configuration holding only that pool, and this reports:
   - ready_s: from starting the server to /readyz (the zygote imports its preloads, then one warm
     session is contained);
   - zygote_rss_mib / zygote_pss_mib: the zygote's memory after its preloads (/proc smaps_rollup);
-  - create_ms: POST /v1/sessions with no warm session waiting (ready_sessions = 0 after the first),
-    the median over --sessions sessions: a fork of the zygote put in its sandbox;
+  - create_empty_pool_ms: a POST /v1/sessions right after another took the warm session, so it
+    meets an empty pool (a fork of the zygote put in its sandbox, or the refill under way);
   - first_cell_ms / first_cell_mib: a first cell that imports the module (`import sklearn`), its
     duration_ms and the session's peak memory (its cgroup's, so pages shared with the zygote
     count only once the session writes to them), medians over the sessions;
@@ -22,7 +22,8 @@ each, a fresh session of the default pool runs one cell that imports it (and its
 submodules), and FILE gets, per import name, the version, the import's seconds inside the session
 and the session's peak memory after it (for scripts/packages-table.py and docs/packages.md).
 
-As root (sessions need it). Other load on the machine shows in the times: run it quietly.
+Each figure is the median over --sessions sessions, then over --rounds rounds (the lists in
+turn). As root (sessions need it). Other load on the machine shows in the times: run it quietly.
 """
 
 import argparse
@@ -77,14 +78,17 @@ def measure(pycell, preload, module, sessions):
         pycell_server.expect(client.delete("/v1/sessions/" + warm), 200, "end it")
         create_ms, cell_ms, cell_mib, trivial_mib = [], [], [], []
         for _ in range(sessions):
-            time.sleep(1.0)  # Let the pool refill its one warm session, then take a cold one too.
-            for _warm_or_cold in range(2):
+            time.sleep(1.0)  # The pool refills its one warm session.
+            # Two back to back: the first takes the warm session, the second meets an empty pool
+            # (it makes its own, or waits for the refill under way).
+            ids = []
+            for warm_or_cold in range(2):
                 t = time.monotonic()
                 created = pycell_server.expect(client.create_session(), 201, "POST /v1/sessions")
-                elapsed_ms = (time.monotonic() - t) * 1000
-                if _warm_or_cold == 1:
-                    create_ms.append(elapsed_ms)
-                sid = created["id"]
+                if warm_or_cold == 1:
+                    create_ms.append((time.monotonic() - t) * 1000)
+                ids.append(created["id"])
+            for sid in ids:
                 trivial = pycell_server.expect(client.execute(sid, "1"), 200, "cell 1")
                 trivial_mib.append(trivial["peak_memory_bytes"] / 2**20)
                 record = pycell_server.expect(
@@ -96,13 +100,13 @@ def measure(pycell, preload, module, sessions):
                 cell_mib.append(record["peak_memory_bytes"] / 2**20)
                 pycell_server.expect(client.delete("/v1/sessions/" + sid), 200, "end")
         return {
-            "ready_s": round(ready_s, 2),
-            "zygote_rss_mib": round(rollup.get("Rss", 0) / 1024, 1),
-            "zygote_pss_mib": round(rollup.get("Pss", 0) / 1024, 1),
-            "create_ms (cold)": round(statistics.median(create_ms), 1),
-            "first_cell_ms": round(statistics.median(cell_ms), 1),
-            "first_cell_mib": round(statistics.median(cell_mib), 1),
-            "trivial_cell_mib": round(statistics.median(trivial_mib), 1),
+            "ready_s": ready_s,
+            "zygote_rss_mib": rollup.get("Rss", 0) / 1024,
+            "zygote_pss_mib": rollup.get("Pss", 0) / 1024,
+            "create_empty_pool_ms": statistics.median(create_ms),
+            "first_cell_ms": statistics.median(cell_ms),
+            "first_cell_mib": statistics.median(cell_mib),
+            "trivial_cell_mib": statistics.median(trivial_mib),
         }
     finally:
         server.stop(timeout=60)
@@ -159,6 +163,8 @@ def main():
     parser.add_argument("--module", action="append", default=None,
                         help="a module to add to the preload (repeatable; default sklearn, plotly)")
     parser.add_argument("--sessions", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds, each list in turn; the medians are printed")
     parser.add_argument("--imports-report", metavar="FILE",
                         help="instead: time each package of packages.json alone, into FILE")
     args = parser.parse_args()
@@ -168,11 +174,17 @@ def main():
     modules = args.module or ["sklearn", "plotly"]
     pycell = os.path.abspath(args.pycell)
     for module in modules:
-        for preload in (DEFAULT_PRELOAD, DEFAULT_PRELOAD + [module]):
-            result = measure(pycell, preload, module, args.sessions)
-            print("preload=%s cell='import %s': %s" % (",".join(preload), module,
-                                                      "  ".join("%s=%s" % kv for kv in
-                                                                result.items())), flush=True)
+        lists = (DEFAULT_PRELOAD, DEFAULT_PRELOAD + [module])
+        results = {i: [] for i in range(len(lists))}
+        for _ in range(args.rounds):
+            for i, preload in enumerate(lists):
+                results[i].append(measure(pycell, preload, module, args.sessions))
+        for i, preload in enumerate(lists):
+            medians = {key: statistics.median(r[key] for r in results[i])
+                       for key in results[i][0]}
+            print("preload=%s cell='import %s': %s" % (
+                ",".join(preload), module,
+                "  ".join("%s=%.1f" % kv for kv in medians.items())), flush=True)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,15 @@ turn, timed, and its version read from inside the sandbox (importlib.metadata, o
 __version__ where Debian ships no metadata). Then the packages do small real work in /mnt/data:
 an .xlsx written by xlsxwriter read back by openpyxl and pandas, an .ods by odfpy, a plotly chart
 and a folium map as HTML, a reportlab PDF read by PyMuPDF and pypdf, a SQLite file through
-SQLAlchemy and pandas, HDF5 through h5py and PyTables, a numba-compiled function, images by
+SQLAlchemy and pandas, HDF5 through h5py and PyTables, a numba function compiled and cached, images by
 OpenCV, scikit-image and wordcloud, a GeoJSON file by geopandas, an xgboost model, and requests
 failing fast because a session has no network. The list must also agree with
 scripts/install-deps.sh (every Debian package there) and docs/packages.md (every package named).
 
-PYCELL_PACKAGES_REPORT=FILE writes what the session reported (versions, import seconds) as JSON,
-for docs/packages.md. Only the standard library.
+PYCELL_PACKAGES_REPORT=FILE writes what the session reported (per import name: version, import
+seconds in the list's order, module file) as JSON; docs/packages.md's table comes from
+bench/preload_cost.py --imports-report instead (each import alone, with memory). Only the
+standard library.
 """
 
 import json
