@@ -277,8 +277,10 @@ class TestDefaultEnvironment(pycell_server.HttpAssertions, unittest.TestCase):
                             "%s comes from %s, not Debian's packages" % (entry["import"],
                                                                          got["file"]))
         slow = sorted(((r["seconds"], n) for n, r in report.items()), reverse=True)[:8]
-        print("\nslowest imports (s, in list order, after the zygote's preloads): %s" %
-              ", ".join("%s %.2f" % (n, s) for s, n in slow), file=sys.stderr)
+        print("\nslowest imports (s, in list order, after the zygote's preloads): %s; all: %.1f s, "
+              "session peak %d MiB" % (", ".join("%s %.2f" % (n, s) for s, n in slow),
+                                       sum(r["seconds"] for r in report.values()),
+                                       (record["peak_memory_bytes"] or 0) >> 20), file=sys.stderr)
 
     def test_packages_do_real_work_in_mnt_data(self):
         session_id = SESSION_ID
