@@ -29,6 +29,7 @@ turn). As root (sessions need it). Other load on the machine shows in the times:
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -43,6 +44,9 @@ name = "default"
 preload = [{preload}]
 ready_sessions = {ready}
 """
+
+
+RUNTIME_DIR = "/run/pycell-preload-%d" % os.getpid()  # Removed at the end (main).
 
 
 def smaps_rollup_kib(pid):
@@ -63,7 +67,7 @@ def zygote_pids(server):
 
 def measure(pycell, preload, module, sessions):
     server, folder = pycell_server.ServeProcess.in_new_folder(
-        pycell, "pycell-preload-", "/run/pycell-preload-%d" % os.getpid())
+        pycell, "pycell-preload-", RUNTIME_DIR)
     config = os.path.join(folder, "pycell.toml")
     with open(config, "w") as f:
         f.write(CONFIG.format(preload=", ".join('"%s"' % m for m in preload), ready=1))
@@ -133,7 +137,7 @@ def imports_report(pycell, path):
     with open(PACKAGES_JSON) as f:
         spec = json.load(f)
     server, folder = pycell_server.ServeProcess.in_new_folder(
-        pycell, "pycell-imports-", "/run/pycell-preload-%d" % os.getpid())
+        pycell, "pycell-imports-", RUNTIME_DIR)
     server.start(ready_sessions=1)
     report = {}
     try:
@@ -158,6 +162,13 @@ def imports_report(pycell, path):
 
 
 def main():
+    try:
+        run()
+    finally:
+        shutil.rmtree(RUNTIME_DIR, ignore_errors=True)
+
+
+def run():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pycell", required=True)
     parser.add_argument("--module", action="append", default=None,
