@@ -22,6 +22,16 @@ RUNTIME_PACKAGES=(
   python3-tabulate python3-lxml python3-bs4 python3-networkx python3-docx python3-pypdf
   uidmap
 )
+# The rest of the default environment analysts reach for (issue 20; src/kernel/packages.json lists
+# every package a session can import, docs/packages.md their versions). About 2.2 GB with their
+# dependencies: python3-wordcloud alone needs texlive-fonts-extra (1.4 GB, for its one default
+# font), python3-opencv pulls in Qt 5, VTK and Open MPI, python3-geopandas GDAL and PROJ.
+RUNTIME_PACKAGES+=(
+  python3-xlsxwriter python3-plotly python3-reportlab python3-fitz python3-sqlalchemy
+  python3-requests python3-tqdm python3-chardet python3-odf python3-h5py python3-tables
+  python3-geopandas python3-shapely python3-xgboost python3-skimage python3-opencv
+  python3-markdown python3-wordcloud python3-numba python3-folium python3-matplotlib-venn
+)
 BENCH_PACKAGES=(python3-jupyter-client python3-ipykernel)
 # bench/compare runs the same workloads through pycell's peers: Jupyter Server's REST API and
 # websocket (python3-jupyter-server; its websocket client is tornado's, which it depends on), a
