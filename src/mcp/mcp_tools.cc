@@ -10,6 +10,7 @@
 #include "common/json_reader.h"
 #include "common/utf8.h"
 #include "evidence/signing_key.h"
+#include "kernel/packages.h"
 #include "service/service.h"
 #include "service/v1_views.h"
 
@@ -174,7 +175,8 @@ Tool ExecutePython(Service* s) {
       "the files it wrote under /mnt/data (as resource links; fetch them with download_file). "
       "Variables, imports and files persist between calls with the same session_id. Without "
       "session_id a new session is created; every answer says its session_id and expires_at. "
-      "pandas, numpy and matplotlib are preinstalled; input files are in /mnt/data.",
+      "Input files are in /mnt/data. Installed packages: " +
+          kernel::DefaultPackageNames() + ".",
       {{"code", StringSchema("Python source of one cell.")},
        {"session_id", StringSchema(std::string(kSessionIdHelp) + " Omit to start a new session.")},
        {"timeout_s",

@@ -2,9 +2,11 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "aca/aca_api.h"
 #include "aca/identifier_sessions.h"
+#include "kernel/packages.h"
 #include "server/upload_body.h"
 
 namespace pycell::server {
@@ -234,12 +236,21 @@ void AddAcaRoutes(Router* router, Service* service, const std::string& prefix) {
         return JsonResponse(200, aca::SessionList(sessions));
       });
   add("GET", "/metadata", P::kSessionsRead, [](Aca& a, Request&, Contract) -> Result<Response> {
-    // The pool sessions are made from; what its zygote preloads is what is surely installed.
+    // The default environment (kernel/packages.h): what every session can import; those the
+    // default pool's zygote preloads are marked, they import at once.
     auto config = a.service->LiveConfig();
-    Json packages = Json::array();
+    std::set<std::string> preloaded;
     for (const PoolConfig& pool : config->pools) {
-      if (pool.name != "default") continue;
-      for (const std::string& module : pool.preload) packages.push_back({{"name", module}});
+      if (pool.name == "default") preloaded.insert(pool.preload.begin(), pool.preload.end());
+    }
+    Json packages = Json::array();
+    for (const kernel::Package& p : kernel::DefaultPackages()) {
+      packages.push_back(
+          {{"name", p.import_name},
+           {"distribution", p.distribution.empty() ? Json(nullptr) : Json(p.distribution)},
+           {"debian", p.debian},
+           {"description", p.purpose},
+           {"preloaded", preloaded.count(p.import_name) > 0}});
     }
     return JsonResponse(200,
                         {{"language", "Python"},

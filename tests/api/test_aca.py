@@ -294,7 +294,16 @@ class TestCurrentContract(unittest.TestCase):
         other = expect(USER_B.get(current_url("listSessions")), 200, "bob listSessions")
         self.assertNotIn(ident, [x["identifier"] for x in other["value"]])
         meta = expect(USER_A.get(current_url("metadata")), 200, "metadata")
-        self.assertIn("numpy", [p["name"] for p in meta["preinstalledPackages"]])
+        # Every package of the default environment (src/kernel/packages.json), those the pool's
+        # zygote preloads marked.
+        listed_packages = {p["name"]: p for p in meta["preinstalledPackages"]}
+        with open(os.path.join(os.path.dirname(__file__), "..", "..", "src", "kernel",
+                               "packages.json"), encoding="utf-8") as f:
+            environment = json.load(f)["packages"]
+        self.assertEqual(list(listed_packages), [p["import"] for p in environment])
+        self.assertTrue(listed_packages["numpy"]["preloaded"], listed_packages["numpy"])
+        self.assertFalse(listed_packages["xlsxwriter"]["preloaded"])
+        self.assertEqual(listed_packages["sklearn"]["debian"], "python3-sklearn")
         self.assertEqual(USER_A.delete(current_url("session", ident)).status, 204)
         self.assertEqual(USER_A.get(current_url("session", ident)).status, 404)
         again = expect(USER_A.post_json(current_url("executions", ident), {"code": "'y' in dir()"}),

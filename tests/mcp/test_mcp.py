@@ -19,6 +19,7 @@ Needs `node` and `npm` (Debian: `apt-get install nodejs npm`, or scripts/install
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -284,6 +285,17 @@ class TestTransport(unittest.TestCase):
         result = reply.json()["result"]
         self.assertEqual(result["structuredContent"]["result"], "4")
         ADMIN.delete("/v1/sessions/" + result["structuredContent"]["session_id"])
+
+    def test_execute_python_says_what_is_installed(self):
+        # The description the model reads names every package of the default environment.
+        listed = ADMIN.post_json("/mcp", rpc("tools/list"), headers={"Accept": "application/json"})
+        tools = {t["name"]: t for t in listed.json()["result"]["tools"]}
+        description = tools["execute_python"]["description"]
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "kernel",
+                            "packages.json")
+        with open(path, encoding="utf-8") as f:
+            for package in json.load(f)["packages"]:
+                self.assertRegex(description, r"\b%s\b" % re.escape(package["import"]))
 
     def test_every_tool_refuses_an_undeclared_argument(self):
         # One check for all tools, derived from each tool's input schema: nothing runs, nothing
