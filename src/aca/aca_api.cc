@@ -266,9 +266,7 @@ Result<std::string> SessionFileName(const std::string& raw, bool top_level) {
 namespace {
 
 std::string ModifiedAt(const service::SessionFile& file) {
-  return FormatRfc3339(std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(
-          std::chrono::nanoseconds(file.modified_at_ns))));
+  return FormatRfc3339Ms(file.modified_at_ns / 1'000'000);
 }
 
 }  // namespace

@@ -65,24 +65,22 @@ Json EventToJson(const AuditEvent& e) {
   Json detail = Json::parse(e.detail_json, nullptr, false);
   if (detail.is_discarded()) detail = Json(e.detail_json);
   auto or_null = [](const std::string& s) { return s.empty() ? Json(nullptr) : Json(s); };
-  return {
-      {"seq", e.seq},
-      {"id", e.id},
-      {"object", "audit_event"},
-      {"time",
-       FormatRfc3339(std::chrono::system_clock::time_point(std::chrono::milliseconds(e.time_ms)))},
-      {"time_ms", e.time_ms},
-      {"principal", e.principal},
-      {"project_id", or_null(e.project_id)},
-      {"key_id", or_null(e.key_id)},
-      {"action", e.action},
-      {"target", or_null(e.target)},
-      {"outcome", e.outcome},
-      {"request_id", or_null(e.request_id)},
-      {"code_sha256", or_null(e.code_sha256)},
-      {"detail", detail},
-      {"prev_hash", e.prev_hash},
-      {"hash", e.hash}};
+  return {{"seq", e.seq},
+          {"id", e.id},
+          {"object", "audit_event"},
+          {"time", FormatRfc3339Ms(e.time_ms)},
+          {"time_ms", e.time_ms},
+          {"principal", e.principal},
+          {"project_id", or_null(e.project_id)},
+          {"key_id", or_null(e.key_id)},
+          {"action", e.action},
+          {"target", or_null(e.target)},
+          {"outcome", e.outcome},
+          {"request_id", or_null(e.request_id)},
+          {"code_sha256", or_null(e.code_sha256)},
+          {"detail", detail},
+          {"prev_hash", e.prev_hash},
+          {"hash", e.hash}};
 }
 
 Result<AuditEvent> EventFromJson(const Json& j) {

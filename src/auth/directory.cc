@@ -20,7 +20,7 @@ using Json = nlohmann::json;
 
 Json TimeOrNull(int64_t ms) {
   if (ms == 0) return nullptr;
-  return FormatRfc3339(std::chrono::system_clock::time_point(std::chrono::milliseconds(ms)));
+  return FormatRfc3339Ms(ms);
 }
 
 bool IsProjectName(const std::string& name) {

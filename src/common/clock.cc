@@ -34,6 +34,11 @@ std::string FormatRfc3339(std::chrono::system_clock::time_point t) {
   return buf;
 }
 
+std::string FormatRfc3339Ms(int64_t ms_since_epoch) {
+  return FormatRfc3339(
+      std::chrono::system_clock::time_point(std::chrono::milliseconds(ms_since_epoch)));
+}
+
 Result<int64_t> ParseRfc3339Ms(const std::string& text) {
   auto invalid = [&] {
     return Status::InvalidArgument("\"" + text.substr(0, 64) +

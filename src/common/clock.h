@@ -39,6 +39,8 @@ class FakeClock : public Clock {
 
 // "2026-11-27T20:56:38.123Z"
 std::string FormatRfc3339(std::chrono::system_clock::time_point t);
+// The same of a time in milliseconds since the epoch.
+std::string FormatRfc3339Ms(int64_t ms_since_epoch);
 // Milliseconds since the epoch of an RFC 3339 time ("2026-11-27T20:56:38Z", with optional
 // fraction and a Z or ±hh:mm offset) or a plain date ("2026-11-27", midnight UTC).
 // InvalidArgument naming the text otherwise.

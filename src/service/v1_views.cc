@@ -13,7 +13,7 @@ using Json = nlohmann::json;
 
 Json TimeOrNull(int64_t ms) {
   if (ms == 0) return nullptr;
-  return FormatRfc3339(std::chrono::system_clock::time_point(std::chrono::milliseconds(ms)));
+  return FormatRfc3339Ms(ms);
 }
 
 Json MetadataView(const store::SessionRow& row) {
@@ -87,12 +87,9 @@ Json PlacedFilesView(const std::vector<PlacedFile>& placed) {
 }
 
 Json SessionFileView(const SessionFile& file) {
-  auto modified = std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(
-          std::chrono::nanoseconds(file.modified_at_ns)));
   return {{"path", "/mnt/data/" + file.path},
           {"bytes", file.bytes},
-          {"modified_at", FormatRfc3339(modified)}};
+          {"modified_at", FormatRfc3339Ms(file.modified_at_ns / 1'000'000)}};
 }
 
 Json SessionFilesView(const std::vector<SessionFile>& files) {

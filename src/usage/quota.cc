@@ -10,10 +10,6 @@ namespace {
 
 constexpr int64_t kDayMs = 86'400'000;
 
-std::string TimeText(int64_t ms) {
-  return FormatRfc3339(std::chrono::system_clock::time_point(std::chrono::milliseconds(ms)));
-}
-
 Status Exceeded(const store::ProjectRow& project, const std::string& quota,
                 const std::string& limit, const std::string& used, const std::string& resets) {
   return Status::ResourceExhausted("project " + project.name + " reached its quota " + quota +
@@ -24,7 +20,7 @@ Status Exceeded(const store::ProjectRow& project, const std::string& quota,
 Status Daily(const store::ProjectRow& project, const std::string& quota, const std::string& limit,
              const std::string& used, int64_t now_ms) {
   int64_t reset = DayStartMs(now_ms) + kDayMs;
-  return Exceeded(project, quota, limit, used, "it resets at " + TimeText(reset))
+  return Exceeded(project, quota, limit, used, "it resets at " + FormatRfc3339Ms(reset))
       .WithRetryAfter((reset - now_ms + 999) / 1000);
 }
 

@@ -50,14 +50,7 @@ Json ToJson(const Totals& t, const PriceConfig& prices) {
             {"total", Round(cost_sessions + cost_cpu + cost_storage + cost_transfer, cent)}}}};
 }
 
-std::string DayOf(int64_t ms) {
-  return FormatRfc3339(std::chrono::system_clock::time_point(std::chrono::milliseconds(ms)))
-      .substr(0, 10);
-}
-
-std::string TimeText(int64_t ms) {
-  return FormatRfc3339(std::chrono::system_clock::time_point(std::chrono::milliseconds(ms)));
-}
+std::string DayOf(int64_t ms) { return FormatRfc3339Ms(ms).substr(0, 10); }
 
 class Grouper {
  public:
@@ -172,8 +165,8 @@ Json ReportJson(const Report& report) {
     data.push_back(std::move(item));
   }
   return Json{{"object", "usage"},
-              {"from", TimeText(report.query.from_ms)},
-              {"to", TimeText(report.query.to_ms)},
+              {"from", FormatRfc3339Ms(report.query.from_ms)},
+              {"to", FormatRfc3339Ms(report.query.to_ms)},
               {"group_by", report.query.group_by},
               {"currency", prices.currency},
               {"prices",
