@@ -177,8 +177,17 @@ Status ValidateDiagnosticSettings(const std::vector<DiagnosticSetting>& settings
   return Status::Ok();
 }
 
+Status StoreConfig::Validate() const {
+  if (!url.empty() && !postgresql()) {
+    return Status::InvalidArgument(
+        "store.url must be empty (SQLite in the data dir) or a postgresql:// URL");
+  }
+  return Status::Ok();
+}
+
 Status ServiceConfig::Validate() const {
   RETURN_IF_ERROR(server.Validate());
+  RETURN_IF_ERROR(store.Validate());
   RETURN_IF_ERROR(ValidateDiagnosticSettings(diagnostic_settings));
   if (pools.empty()) return Status::InvalidArgument("at least one pool must be configured");
   for (size_t i = 0; i < pools.size(); ++i) {

@@ -187,8 +187,24 @@ Status ValidateDiagnosticSettings(const std::vector<DiagnosticSetting>& settings
 
 // Everything `pycell serve` is configured with: file, then flags, then request bodies (within
 // the pools' limits). engine.pool is unused here: each of `pools` gets its own engine.
+// The metadata store: projects, keys, sessions, executions, files, usage and the audit chain.
+struct StoreConfig {
+  // "" = SQLite at <server.data_dir>/pycell.db: one machine's store, made and migrated at start.
+  // "postgresql://user@host:port/database?sslmode=…" = a PostgreSQL many pycell processes share,
+  // whose schema `pycell migrate --store URL` made (docs/postgresql.md). The password is best
+  // left out of the URL and given as libpq's PGPASSWORD (or a ~/.pgpass); the configuration's
+  // views never show the URL, only the backend.
+  std::string url;
+
+  bool postgresql() const {
+    return url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
+  }
+  Status Validate() const;
+};
+
 struct ServiceConfig {
   ServerConfig server;
+  StoreConfig store;
   EngineConfig engine;
   std::vector<PoolConfig> pools = {PoolConfig{}};
   RetentionConfig retention;

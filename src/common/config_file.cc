@@ -308,6 +308,11 @@ Status ReadRoot(const toml::table& root, ServiceConfig* config) {
     }
   }
   RETURN_IF_ERROR(error);
+  if (const toml::table* store = r.Table("store", &error)) {
+    TableReader t(*store, "store");
+    RETURN_IF_ERROR(t.String("url", &config->store.url));
+    RETURN_IF_ERROR(t.Finish());
+  }
   if (const toml::table* usage = r.Table("usage", &error)) {
     TableReader t(*usage, "usage");
     RETURN_IF_ERROR(

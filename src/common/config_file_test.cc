@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/config_json.h"
 #include "test_util.h"
 
 namespace pycell {
@@ -108,6 +110,23 @@ TEST(ConfigFileTest, RefusesWhatIsWrongAndSaysWhere) {
   ExpectRefused("[prices]\ncurrency = \"\"\n", "prices.currency");
   ExpectRefused("[usage]\nexpected_session_s = -5\n", "usage.expected_session_s");
   ExpectRefused("[server]\nmetrics_listen = \"0.0.0.0:9464\"\n", "server.metrics_listen");
+  ExpectRefused("[store]\nurl = \"mysql://db/pycell\"\n", "store.url");
+  ExpectRefused("[store]\nuri = \"postgresql://db/pycell\"\n", "store.uri");
+}
+
+TEST(ConfigFileTest, TheStoreIsSqliteUnlessAPostgresqlUrlIsGivenAndTheUrlIsNeverShown) {
+  auto sqlite = ParseConfig("", "t.toml");
+  ASSERT_OK(sqlite);
+  EXPECT_FALSE(sqlite->store.postgresql());
+  EXPECT_EQ(ConfigToJson(*sqlite)["store"]["backend"], "sqlite");
+  auto postgres = ParseConfig(
+      "[store]\nurl = \"postgresql://pycell:s3cret@db.internal:5432/pycell\"\n", "t.toml");
+  ASSERT_OK(postgres);
+  EXPECT_TRUE(postgres->store.postgresql());
+  const std::string shown = ConfigToJson(*postgres).dump();
+  EXPECT_NE(shown.find("\"backend\":\"postgresql\""), std::string::npos) << shown;
+  EXPECT_EQ(shown.find("s3cret"), std::string::npos) << shown;
+  EXPECT_EQ(shown.find("db.internal"), std::string::npos) << shown;
 }
 
 TEST(ConfigFileTest, PricesAndUsageAreRead) {

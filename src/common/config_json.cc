@@ -125,6 +125,8 @@ Json ConfigToJson(const ServiceConfig& config) {
             {"price_per_gb_month", p.per_gb_month},
             {"price_per_gb_transferred", p.per_gb_transferred}}},
           {"usage", {{"expected_session_s", config.usage.expected_session.count()}}},
+          // Never the URL: it may hold a password.
+          {"store", {{"backend", config.store.postgresql() ? "postgresql" : "sqlite"}}},
           {"diagnostic_settings", diagnostic_settings}};
 }
 
