@@ -13,7 +13,7 @@
 // in the same transaction as the change it records (an action whose event cannot be written
 // leaves nothing), seqs have no gaps, and two writers can never fork the chain. Its cost is that
 // every audited write in the cluster is serialised on that row for the end of its transaction
-// (measured in docs/postgresql.md's source, scaleout.md §3.2: ~1,400 tps at 16 writers, 12 ms).
+// (the scale-out notes, §3.2, measured ~1,400 tps at 16 writers, 12 ms).
 // Future work, when that limits: writers insert unsequenced events with no lock and one sequencer
 // at a time (an advisory-lock-elected node) links them into the chain in batches (§3.3).
 #include <algorithm>
