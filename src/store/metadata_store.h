@@ -2,7 +2,7 @@
 // files, the hash-chained audit log and usage events. Two backends: one SQLite database file
 // (sqlite_store.cc; migrations applied at Open) for a single host, and PostgreSQL (pg_store.cc;
 // migrations applied by MigratePostgres only) shared by many pycell processes. Both keep the same
-// schema version numbers and pass the same tests (metadata_store_test.cc).
+// schema version numbers and pass the same tests (store_test_fixture.h).
 //
 // Records are plain structs; times are milliseconds since the Unix epoch (UTC), 0 meaning "none".
 // JSON columns hold JSON text that the store does not interpret.

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -321,6 +322,10 @@ TEST_F(PgStoreTest, AHeldLockIsUnavailableAfterTheTimeoutWhileReadsGoOn) {
   status = store_->PutSession(MakeSession(2), AuditTrail("session.create", Id("sess", 2)));
   EXPECT_FALSE(status.ok());
   EXPECT_TRUE(store_->GetSession(Id("sess", 2)).status().IsNotFound());  // Rolled back.
+  // A change waiting on a row another transaction holds: Unavailable (503), as SQLite's busy.
+  ASSERT_EQ(raw.Exec("SELECT * FROM sessions FOR UPDATE"), "");
+  status = store_->PutSession(MakeSession(1));
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
 
   ASSERT_EQ(raw.Exec("ROLLBACK"), "");
   EXPECT_OK(store_->Record(AuditTrail("file.download", "x")));
@@ -356,6 +361,12 @@ TEST_F(PgStoreTest, OpenMetadataStorePicksTheBackendByTheUrl) {
   ASSERT_OK((*store)->PutSession(MakeSession(1)));
   RawPg raw(url_);
   EXPECT_EQ(raw.Query("SELECT id FROM sessions"), Id("sess", 1));
+  // Anything else is an SQLite file.
+  ::pycell::testing::TempDir dir;
+  auto sqlite = OpenMetadataStore(dir.path() + "/pycell.db");
+  ASSERT_OK(sqlite);
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/pycell.db"));
+  EXPECT_TRUE((*sqlite)->GetSession(Id("sess", 1)).status().IsNotFound());
   EXPECT_TRUE(IsPostgresUrl("postgres://h/d"));
   EXPECT_TRUE(IsPostgresUrl("postgresql://h/d"));
   EXPECT_FALSE(IsPostgresUrl("/var/lib/pycell/pycell.db"));
