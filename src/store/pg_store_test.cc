@@ -166,6 +166,40 @@ TEST_F(PgStoreTest, MigrateAppliesEachMigrationOnceAndRefusesANewerDatabase) {
   }
 }
 
+TEST_F(PgStoreTest, RecordsMadeBeforeProjectsBelongToTheDefaultProject) {
+  // A database at schema 2 with a session and a file, as an older pycell left it.
+  {
+    RawPg raw(url_);
+    std::string sql =
+        "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, "
+        "applied_at_ms BIGINT NOT NULL);";
+    for (const Migration& m : PostgresMigrations()) {
+      if (m.version > 2) break;
+      sql += std::string(m.sql) + "INSERT INTO schema_migrations VALUES (" +
+             std::to_string(m.version) + ", 1);";
+    }
+    sql += "INSERT INTO sessions VALUES ('" + Id("sess", 1) +
+           "', 'default', 'ended', 'closed', 1, 2, 3, 4, '{}', '{}', 0);"
+           "INSERT INTO files VALUES ('" +
+           Id("file", 1) + "', 'a.csv', 3, '" + std::string(64, 'a') +
+           "', 'text/csv', 'input', 1, 0, '', '', '');";
+    ASSERT_EQ(raw.Exec(sql), "");
+  }
+  EXPECT_TRUE(OpenPostgresStore(url_).status().IsFailedPrecondition());
+  ASSERT_NO_FATAL_FAILURE(Open());
+  auto session = store_->GetSession(Id("sess", 1));
+  ASSERT_OK(session);
+  EXPECT_EQ(session->project_id, kDefaultProjectId);
+  EXPECT_EQ(session->forked_from, "");
+  auto file = store_->GetFile(Id("file", 1));
+  ASSERT_OK(file);
+  EXPECT_EQ(file->project_id, kDefaultProjectId);
+  EXPECT_EQ(file->filename, "a.csv");
+  auto project = store_->GetProject(kDefaultProjectId);
+  ASSERT_OK(project);
+  EXPECT_EQ(project->name, "default");
+}
+
 TEST_F(PgStoreTest, ConcurrentMigratorsApplyEachMigrationOnce) {
   constexpr int kMigrators = 4;
   std::vector<Status> statuses(kMigrators);
