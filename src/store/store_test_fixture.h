@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "store/metadata_store.h"
@@ -17,6 +18,10 @@
 namespace pycell::store::store_test {
 
 enum class Backend { kSqlite, kPostgres };
+// How GoogleTest shows a Backend in its messages ("where GetParam() = postgres").
+inline void PrintTo(Backend backend, std::ostream* out) {
+  *out << (backend == Backend::kSqlite ? "sqlite" : "postgres");
+}
 
 class StoreTest : public ::testing::TestWithParam<Backend> {
  protected:
