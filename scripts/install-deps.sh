@@ -15,6 +15,8 @@ BUILD_PACKAGES=(
   libmagic-dev libcurl4-openssl-dev prometheus-cpp-dev libarchive-dev
   libgtest-dev libgmock-dev libbenchmark-dev python3-dev
 )
+# libpq-dev: the PostgreSQL metadata store's client library (src/store/pg_db.cc; docs/postgresql.md).
+BUILD_PACKAGES+=(libpq-dev)
 RUNTIME_PACKAGES=(
   python3 python3-ipython python3-matplotlib-inline
   python3-numpy python3-pandas python3-scipy python3-matplotlib python3-seaborn
@@ -45,6 +47,10 @@ BENCH_PACKAGES+=(python3-jupyter-server runsc bubblewrap)
 TEST_PACKAGES=(prometheus systemd python3-nbformat faketime)
 # clang-format: make test's format_check holds the sources to .clang-format (`make format`).
 TEST_PACKAGES+=(clang-format)
+# postgresql: store_test runs the MetadataStore suite on a real PostgreSQL too, which it starts
+# itself (initdb and pg_ctl in a temporary folder: src/store/pg_test_server.h) and fails without.
+# Debian's package would also start a cluster of its own on install: see policy-rc.d below.
+TEST_PACKAGES+=(postgresql)
 # Debian's nodejs and npm, unless a Node.js with npm is there already: NodeSource's nodejs package
 # provides npm itself and conflicts with Debian's.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -68,18 +74,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  # Debian's prometheus package is installed for its promtool only: its server must not start
-  # (nor be enabled) because of us. policy-rc.d refuses service starts during the install.
-  installing_prometheus=""
-  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
-    installing_prometheus=1
+  # Debian's prometheus package is installed for its promtool only, and postgresql for its
+  # binaries only (the tests start their own server): neither server may start (nor be enabled)
+  # because of us. policy-rc.d refuses service starts during the install.
+  no_service_starts=""
+  if [[ " ${missing[*]} " == *" prometheus "* || " ${missing[*]} " == *" postgresql "* ]] &&
+     [ ! -e /usr/sbin/policy-rc.d ]; then
+    no_service_starts=1
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod +x /usr/sbin/policy-rc.d
   fi
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  if [ -n "$installing_prometheus" ]; then
+  if [ -n "$no_service_starts" ]; then
     $SUDO rm -f /usr/sbin/policy-rc.d
-    if [ -d /run/systemd/system ]; then $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
+    if [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now prometheus postgresql >/dev/null 2>&1 || true
+    fi
   fi
 fi
 

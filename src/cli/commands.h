@@ -46,6 +46,8 @@ std::function<int()> RegisterShowCommands(CLI::App& app);
 std::function<int()> RegisterEvidenceCommand(CLI::App& app);
 // pycell mcp (mcp_command.cc): MCP over stdio, bridged to a server's /mcp; -1 when not parsed.
 std::function<int()> RegisterMcpCommand(CLI::App& app);
+// pycell migrate --store URL (migrate_command.cc): -1 when not parsed.
+std::function<int()> RegisterMigrateCommand(CLI::App& app);
 
 // Exit codes shared by run and repl.
 inline constexpr int kExitCellError = 1;

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   std::function<int()> notebook = pycell::cli::RegisterNotebookCommand(app);
   std::function<int()> evidence = pycell::cli::RegisterEvidenceCommand(app);
   std::function<int()> mcp = pycell::cli::RegisterMcpCommand(app);
+  std::function<int()> migrate = pycell::cli::RegisterMigrateCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -42,7 +43,7 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("doctor")) return doctor();
   if (app.got_subcommand("serve")) return serve();
   for (const auto& command :
-       {client, access, audit, usage, metrics, show, evidence, notebook, mcp}) {
+       {client, access, audit, usage, metrics, show, evidence, notebook, mcp, migrate}) {
     if (int code = command(); code >= 0) return code;
   }
   return pycell::cli::kExitUsage;

@@ -1,12 +1,16 @@
 // MetadataStore: where pycell keeps its records — projects, API keys, sessions, executions,
-// files, the hash-chained audit log and usage events. One SQLite database today (sqlite_store.cc);
-// PostgreSQL later, so the SQL stays portable and migrations are numbered and applied at Open.
+// files, the hash-chained audit log and usage events. Two backends: one SQLite database file
+// (sqlite_store.cc; migrations applied at Open) for a single host, and PostgreSQL (pg_store.cc;
+// migrations applied by MigratePostgres only) shared by many pycell processes. Both keep the same
+// schema version numbers and pass the same tests (store_test_fixture.h).
 //
 // Records are plain structs; times are milliseconds since the Unix epoch (UTC), 0 meaning "none".
 // JSON columns hold JSON text that the store does not interpret.
 //
 // Errors: NotFound for an unknown id; InvalidArgument for a record that breaks a constraint
-// (duplicate id, unknown session); Unavailable when the database stays busy past its timeout;
+// (duplicate id, unknown session) or holds what the database cannot keep (PostgreSQL: a NUL or
+// bytes that are not UTF-8 in a text column other than code, filename and path); Unavailable when
+// the database stays busy past its timeout or cannot be reached;
 // Internal for anything else the database reports (the message names the statement), and when
 // an action's audit event cannot be written.
 //
@@ -24,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "audit/audit_event.h"
@@ -263,5 +268,24 @@ class MetadataStore {
 // Opens (creating if needed) the SQLite database at `path` in WAL mode, applies pending
 // migrations, and returns the store. InvalidArgument if the database is newer than this binary.
 Result<std::unique_ptr<MetadataStore>> OpenSqliteStore(const std::string& path);
+
+// Connects to the PostgreSQL database at `url` (postgresql://user:password@host:port/database,
+// libpq's URI syntax, e.g. ?sslmode=require) and returns the store. It does not migrate:
+// FailedPrecondition, saying to run `pycell migrate --store URL`, when the schema is older than
+// this binary; InvalidArgument when it is newer or the URL is malformed; Unavailable when the
+// server cannot be reached or refuses the login. Messages never show the URL's password.
+Result<std::unique_ptr<MetadataStore>> OpenPostgresStore(const std::string& url);
+
+// Brings the PostgreSQL database at `url` to this binary's schema version and returns it. Safe to
+// run from two processes at once (an advisory lock serialises them); meant to run once per
+// release, as `pycell migrate` (a Kubernetes Job), never from every node. Errors as
+// OpenPostgresStore's.
+Result<int> MigratePostgres(const std::string& url);
+
+// The backend `url_or_path` names: PostgreSQL for a "postgresql://" or "postgres://" URL
+// (OpenPostgresStore), otherwise the SQLite file at that path (OpenSqliteStore).
+Result<std::unique_ptr<MetadataStore>> OpenMetadataStore(const std::string& url_or_path);
+// True when `url_or_path` names a PostgreSQL database.
+bool IsPostgresUrl(std::string_view url_or_path);
 
 }  // namespace pycell::store

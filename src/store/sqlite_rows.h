@@ -4,9 +4,10 @@
 // to a statement's parameters and the reading of a row from a statement's result. Adding a column
 // is the struct's member, a migration that adds it to the table, and one line in sqlite_rows.cc.
 //
-// Internal to src/store: it speaks Statement (sqlite_db.h). The order of a codec's columns is the
-// order of the table's columns in every statement built from it; changing it changes the SQL text
-// (sqlite_rows_test.cc pins it).
+// Internal to src/store: it speaks Statement (sqlite_db.h); the PostgreSQL store reuses the
+// column lists and binds and reads through columns() (pg_store.cc). The order of a codec's columns
+// is the order of the table's columns in every statement built from it; changing it changes the SQL
+// text (sqlite_rows_test.cc pins it).
 //
 // Thread-safety: the codecs are constants, initialised at compile time; use them from any thread.
 #pragma once
@@ -42,6 +43,8 @@ class RowCodec {
 
   std::string_view table() const { return table_; }
   int size() const { return static_cast<int>(columns_.size()); }
+  // The columns themselves, for a backend that binds and reads rows its own way (pg_store.cc).
+  std::span<const Column<Row>> columns() const { return columns_; }
 
   // "id, pool, status, …": every column, in order, for SELECT and INSERT.
   std::string ColumnList() const;

@@ -1,5 +1,6 @@
-// Tests of the SQLite MetadataStore, continued: bytes kept as written, concurrent writers,
-// reopening, session inputs, and the audit chain and usage (sqlite_store_test.cc has the rest).
+// Tests of the MetadataStore, continued: bytes kept as written, concurrent writers, reopening,
+// session inputs, and the audit chain and usage (sqlite_store_test.cc has the rest, and says which
+// run on both backends).
 #include <sqlite3.h>
 #include <stdlib.h>
 
@@ -18,6 +19,7 @@
 #include "store/metadata_store.h"
 #include "store/migrations.h"
 #include "store/sqlite_store_test_util.h"
+#include "store/store_test_fixture.h"
 #include "test_util.h"
 
 namespace pycell::store {
@@ -25,7 +27,7 @@ namespace {
 
 using namespace store_test;  // NOLINT: the shared test helpers.
 
-TEST_F(SqliteStoreTest, TextRoundTripsByteForByte) {
+TEST_P(StoreTest, TextRoundTripsByteForByte) {
   ASSERT_NO_FATAL_FAILURE(Open());
   SessionRow session = MakeSession(1);
   ASSERT_OK(store_->PutSession(session));
@@ -43,7 +45,7 @@ TEST_F(SqliteStoreTest, TextRoundTripsByteForByte) {
 
 // --- Concurrency, locking and durability ------------------------------------------------------
 
-TEST_F(SqliteStoreTest, ConcurrentWritersOnOneStore) {
+TEST_P(StoreTest, ConcurrentWritersOnOneStore) {
   ASSERT_NO_FATAL_FAILURE(Open());
   constexpr int kThreads = 4;
   constexpr int kPerThread = 20;
@@ -80,11 +82,11 @@ TEST_F(SqliteStoreTest, ConcurrentWritersOnOneStore) {
   EXPECT_EQ(files->size(), static_cast<size_t>(kThreads * kPerThread));
 }
 
-TEST_F(SqliteStoreTest, ConcurrentWritersOnTwoConnections) {
-  // Two stores on one file stand for two processes: SQLite's locks and the busy timeout, not our
-  // mutex, keep them apart.
+TEST_P(StoreTest, ConcurrentWritersOnTwoConnections) {
+  // Two stores on one database stand for two processes: the database's locks (SQLite's and its
+  // busy timeout; PostgreSQL's row locks), not our mutex, keep them apart.
   ASSERT_NO_FATAL_FAILURE(Open());
-  auto other = OpenSqliteStore(path_);
+  auto other = OpenAnother();
   ASSERT_OK(other);
   MetadataStore* stores[] = {store_.get(), other.value().get()};
   std::atomic<int> failures{0};
@@ -131,7 +133,7 @@ TEST_F(SqliteStoreTest, ABusyDatabaseIsUnavailableAfterTheTimeoutWhileReadsGoOn)
   EXPECT_OK(store_->PutSession(MakeSession(2)));
 }
 
-TEST_F(SqliteStoreTest, EverythingSurvivesReopening) {
+TEST_P(StoreTest, EverythingSurvivesReopening) {
   ASSERT_NO_FATAL_FAILURE(Open());
   SessionRow session = MakeSession(1);
   ASSERT_OK(store_->PutSession(session));
@@ -164,7 +166,7 @@ TEST_F(SqliteStoreTest, EverythingSurvivesReopening) {
   ExpectSameFile(due->front(), input);
 }
 
-TEST_F(SqliteStoreTest, SessionInputsRecordTheFirstPlacementAndSurviveTheirFile) {
+TEST_P(StoreTest, SessionInputsRecordTheFirstPlacementAndSurviveTheirFile) {
   Open();
   ASSERT_OK(store_->AddSessionInputs({{"sess_a", "file_1", "in.csv", "aa", 100},
                                       {"sess_a", "file_2", "two.csv", "bb", 200},
@@ -207,7 +209,7 @@ Trail AuditTrail(const std::string& action, const std::string& target, const std
   return trail;
 }
 
-TEST_F(SqliteStoreTest, EveryWriteAppendsItsEventToOneVerifiableChain) {
+TEST_P(StoreTest, EveryWriteAppendsItsEventToOneVerifiableChain) {
   ASSERT_NO_FATAL_FAILURE(Open());
   ASSERT_OK(store_->PutFile(MakeFile(1), AuditTrail("file.upload", Id("file", 1))));
   ASSERT_OK(store_->PutSession(MakeSession(1), AuditTrail("session.create", Id("sess", 1))));
@@ -232,7 +234,7 @@ TEST_F(SqliteStoreTest, EveryWriteAppendsItsEventToOneVerifiableChain) {
   EXPECT_EQ((*filtered)[0].seq, 5);
 }
 
-TEST_F(SqliteStoreTest, AnActionWhoseEventCannotBeWrittenLeavesNothing) {
+TEST_P(StoreTest, AnActionWhoseEventCannotBeWrittenLeavesNothing) {
   ASSERT_NO_FATAL_FAILURE(Open());
   ASSERT_OK(store_->Record(AuditTrail("file.download", "x", "evt_same")));
   // The event's id is taken: the event cannot be written, so the file must not be either.
@@ -246,7 +248,7 @@ TEST_F(SqliteStoreTest, AnActionWhoseEventCannotBeWrittenLeavesNothing) {
   EXPECT_OK(kept);  // Still there.
 }
 
-TEST_F(SqliteStoreTest, TheAuditListenerHearsCommittedEventsOnly) {
+TEST_P(StoreTest, TheAuditListenerHearsCommittedEventsOnly) {
   ASSERT_NO_FATAL_FAILURE(Open());
   std::vector<audit::AuditEvent> heard;
   store_->SetAuditListener([&](const audit::AuditEvent& e) { heard.push_back(e); });
@@ -313,7 +315,7 @@ TEST_F(SqliteStoreTest, RecordsMadeBeforeProjectsBelongToTheDefaultProject) {
   EXPECT_EQ(project->name, "default");
 }
 
-TEST_F(SqliteStoreTest, QuotaCountsAndUsageQueriesSeeOneProject) {
+TEST_P(StoreTest, QuotaCountsAndUsageQueriesSeeOneProject) {
   ASSERT_NO_FATAL_FAILURE(Open());
   for (int n = 1; n <= 3; ++n) {
     SessionRow s = MakeSession(n, n == 3 ? "ended" : "active");

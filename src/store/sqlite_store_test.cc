@@ -1,6 +1,8 @@
-// Tests of the SQLite MetadataStore against real database files in a temporary folder. Where a test
-// needs to see or bend the file behind the store's back (the version row, a held lock, the journal
-// mode) it uses sqlite3 directly, as an operator's tool would.
+// Tests of the MetadataStore. TEST_P(StoreTest, …) runs on both backends (store_test_fixture.h):
+// a real SQLite file in a temporary folder and a real PostgreSQL database. TEST_F(SqliteStoreTest,
+// …) is SQLite's own: where a test needs to see or bend the file behind the store's back (the
+// version row, a held lock, the journal mode) it uses sqlite3 directly, as an operator's tool
+// would.
 #include <sqlite3.h>
 #include <stdlib.h>
 
@@ -19,6 +21,7 @@
 #include "store/metadata_store.h"
 #include "store/migrations.h"
 #include "store/sqlite_store_test_util.h"
+#include "store/store_test_fixture.h"
 #include "test_util.h"
 
 namespace pycell::store {
@@ -151,7 +154,7 @@ TEST_F(SqliteStoreTest, TwoProcessesMayCreateTheDatabaseAtOnce) {
 
 // --- Sessions ----------------------------------------------------------------------------------
 
-TEST_F(SqliteStoreTest, PutSessionInsertsThenReplacesTheWholeRow) {
+TEST_P(StoreTest, PutSessionInsertsThenReplacesTheWholeRow) {
   ASSERT_NO_FATAL_FAILURE(Open());
   SessionRow row = MakeSession(1);
   ASSERT_OK(store_->PutSession(row));
@@ -174,7 +177,7 @@ TEST_F(SqliteStoreTest, PutSessionInsertsThenReplacesTheWholeRow) {
   EXPECT_EQ(all->size(), 1u);
 }
 
-TEST_F(SqliteStoreTest, UnknownIdsAreNotFound) {
+TEST_P(StoreTest, UnknownIdsAreNotFound) {
   ASSERT_NO_FATAL_FAILURE(Open());
   EXPECT_TRUE(store_->GetSession(Id("sess", 9)).status().IsNotFound());
   EXPECT_TRUE(store_->GetExecution(Id("exec", 9)).status().IsNotFound());
@@ -185,7 +188,7 @@ TEST_F(SqliteStoreTest, UnknownIdsAreNotFound) {
             std::string::npos);
 }
 
-TEST_F(SqliteStoreTest, ListSessionsPagesNewestFirstAndFiltersByStatus) {
+TEST_P(StoreTest, ListSessionsPagesNewestFirstAndFiltersByStatus) {
   ASSERT_NO_FATAL_FAILURE(Open());
   // Put out of order: the order comes from the ids, not from insertion.
   for (int n : {3, 1, 5, 2, 4}) {
@@ -216,7 +219,7 @@ TEST_F(SqliteStoreTest, ListSessionsPagesNewestFirstAndFiltersByStatus) {
   EXPECT_TRUE(none->empty());
 }
 
-TEST_F(SqliteStoreTest, EndActiveSessionsEndsOnlyActiveOnes) {
+TEST_P(StoreTest, EndActiveSessionsEndsOnlyActiveOnes) {
   ASSERT_NO_FATAL_FAILURE(Open());
   for (int n = 1; n <= 3; ++n) ASSERT_OK(store_->PutSession(MakeSession(n, "active")));
   ASSERT_OK(store_->PutSession(MakeSession(4, "ended")));
@@ -243,7 +246,7 @@ TEST_F(SqliteStoreTest, EndActiveSessionsEndsOnlyActiveOnes) {
 
 // --- Executions --------------------------------------------------------------------------------
 
-TEST_F(SqliteStoreTest, RecordExecutionWritesExecutionFilesAndSession) {
+TEST_P(StoreTest, RecordExecutionWritesExecutionFilesAndSession) {
   ASSERT_NO_FATAL_FAILURE(Open());
   SessionRow session = MakeSession(1);
   session.execution_count = 0;
@@ -275,7 +278,7 @@ TEST_F(SqliteStoreTest, RecordExecutionWritesExecutionFilesAndSession) {
   EXPECT_EQ(stored_session->execution_count, 2);
 }
 
-TEST_F(SqliteStoreTest, RecordExecutionIsAllOrNothing) {
+TEST_P(StoreTest, RecordExecutionIsAllOrNothing) {
   ASSERT_NO_FATAL_FAILURE(Open());
   SessionRow session = MakeSession(1);
   ASSERT_OK(store_->PutSession(session));
@@ -305,7 +308,7 @@ TEST_F(SqliteStoreTest, RecordExecutionIsAllOrNothing) {
   EXPECT_OK(store_->GetExecution(execution.id));
 }
 
-TEST_F(SqliteStoreTest, RecordExecutionRefusesAnUnknownSession) {
+TEST_P(StoreTest, RecordExecutionRefusesAnUnknownSession) {
   ASSERT_NO_FATAL_FAILURE(Open());
   SessionRow session = MakeSession(1);  // Never put.
   ExecutionRow execution = MakeExecution(1, session.id);
@@ -316,7 +319,7 @@ TEST_F(SqliteStoreTest, RecordExecutionRefusesAnUnknownSession) {
   EXPECT_TRUE(store_->GetFile(Id("file", 1)).status().IsNotFound());
 }
 
-TEST_F(SqliteStoreTest, RecordExecutionRefusesAMismatchedSessionRow) {
+TEST_P(StoreTest, RecordExecutionRefusesAMismatchedSessionRow) {
   ASSERT_NO_FATAL_FAILURE(Open());
   ASSERT_OK(store_->PutSession(MakeSession(1)));
   ASSERT_OK(store_->PutSession(MakeSession(2)));
@@ -325,7 +328,7 @@ TEST_F(SqliteStoreTest, RecordExecutionRefusesAMismatchedSessionRow) {
   EXPECT_TRUE(store_->GetExecution(Id("exec", 1)).status().IsNotFound());
 }
 
-TEST_F(SqliteStoreTest, RecordExecutionRefusesADuplicateExecutionId) {
+TEST_P(StoreTest, RecordExecutionRefusesADuplicateExecutionId) {
   ASSERT_NO_FATAL_FAILURE(Open());
   SessionRow session = MakeSession(1);
   ASSERT_OK(store_->PutSession(session));
@@ -334,7 +337,7 @@ TEST_F(SqliteStoreTest, RecordExecutionRefusesADuplicateExecutionId) {
   EXPECT_TRUE(status.IsInvalidArgument()) << status.ToString();
 }
 
-TEST_F(SqliteStoreTest, ListExecutionsPagesOneSessionNewestFirst) {
+TEST_P(StoreTest, ListExecutionsPagesOneSessionNewestFirst) {
   ASSERT_NO_FATAL_FAILURE(Open());
   SessionRow first = MakeSession(1);
   SessionRow second = MakeSession(2);
@@ -361,7 +364,7 @@ TEST_F(SqliteStoreTest, ListExecutionsPagesOneSessionNewestFirst) {
 
 // --- Files -------------------------------------------------------------------------------------
 
-TEST_F(SqliteStoreTest, PutFileRefusesADuplicateId) {
+TEST_P(StoreTest, PutFileRefusesADuplicateId) {
   ASSERT_NO_FATAL_FAILURE(Open());
   ASSERT_OK(store_->PutFile(MakeFile(1)));
   FileRow again = MakeFile(1);
@@ -373,7 +376,7 @@ TEST_F(SqliteStoreTest, PutFileRefusesADuplicateId) {
   EXPECT_EQ(got->filename, MakeFile(1).filename);
 }
 
-TEST_F(SqliteStoreTest, ListFilesFiltersAndPages) {
+TEST_P(StoreTest, ListFilesFiltersAndPages) {
   ASSERT_NO_FATAL_FAILURE(Open());
   SessionRow session = MakeSession(1);
   ASSERT_OK(store_->PutSession(session));
@@ -413,7 +416,7 @@ TEST_F(SqliteStoreTest, ListFilesFiltersAndPages) {
   EXPECT_EQ(Ids(*paged), (std::vector<std::string>{Id("file", 3), Id("file", 2)}));
 }
 
-TEST_F(SqliteStoreTest, PageLimitIsClampedToOneThroughAThousand) {
+TEST_P(StoreTest, PageLimitIsClampedToOneThroughAThousand) {
   ASSERT_NO_FATAL_FAILURE(Open());
   SessionRow session = MakeSession(1);
   ASSERT_OK(store_->PutSession(session));
@@ -436,7 +439,7 @@ TEST_F(SqliteStoreTest, PageLimitIsClampedToOneThroughAThousand) {
   EXPECT_EQ(sessions->size(), 1u);
 }
 
-TEST_F(SqliteStoreTest, DeleteFileCountsTheRecordsStillNamingItsBlob) {
+TEST_P(StoreTest, DeleteFileCountsTheRecordsStillNamingItsBlob) {
   ASSERT_NO_FATAL_FAILURE(Open());
   const std::string shared(64, 'a');
   const std::string alone(64, 'f');
@@ -469,7 +472,7 @@ TEST_F(SqliteStoreTest, DeleteFileCountsTheRecordsStillNamingItsBlob) {
   EXPECT_TRUE(blobs->empty());
 }
 
-TEST_F(SqliteStoreTest, ExpiredFilesAreThoseDueOldestFirst) {
+TEST_P(StoreTest, ExpiredFilesAreThoseDueOldestFirst) {
   ASSERT_NO_FATAL_FAILURE(Open());
   // id n expires at expiry[n]; 0 never expires. Ids and expiry orders differ on purpose.
   const int64_t expiry[] = {0, 300, 100, 0, 200};
