@@ -127,8 +127,9 @@ Result<ServiceStatus> Service::GetStatus() {
   status.uptime_s =
       std::chrono::duration_cast<std::chrono::seconds>(clock_->Now() - started_).count();
   status.server = config_.server;
-  status.store_backend = "sqlite";
-  status.store_location = config_.server.data_dir + "/pycell.db";
+  // A PostgreSQL URL may hold a password: only the backend is shown.
+  status.store_backend = config_.store.postgresql() ? "postgresql" : "sqlite";
+  status.store_location = config_.store.postgresql() ? "" : config_.server.data_dir + "/pycell.db";
   status.host_protections_json = host_protections_json_;
   status.pools = Pools();
   status.evidence_key = EvidencePublicKey();

@@ -46,7 +46,11 @@ Result<std::unique_ptr<Service>> Service::Open(const ServiceConfig& config, Cloc
     protections.push_back({{"name", p.name}, {"available", p.available}, {"detail", p.detail}});
   }
   service->host_protections_json_ = DumpJson(protections);
-  ASSIGN_OR_RETURN(service->store_, store::OpenSqliteStore(data + "/pycell.db"));
+  // SQLite in the data dir unless store.url names a PostgreSQL database (migrated beforehand by
+  // `pycell migrate`; opening refuses an older schema).
+  ASSIGN_OR_RETURN(
+      service->store_,
+      store::OpenMetadataStore(config.store.url.empty() ? data + "/pycell.db" : config.store.url));
   service->identity_ = std::make_unique<Identity>(*service->store_, *clock);
   // Diagnostic settings first, so that every audit event of this run reaches them.
   ASSIGN_OR_RETURN(auto diagnostics,

@@ -260,7 +260,7 @@ Json ServiceStatusView(const ServiceStatus& status) {
       {"data_dir", server.data_dir},
       {"store",
        {{"backend", status.store_backend},
-        {"path", status.store_location},
+        {"path", status.store_location.empty() ? Json(nullptr) : Json(status.store_location)},
         {"schema_version", status.schema_version}}},
       {"host_protections", protections.ok() ? std::move(*protections) : Json::array()},
       {"pools", PoolsView(status.pools)["data"]},
