@@ -36,6 +36,7 @@
 #include "store/pg_db.h"
 #include "store/pg_migrations.h"
 #include "store/sqlite_rows.h"
+#include "store/store_events.h"
 
 namespace pycell::store {
 namespace {
@@ -267,13 +268,7 @@ class PgStore : public MetadataStore {
         active.emplace_back(ended.Text(i, 0), ended.Text(i, 1));
       std::sort(active.begin(), active.end());  // The events in id order, as SQLite writes them.
       for (const auto& [id, project] : active) {
-        audit::AuditEvent event;
-        event.time_ms = now_ms;
-        event.principal = "system";
-        event.project_id = project;
-        event.action = "session.end";
-        event.target = id;
-        event.detail_json = "{\"reason\":\"" + reason + "\"}";
+        audit::AuditEvent event = SessionEndedBySystem(id, project, reason, now_ms);
         RETURN_IF_ERROR(AppendAudit(&event));
         events.push_back(std::move(event));
       }
@@ -287,11 +282,7 @@ class PgStore : public MetadataStore {
 
   Status RecordExecution(const ExecutionRow& execution, const std::vector<FileRow>& artifacts,
                          const SessionRow& session, const Trail& trail) override {
-    if (execution.session_id != session.id) {
-      return Status::InvalidArgument("record execution " + execution.id + ": it belongs to " +
-                                     execution.session_id + " but the session row given is " +
-                                     session.id);
-    }
+    RETURN_IF_ERROR(CheckExecutionOfSession(execution, session));
     MutexLock lock(mu_);
     const std::string context =
         "record execution " + execution.id + " (session " + execution.session_id + ")";
@@ -579,11 +570,7 @@ class PgStore : public MetadataStore {
     ASSIGN_OR_RETURN(PgResult head,
                      conn_->Exec("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"));
     if (head.rows() != 1) return Status::Internal("the audit chain's head row is missing");
-    event->seq = head.Int64(0, 0) + 1;
-    event->prev_hash = head.Text(0, 1);
-    if (event->id.empty()) event->id = NewId("evt_");
-    if (event->detail_json.empty()) event->detail_json = "{}";
-    event->hash = audit::EventHash(*event);
+    SealAuditEvent(event, head.Int64(0, 0), head.Text(0, 1));
     RETURN_IF_ERROR(WriteRow(kAuditCodec, *event, InsertSql(kAuditCodec))
                         .WithContext("append audit event " + event->action));
     return conn_

@@ -18,6 +18,7 @@
 #include "store/migrations.h"
 #include "store/sqlite_db.h"
 #include "store/sqlite_rows.h"
+#include "store/store_events.h"
 
 namespace pycell::store {
 namespace {
@@ -201,13 +202,7 @@ class SqliteStore : public MetadataStore {
     RETURN_IF_ERROR(update.Run());
     std::vector<audit::AuditEvent> events;
     for (const auto& [id, project] : active) {
-      audit::AuditEvent event;
-      event.time_ms = now_ms;
-      event.principal = "system";
-      event.project_id = project;
-      event.action = "session.end";
-      event.target = id;
-      event.detail_json = "{\"reason\":\"" + reason + "\"}";
+      audit::AuditEvent event = SessionEndedBySystem(id, project, reason, now_ms);
       RETURN_IF_ERROR(AppendAudit(&event));
       events.push_back(std::move(event));
     }
@@ -220,11 +215,7 @@ class SqliteStore : public MetadataStore {
 
   Status RecordExecution(const ExecutionRow& execution, const std::vector<FileRow>& artifacts,
                          const SessionRow& session, const Trail& trail) override {
-    if (execution.session_id != session.id) {
-      return Status::InvalidArgument("record execution " + execution.id + ": it belongs to " +
-                                     execution.session_id + " but the session row given is " +
-                                     session.id);
-    }
+    RETURN_IF_ERROR(CheckExecutionOfSession(execution, session));
     MutexLock lock(mu_);
     const std::string context =
         "record execution " + execution.id + " (session " + execution.session_id + ")";
@@ -508,12 +499,9 @@ class SqliteStore : public MetadataStore {
       ASSIGN_OR_RETURN(Statement last, db_->Prepare("SELECT seq, hash FROM audit_events "
                                                     "ORDER BY seq DESC LIMIT 1"));
       ASSIGN_OR_RETURN(bool has_row, last.Step());
-      event->seq = has_row ? last.ColumnInt64(0) + 1 : 1;
-      event->prev_hash = has_row ? last.ColumnText(1) : audit::kGenesisHash;
+      SealAuditEvent(event, has_row ? last.ColumnInt64(0) : 0,
+                     has_row ? last.ColumnText(1) : audit::kGenesisHash);
     }
-    if (event->id.empty()) event->id = NewId("evt_");
-    if (event->detail_json.empty()) event->detail_json = "{}";
-    event->hash = audit::EventHash(*event);
     return WriteRow(kAuditCodec, *event, kAuditCodec.InsertSql())
         .WithContext("append audit event " + event->action);
   }
