@@ -12,8 +12,13 @@ Result<std::shared_ptr<const Origin>> Service::ProducedBy(const auth::Caller& ca
                                                           const store::FileRow& output, int depth,
                                                           std::set<std::string>* seen) {
   auto origin = std::make_shared<Origin>();
-  ASSIGN_OR_RETURN(origin->execution, store_->GetExecution(output.execution_id));
-  const store::ExecutionRow& exec = origin->execution;
+  ASSIGN_OR_RETURN(store::ExecutionRow exec, store_->GetExecution(output.execution_id));
+  origin->execution = {.id = exec.id,
+                       .status = exec.status,
+                       .code = exec.code,
+                       .code_sha256 = exec.code_sha256,
+                       .started_at_ms = exec.started_at_ms,
+                       .duration_ms = exec.duration_ms};
   if (auto row = store_->GetSession(exec.session_id); row.ok()) origin->session = std::move(*row);
   // What was in /mnt/data when the cell started: the files placed before it, and what earlier
   // cells of the same session wrote.
@@ -66,7 +71,11 @@ Result<FileLineage> Service::Lineage(const auth::Caller& caller, const std::stri
     FileLineage::Use used{.session_id = use.session_id, .placed_at_ms = use.placed_at_ms};
     ASSIGN_OR_RETURN(auto runs, store_->ListExecutions(use.session_id, store::Page{1000, ""}));
     for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
-      if (it->started_at_ms >= use.placed_at_ms) used.executions.push_back(std::move(*it));
+      if (it->started_at_ms < use.placed_at_ms) continue;
+      used.executions.push_back({.id = it->id,
+                                 .status = it->status,
+                                 .code_sha256 = it->code_sha256,
+                                 .started_at_ms = it->started_at_ms});
     }
     lineage.used_by.push_back(std::move(used));
   }

@@ -69,12 +69,23 @@ struct SessionFile {
   int64_t modified_at_ns = 0;  // Since the epoch.
 };
 
+// An execution as lineage names it: what it ran and when, without its record (whose outputs a
+// cell fills: a lineage report may name a thousand executions).
+struct ExecutionSummary {
+  std::string id;
+  std::string status;  // As the session reported it.
+  std::string code;    // Empty in FileLineage::Use, which names executions by code_sha256.
+  std::string code_sha256;
+  int64_t started_at_ms = 0;
+  double duration_ms = 0;
+};
+
 // Where an output came from (Service::Lineage): the execution that wrote it (its status as the
 // session reported it; the rest measured by the server), that execution's session (absent when
 // its record is gone), and the files in /mnt/data when the cell started, each traced back the
 // same way when it was itself an output the caller may see.
 struct Origin {
-  store::ExecutionRow execution;
+  ExecutionSummary execution;
   std::optional<store::SessionRow> session;
   struct Input {
     std::string file_id;
@@ -95,7 +106,7 @@ struct FileLineage {
   struct Use {
     std::string session_id;
     int64_t placed_at_ms = 0;
-    std::vector<store::ExecutionRow> executions;
+    std::vector<ExecutionSummary> executions;
   };
   std::vector<Use> used_by;
 };

@@ -119,7 +119,7 @@ Json AuditListView(const Listing<audit::AuditEvent>& events) {
 namespace {
 
 Json OriginView(const Origin& origin) {
-  const store::ExecutionRow& exec = origin.execution;
+  const ExecutionSummary& exec = origin.execution;
   // status is what the session reported; the rest the server measured itself.
   Json execution = {{"id", exec.id},
                     {"status", exec.status},
@@ -165,7 +165,7 @@ Json LineageView(const FileLineage& lineage) {
   Json used_by = Json::array();
   for (const FileLineage::Use& use : lineage.used_by) {
     Json executions = Json::array();
-    for (const store::ExecutionRow& run : use.executions) {
+    for (const ExecutionSummary& run : use.executions) {
       executions.push_back({{"id", run.id},
                             {"status", run.status},
                             {"code_sha256", run.code_sha256},
